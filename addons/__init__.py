@@ -1,0 +1,1 @@
+"""mitmproxy glue: the only package that imports mitmproxy."""

@@ -1,0 +1,185 @@
+"""``phi-gateway run``: mitmproxy embedded with the PHI gateway addon, and nothing else.
+
+Unlike ``mitmdump -s``, this never serves without the addon: the policy and the geo databases
+are loaded before anything listens, and any failure exits non-zero. A reload (SIGHUP) that fails
+keeps the last good policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import exceptions
+from mitmproxy.options import Options
+from mitmproxy.tools.dump import DumpMaster
+
+from addons.phi_gateway import PhiGateway
+from gateway import cli
+from gateway.admin import AdminServer, ReadinessState
+from gateway.config import ConfigError, GatewayConfig, load_config, parse_config, split_host_port
+from gateway.engine import Gateway, GatewayStartError
+
+log = logging.getLogger("phi_gateway")
+CA_FILE = "mitmproxy-ca-cert.pem"
+
+
+def effective_config(args: argparse.Namespace) -> GatewayConfig:
+    """The config file with command-line overrides applied, validated as a whole."""
+    config = load_config(args.config)
+    if not (args.listen or args.admin or args.mode):
+        return config
+    data = config.model_dump(mode="json")
+    if args.listen:
+        data["proxy"]["listen"] = args.listen
+    if args.mode:
+        data["proxy"]["modes"] = args.mode
+    if args.admin:
+        data["admin"]["listen"] = args.admin
+    return parse_config(data, f"{args.config} with command-line overrides")
+
+
+def mitmproxy_options(config: GatewayConfig, verbose: bool) -> dict[str, Any]:
+    host, port = split_host_port(config.proxy.listen)
+    options: dict[str, Any] = {
+        "mode": list(config.proxy.modes),
+        "listen_host": host,
+        "listen_port": port,
+        # Open upstream connections only once a request has been judged: a blocked request
+        # never connects anywhere.
+        "connection_strategy": "lazy",
+        # Streamed bodies reach the server before inspection; bodies stay buffered.
+        "stream_large_bodies": None,
+        "block_global": not config.proxy.allow_public_clients,
+        "onboarding": False,
+        "termlog_verbosity": "info" if verbose else "warn",
+    }
+    if config.proxy.upstream_ca_bundle is not None:
+        options["ssl_verify_upstream_trusted_ca"] = str(config.proxy.upstream_ca_bundle)
+    return options
+
+
+def banner(
+    config: GatewayConfig,
+    args: argparse.Namespace,
+    gateway: Gateway,
+    listen: list[str],
+    admin: tuple[str, int],
+) -> str:
+    lines = [
+        f"PHI egress gateway (instance {gateway.instance_id})",
+        f"  proxy:   {', '.join(config.proxy.modes)} on {', '.join(listen)}",
+        f"  admin:   http://{admin[0]}:{admin[1]}/metrics  /healthz  /readyz",
+        f"  policy:  {args.config} (version {gateway.policy_version}, "
+        f"mode {config.policy.mode.value}, foreign PHI: {config.policy.foreign_phi_action.value}"
+        f", allowed: {' '.join(config.jurisdiction.allowed_countries)})",
+    ]
+    lines += [f"  geo:     {db.describe()}" for db in gateway.locator.databases]
+    lines += [
+        f"  CA:      {(config.proxy.confdir / CA_FILE).resolve()} "
+        "(clients must trust it for HTTPS)",
+        f"  audit:   {config.audit.database}",
+    ]
+    return "\n".join(lines)
+
+
+class _Lifecycle:
+    """Marks the gateway ready once mitmproxy listens, and prints where."""
+
+    def __init__(self, on_running: Any) -> None:
+        self.on_running = on_running
+
+    def running(self) -> None:
+        self.on_running()
+
+
+async def serve(
+    args: argparse.Namespace,
+    config: GatewayConfig,
+    gateway: Gateway,
+    readiness: ReadinessState,
+    admin: AdminServer,
+) -> int:
+    master = DumpMaster(
+        Options(confdir=str(config.proxy.confdir)), with_termlog=True, with_dumper=False
+    )
+    addon = PhiGateway(gateway)
+    master.addons.add(addon)
+    try:
+        master.options.update(**mitmproxy_options(config, args.verbose))
+    except exceptions.OptionsError as exc:
+        print(f"phi-gateway: invalid proxy settings: {exc}", file=sys.stderr)
+        return cli.EXIT_CONFIG
+
+    def on_running() -> None:
+        proxyserver = master.addons.get("proxyserver")
+        listen = [f"{a[0]}:{a[1]}" for a in proxyserver.listen_addrs()]
+        print(banner(config, args, gateway, listen, admin.address), flush=True)
+        readiness.set_problem("proxy", None)
+
+    master.addons.add(_Lifecycle(on_running))
+
+    def reload() -> None:
+        try:
+            addon.apply(effective_config(args), str(args.config))
+            readiness.set_problem("policy", None)
+        except (ConfigError, exceptions.OptionsError) as exc:
+            log.error(
+                "reload failed, keeping policy %s:\n%s",
+                addon.gateway.policy_version if addon.gateway else "-",
+                exc,
+            )
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, master.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await master.run()
+    finally:
+        readiness.set_problem("proxy", "stopped")
+    return cli.EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = effective_config(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return cli.EXIT_CONFIG
+    try:
+        gateway = Gateway.from_config(config)
+    except GatewayStartError as exc:
+        print(f"phi-gateway: cannot start: {exc}", file=sys.stderr)
+        return cli.EXIT_CONFIG
+    gateway.publish_metrics()
+    readiness = ReadinessState()
+    admin_host, admin_port = split_host_port(config.admin.listen)
+    try:
+        admin = AdminServer(admin_host, admin_port, readiness)
+    except OSError as exc:
+        print(
+            f"phi-gateway: cannot listen on admin address {config.admin.listen}: {exc}",
+            file=sys.stderr,
+        )
+        return cli.EXIT_FAILURE
+    admin.start()
+    Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
+    try:
+        return asyncio.run(serve(args, config, gateway, readiness, admin))
+    finally:
+        admin.stop()
+        gateway.close()
+
+
+def main() -> int:
+    return cli.main(run=run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

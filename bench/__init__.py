@@ -1,0 +1,1 @@
+"""One-command benchmark: the gateway against bare mitmdump on the same traffic."""

@@ -1,0 +1,1 @@
+"""PHI egress gateway."""

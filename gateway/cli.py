@@ -1,0 +1,185 @@
+"""The ``phi-gateway`` command: run, check-config, geo lookup, audit list.
+
+``run`` needs mitmproxy, which only ``addons/`` may import: the entry point in
+``addons.runner`` hands its server function in, keeping imports pointing one way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway.audit.store import AuditError, AuditStore
+from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from gateway.geo import GeoDatabaseError, Locator
+from gateway.geo.resolver import Resolver
+from gateway.policy import effective_location
+
+DEFAULT_CONFIG = Path("configs/gateway.yaml")
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+RunFunction = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi-gateway",
+        description="Egress gateway that stops PHI from leaving US jurisdiction.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the proxy and the admin server")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    run.add_argument("--listen", metavar="HOST:PORT", help="proxy address (overrides config)")
+    run.add_argument("--admin", metavar="HOST:PORT", help="admin address (overrides config)")
+    run.add_argument(
+        "--mode",
+        action="append",
+        metavar="MODE",
+        help="mitmproxy mode (regular, reverse:URL, transparent, socks5, ...); "
+        "repeatable; overrides proxy.modes",
+    )
+    run.add_argument("--verbose", action="store_true", help="log every connection")
+
+    check = sub.add_parser("check-config", help="validate a config file and what it references")
+    check.add_argument("file", type=Path)
+
+    geo = sub.add_parser("geo", help="geolocation tools")
+    geo_sub = geo.add_subparsers(dest="geo_command", required=True)
+    lookup = geo_sub.add_parser("lookup", help="where is an address or host, legally?")
+    lookup.add_argument("target", metavar="IP|HOST")
+    lookup.add_argument("--config", type=Path, default=None)
+
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    listing = audit_sub.add_parser("list", help="show the most recent audit events")
+    listing.add_argument("--config", type=Path, default=None)
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def _config_or_default(path: Path | None) -> GatewayConfig:
+    if path is not None:
+        return load_config(path)
+    if DEFAULT_CONFIG.is_file():
+        return load_config(DEFAULT_CONFIG)
+    return parse_config({})
+
+
+def check_config(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    problems: list[tuple[str, str]] = []
+    for index, db in enumerate(config.geo.databases):
+        try:
+            Locator.from_config(
+                config.jurisdiction.allowed_countries,
+                config.geo.model_copy(update={"databases": (db,)}),
+            ).close()
+        except GeoDatabaseError as exc:
+            problems.append((f"geo.databases[{index}].path", str(exc)))
+    if not config.audit.database.parent.exists() and not _creatable(config.audit.database.parent):
+        problems.append(
+            (
+                "audit.database",
+                f"directory {config.audit.database.parent} does not exist and cannot be created",
+            )
+        )
+    if problems:
+        print(ConfigError(str(path), problems), file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        f"{path}: OK (policy version {config.version}, mode {config.policy.mode.value}, "
+        f"{len(config.geo.databases)} geo database(s), "
+        f"allowed: {', '.join(config.jurisdiction.allowed_countries)})"
+    )
+    return EXIT_OK
+
+
+def _creatable(directory: Path) -> bool:
+    parent = directory
+    while not parent.exists():
+        parent = parent.parent
+    return parent.is_dir() and bool(parent.stat().st_mode & 0o200)
+
+
+def geo_lookup(target: str, config_path: Path | None) -> int:
+    try:
+        config = _config_or_default(config_path)
+        locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
+    except (ConfigError, GeoDatabaseError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    from gateway.model import Destination
+
+    addresses = Resolver(0).resolve_sync(target)
+    destination = Destination(target, 0, tuple(locator.locate(a) for a in addresses))
+    print(f"{target}:")
+    if not addresses:
+        print("  does not resolve: location unknown")
+    for judged in destination.addresses:
+        print(
+            f"  {judged.ip}: {judged.country_label} ({judged.location.value}, by {judged.reason})"
+        )
+        for answer in judged.evidence:
+            print(f"    {answer.source}: {answer.country or 'no answer'}")
+    verdict = effective_location(destination, config)
+    print(
+        f"jurisdiction verdict: {verdict.value}"
+        + (
+            " (unknown treated as configured by geo.unknown)"
+            if destination.verdict.location.value == "unknown"
+            else ""
+        )
+    )
+    print("databases:")
+    for db in locator.databases:
+        print(f"  {db.describe()}")
+    locator.close()
+    return EXIT_OK
+
+
+def audit_list(config_path: Path | None, limit: int, as_json: bool) -> int:
+    try:
+        config = _config_or_default(config_path)
+        store = AuditStore(config.audit.database)
+    except (ConfigError, AuditError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    rows = store.recent(limit)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return EXIT_OK
+    if not rows:
+        print(f"no audit events in {config.audit.database}")
+    for row in reversed(rows):
+        print(
+            f"{row['time']}  {row['incident_id']}  {row['action']:<7} {row['rule']:<14} "
+            f"{row['client']} -> {row['host']}:{row['port']} [{row['ip']} {row['country']}]  "
+            f"{row['format']} {row['message_type']}  {row['categories']}"
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        if run is None:
+            print("phi-gateway run: no proxy runner available", file=sys.stderr)
+            return EXIT_FAILURE
+        return run(args)
+    if args.command == "check-config":
+        return check_config(args.file)
+    if args.command == "geo":
+        return geo_lookup(args.target, args.config)
+    if args.command == "audit":
+        return audit_list(args.config, args.limit, args.json)
+    return EXIT_FAILURE

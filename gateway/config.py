@@ -1,0 +1,274 @@
+"""Typed gateway configuration: YAML in, validated pydantic models out, clear errors.
+
+Every key has a safe default, so a file that names only some keys is complete. Unknown keys are
+errors (a typo such as ``allowed_countires`` must not silently fall back to a default).
+Relative paths are resolved against the working directory (``make run`` runs from the repo).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import ipaddress
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+HIPAA_JURISDICTIONS = ("US", "PR", "GU", "VI", "AS", "MP", "UM")
+_HOST_RE = re.compile(
+    r"^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$"
+)
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. ``problems`` lists (key path, what is wrong)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: invalid configuration"]
+        lines += [f"  {key}: {problem}" for key, problem in problems]
+        super().__init__("\n".join(lines))
+
+
+def _country_code(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+CountryCode = Annotated[str, BeforeValidator(_country_code), Field(pattern=r"^[A-Z]{2}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Jurisdiction(_Strict):
+    allowed_countries: tuple[CountryCode, ...] = Field(default=HIPAA_JURISDICTIONS, min_length=1)
+
+
+class GeoDatabase(_Strict):
+    path: Path
+    # A site database (one the hospital built for its own ranges) may place private, loopback
+    # and other reserved addresses; public databases never may (their answers there are noise).
+    answers_reserved: bool = False
+
+
+def _database_entry(value: object) -> object:
+    return {"path": value} if isinstance(value, str) else value
+
+
+class Override(_Strict):
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    country: CountryCode
+    note: str = ""
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _parse_cidr(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a CIDR network: {value!r}") from exc
+        return value
+
+
+class UnknownTreatment(StrEnum):
+    FOREIGN = "foreign"
+    DOMESTIC = "domestic"
+
+
+class Geo(_Strict):
+    databases: tuple[Annotated[GeoDatabase, BeforeValidator(_database_entry)], ...] = (
+        GeoDatabase(path=Path("geo_db/dbip-country-lite.mmdb")),
+    )
+    overrides: tuple[Override, ...] = ()
+    unknown: UnknownTreatment = UnknownTreatment.FOREIGN
+    dns_cache_seconds: int = Field(default=30, ge=0, le=3600)
+
+
+class Mode(StrEnum):
+    ENFORCE = "enforce"
+    MONITOR = "monitor"
+
+
+class ForeignPhiAction(StrEnum):
+    BLOCK = "block"
+
+
+class DestinationRule(_Strict):
+    """A destination by host name (``*.`` wildcards allowed) or by CIDR, with the reason."""
+
+    host: str | None = None
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    reason: str = Field(min_length=1)
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower().rstrip(".")
+        if not _HOST_RE.match(host):
+            raise ValueError(f"not a host name or *.wildcard: {value!r}")
+        return host
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _parse_cidr(cls, value: object) -> object:
+        return Override._parse_cidr(value)
+
+    @model_validator(mode="after")
+    def _host_or_cidr(self) -> Self:
+        if (self.host is None) == (self.cidr is None):
+            raise ValueError("give exactly one of 'host' or 'cidr'")
+        return self
+
+    def matches(self, host: str, port: int, addresses: tuple[str, ...]) -> bool:
+        if self.port is not None and self.port != port:
+            return False
+        if self.host is not None:
+            return _host_matches(self.host, host)
+        assert self.cidr is not None
+        # Every address we may connect to must be inside the range.
+        return bool(addresses) and all(_in_network(a, self.cidr) for a in addresses)
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return fnmatch.fnmatchcase(host, pattern) and host.endswith(pattern[1:])
+    return host == pattern
+
+
+def _in_network(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
+
+
+class Policy(_Strict):
+    mode: Mode = Mode.ENFORCE
+    foreign_phi_action: ForeignPhiAction = ForeignPhiAction.BLOCK
+    allow_destinations: tuple[DestinationRule, ...] = ()
+    deny_destinations: tuple[DestinationRule, ...] = ()
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_decompression_ratio: int = Field(default=200, ge=2)
+
+
+class Audit(_Strict):
+    database: Path = Path("var/audit.db")
+
+
+def _host_port(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Proxy(_Strict):
+    listen: HostPort = "127.0.0.1:8080"
+    # mitmproxy mode strings: regular, reverse:https://host, transparent, socks5, ...
+    modes: tuple[str, ...] = Field(default=("regular",), min_length=1)
+    # Where mitmproxy keeps its CA; clients must trust <confdir>/mitmproxy-ca-cert.pem.
+    confdir: Path = Path("var/mitmproxy")
+    # mitmproxy's block_global refuses clients with public addresses (an open relay guard).
+    allow_public_clients: bool = False
+    # Extra CA bundle for verifying upstream servers (internal PKI); system store otherwise.
+    upstream_ca_bundle: Path | None = None
+
+
+class Admin(_Strict):
+    listen: HostPort = "127.0.0.1:9464"
+
+
+class GatewayConfig(_Strict):
+    jurisdiction: Jurisdiction = Jurisdiction()
+    geo: Geo = Geo()
+    policy: Policy = Policy()
+    limits: Limits = Limits()
+    audit: Audit = Audit()
+    proxy: Proxy = Proxy()
+    admin: Admin = Admin()
+
+    @property
+    def version(self) -> str:
+        """Policy version: a short hash of the effective configuration."""
+        canonical = self.model_dump_json().encode()
+        return hashlib.sha256(canonical).hexdigest()[:12]
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item.startswith(("function-", "union[", "tagged-union[")):
+            continue  # pydantic's internal validator names
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
+    """Validate already-parsed YAML/JSON data."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("(top level)", "expected a mapping of sections")])
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling against configs/gateway.yaml)"
+            problems.append((_format_location(tuple(err["loc"])), message))
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: Path | str) -> GatewayConfig:
+    """Read and validate a YAML config file, raising ConfigError with every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [(where, f"YAML syntax: {problem}")]) from None
+    return parse_config(data, str(path))

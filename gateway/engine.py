@@ -1,0 +1,147 @@
+"""The pipeline behind every front end: locate → inspect → decide → record.
+
+The mitmproxy addon (and later other front ends) hand in plain ``Message`` values and carry the
+resulting ``Decision`` out. A ``Gateway`` is built from one validated config; a reload builds a
+new one and swaps it in only when it is complete, so a bad reload keeps the last good policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+from gateway import metrics
+from gateway.audit import AuditEvent, AuditStore
+from gateway.audit.event import new_incident_id
+from gateway.audit.store import AuditError
+from gateway.config import GatewayConfig
+from gateway.enforce import BlockResponse, block_response, warm_up
+from gateway.geo import GeoDatabaseError, Locator, Resolver
+from gateway.inspect import Inspector
+from gateway.model import (
+    Decision,
+    Destination,
+    Format,
+    Inspection,
+    Jurisdiction,
+    Location,
+    Message,
+)
+from gateway.policy import decide, needs_inspection
+
+log = logging.getLogger(__name__)
+INSTANCE_ID = uuid.uuid4().hex[:12]
+
+
+class GatewayStartError(Exception):
+    """The gateway cannot run with this config (geo database or audit store unusable)."""
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, locator: Locator, audit: AuditStore) -> None:
+        self.config = config
+        self.policy_version = config.version
+        self.locator = locator
+        self.resolver = Resolver(config.geo.dns_cache_seconds)
+        self.inspector = Inspector(config.limits)
+        self.audit = audit
+        self.instance_id = INSTANCE_ID
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, audit: AuditStore | None = None) -> Gateway:
+        try:
+            locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
+        except GeoDatabaseError as exc:
+            raise GatewayStartError(str(exc)) from None
+        if audit is None or audit.path != config.audit.database:
+            try:
+                audit = AuditStore(config.audit.database)
+            except AuditError as exc:
+                raise GatewayStartError(str(exc)) from None
+        warm_up()
+        return cls(config, locator, audit)
+
+    def publish_metrics(self) -> None:
+        metrics.POLICY.info({"version": self.policy_version, "mode": self.config.policy.mode.value})
+        for db in self.locator.databases:
+            metrics.GEO_DATABASE_BUILD.labels(db.name).set(db.build_time.timestamp())
+
+    # -- locate -------------------------------------------------------------------------------
+    def judge(self, host: str, port: int, addresses: Iterable[str]) -> Destination:
+        judged = tuple(self.locator.locate(ip) for ip in dict.fromkeys(addresses))
+        for j in judged:
+            metrics.GEO_LOOKUPS.labels(j.location.value, j.reason).inc()
+        if not judged:
+            metrics.GEO_LOOKUPS.labels(Location.UNKNOWN.value, "resolution-failed").inc()
+        return Destination(host, port, judged)
+
+    async def locate(self, host: str, port: int, extra: Iterable[str] = ()) -> Destination:
+        """Judge every address the host resolves to, plus addresses already connected to."""
+        addresses = await self.resolver.resolve(host)
+        return self.judge(host, port, (*addresses, *extra))
+
+    def locate_sync(self, host: str, port: int = 0) -> Destination:
+        return self.judge(host, port, self.resolver.resolve_sync(host))
+
+    def jurisdiction(self, ip: str) -> Jurisdiction:
+        return self.locator.locate(ip)
+
+    # -- inspect, decide, record ----------------------------------------------------------------
+    def evaluate(self, message: Message, destination: Destination) -> Decision:
+        if needs_inspection(destination, self.config):
+            inspection = self.inspector.inspect(message.body, message.content_encoding)
+            metrics.INSPECTION_SECONDS.labels(inspection.format.value).observe(inspection.seconds)
+        else:
+            inspection = Inspection(Format.SKIPPED)
+        verdict = decide(destination, inspection, self.config)
+        incident_id = new_incident_id() if verdict.record else ""
+        decision = Decision(incident_id, message, destination, inspection, verdict, time.time())
+        self._record(decision)
+        return decision
+
+    def _record(self, decision: Decision) -> None:
+        verdict, inspection = decision.verdict, decision.inspection
+        action = verdict.action.value if verdict.enforced else "monitor"
+        country = decision.destination.verdict.country_label
+        metrics.DECISIONS.labels(
+            action, verdict.rule, inspection.format.value, decision.message.protocol.value, country
+        ).inc()
+        if inspection.error:
+            metrics.NOT_INSPECTED.labels("limit" if inspection.limit else "unreadable").inc()
+            if inspection.limit:
+                metrics.LIMIT_EXCEEDED.labels(inspection.limit).inc()
+        if inspection.format is not Format.SKIPPED:
+            for category, count in inspection.category_counts().items():
+                metrics.FINDINGS.labels(category).inc(count)
+        if verdict.record:
+            event = AuditEvent.from_decision(decision, self.instance_id, self.policy_version)
+            self.audit.append(event)
+            metrics.AUDIT_EVENTS.labels(action).inc()
+            log.warning(
+                "%s %s: rule=%s format=%s country=%s categories=%s",
+                decision.incident_id,
+                action,
+                verdict.rule,
+                inspection.format.value,
+                country,
+                ",".join(inspection.category_counts()) or "-",
+            )
+
+    def respond(self, decision: Decision) -> BlockResponse | None:
+        """The refusal to send instead of forwarding, or None to forward."""
+        if not decision.verdict.blocks:
+            return None
+        message = decision.message
+        return block_response(
+            decision.verdict,
+            decision.inspection,
+            decision.incident_id,
+            content_type=message.content_type,
+            accept=message.accept,
+        )
+
+    def close(self) -> None:
+        self.audit.close()
+        self.locator.close()

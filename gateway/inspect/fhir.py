@@ -1,0 +1,267 @@
+"""FHIR resources (JSON, NDJSON, XML converted to the same tree): which ones identify a patient.
+
+A resource carries PHI when it *is* a person (Patient, RelatedPerson, Person) or when it is about
+one: it references a person, or names or identifies one in a subject/patient-style field.
+Terminology, conformance and directory resources (CapabilityStatement, ValueSet, Organization,
+Practitioner, ...) are not PHI on their own. Containers (Bundle, Parameters) are walked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, TypeGuard
+
+from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
+
+C = Category
+PERSON_TYPES = frozenset({"Patient", "RelatedPerson", "Person"})
+CONTAINER_TYPES = frozenset({"Bundle", "Parameters"})
+# Resources that never describe a patient by themselves (they are still walked for contained
+# resources and patient references: a Group listing patients is PHI, a ValueSet never is).
+NON_PATIENT_TYPES = frozenset(
+    {
+        "ActivityDefinition",
+        "CapabilityStatement",
+        "CodeSystem",
+        "CompartmentDefinition",
+        "ConceptMap",
+        "Endpoint",
+        "GraphDefinition",
+        "HealthcareService",
+        "ImplementationGuide",
+        "Library",
+        "Location",
+        "Measure",
+        "Medication",
+        "MedicinalProductDefinition",
+        "MessageDefinition",
+        "NamingSystem",
+        "OperationDefinition",
+        "OperationOutcome",
+        "Organization",
+        "OrganizationAffiliation",
+        "PlanDefinition",
+        "Practitioner",
+        "PractitionerRole",
+        "Questionnaire",
+        "SearchParameter",
+        "StructureDefinition",
+        "StructureMap",
+        "Substance",
+        "SubscriptionTopic",
+        "TerminologyCapabilities",
+        "TestScript",
+        "ValueSet",
+        "EventDefinition",
+        "ObservationDefinition",
+        "SpecimenDefinition",
+        "ChargeItemDefinition",
+        "DeviceDefinition",
+        "Evidence",
+        "EvidenceVariable",
+        "ManufacturedItemDefinition",
+        "PackagedProductDefinition",
+        "Ingredient",
+        "RegulatedAuthorization",
+        "Citation",
+        "Requirements",
+        "ActorDefinition",
+    }
+)
+# Resources whose payload is an opaque document or image.
+OPAQUE_TYPES = frozenset({"Binary", "Media", "DocumentReference"})
+# Fields of clinical resources that point at the person the resource is about.
+SUBJECT_FIELDS = frozenset(
+    {
+        "subject",
+        "patient",
+        "beneficiary",
+        "subscriber",
+        "policyHolder",
+        "individual",
+        "recipient",
+        "sender",
+    }
+)
+_PERSON_REFERENCE = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)/[^/?#]+")
+_RECORD_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[^/?#]+")
+_SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
+_PERSON_FIELDS: dict[str, Category] = {
+    "name": C.NAME,
+    "address": C.GEOGRAPHY,
+    "birthDate": C.DATE,
+    "deceasedDateTime": C.DATE,
+    "photo": C.PHOTO,
+    "contact": C.NAME,
+    "link": C.PATIENT_REFERENCE,
+}
+_TELECOM_SYSTEMS: dict[str, Category] = {"email": C.EMAIL, "fax": C.FAX, "url": C.URL}
+
+
+def is_resource(value: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
+
+
+def _identifier_category(identifier: Any) -> Category:
+    if isinstance(identifier, dict):
+        system = str(identifier.get("system", ""))
+        if system in _SSN_SYSTEMS:
+            return C.SSN
+        codes = (
+            {
+                c.get("code")
+                for c in identifier.get("type", {}).get("coding", [])
+                if isinstance(c, dict)
+            }
+            if isinstance(identifier.get("type"), dict)
+            else set()
+        )
+        if "SS" in codes:
+            return C.SSN
+        if "DL" in codes:
+            return C.LICENSE_NUMBER
+        if codes & {"MB", "SN"}:
+            return C.HEALTH_PLAN_ID
+    return C.MRN
+
+
+class _Walker:
+    """Walks one document; collects findings with FHIRPath-like locations."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.person_urls: set[str] = set()
+        self.resource_types: list[str] = []
+
+    def add(self, category: Category, location: str) -> None:
+        self.findings.append(Finding(category, location))
+
+    def collect_person_urls(self, node: Any) -> None:
+        """Bundles reference entries by fullUrl (urn:uuid:...): learn which are persons."""
+        for entry in _entries(node):
+            resource = entry.get("resource")
+            url = entry.get("fullUrl")
+            if url and is_resource(resource) and resource["resourceType"] in PERSON_TYPES:
+                self.person_urls.add(str(url))
+
+    def resource(self, res: dict[str, Any]) -> None:
+        # Locations start at the resource type ("Patient.name"), however deep it is nested.
+        rtype = res["resourceType"]
+        self.resource_types.append(rtype)
+        here = rtype
+        if rtype in CONTAINER_TYPES:
+            self.collect_person_urls(res)
+        if rtype in PERSON_TYPES:
+            self.person(res, here)
+        elif rtype in OPAQUE_TYPES and _has_data(res):
+            self.add(C.OPAQUE_CONTENT, here)
+        self.walk(res, here, rtype not in NON_PATIENT_TYPES and rtype not in PERSON_TYPES)
+
+    def person(self, res: dict[str, Any], path: str) -> None:
+        if res.get("id"):
+            self.add(C.OTHER_ID, f"{path}.id")
+        for key, category in _PERSON_FIELDS.items():
+            if res.get(key):
+                self.add(category, f"{path}.{key}")
+        for ident in _as_list(res.get("identifier")):
+            self.add(_identifier_category(ident), f"{path}.identifier")
+        for telecom in _as_list(res.get("telecom")):
+            system = telecom.get("system") if isinstance(telecom, dict) else None
+            self.add(_TELECOM_SYSTEMS.get(str(system), C.PHONE), f"{path}.telecom")
+
+    def walk(self, node: Any, path: str, clinical: bool) -> None:
+        """Descend; nested resources start their own context; references are checked."""
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str):
+                self._reference(ref, node, path, clinical)
+            if clinical and path.endswith(".network") and node.get("address"):
+                self.add(C.IP_ADDRESS, f"{path}.address")  # AuditEvent.agent.network
+            for key, value in node.items():
+                child = f"{path}.{key}"
+                if key in ("resourceType", "text", "meta"):
+                    continue
+                if is_resource(value):
+                    self.resource(value)
+                elif isinstance(value, list):
+                    for item in value:
+                        if is_resource(item):
+                            self.resource(item)
+                        else:
+                            self._subject(key, item, child, clinical)
+                            self.walk(item, child, clinical)
+                else:
+                    self._subject(key, value, child, clinical)
+                    self.walk(value, child, clinical)
+
+    def _reference(self, ref: str, node: dict[str, Any], path: str, clinical: bool) -> None:
+        if _PERSON_REFERENCE.search(ref) or ref in self.person_urls:
+            self.add(C.PATIENT_REFERENCE, path)
+            if node.get("display"):
+                self.add(C.NAME, f"{path}.display")
+        elif (
+            clinical
+            and (match := _RECORD_REFERENCE.search(ref))
+            and match.group(1) not in NON_PATIENT_TYPES
+        ):
+            # An id of another patient-specific record (Procedure/123) identifies that record.
+            self.add(C.OTHER_ID, path)
+
+    def _subject(self, key: str, value: Any, path: str, clinical: bool) -> None:
+        """subject/patient fields that name or identify a person without a reference."""
+        if not clinical or key not in SUBJECT_FIELDS or not isinstance(value, dict):
+            return
+        if "reference" in value:
+            return  # judged by the reference rule
+        if value.get("display"):
+            self.add(C.NAME, f"{path}.display")
+        if value.get("identifier"):
+            self.add(_identifier_category(value["identifier"]), f"{path}.identifier")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _entries(bundle: Any) -> Iterator[dict[str, Any]]:
+    for entry in _as_list(bundle.get("entry") if isinstance(bundle, dict) else None):
+        if isinstance(entry, dict):
+            yield entry
+
+
+def _has_data(res: dict[str, Any]) -> bool:
+    """Binary.data, or an attachment (content/content.attachment/...) carrying data or url."""
+    if res.get("data"):
+        return True
+    stack: list[Any] = [res.get("content"), res.get("attachment")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if item.get("data") or item.get("url"):
+                return True
+            stack.append(item.get("attachment"))
+    return False
+
+
+def _summary(walker: _Walker, fmt: Format) -> Inspection:
+    findings = tuple(walker.findings)
+    contains_phi = any(
+        f.category in IDENTIFYING or f.category is C.OPAQUE_CONTENT for f in findings
+    )
+    types = walker.resource_types
+    message_type = types[0] if types else ""
+    return Inspection(
+        format=fmt, message_type=message_type, findings=findings, contains_phi=contains_phi
+    )
+
+
+def inspect_resources(resources: list[dict[str, Any]], fmt: Format) -> Inspection:
+    walker = _Walker()
+    for res in resources:
+        walker.resource(res)
+    return _summary(walker, fmt)

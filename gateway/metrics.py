@@ -1,0 +1,87 @@
+"""Every Prometheus metric the gateway exports, declared once (see docs/metrics.md).
+
+Labels have bounded values only: actions, rules, formats, protocols, ISO country codes,
+Safe Harbor categories, limit names. Never host names, never anything from a payload.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+PREFIX = "phi_gateway"
+
+DECISIONS = Counter(
+    f"{PREFIX}_decisions_total",
+    "Messages decided, by action taken (allow, block, monitor), rule, payload format, "
+    "protocol and destination country.",
+    ["action", "rule", "format", "protocol", "country"],
+)
+FINDINGS = Counter(
+    f"{PREFIX}_phi_findings_total",
+    "Identifiers found in payloads bound for foreign or unknown destinations, "
+    "by Safe Harbor category.",
+    ["category"],
+)
+INSPECTION_SECONDS = Histogram(
+    f"{PREFIX}_inspection_seconds",
+    "Time spent inspecting one payload (decode, sniff, scan), by format.",
+    ["format"],
+    buckets=(
+        0.00005,
+        0.0001,
+        0.00025,
+        0.0005,
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+    ),
+)
+GEO_LOOKUPS = Counter(
+    f"{PREFIX}_geo_lookups_total",
+    "Destination addresses located, by result (domestic, foreign, unknown) and reason "
+    "(override, database, reserved, no-answer, resolution-failed).",
+    ["result", "reason"],
+)
+NOT_INSPECTED = Counter(
+    f"{PREFIX}_flows_not_inspected_total",
+    "Messages whose payload could not be inspected, by reason "
+    "(decode-error, limit, parse-error, ...).",
+    ["reason"],
+)
+LIMIT_EXCEEDED = Counter(
+    f"{PREFIX}_limit_exceeded_total",
+    "Inspection limits that fired, by limit name.",
+    ["limit"],
+)
+GEO_DATABASE_BUILD = Gauge(
+    f"{PREFIX}_geo_database_build_timestamp_seconds",
+    "Build time (Unix seconds) of each loaded geo database.",
+    ["database"],
+)
+CONFIG_RELOADS = Counter(
+    f"{PREFIX}_config_reloads_total",
+    "Policy reloads by result (success, failure: the last good policy stays in force).",
+    ["result"],
+)
+AUDIT_WRITE_ERRORS = Counter(
+    f"{PREFIX}_audit_write_errors_total",
+    "Audit events that could not be written to the audit database.",
+)
+AUDIT_EVENTS = Counter(
+    f"{PREFIX}_audit_events_total",
+    "Audit events queued for the audit database, by action.",
+    ["action"],
+)
+POLICY = Info(
+    f"{PREFIX}_policy",
+    "The policy in force: its version (hash of the effective config) and mode.",
+)
+UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")

@@ -1,0 +1,197 @@
+"""Plain values passed between the pipeline stages (capture → locate → inspect → decide → act →
+record). Nothing here knows about mitmproxy; nothing here ever holds a payload value."""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+class Category(enum.StrEnum):
+    """HIPAA Safe Harbor identifier categories (45 CFR 164.514(b)(2)(i)(A)-(R))."""
+
+    NAME = "name"  # A
+    GEOGRAPHY = "geography"  # B
+    DATE = "date"  # C
+    PHONE = "phone"  # D
+    FAX = "fax"  # E
+    EMAIL = "email"  # F
+    SSN = "ssn"  # G
+    MRN = "mrn"  # H
+    HEALTH_PLAN_ID = "health_plan_id"  # I
+    ACCOUNT_NUMBER = "account_number"  # J
+    LICENSE_NUMBER = "license_number"  # K
+    VEHICLE_ID = "vehicle_id"  # L
+    DEVICE_ID = "device_id"  # M
+    URL = "url"  # N
+    IP_ADDRESS = "ip_address"  # O
+    BIOMETRIC = "biometric"  # P
+    PHOTO = "photo"  # Q
+    OTHER_ID = "other_id"  # R
+    # Not an identifier by itself, but ties clinical content to a patient record elsewhere.
+    PATIENT_REFERENCE = "patient_reference"
+    # Content we cannot see into (a document, an image) attached to a patient-bearing payload.
+    OPAQUE_CONTENT = "opaque_content"
+
+
+# Categories that identify a person on their own. Dates and opaque content only count when they
+# sit next to one of these or in a patient-bearing structure (decided by each inspector).
+IDENTIFYING = frozenset(Category) - {Category.DATE, Category.OPAQUE_CONTENT}
+
+
+class Format(enum.StrEnum):
+    HL7V2 = "hl7v2"
+    HL7V2_XML = "hl7v2-xml"
+    FHIR_JSON = "fhir-json"
+    FHIR_XML = "fhir-xml"
+    FHIR_NDJSON = "fhir-ndjson"
+    CDA = "cda"
+    JSON = "json"
+    XML = "xml"
+    TEXT = "text"
+    BINARY = "binary"
+    EMPTY = "empty"
+    SKIPPED = "skipped"  # not inspected: domestic destination, nothing to decide
+
+
+class Protocol(enum.StrEnum):
+    HTTP1 = "http/1"
+    HTTP2 = "http/2"
+    HTTP3 = "http/3"
+    TCP = "tcp"
+    WEBSOCKET = "websocket"
+
+
+class Location(enum.StrEnum):
+    DOMESTIC = "domestic"
+    FOREIGN = "foreign"
+    UNKNOWN = "unknown"
+
+
+class Action(enum.StrEnum):
+    ALLOW = "allow"
+    BLOCK = "block"
+    REDACT = "redact"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One identifier found: its Safe Harbor category and where it sits — never its value."""
+
+    category: Category
+    location: str  # e.g. "PID-5", "Patient.name", "ClinicalDocument/recordTarget/.../name"
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What the inspect stage learned about one payload."""
+
+    format: Format
+    message_type: str = ""  # "ADT^A01", "Bundle", "Patient", ...
+    control_id: str = ""  # HL7 MSH-10, kept only to answer the sender with an ACK
+    hl7_version: str = ""
+    # MSH-3..6 (sending/receiving application and facility): addresses for a reply ACK.
+    hl7_endpoints: tuple[str, str, str, str] | None = None
+    findings: tuple[Finding, ...] = ()
+    contains_phi: bool = False
+    error: str = ""  # non-empty: the payload could not be inspected (a reason, never content)
+    limit: str = ""  # the named limit that stopped inspection, if any
+    seconds: float = 0.0
+
+    @property
+    def inspected(self) -> bool:
+        return not self.error
+
+    def category_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(f.category.value for f in self.findings).items()))
+
+    def locations(self) -> list[str]:
+        return sorted({f.location for f in self.findings})
+
+
+@dataclass(frozen=True, slots=True)
+class GeoAnswer:
+    """One source's answer for one address."""
+
+    source: str  # "override:10.0.0.0/8", "db:dbip-country-lite", "reserved"
+    country: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Jurisdiction:
+    """Where an address is, legally, with the evidence that says so."""
+
+    ip: str
+    location: Location
+    country: str | None
+    evidence: tuple[GeoAnswer, ...] = ()
+    reason: str = ""  # "override", "database", "no-answer", "reserved", "resolution-failed"
+
+    @property
+    def country_label(self) -> str:
+        return self.country or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a message is going: the name the client asked for and every address judged."""
+
+    host: str
+    port: int
+    addresses: tuple[Jurisdiction, ...] = ()
+
+    @property
+    def verdict(self) -> Jurisdiction:
+        """The worst of the addresses: foreign beats unknown beats domestic."""
+        if not self.addresses:
+            return Jurisdiction(
+                ip="", location=Location.UNKNOWN, country=None, reason="resolution-failed"
+            )
+        rank = {Location.FOREIGN: 0, Location.UNKNOWN: 1, Location.DOMESTIC: 2}
+        return min(self.addresses, key=lambda j: rank[j.location])
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One outbound message as the capture stage hands it over."""
+
+    protocol: Protocol
+    client: str  # "ip:port"
+    destination_host: str
+    destination_port: int
+    method: str = ""
+    path: str = ""  # without the query string: the query may hold PHI
+    content_type: str = ""
+    content_encoding: str = ""
+    accept: str = ""
+    body: bytes = b""
+    raw_body_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the decide stage concluded. ``enforced`` is False in monitor mode."""
+
+    action: Action
+    rule: str  # stable id, e.g. "foreign-phi", "deny-list", "allow-list"
+    reason: str  # human sentence, no payload content
+    enforced: bool = True
+    record: bool = False  # write an audit event
+
+    @property
+    def blocks(self) -> bool:
+        return self.action is Action.BLOCK and self.enforced
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Everything one message went through; what the act and record stages consume."""
+
+    incident_id: str
+    message: Message
+    destination: Destination
+    inspection: Inspection
+    verdict: Verdict
+    timestamp: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)

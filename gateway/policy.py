@@ -1,0 +1,90 @@
+"""Decide stage: a pure function from (destination, inspection, policy) to a Verdict.
+
+Order of rules (first match wins):
+1. deny-list          → block everything, PHI or not
+2. allow-list         → forward (recorded when it carries PHI)
+3. domestic           → forward untouched
+4. foreign / unknown, payload unreadable → block (fail closed)
+5. foreign / unknown, PHI                → policy.foreign_phi_action (block)
+6. foreign / unknown, no PHI             → forward
+Monitor mode turns every block into "forward and record" (``enforced=False``).
+"""
+
+from __future__ import annotations
+
+from gateway.config import GatewayConfig, Mode, UnknownTreatment
+from gateway.model import Action, Destination, Inspection, Location, Verdict
+
+
+def effective_location(destination: Destination, config: GatewayConfig) -> Location:
+    """Unknown locations are treated as configured (foreign unless the admin says otherwise)."""
+    location = destination.verdict.location
+    if location is Location.UNKNOWN:
+        if config.geo.unknown is UnknownTreatment.DOMESTIC:
+            return Location.DOMESTIC
+        return Location.FOREIGN
+    return location
+
+
+def needs_inspection(destination: Destination, config: GatewayConfig) -> bool:
+    """Domestic traffic that no list names is forwarded untouched: no need to read it."""
+    policy = config.policy
+    if policy.deny_destinations or policy.allow_destinations:
+        addresses = tuple(a.ip for a in destination.addresses)
+        for rule in (*policy.deny_destinations, *policy.allow_destinations):
+            if rule.matches(destination.host, destination.port, addresses):
+                return True
+    return effective_location(destination, config) is not Location.DOMESTIC
+
+
+def decide(destination: Destination, inspection: Inspection, config: GatewayConfig) -> Verdict:
+    policy = config.policy
+    monitor = policy.mode is Mode.MONITOR
+    addresses = tuple(a.ip for a in destination.addresses)
+
+    for rule in policy.deny_destinations:
+        if rule.matches(destination.host, destination.port, addresses):
+            return Verdict(
+                Action.BLOCK,
+                "deny-list",
+                f"destination is deny-listed: {rule.reason}",
+                enforced=not monitor,
+                record=True,
+            )
+    for rule in policy.allow_destinations:
+        if rule.matches(destination.host, destination.port, addresses):
+            return Verdict(
+                Action.ALLOW,
+                "allow-list",
+                f"destination is allow-listed: {rule.reason}",
+                record=inspection.contains_phi or not inspection.inspected,
+            )
+
+    if effective_location(destination, config) is Location.DOMESTIC:
+        return Verdict(Action.ALLOW, "domestic", "destination is inside the allowed jurisdictions")
+
+    where = _where(destination)
+    if not inspection.inspected:
+        return Verdict(
+            Action.BLOCK,
+            "uninspectable",
+            f"payload to {where} could not be inspected ({inspection.error}); failing closed",
+            enforced=not monitor,
+            record=True,
+        )
+    if inspection.contains_phi:
+        return Verdict(
+            Action(policy.foreign_phi_action.value),
+            "foreign-phi",
+            f"{inspection.format.value} payload identifying a patient to {where}",
+            enforced=not monitor,
+            record=True,
+        )
+    return Verdict(Action.ALLOW, "foreign-no-phi", f"no PHI found in payload to {where}")
+
+
+def _where(destination: Destination) -> str:
+    verdict = destination.verdict
+    if verdict.location is Location.FOREIGN:
+        return f"a foreign destination ({verdict.country_label})"
+    return f"a destination of unknown location ({verdict.reason or 'no answer'})"

@@ -1,0 +1,165 @@
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Limits
+from gateway.inspect.inspector import Inspector
+from gateway.model import Category, Format
+from tests.support.patients import (
+    CAPABILITY_STATEMENT,
+    fhir_observation_bundle,
+    fhir_patient_json,
+    fhir_patient_xml,
+    hl7_adt,
+    make_patient,
+)
+
+CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
+INSPECTOR = Inspector(Limits(max_body_bytes=1024 * 1024))
+PATIENT = make_patient(7)
+
+
+def categories(body: bytes, encoding: str = "") -> set[Category]:
+    return {f.category for f in INSPECTOR.inspect(body, encoding).findings}
+
+
+def test_hl7_adt_finds_every_identifier_field() -> None:
+    result = INSPECTOR.inspect(hl7_adt(PATIENT).encode())
+    assert result.format is Format.HL7V2
+    assert result.contains_phi
+    assert result.message_type == "ADT^A01"
+    assert result.control_id == "MSG00001"
+    assert result.hl7_version == "2.5.1"
+    assert {"PID-3", "PID-5", "PID-7", "PID-11", "PID-13", "PID-18", "PID-19", "NK1-2"} <= set(
+        result.locations()
+    )
+
+
+@pytest.mark.parametrize("segment_end", ["\r", "\n", "\r\n"])
+@pytest.mark.parametrize("delimiters", ["|^~\\&", "$%~\\&", "#^~\\&"])
+def test_hl7_any_delimiters_and_line_ends(delimiters: str, segment_end: str) -> None:
+    body = hl7_adt(PATIENT, delimiters=delimiters, segment_end=segment_end).encode()
+    result = INSPECTOR.inspect(body)
+    assert result.contains_phi
+    assert Category.SSN in {f.category for f in result.findings}
+
+
+def test_hl7_batch_with_fhs_bhs() -> None:
+    body = ("FHS|^~\\&|EPIC\rBHS|^~\\&|EPIC\r" + hl7_adt(PATIENT) + hl7_adt(make_patient(8))
+            + "BTS|2\rFTS|1\r").encode()
+    result = INSPECTOR.inspect(body)
+    assert result.contains_phi
+    assert sum(1 for f in result.findings if f.location == "PID-19") == 2
+
+
+def test_hl7_ack_and_empty_pid_are_not_phi() -> None:
+    ack = b"MSH|^~\\&|A|B|C|D|20240101||ACK^A01|1|P|2.5\rMSA|AA|MSG1\r"
+    assert not INSPECTOR.inspect(ack).contains_phi
+    empty = b'MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPID|1||""|^^^||^^\r'
+    assert not INSPECTOR.inspect(empty).contains_phi
+
+
+def test_hl7_malformed_header_is_an_error_not_a_pass() -> None:
+    result = INSPECTOR.inspect(b"MSHA^~\\&|broken\rPID|1||123||DOE^JOHN\r")
+    assert result.format is not Format.HL7V2 or result.error
+
+
+def test_fhir_patient_json_and_xml() -> None:
+    for body, fmt in ((fhir_patient_json(PATIENT), Format.FHIR_JSON),
+                      (fhir_patient_xml(PATIENT), Format.FHIR_XML)):
+        result = INSPECTOR.inspect(body)
+        assert result.format is fmt
+        assert result.contains_phi
+        assert {Category.NAME, Category.MRN, Category.DATE} <= {f.category for f in result.findings}
+    assert Category.SSN in categories(fhir_patient_json(PATIENT))
+
+
+def test_fhir_bundle_reference_by_urn_uuid() -> None:
+    bundle = fhir_observation_bundle(PATIENT)
+    entries = bundle["entry"]
+    assert isinstance(entries, list)
+    observation_only = {"resourceType": "Bundle", "type": "collection",
+                        "entry": [entries[1], {"fullUrl": entries[0]["fullUrl"],
+                                               "resource": {"resourceType": "Patient"}}]}
+    result = INSPECTOR.inspect(json.dumps(observation_only).encode())
+    assert result.contains_phi
+    assert "Observation.subject" in result.locations()
+
+
+def test_fhir_ndjson() -> None:
+    body = b"\n".join([json.dumps(CAPABILITY_STATEMENT).encode(), fhir_patient_json(PATIENT)])
+    result = INSPECTOR.inspect(body)
+    assert result.format is Format.FHIR_NDJSON
+    assert result.contains_phi
+
+
+def test_conformance_resources_are_not_phi() -> None:
+    assert not INSPECTOR.inspect(json.dumps(CAPABILITY_STATEMENT).encode()).contains_phi
+
+
+def test_practitioner_only_is_not_phi() -> None:
+    body = json.dumps({"resourceType": "Practitioner", "name": [{"family": "Careful"}],
+                       "identifier": [{"value": "NPI123"}]}).encode()
+    assert not INSPECTOR.inspect(body).contains_phi
+
+
+def test_observation_referencing_patient_is_phi() -> None:
+    body = json.dumps({"resourceType": "Observation", "status": "final",
+                       "subject": {"reference": "Patient/example", "display": "Jo Bloggs"}})
+    result = INSPECTOR.inspect(body.encode())
+    assert result.contains_phi
+    assert {Category.PATIENT_REFERENCE, Category.NAME} <= {f.category for f in result.findings}
+
+
+def test_fhir_resource_wrapped_in_json_is_found() -> None:
+    body = json.dumps({"job": 17, "payload": {"data": [json.loads(fhir_patient_json(PATIENT))]}})
+    result = INSPECTOR.inspect(body.encode())
+    assert result.contains_phi
+
+
+def test_content_type_is_ignored_and_bom_stripped() -> None:
+    assert INSPECTOR.inspect(b"\xef\xbb\xbf" + hl7_adt(PATIENT).encode()).contains_phi
+
+
+def test_gzip_second_member_is_inspected() -> None:
+    body = gzip.compress(b"") + gzip.compress(hl7_adt(PATIENT).encode())
+    assert INSPECTOR.inspect(body, "gzip").contains_phi
+
+
+def test_errors_are_values() -> None:
+    assert INSPECTOR.inspect(b"x" * (2 * 1024 * 1024)).limit == "max_body_bytes"
+    assert INSPECTOR.inspect(b"abc", "snappy").error == "unknown content-encoding"
+    assert INSPECTOR.inspect(b'{"resourceType": "Patient", ').error
+    assert INSPECTOR.inspect(b"<Patient xmlns='http://hl7.org/fhir'><name>").error
+
+
+def test_xml_entities_are_refused() -> None:
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
+            b'<Patient xmlns="http://hl7.org/fhir">&a;</Patient>')
+    assert INSPECTOR.inspect(bomb).error == "XML declares entities"
+
+
+def test_plain_text_and_empty_bodies() -> None:
+    assert INSPECTOR.inspect(b"").format is Format.EMPTY
+    result = INSPECTOR.inspect(b"quarterly volume report, nothing else")
+    assert result.format is Format.TEXT
+    assert not result.contains_phi
+
+
+def _labelled() -> list[tuple[str, str]]:
+    if not (CORPUS / "LABELS.tsv").is_file():
+        return []
+    with (CORPUS / "LABELS.tsv").open() as f:
+        return [(row[0], row[1]) for row in csv.reader(f, delimiter="\t")
+                if row and not row[0].startswith("#")]
+
+
+@pytest.mark.skipif(not _labelled(), reason=f"labelled corpus not found at {CORPUS}")
+@pytest.mark.parametrize(("path", "expected"), _labelled())
+def test_labelled_corpus(path: str, expected: str) -> None:
+    result = Inspector(Limits()).inspect((CORPUS / path).read_bytes())
+    assert not result.error, result.error
+    assert result.contains_phi is (expected == "phi"), result.category_counts()
