@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http, tcp, websocket
@@ -89,18 +90,19 @@ class PhiGateway:
                 "reach the server before they can be inspected"
             )
         if OPTION in updated and getattr(ctx.options, OPTION):
-            self.reload(Path(getattr(ctx.options, OPTION)))
+            path = Path(getattr(ctx.options, OPTION))
+            self.reload(lambda: load_config(path), str(path))
 
-    def reload(self, path: Path) -> GatewayConfig:
-        """Load a config file and swap it in; on any error keep the running policy and raise."""
+    def reload(self, load: Callable[[], GatewayConfig], source: str) -> GatewayConfig:
+        """Load a config and swap it in; on any error keep the running policy and raise."""
         try:
-            config = load_config(path)
+            config = load()
         except ConfigError as exc:
             metrics.CONFIG_RELOADS.labels("failure").inc()
             if self.gateway is not None:
                 log.error("policy reload failed; the last good policy stays in force:\n%s", exc)
             raise exceptions.OptionsError(str(exc)) from None
-        self.apply(config, str(path))
+        self.apply(config, source)
         return config
 
     def apply(self, config: GatewayConfig, source: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -125,15 +126,9 @@ async def serve(
     master.addons.add(_Lifecycle(on_running))
 
     def reload() -> None:
-        try:
-            addon.apply(effective_config(args), str(args.config))
-            readiness.set_problem("policy", None)
-        except (ConfigError, exceptions.OptionsError) as exc:
-            log.error(
-                "reload failed, keeping policy %s:\n%s",
-                addon.gateway.policy_version if addon.gateway else "-",
-                exc,
-            )
+        # A failure is logged and counted by the addon; the last good policy stays in force.
+        with contextlib.suppress(exceptions.OptionsError):
+            addon.reload(lambda: effective_config(args), str(args.config))
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

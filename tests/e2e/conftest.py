@@ -3,6 +3,7 @@ MaxMind database, real clients."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from tests.support.mmdb import (
     UNKNOWN_IP,
     build_test_mmdb,
 )
-from tests.support.upstream import RecordingServer, TestPki, make_pki
+from tests.support.upstream import Pki, RecordingServer, make_pki
 
 
 @pytest.fixture(scope="session")
@@ -33,12 +34,12 @@ def test_mmdb(world_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pki(world_dir: Path) -> TestPki:
+def pki(world_dir: Path) -> Pki:
     return make_pki(world_dir, [DOMESTIC_IP, FOREIGN_IP, FOREIGN_IP_2, TERRITORY_IP, UNKNOWN_IP])
 
 
 class Upstreams:
-    def __init__(self, pki: TestPki) -> None:
+    def __init__(self, pki: Pki) -> None:
         self.domestic = RecordingServer(DOMESTIC_IP)
         self.foreign = RecordingServer(FOREIGN_IP)
         self.foreign_2 = RecordingServer(FOREIGN_IP_2)
@@ -60,14 +61,14 @@ class Upstreams:
 
 
 @pytest.fixture(scope="session")
-def upstreams(pki: TestPki) -> Iterator[Upstreams]:
+def upstreams(pki: Pki) -> Iterator[Upstreams]:
     servers = Upstreams(pki)
     yield servers
     for server in servers.all():
         server.close()
 
 
-def gateway_config(test_mmdb: Path, pki: TestPki, **sections: Any) -> dict[str, Any]:
+def gateway_config(test_mmdb: Path, pki: Pki, **sections: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "geo": {"databases": [{"path": str(test_mmdb), "answers_reserved": True}], "overrides": []},
         "proxy": {"upstream_ca_bundle": str(pki.ca_pem)},
@@ -79,7 +80,7 @@ def gateway_config(test_mmdb: Path, pki: TestPki, **sections: Any) -> dict[str, 
 
 @pytest.fixture(scope="session")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: TestPki
+    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: Pki
 ) -> Iterator[GatewayProcess]:
     """The enforcing gateway most tests share."""
     config = gateway_config(
@@ -98,5 +99,10 @@ def gateway(
 
 @pytest.fixture
 def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(proxy=gateway.proxy_url, verify=str(gateway.ca_pem), timeout=10) as c:
+    with httpx.Client(proxy=gateway.proxy_url, verify=trusting(gateway), timeout=10) as c:
         yield c
+
+
+def trusting(gateway: GatewayProcess) -> ssl.SSLContext:
+    """A client TLS context that trusts the gateway's CA, as a hospital client would."""
+    return ssl.create_default_context(cafile=str(gateway.ca_pem))

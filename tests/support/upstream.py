@@ -66,6 +66,9 @@ class RecordingServer:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
+    def paths(self) -> list[str]:
+        return [r.path for r in self.received]
+
     def bodies(self) -> list[bytes]:
         return [r.body for r in self.received]
 
@@ -75,12 +78,12 @@ class RecordingServer:
 
 
 @dataclass
-class TestPki:
+class Pki:
     ca_pem: Path
     server_context: ssl.SSLContext
 
 
-def make_pki(directory: Path, hosts: list[str]) -> TestPki:
+def make_pki(directory: Path, hosts: list[str]) -> Pki:
     """A throwaway CA and one server certificate for the given loopback addresses."""
     import ipaddress
 
@@ -125,4 +128,4 @@ def make_pki(directory: Path, hosts: list[str]) -> TestPki:
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_pem)
-    return TestPki(ca_pem, context)
+    return Pki(ca_pem, context)

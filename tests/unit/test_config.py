@@ -39,16 +39,31 @@ def test_partial_config_merges_with_defaults() -> None:
     ("data", "key", "words"),
     [
         ({"policy": {"mode": "enforcing"}}, "policy.mode", "'enforce' or 'monitor'"),
-        ({"jurisdiction": {"allowed_countires": ["US"]}}, "jurisdiction.allowed_countires",
-         "unknown key"),
-        ({"jurisdiction": {"allowed_countries": ["USA"]}}, "jurisdiction.allowed_countries[0]",
-         "pattern"),
-        ({"geo": {"overrides": [{"cidr": "10.0.0.0/33", "country": "US"}]}},
-         "geo.overrides[0].cidr", "not a CIDR"),
-        ({"policy": {"allow_destinations": [{"host": "x.example"}]}},
-         "policy.allow_destinations[0].reason", "required"),
-        ({"policy": {"deny_destinations": [{"reason": "r"}]}}, "policy.deny_destinations[0]",
-         "exactly one"),
+        (
+            {"jurisdiction": {"allowed_countires": ["US"]}},
+            "jurisdiction.allowed_countires",
+            "unknown key",
+        ),
+        (
+            {"jurisdiction": {"allowed_countries": ["USA"]}},
+            "jurisdiction.allowed_countries[0]",
+            "pattern",
+        ),
+        (
+            {"geo": {"overrides": [{"cidr": "10.0.0.0/33", "country": "US"}]}},
+            "geo.overrides[0].cidr",
+            "not a CIDR",
+        ),
+        (
+            {"policy": {"allow_destinations": [{"host": "x.example"}]}},
+            "policy.allow_destinations[0].reason",
+            "required",
+        ),
+        (
+            {"policy": {"deny_destinations": [{"reason": "r"}]}},
+            "policy.deny_destinations[0]",
+            "exactly one",
+        ),
         ({"proxy": {"listen": "8080"}}, "proxy.listen", "HOST:PORT"),
         ({"limits": {"max_body_bytes": -1}}, "limits.max_body_bytes", "greater than"),
         ({"geo": {"unknown": "maybe"}}, "geo.unknown", "'foreign' or 'domestic'"),
@@ -78,10 +93,16 @@ def test_policy_version_changes_with_policy() -> None:
 
 
 def test_destination_rules_match_hosts_wildcards_and_cidrs() -> None:
-    config = parse_config({"policy": {"allow_destinations": [
-        {"host": "*.Vendor.example", "reason": "BAA"},
-        {"cidr": "203.0.113.0/24", "port": 443, "reason": "BAA"},
-    ]}})
+    config = parse_config(
+        {
+            "policy": {
+                "allow_destinations": [
+                    {"host": "*.Vendor.example", "reason": "BAA"},
+                    {"cidr": "203.0.113.0/24", "port": 443, "reason": "BAA"},
+                ]
+            }
+        }
+    )
     wildcard, cidr = config.policy.allow_destinations
     assert wildcard.matches("api.vendor.example", 443, ())
     assert wildcard.matches("a.b.VENDOR.example.", 443, ())

@@ -48,8 +48,12 @@ def test_hl7_any_delimiters_and_line_ends(delimiters: str, segment_end: str) -> 
 
 
 def test_hl7_batch_with_fhs_bhs() -> None:
-    body = ("FHS|^~\\&|EPIC\rBHS|^~\\&|EPIC\r" + hl7_adt(PATIENT) + hl7_adt(make_patient(8))
-            + "BTS|2\rFTS|1\r").encode()
+    body = (
+        "FHS|^~\\&|EPIC\rBHS|^~\\&|EPIC\r"
+        + hl7_adt(PATIENT)
+        + hl7_adt(make_patient(8))
+        + "BTS|2\rFTS|1\r"
+    ).encode()
     result = INSPECTOR.inspect(body)
     assert result.contains_phi
     assert sum(1 for f in result.findings if f.location == "PID-19") == 2
@@ -68,8 +72,10 @@ def test_hl7_malformed_header_is_an_error_not_a_pass() -> None:
 
 
 def test_fhir_patient_json_and_xml() -> None:
-    for body, fmt in ((fhir_patient_json(PATIENT), Format.FHIR_JSON),
-                      (fhir_patient_xml(PATIENT), Format.FHIR_XML)):
+    for body, fmt in (
+        (fhir_patient_json(PATIENT), Format.FHIR_JSON),
+        (fhir_patient_xml(PATIENT), Format.FHIR_XML),
+    ):
         result = INSPECTOR.inspect(body)
         assert result.format is fmt
         assert result.contains_phi
@@ -81,9 +87,14 @@ def test_fhir_bundle_reference_by_urn_uuid() -> None:
     bundle = fhir_observation_bundle(PATIENT)
     entries = bundle["entry"]
     assert isinstance(entries, list)
-    observation_only = {"resourceType": "Bundle", "type": "collection",
-                        "entry": [entries[1], {"fullUrl": entries[0]["fullUrl"],
-                                               "resource": {"resourceType": "Patient"}}]}
+    observation_only = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            entries[1],
+            {"fullUrl": entries[0]["fullUrl"], "resource": {"resourceType": "Patient"}},
+        ],
+    }
     result = INSPECTOR.inspect(json.dumps(observation_only).encode())
     assert result.contains_phi
     assert "Observation.subject" in result.locations()
@@ -101,14 +112,24 @@ def test_conformance_resources_are_not_phi() -> None:
 
 
 def test_practitioner_only_is_not_phi() -> None:
-    body = json.dumps({"resourceType": "Practitioner", "name": [{"family": "Careful"}],
-                       "identifier": [{"value": "NPI123"}]}).encode()
+    body = json.dumps(
+        {
+            "resourceType": "Practitioner",
+            "name": [{"family": "Careful"}],
+            "identifier": [{"value": "NPI123"}],
+        }
+    ).encode()
     assert not INSPECTOR.inspect(body).contains_phi
 
 
 def test_observation_referencing_patient_is_phi() -> None:
-    body = json.dumps({"resourceType": "Observation", "status": "final",
-                       "subject": {"reference": "Patient/example", "display": "Jo Bloggs"}})
+    body = json.dumps(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "subject": {"reference": "Patient/example", "display": "Jo Bloggs"},
+        }
+    )
     result = INSPECTOR.inspect(body.encode())
     assert result.contains_phi
     assert {Category.PATIENT_REFERENCE, Category.NAME} <= {f.category for f in result.findings}
@@ -137,8 +158,10 @@ def test_errors_are_values() -> None:
 
 
 def test_xml_entities_are_refused() -> None:
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
-            b'<Patient xmlns="http://hl7.org/fhir">&a;</Patient>')
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
+        b'<Patient xmlns="http://hl7.org/fhir">&a;</Patient>'
+    )
     assert INSPECTOR.inspect(bomb).error == "XML declares entities"
 
 
@@ -153,8 +176,11 @@ def _labelled() -> list[tuple[str, str]]:
     if not (CORPUS / "LABELS.tsv").is_file():
         return []
     with (CORPUS / "LABELS.tsv").open() as f:
-        return [(row[0], row[1]) for row in csv.reader(f, delimiter="\t")
-                if row and not row[0].startswith("#")]
+        return [
+            (row[0], row[1])
+            for row in csv.reader(f, delimiter="\t")
+            if row and not row[0].startswith("#")
+        ]
 
 
 @pytest.mark.skipif(not _labelled(), reason=f"labelled corpus not found at {CORPUS}")
