@@ -246,7 +246,9 @@ def read_source(path: Path) -> SourceData:
                     # The output keeps IPv4 at ::/96; an IPv6 record there would collide.
                     raise BuildError(f"source IPv6 network {network} overlaps ::/96")
                 data.ipv6_networks += 1
-            data.by_country[code].append(IPNetwork(str(network)))
+            data.by_country[code].append(
+                IPNetwork((int(network.network_address), network.prefixlen), network.version)
+            )
     if data.skipped:
         log.warning(
             "skipped %d source records without a usable country code, e.g. %s",
@@ -278,6 +280,7 @@ def write_mmdb(data: SourceData, output: Path, description: str) -> int:
         networks = IPSet(data.by_country[code])  # merges adjacent and nested networks
         inserted += sum(1 for _ in networks.iter_cidrs())
         writer.insert_network(networks, country_record(code))
+    output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     try:
         writer.to_db_file(str(partial))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import time
 import socket
 import threading
+import time
 from pathlib import Path
 
 import httpx
