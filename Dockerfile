@@ -1,0 +1,29 @@
+# PHI egress gateway. Build: docker build -t phi-gateway .
+# Run: docker run -p 8080:8080 -p 9464:9464 -v phi-var:/app/var phi-gateway
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY addons ./addons
+COPY geo_db ./geo_db
+COPY configs ./configs
+RUN pip install --no-deps . \
+    && useradd --system --uid 10001 --home-dir /app gateway \
+    && mkdir -p /app/var && chown gateway /app/var
+
+USER gateway
+VOLUME ["/app/var"]
+EXPOSE 8080 9464
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=2).status != 200)"
+
+# Listen on all interfaces inside the container; public clients stay refused unless
+# proxy.allow_public_clients is set. The CA is created in /app/var/mitmproxy.
+CMD ["phi-gateway", "run", "--config", "configs/gateway.yaml", \
+     "--listen", "0.0.0.0:8080", "--admin", "0.0.0.0:9464"]
