@@ -142,6 +142,11 @@ async def serve(
 
 
 def run(args: argparse.Namespace) -> int:
+    # As mitmdump does: let every record reach mitmproxy's terminal log, which filters by
+    # termlog_verbosity; chatty libraries stay at warnings.
+    logging.getLogger().setLevel(logging.DEBUG)
+    for name in ("tornado", "asyncio", "hpack", "urwid", "quic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         config = effective_config(args)
     except ConfigError as exc:
