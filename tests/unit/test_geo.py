@@ -55,9 +55,20 @@ def test_overrides_win_and_most_specific_first(mmdb: Path) -> None:
     assert (judged.country, judged.reason) == ("DE", "override")
 
 
-def test_ipv4_mapped_ipv6_is_judged_as_ipv4(mmdb: Path) -> None:
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:49.44.1.1",
+        "2002:312c:101::1",
+        "64:ff9b::312c:101",
+        # Teredo: the client address is stored inverted in the last 32 bits.
+        "2001:0:4136:e378:8000:63bf:ced3:fefe",
+    ],
+)
+def test_ipv6_forms_of_an_ipv4_host_are_judged_as_that_host(mmdb: Path, address: str) -> None:
+    # 49.44.1.1 (IN) as IPv4-mapped, 6to4 and NAT64; 49.44.1.1 inverted for Teredo.
     locator = Locator(ALLOWED, [GeoDatabaseReader(mmdb)])
-    assert locator.locate("::ffff:49.44.1.1").country == "IN"
+    assert locator.locate(address).country == "IN"
 
 
 def test_first_database_with_an_answer_wins(tmp_path: Path, mmdb: Path) -> None:
