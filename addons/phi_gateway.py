@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,14 +20,20 @@ from mitmproxy.proxy import server_hooks
 from gateway import metrics
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.engine import Gateway, GatewayStartError
-from gateway.model import Destination, Location, Message, Protocol
-from gateway.policy import effective_location
+from gateway.geo.pinning import Key, PinTable
+from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
+from gateway.policy import effective_location, needs_inspection
 
 log = logging.getLogger("phi_gateway")
 OPTION = "phi_gateway_config"
-_PIN_MEMORY = 4096
+PIN_METADATA = "phi_gateway_pin"
+DESTINATION_METADATA = "phi_gateway_destination"
+RAW_TCP = Inspection(Format.BINARY, error="raw TCP streams are not inspected yet")
+# Domestic bodies above this are streamed (never inspected anyway): no need to buffer them.
+_STREAM_DOMESTIC_ABOVE = 1024 * 1024
+TCP_VERDICT = "phi_gateway_tcp_blocked"
 # Bodies above this are inspected in a worker thread so the event loop keeps serving others.
-_THREAD_THRESHOLD = 512 * 1024
+_THREAD_THRESHOLD = 256 * 1024
 
 
 def _protocol(flow: http.HTTPFlow) -> Protocol:
@@ -45,6 +50,17 @@ def _client(flow: http.HTTPFlow | tcp.TCPFlow) -> str:
     return f"{peer[0]}:{peer[1]}" if peer else ""
 
 
+def _codings(headers: http.Headers) -> str:
+    """Content codings, then transfer codings other than chunked (mitmproxy undoes chunked,
+    but passes ``Transfer-Encoding: gzip, chunked`` bodies on still compressed)."""
+    transfer = [
+        t.strip()
+        for t in headers.get("transfer-encoding", "").split(",")
+        if t.strip() and t.strip().lower() != "chunked"
+    ]
+    return ", ".join(filter(None, [headers.get("content-encoding", ""), *transfer]))
+
+
 def to_message(flow: http.HTTPFlow) -> Message:
     request = flow.request
     body = request.raw_content or b""
@@ -56,10 +72,28 @@ def to_message(flow: http.HTTPFlow) -> Message:
         method=request.method,
         path=request.path.split("?", 1)[0],
         content_type=request.headers.get("content-type", ""),
-        content_encoding=request.headers.get("content-encoding", ""),
+        content_encoding=_codings(request.headers),
         accept=request.headers.get("accept", ""),
         body=body,
         raw_body_size=len(body),
+    )
+
+
+def _declared_length(headers: http.Headers) -> int | None:
+    """Content-Length when given and valid; None for chunked or unknown lengths."""
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+def _respond(
+    flow: http.HTTPFlow,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    flow.response = http.Response.make(
+        status, body, {"content-type": content_type, **dict(headers)}
     )
 
 
@@ -68,11 +102,11 @@ class PhiGateway:
 
     def __init__(self, gateway: Gateway | None = None) -> None:
         self.gateway = gateway
-        # host:port → the address we judged and will connect to (DNS-rebinding guard).
-        self._pins: OrderedDict[tuple[str, int], str] = OrderedDict()
+        # host:port → the address judged flows connect to (DNS-rebinding guard).
+        self._pins = PinTable()
         self._restore: dict[str, tuple[str, int]] = {}
         # host:port → addresses of open upstream connections mitmproxy may reuse.
-        self._live: dict[tuple[str, int], dict[str, int]] = {}
+        self._live: dict[Key, dict[str, int]] = {}
 
     # -- configuration ------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -118,6 +152,7 @@ class PhiGateway:
             raise exceptions.OptionsError(str(exc)) from None
         # The old gateway's readers are left to the garbage collector: in-flight requests
         # (some in worker threads) may still be using them.
+        self._pins.ttl = config.geo.dns_cache_seconds
         self.gateway.publish_metrics()
         metrics.CONFIG_RELOADS.labels("success").inc()
         log.info(
@@ -127,77 +162,119 @@ class PhiGateway:
             config.policy.mode.value,
         )
 
+    # -- locate ---------------------------------------------------------------------------------
+    async def _locate(self, gateway: Gateway, host: str, port: int) -> tuple[Destination, Key]:
+        """Judge a host by the address its connection will use, pinning it for this flow."""
+        key = (host, port)
+        pinned = self._pins.current(key)
+        addresses = (pinned,) if pinned else await gateway.resolver.resolve(host)
+        # Another flow may have pinned the host while we resolved: judge its pin too.
+        pin = self._pins.acquire(key, addresses[0] if addresses else None)
+        live = tuple(self._live.get(key, {}))
+        extra = (pin,) if pin else ()
+        return gateway.judge(host, port, (*addresses, *extra, *live)), key
+
+    def _release(self, flow: http.HTTPFlow) -> None:
+        key = flow.metadata.pop(PIN_METADATA, None)
+        if key is not None:
+            self._pins.release(key)
+
     # -- HTTP -----------------------------------------------------------------------------------
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Locate as soon as the headers arrive: decides whether the body must be buffered."""
+        gateway = self.gateway
+        if flow.response or flow.error or not flow.live or gateway is None:
+            return
+        destination, key = await self._locate(gateway, flow.request.host, flow.request.port)
+        flow.metadata[PIN_METADATA] = key
+        flow.metadata[DESTINATION_METADATA] = destination
+        if not destination.addresses:
+            return  # answered in request()
+        declared = _declared_length(flow.request.headers)
+        if not needs_inspection(destination, gateway.config) and (
+            declared is None or declared > _STREAM_DOMESTIC_ABOVE
+        ):
+            # Domestic bulk is never inspected: forward it as it arrives instead of buffering.
+            # (Bodies bound abroad are buffered in full, then inspected or refused.)
+            flow.request.stream = True
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         gateway = self.gateway
         if gateway is None:
-            flow.response = http.Response.make(
-                503, b"PHI gateway has no policy loaded", {"content-type": "text/plain"}
-            )
+            _respond(flow, 503, b"PHI gateway has no policy loaded", "text/plain")
             return
-        host, port = flow.request.host, flow.request.port
-        live = tuple(self._live.get((host, port), {}))
-        destination = await gateway.locate(host, port, live)
-        self._pin(host, port, destination)
+        destination = flow.metadata.get(DESTINATION_METADATA)
+        if not isinstance(destination, Destination):  # e.g. the policy arrived mid-request
+            destination, key = await self._locate(gateway, flow.request.host, flow.request.port)
+            flow.metadata[PIN_METADATA] = key
+        if not destination.addresses:
+            # Nothing judged, nothing to connect to: answer rather than let mitmproxy resolve
+            # (and connect to) an address nobody looked at.
+            self._release(flow)
+            metrics.NOT_INSPECTED.labels("resolution-failed").inc()
+            _respond(flow, 502, b"destination host does not resolve", "text/plain")
+            return
         message = to_message(flow)
         try:
-            if message.raw_body_size > _THREAD_THRESHOLD:
+            if message.raw_body_size > _THREAD_THRESHOLD or message.content_encoding:
+                # Large or compressed bodies (which may expand a lot) are inspected in a worker
+                # thread so the event loop keeps serving everyone else.
                 decision = await asyncio.to_thread(gateway.evaluate, message, destination)
             else:
                 decision = gateway.evaluate(message, destination)
-        except Exception as exc:  # a bug in an inspector must not crash or open the proxy
+        except Exception as exc:  # a bug must not crash the proxy or open the border
             self._internal_error(flow, destination, exc)
             return
         answer = gateway.respond(decision)
         if answer is not None:
-            flow.response = http.Response.make(
-                answer.status,
-                answer.body,
-                {"content-type": answer.content_type, **dict(answer.headers)},
-            )
+            _respond(flow, answer.status, answer.body, answer.content_type, answer.headers)
+            self._release(flow)
         if decision.incident_id:
             flow.metadata["phi_gateway_incident"] = decision.incident_id
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._release(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._release(flow)
 
     def _internal_error(
         self, flow: http.HTTPFlow, destination: Destination, exc: Exception
     ) -> None:
         # Log the exception type only: messages of parser errors may quote payload bytes.
         log.error(
-            "inspection failed with %s; failing closed for non-domestic traffic", type(exc).__name__
+            "decision failed with %s; failing closed for non-domestic traffic", type(exc).__name__
         )
         metrics.NOT_INSPECTED.labels("internal-error").inc()
         assert self.gateway is not None
         if effective_location(destination, self.gateway.config) is not Location.DOMESTIC:
-            flow.response = http.Response.make(
-                451,
-                b'{"error": "blocked", "rule": "internal-error"}',
-                {"content-type": "application/json"},
+            _respond(
+                flow, 451, b'{"error": "blocked", "rule": "internal-error"}', "application/json"
             )
+            self._release(flow)
 
-    # -- upstream connections: pin the judged address -------------------------------------------
-    def _pin(self, host: str, port: int, destination: Destination) -> None:
-        if destination.addresses and destination.addresses[0].ip != host:
-            self._pins[(host, port)] = destination.addresses[0].ip
-            self._pins.move_to_end((host, port))
-            while len(self._pins) > _PIN_MEMORY:
-                self._pins.popitem(last=False)
-
+    # -- upstream connections: connect to the judged address --------------------------------
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         server = data.server
         if server.address is None or self.gateway is None:
             return
         host, port = server.address
-        pinned = self._pins.get((host, port))
+        pinned = self._pins.current((host, port))
         if pinned is None:
-            destination = await self.gateway.locate(host, port)
-            if not destination.addresses:
-                return  # mitmproxy's own lookup will fail the same way
-            pinned = destination.addresses[0].ip
+            # No HTTP request judged this connection (raw TCP, TLS passthrough): pin what we
+            # resolve now; the stream is judged by its connected address (tcp_message).
+            addresses = await self.gateway.resolver.resolve(host)
+            if not addresses:
+                return  # mitmproxy's own lookup fails the same way
+            pinned = addresses[0]
         if pinned != host:
             self._restore[server.id] = (host, port)
             server.address = (pinned, port)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._restore.pop(data.server.id, None)
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         server = data.server
@@ -228,10 +305,13 @@ class PhiGateway:
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None
         ws_message: websocket.WebSocketMessage = flow.websocket.messages[-1]
-        if not ws_message.from_client or self.gateway is None:
+        gateway = self.gateway
+        if not ws_message.from_client or gateway is None:
             return
         host, port = flow.request.host, flow.request.port
-        destination = await self.gateway.locate(host, port, tuple(self._live.get((host, port), {})))
+        # The WebSocket rides on the connection the upgrade request was judged for.
+        addresses = [flow.server_conn.peername[0]] if flow.server_conn.peername else []
+        destination = gateway.judge(host, port, addresses)
         message = Message(
             Protocol.WEBSOCKET,
             _client(flow),
@@ -240,27 +320,38 @@ class PhiGateway:
             body=ws_message.content,
             raw_body_size=len(ws_message.content),
         )
-        decision = self.gateway.evaluate(message, destination)
-        if decision.verdict.blocks:
+        try:
+            decision = await asyncio.to_thread(gateway.evaluate, message, destination)
+            blocked = decision.verdict.blocks
+        except Exception as exc:  # fail closed abroad, as for HTTP
+            log.error("websocket decision failed with %s", type(exc).__name__)
+            metrics.NOT_INSPECTED.labels("internal-error").inc()
+            blocked = effective_location(destination, gateway.config) is not Location.DOMESTIC
+        if blocked:
             ws_message.drop()
 
-    async def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        """Raw TCP is not inspected yet: to a non-domestic destination it fails closed."""
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        """Raw TCP is not inspected yet: it is decided as uninspectable by the policy (deny-list,
+        allow-list, domestic pass, fail closed abroad), once per connection."""
         tcp_message = flow.messages[-1]
-        if not tcp_message.from_client or self.gateway is None:
+        gateway = self.gateway
+        if not tcp_message.from_client or gateway is None:
             return
-        server = flow.server_conn
-        ip = server.peername[0] if server.peername else (server.address or ("", 0))[0]
-        port = server.address[1] if server.address else 0
-        destination = self.gateway.judge(
-            str(server.address[0] if server.address else ip), port, (ip,) if ip else ()
-        )
-        if effective_location(destination, self.gateway.config) is Location.DOMESTIC:
-            return
-        metrics.NOT_INSPECTED.labels("raw-tcp").inc()
-        tcp_message.content = b""
-        flow.messages.clear()
-        self._close_client(flow)
+        blocked = flow.metadata.get(TCP_VERDICT)
+        if blocked is None:
+            server = flow.server_conn
+            host, port = server.address or ("", 0)
+            addresses = [server.peername[0]] if server.peername else []
+            destination = gateway.judge(str(host), port, addresses)
+            message = Message(
+                Protocol.TCP, _client(flow), str(host), port, raw_body_size=len(tcp_message.content)
+            )
+            decision = gateway.evaluate(message, destination, RAW_TCP)
+            blocked = flow.metadata[TCP_VERDICT] = decision.verdict.blocks
+        if blocked:
+            tcp_message.content = b""
+            flow.messages.clear()
+            self._close_client(flow)
 
     @staticmethod
     def _close_client(flow: tcp.TCPFlow) -> None:

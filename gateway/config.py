@@ -17,6 +17,7 @@ from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -195,14 +196,50 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_INSPECTABLE_MODES = ("regular", "transparent", "socks5", "reverse")
+_INSPECTABLE_REVERSE_SCHEMES = ("http", "https", "tcp", "tls")
+
+
+def _check_mode(mode: str) -> str:
+    """Only modes whose traffic the gateway sees and judges (TCP: HTTP, TLS, raw streams).
+
+    UDP-based modes (dns, wireguard, reverse:udp/dns/quic/http3, local, tun) carry traffic no hook
+    inspects; upstream mode connects through another proxy, so the address judged is not the
+    address the data goes to.
+    """
+    name, _, rest = mode.strip().partition(":")
+    name = name.split("@", 1)[0]
+    if name not in _INSPECTABLE_MODES:
+        raise ValueError(
+            f"mode {mode!r} is not supported: the gateway only inspects "
+            "regular, transparent, socks5 and reverse:http(s)/tcp/tls modes"
+        )
+    if name == "reverse":
+        scheme = rest.split("://", 1)[0].lower()
+        if scheme not in _INSPECTABLE_REVERSE_SCHEMES:
+            raise ValueError(
+                f"mode {mode!r} is not supported: reverse mode needs an "
+                "http, https, tcp or tls target"
+            )
+    return mode
+
+
 class Proxy(_Strict):
     listen: HostPort = "127.0.0.1:8080"
     # mitmproxy mode strings: regular, reverse:https://host, transparent, socks5, ...
-    modes: tuple[str, ...] = Field(default=("regular",), min_length=1)
+    modes: tuple[Annotated[str, AfterValidator(_check_mode)], ...] = ("regular",)
     # Where mitmproxy keeps its CA; clients must trust <confdir>/mitmproxy-ca-cert.pem.
     confdir: Path = Path("var/mitmproxy")
     # mitmproxy's block_global refuses clients with public addresses (an open relay guard).
     allow_public_clients: bool = False
+
+    @field_validator("modes")
+    @classmethod
+    def _some_mode(cls, modes: tuple[str, ...]) -> tuple[str, ...]:
+        if not modes:
+            raise ValueError("give at least one mode")
+        return modes
+
     # Extra CA bundle for verifying upstream servers (internal PKI); system store otherwise.
     upstream_ca_bundle: Path | None = None
 

@@ -25,10 +25,12 @@ ACK_SENDER = "PHI-GATEWAY"
 # (hl7apy costs ~8 ms per message, which the block path of a flood cannot afford).
 _ACK_VERSIONS = {"2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1"}
 _VERSION = re.compile(r"^2\.[1-8](\.[0-9])?$")
+_MAX_ECHO = 200
 _PH = {
     name: f"ZZ{name}ZZ"
     for name in ("SAPP", "SFAC", "RAPP", "RFAC", "TIME", "TYPE", "MSGID", "CTRL", "TEXT", "VER")
 }
+_PLACEHOLDER = re.compile("|".join(_PH.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +193,11 @@ def hl7_reject_ack(inspection: Inspection, text: str, incident_id: str) -> str:
         "TEXT": text,
         "VER": version,
     }
-    er7 = _ack_template(template_version)
-    for name, value in values.items():
-        # TYPE is built from safe characters and carries a real component separator.
-        er7 = er7.replace(_PH[name], value if name == "TYPE" else hl7_escape(value))
+    # One pass, so a value that happens to contain a placeholder is never substituted again.
+    # Echoed header values are capped: they come from the sender's payload.
+    escaped = {
+        _PH[name]: value if name == "TYPE" else hl7_escape(value[:_MAX_ECHO])
+        for name, value in values.items()
+    }
+    er7 = _PLACEHOLDER.sub(lambda m: escaped[m.group(0)], _ack_template(template_version))
     return er7 + "\r"

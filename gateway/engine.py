@@ -28,6 +28,7 @@ from gateway.model import (
     Jurisdiction,
     Location,
     Message,
+    Protocol,
 )
 from gateway.policy import decide, needs_inspection
 
@@ -89,12 +90,22 @@ class Gateway:
         return self.locator.locate(ip)
 
     # -- inspect, decide, record ----------------------------------------------------------------
-    def evaluate(self, message: Message, destination: Destination) -> Decision:
-        if needs_inspection(destination, self.config):
+    def evaluate(
+        self, message: Message, destination: Destination, preset: Inspection | None = None
+    ) -> Decision:
+        """Inspect (unless the destination makes it pointless), decide and record.
+
+        ``preset`` is the front end's own finding when it cannot hand over a readable payload
+        (raw TCP, a body too large to buffer); it is decided like any unreadable payload,
+        which fails closed abroad.
+        """
+        if not needs_inspection(destination, self.config):
+            inspection = Inspection(Format.SKIPPED)
+        elif preset is not None:
+            inspection = preset
+        else:
             inspection = self.inspector.inspect(message.body, message.content_encoding)
             metrics.INSPECTION_SECONDS.labels(inspection.format.value).observe(inspection.seconds)
-        else:
-            inspection = Inspection(Format.SKIPPED)
         verdict = decide(destination, inspection, self.config)
         incident_id = new_incident_id() if verdict.record else ""
         decision = Decision(incident_id, message, destination, inspection, verdict, time.time())
@@ -109,7 +120,10 @@ class Gateway:
             action, verdict.rule, inspection.format.value, decision.message.protocol.value, country
         ).inc()
         if inspection.error:
-            metrics.NOT_INSPECTED.labels("limit" if inspection.limit else "unreadable").inc()
+            reason = "limit" if inspection.limit else "unreadable"
+            if decision.message.protocol is Protocol.TCP:
+                reason = "raw-tcp"
+            metrics.NOT_INSPECTED.labels(reason).inc()
             if inspection.limit:
                 metrics.LIMIT_EXCEEDED.labels(inspection.limit).inc()
         if inspection.format is not Format.SKIPPED:

@@ -43,10 +43,12 @@ def inspect_cda(root: ET.Element) -> Inspection:
                     name = field.tag.removeprefix(_N)
                     if name in _PATIENT_FIELDS and _present(field):
                         findings.append(Finding(_PATIENT_FIELDS[name], f"{base}/patient/{name}"))
-    for body in root.iter(f"{_N}nonXMLBody"):
+    if root.find(f".//{_N}nonXMLBody") is not None:
         findings.append(Finding(C.OPAQUE_CONTENT, "ClinicalDocument/component/nonXMLBody"))
-        del body
-    contains_phi = any(f.category in IDENTIFYING for f in findings)
+    # An attached document (nonXMLBody) is opaque content: PHI abroad, as a FHIR Binary is.
+    contains_phi = any(
+        f.category in IDENTIFYING or f.category is C.OPAQUE_CONTENT for f in findings
+    )
     return Inspection(
         format=Format.CDA,
         message_type="ClinicalDocument",

@@ -84,7 +84,13 @@ SUBJECT_FIELDS = frozenset(
         "sender",
     }
 )
-_PERSON_REFERENCE = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)/[^/?#]+")
+# "Patient/123", "https://x/fhir/Patient/123" and conditional "Patient?identifier=...".
+_PERSON_REFERENCE = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)(?:/[^/?#]+|\?.)")
+# Payload text that ends up in locations and audit rows must look like FHIR names, or it is
+# replaced: a JSON key or resourceType can be anything, including a patient's name.
+_SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_DEPTH = 64
+MAX_FINDINGS = 1000
 _RECORD_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[^/?#]+")
 _SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
 _PERSON_FIELDS: dict[str, Category] = {
@@ -103,26 +109,28 @@ def is_resource(value: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
 
 
+class FhirError(ValueError):
+    """A FHIR document the walker refuses (the reason never quotes the content)."""
+
+
+def safe_name(name: str) -> str:
+    return name if _SAFE_NAME.match(name) else "?"
+
+
 def _identifier_category(identifier: Any) -> Category:
-    if isinstance(identifier, dict):
-        system = str(identifier.get("system", ""))
-        if system in _SSN_SYSTEMS:
-            return C.SSN
-        codes = (
-            {
-                c.get("code")
-                for c in identifier.get("type", {}).get("coding", [])
-                if isinstance(c, dict)
-            }
-            if isinstance(identifier.get("type"), dict)
-            else set()
-        )
-        if "SS" in codes:
-            return C.SSN
-        if "DL" in codes:
-            return C.LICENSE_NUMBER
-        if codes & {"MB", "SN"}:
-            return C.HEALTH_PLAN_ID
+    if not isinstance(identifier, dict):
+        return C.MRN
+    if str(identifier.get("system", "")) in _SSN_SYSTEMS:
+        return C.SSN
+    kind = identifier.get("type")
+    coding = kind.get("coding") if isinstance(kind, dict) else None
+    codes = {c.get("code") for c in _as_list(coding) if isinstance(c, dict)}
+    if "SS" in codes:
+        return C.SSN
+    if "DL" in codes:
+        return C.LICENSE_NUMBER
+    if codes & {"MB", "SN"}:
+        return C.HEALTH_PLAN_ID
     return C.MRN
 
 
@@ -135,7 +143,8 @@ class _Walker:
         self.resource_types: list[str] = []
 
     def add(self, category: Category, location: str) -> None:
-        self.findings.append(Finding(category, location))
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(Finding(category, location))
 
     def collect_person_urls(self, node: Any) -> None:
         """Bundles reference entries by fullUrl (urn:uuid:...): learn which are persons."""
@@ -145,18 +154,18 @@ class _Walker:
             if url and is_resource(resource) and resource["resourceType"] in PERSON_TYPES:
                 self.person_urls.add(str(url))
 
-    def resource(self, res: dict[str, Any]) -> None:
+    def resource(self, res: dict[str, Any], depth: int) -> None:
         # Locations start at the resource type ("Patient.name"), however deep it is nested.
-        rtype = res["resourceType"]
+        rtype = safe_name(res["resourceType"])
         self.resource_types.append(rtype)
-        here = rtype
         if rtype in CONTAINER_TYPES:
             self.collect_person_urls(res)
         if rtype in PERSON_TYPES:
-            self.person(res, here)
+            self.person(res, rtype)
         elif rtype in OPAQUE_TYPES and _has_data(res):
-            self.add(C.OPAQUE_CONTENT, here)
-        self.walk(res, here, rtype not in NON_PATIENT_TYPES and rtype not in PERSON_TYPES)
+            self.add(C.OPAQUE_CONTENT, rtype)
+        clinical = rtype not in NON_PATIENT_TYPES and rtype not in PERSON_TYPES
+        self.fields(res, rtype, clinical, depth + 1)
 
     def person(self, res: dict[str, Any], path: str) -> None:
         if res.get("id"):
@@ -170,30 +179,33 @@ class _Walker:
             system = telecom.get("system") if isinstance(telecom, dict) else None
             self.add(_TELECOM_SYSTEMS.get(str(system), C.PHONE), f"{path}.telecom")
 
-    def walk(self, node: Any, path: str, clinical: bool) -> None:
-        """Descend; nested resources start their own context; references are checked."""
-        if isinstance(node, dict):
-            ref = node.get("reference")
-            if isinstance(ref, str):
-                self._reference(ref, node, path, clinical)
-            if clinical and path.endswith(".network") and node.get("address"):
-                self.add(C.IP_ADDRESS, f"{path}.address")  # AuditEvent.agent.network
-            for key, value in node.items():
-                child = f"{path}.{key}"
-                if key in ("resourceType", "text", "meta"):
-                    continue
-                if is_resource(value):
-                    self.resource(value)
-                elif isinstance(value, list):
-                    for item in value:
-                        if is_resource(item):
-                            self.resource(item)
-                        else:
-                            self._subject(key, item, child, clinical)
-                            self.walk(item, child, clinical)
-                else:
-                    self._subject(key, value, child, clinical)
-                    self.walk(value, child, clinical)
+    def walk(self, node: Any, path: str, clinical: bool, depth: int) -> None:
+        """Descend into any value: nested resources start their own context."""
+        if depth > MAX_DEPTH:
+            raise FhirError("FHIR document nested too deeply")
+        if isinstance(node, list):
+            for item in node:
+                self.walk(item, path, clinical, depth + 1)
+        elif is_resource(node):
+            self.resource(node, depth)
+        elif isinstance(node, dict):
+            self.fields(node, path, clinical, depth)
+
+    def fields(self, node: dict[str, Any], path: str, clinical: bool, depth: int) -> None:
+        """One element's fields: check references, then descend."""
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            self._reference(ref, node, path, clinical)
+        if clinical and path.endswith(".network") and node.get("address"):
+            self.add(C.IP_ADDRESS, f"{path}.address")  # AuditEvent.agent.network
+        for key, value in node.items():
+            if key in ("resourceType", "text", "meta") or not isinstance(value, dict | list):
+                continue
+            child = f"{path}.{safe_name(key)}"
+            if clinical and key in SUBJECT_FIELDS:
+                for item in _as_list(value):
+                    self._subject(item, child)
+            self.walk(value, child, clinical, depth + 1)
 
     def _reference(self, ref: str, node: dict[str, Any], path: str, clinical: bool) -> None:
         if _PERSON_REFERENCE.search(ref) or ref in self.person_urls:
@@ -208,12 +220,10 @@ class _Walker:
             # An id of another patient-specific record (Procedure/123) identifies that record.
             self.add(C.OTHER_ID, path)
 
-    def _subject(self, key: str, value: Any, path: str, clinical: bool) -> None:
+    def _subject(self, value: Any, path: str) -> None:
         """subject/patient fields that name or identify a person without a reference."""
-        if not clinical or key not in SUBJECT_FIELDS or not isinstance(value, dict):
-            return
-        if "reference" in value:
-            return  # judged by the reference rule
+        if not isinstance(value, dict) or is_resource(value) or "reference" in value:
+            return  # a reference is judged by the reference rule
         if value.get("display"):
             self.add(C.NAME, f"{path}.display")
         if value.get("identifier"):
@@ -263,5 +273,5 @@ def _summary(walker: _Walker, fmt: Format) -> Inspection:
 def inspect_resources(resources: list[dict[str, Any]], fmt: Format) -> Inspection:
     walker = _Walker()
     for res in resources:
-        walker.resource(res)
+        walker.resource(res, 0)
     return _summary(walker, fmt)

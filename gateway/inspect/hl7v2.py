@@ -93,6 +93,10 @@ IDENTIFIER_FIELDS: dict[str, dict[int, Category]] = {
 }
 
 
+# Findings kept per payload: enough for the audit trail, bounded against huge batches.
+MAX_FINDINGS = 1000
+
+
 def looks_like_hl7(text: str) -> bool:
     return len(text) > 8 and text[:3] in _HEADERS and not text[3].isalnum()
 
@@ -105,6 +109,8 @@ class _Delimiters:
     __slots__ = ("empty_chars", "field")
 
     def __init__(self, header: str) -> None:
+        if len(header) < 5:
+            raise Hl7Error(f"{header[:3]} declares no valid delimiters")
         self.field = header[3]
         encoding = header[4:8].split(self.field, 1)[0]
         if len(encoding) < 2 or any(c.isalnum() for c in encoding + self.field):
@@ -151,6 +157,8 @@ def inspect_hl7(text: str) -> Inspection:
         for number, category in table.items():
             if number < len(fields) and _has_content(fields[number], delimiters.empty_chars):
                 findings.append(Finding(category, f"{seg_id}-{number}"))
+        if len(findings) >= MAX_FINDINGS:
+            break  # the verdict is certain; a huge batch must not cost memory per field
     if delimiters is None:
         raise Hl7Error("no MSH/FHS/BHS header")
     contains_phi = any(f.category in IDENTIFYING for f in findings)
@@ -174,7 +182,8 @@ def _message_type(msh_fields: list[str], component: str) -> str:
 
 
 HL7_XML_NS = "urn:hl7-org:v2xml"
-_XML_FIELD = re.compile(r"^([A-Z][A-Z0-9]{2})\.(\d+)$")
+_XML_FIELD = re.compile(r"^([A-Z][A-Z0-9]{2})\.(\d{1,3})$")
+_MSH_TEXT_FIELDS = (9, 10, 12)
 
 
 def inspect_hl7_xml(root: ET.Element) -> Inspection:
@@ -187,12 +196,15 @@ def inspect_hl7_xml(root: ET.Element) -> Inspection:
         if match is None:
             continue
         seg_id, number = match.group(1), int(match.group(2))
-        content = "".join(element.itertext()).strip()
-        if seg_id == "MSH" and number in (9, 10, 12) and str(number) not in texts:
-            texts[str(number)] = "^".join(t.strip() for t in element.itertext() if t.strip())
+        if seg_id == "MSH" and number in _MSH_TEXT_FIELDS and str(number) not in texts:
+            parts = (t.strip() for t in element.itertext())
+            texts[str(number)] = "^".join(p for p in parts if p)[:200]
         category = IDENTIFIER_FIELDS.get(seg_id, {}).get(number)
-        if category is not None and content.strip('"'):
+        # any() stops at the first text: linear even when fields nest inside fields.
+        if category is not None and any(t.strip(' "\t\r\n') for t in element.itertext()):
             findings.append(Finding(category, f"{seg_id}-{number}"))
+            if len(findings) >= MAX_FINDINGS:
+                break
     return Inspection(
         format=Format.HL7V2_XML,
         message_type=_UNSAFE.sub("", "^".join(texts.get("9", "").split("^")[:2]))[:20],

@@ -5,6 +5,7 @@ and the policy decides what that means (fail closed for foreign destinations).""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import replace
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from gateway.config import Limits
 from gateway.inspect.cda import CDA_NS, inspect_cda
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
-from gateway.inspect.fhir import inspect_resources, is_resource
+from gateway.inspect.fhir import FhirError, inspect_resources, is_resource
 from gateway.inspect.hl7v2 import (
     HL7_XML_NS,
     Hl7Error,
@@ -24,8 +25,10 @@ from gateway.inspect.xmltree import FHIR_NS, XmlError, fhir_xml_to_tree, parse_x
 from gateway.model import Format, Inspection
 
 _BOM = b"\xef\xbb\xbf"
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _LEADING = b" \t\r\n\x0b"
 _MAX_JSON_DEPTH = 32
+log = logging.getLogger(__name__)
 
 
 class Inspector:
@@ -53,18 +56,24 @@ class Inspector:
                 return Inspection(Format.BINARY, error=exc.reason, limit=exc.limit)
         try:
             return sniff_and_scan(body)
-        except (Hl7Error, XmlError) as exc:
+        except (Hl7Error, XmlError, FhirError) as exc:
             return Inspection(Format.BINARY, error=str(exc))
         except RecursionError:
             return Inspection(
                 Format.BINARY, error="payload nested too deeply", limit="max_nesting_depth"
             )
+        except Exception as exc:  # a scanner bug is an unreadable payload, never a pass
+            log.error("inspector failed with %s", type(exc).__name__)
+            return Inspection(Format.BINARY, error=f"inspector failed ({type(exc).__name__})")
 
 
 def sniff_and_scan(body: bytes) -> Inspection:
-    data = body.removeprefix(_BOM).lstrip(_LEADING)
+    data = body.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
     if not data:
         return Inspection(Format.EMPTY)
+    if data.startswith(_WIDE_BOMS) or _looks_utf16(data[:64]):
+        # UTF-16/32 text: not decoded yet, so it must not pass abroad as "binary".
+        return Inspection(Format.BINARY, error="UTF-16/32 payloads are not inspected yet")
     first = data[:1]
     if first in (b"M", b"F", b"B"):
         text = data.decode("latin-1")
@@ -75,6 +84,13 @@ def sniff_and_scan(body: bytes) -> Inspection:
     if first == b"<":
         return _scan_xml(data)
     return Inspection(Format.TEXT if _mostly_text(data[:4096]) else Format.BINARY)
+
+
+def _looks_utf16(head: bytes) -> bool:
+    """ASCII-range text in UTF-16 without a BOM: every other byte is zero."""
+    if len(head) < 8:
+        return False
+    return not any(head[1::2]) or not any(head[0::2])
 
 
 def _mostly_text(sample: bytes) -> bool:

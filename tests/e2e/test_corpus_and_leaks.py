@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.support.patients import (
     hl7_adt,
     make_patient,
 )
+from tests.support.tcpsink import TcpSink
 
 pytestmark = pytest.mark.e2e
 CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
@@ -85,29 +85,8 @@ def test_no_identifier_is_written_anywhere(
                 assert value.encode() not in content, f"identifier found in {place}"
 
 
-class TcpSink:
-    """A raw TCP server that records every byte it is sent."""
-
-    def __init__(self, host: str) -> None:
-        self.sock = socket.create_server((host, 0))
-        self.port = self.sock.getsockname()[1]
-        self.data = bytearray()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(b"READY\n")
-                while chunk := conn.recv(65536):
-                    self.data += chunk
-
-
 def test_uninspectable_tcp_to_a_foreign_destination_is_cut(gateway: GatewayProcess) -> None:
-    sink = TcpSink(FOREIGN_IP)
+    sink = TcpSink(FOREIGN_IP, greeting=b"READY\n")
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
         s.sendall(f"CONNECT {FOREIGN_IP}:{sink.port} HTTP/1.1\r\n\r\n".encode())
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
@@ -124,7 +103,7 @@ def test_uninspectable_tcp_to_a_foreign_destination_is_cut(gateway: GatewayProce
 
 
 def test_tcp_to_a_domestic_destination_is_untouched(gateway: GatewayProcess) -> None:
-    sink = TcpSink("127.0.0.1")
+    sink = TcpSink("127.0.0.1", greeting=b"READY\n")
     frame = b"\x0b" + hl7_adt(make_patient(6)).encode() + b"\x1c\r"
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
         s.sendall(f"CONNECT 127.0.0.1:{sink.port} HTTP/1.1\r\n\r\n".encode())

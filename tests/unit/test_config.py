@@ -112,3 +112,38 @@ def test_destination_rules_match_hosts_wildcards_and_cidrs() -> None:
     assert not cidr.matches("x", 80, ("203.0.113.9",))
     # Every address must be inside: one foreign address in the answer set spoils it.
     assert not cidr.matches("x", 443, ("203.0.113.9", "198.51.100.1"))
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "upstream:http://proxy:3128",
+        "wireguard",
+        "dns",
+        "reverse:udp://10.0.0.1:53",
+        "reverse:dns://10.0.0.1",
+        "reverse:quic://x:443",
+        "local",
+        "tun",
+    ],
+)
+def test_modes_the_gateway_cannot_inspect_are_refused(mode: str) -> None:
+    found = problems({"proxy": {"modes": [mode]}})
+    assert found[0][0] == "proxy.modes[0]"
+    assert "not supported" in found[0][1]
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "regular",
+        "regular@8081",
+        "transparent",
+        "socks5",
+        "reverse:https://x.example",
+        "reverse:tcp://10.0.0.1:2575@2575",
+        "reverse:tls://x.example:6661",
+    ],
+)
+def test_inspectable_modes_are_accepted(mode: str) -> None:
+    assert parse_config({"proxy": {"modes": [mode]}}).proxy.modes == (mode,)

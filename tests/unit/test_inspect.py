@@ -189,3 +189,82 @@ def test_labelled_corpus(path: str, expected: str) -> None:
     result = Inspector(Limits()).inspect((CORPUS / path).read_bytes())
     assert not result.error, result.error
     assert result.contains_phi is (expected == "phi"), result.category_counts()
+
+
+def test_hostile_payload_text_never_becomes_a_location_or_type() -> None:
+    body = json.dumps(
+        {
+            "resourceType": "Aurelio Quillfeather 123-45-6789",
+            "Aurelio Quillfeather DOB": {"subject": {"reference": "Patient/1"}},
+        }
+    )
+    result = INSPECTOR.inspect(body.encode())
+    assert result.contains_phi
+    assert "Aurelio" not in result.message_type
+    assert all("Aurelio" not in loc for loc in result.locations())
+
+
+def test_scanner_bugs_are_errors_not_passes() -> None:
+    for body in (b"MSH\rPID|1||123\r", b'{"resourceType":"Patient","identifier":[{"type":5}]}'):
+        result = INSPECTOR.inspect(body)
+        assert result.contains_phi or result.error
+
+
+def test_deep_nesting_is_an_error() -> None:
+    body = '{"resourceType":"Observation","a":' * 1 + '{"b":' * 200 + "1" + "}" * 201
+    result = INSPECTOR.inspect(body.encode())
+    assert result.error
+
+
+def test_huge_hl7_batch_findings_are_bounded() -> None:
+    body = (
+        "MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\r"
+        + "PID|1||MRN1||DOE^JANE||19800101|F|||1 Main St^^X^OH^44004\r" * 15000
+    )
+    result = INSPECTOR.inspect(body.encode())
+    assert result.contains_phi
+    assert len(result.findings) <= 1000
+
+
+def test_nested_hl7_xml_fields_scan_linearly() -> None:
+    body = (
+        '<ADT_A01 xmlns="urn:hl7-org:v2xml">'
+        + "<PID.5>" * 20000
+        + "x"
+        + "</PID.5>" * 20000
+        + "</ADT_A01>"
+    )
+    result = INSPECTOR.inspect(body.encode())
+    assert result.contains_phi
+
+
+def test_cda_with_only_an_attached_document_is_phi() -> None:
+    body = (
+        b'<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget><patientRole>'
+        b'<id nullFlavor="NI"/></patientRole></recordTarget><component><nonXMLBody>'
+        b'<text mediaType="application/pdf" representation="B64">JVBERi0=</text>'
+        b"</nonXMLBody></component></ClinicalDocument>"
+    )
+    assert INSPECTOR.inspect(body).contains_phi
+
+
+def test_conditional_patient_reference() -> None:
+    body = json.dumps(
+        {
+            "resourceType": "Observation",
+            "subject": {"reference": "Patient?identifier=urn:mrn|12345", "display": "John Smith"},
+        }
+    )
+    result = INSPECTOR.inspect(body.encode())
+    assert result.contains_phi
+    assert Category.NAME in {f.category for f in result.findings}
+
+
+def test_utf16_payloads_fail_closed_until_decoded() -> None:
+    text = fhir_patient_json(PATIENT).decode()
+    for body in (text.encode("utf-16"), text.encode("utf-16-le"), text.encode("utf-16-be")):
+        assert INSPECTOR.inspect(body).error
+
+
+def test_mllp_start_byte_before_bom() -> None:
+    assert INSPECTOR.inspect(b"\x0b\xef\xbb\xbf" + hl7_adt(PATIENT).encode()).contains_phi
