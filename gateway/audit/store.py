@@ -88,7 +88,12 @@ class AuditStore:
             self._thread = None
 
     def _writer(self) -> None:
-        conn = connect(self.path)
+        try:
+            conn = connect(self.path)
+        except sqlite3.Error as exc:
+            log.error("audit database unusable: %s", exc)
+            self._drain_failed()
+            return
         try:
             while True:
                 batch = [self._queue.get()]
@@ -107,6 +112,18 @@ class AuditStore:
                     return
         finally:
             conn.close()
+
+    def _drain_failed(self) -> None:
+        """The database went away: count every queued event as failed, release waiters."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, AuditEvent):
+                self.write_errors += 1
+                metrics.AUDIT_WRITE_ERRORS.inc()
+            elif isinstance(item, threading.Event):
+                item.set()
+            elif item is _STOP:
+                return
 
     def _write(self, conn: sqlite3.Connection, events: list[AuditEvent]) -> None:
         try:

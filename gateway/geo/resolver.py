@@ -8,6 +8,8 @@ import ipaddress
 import socket
 import time
 
+_CACHE_MAX = 10000
+
 
 class Resolver:
     def __init__(self, cache_seconds: float = 30.0) -> None:
@@ -35,7 +37,12 @@ class Resolver:
             seen[str(sockaddr[0])] = None
         addresses = tuple(seen)
         if self.cache_seconds > 0 and addresses:
-            self._cache[host] = (time.monotonic() + self.cache_seconds, addresses)
+            now = time.monotonic()
+            if len(self._cache) >= _CACHE_MAX:  # many distinct names: drop what has expired
+                self._cache = {h: e for h, e in self._cache.items() if e[0] > now}
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+            self._cache[host] = (now + self.cache_seconds, addresses)
         return addresses
 
     async def resolve(self, host: str) -> tuple[str, ...]:
