@@ -73,7 +73,7 @@ class Gateway:
     def judge(self, host: str, port: int, addresses: Iterable[str]) -> Destination:
         judged = tuple(self.locator.locate(ip) for ip in dict.fromkeys(addresses))
         for j in judged:
-            metrics.GEO_LOOKUPS.labels(j.location.value, j.reason).inc()
+            metrics.child(metrics.GEO_LOOKUPS, j.location.value, j.reason).inc()
         if not judged:
             metrics.GEO_LOOKUPS.labels(Location.UNKNOWN.value, "resolution-failed").inc()
         return Destination(host, port, judged)
@@ -105,7 +105,9 @@ class Gateway:
             inspection = preset
         else:
             inspection = self.inspector.inspect(message.body, message.content_encoding)
-            metrics.INSPECTION_SECONDS.labels(inspection.format.value).observe(inspection.seconds)
+            metrics.child(metrics.INSPECTION_SECONDS, inspection.format.value).observe(
+                inspection.seconds
+            )
         verdict = decide(destination, inspection, self.config)
         incident_id = new_incident_id() if verdict.record else ""
         decision = Decision(incident_id, message, destination, inspection, verdict, time.time())
@@ -116,8 +118,13 @@ class Gateway:
         verdict, inspection = decision.verdict, decision.inspection
         action = verdict.action.value if verdict.enforced else "monitor"
         country = decision.destination.verdict.country_label
-        metrics.DECISIONS.labels(
-            action, verdict.rule, inspection.format.value, decision.message.protocol.value, country
+        metrics.child(
+            metrics.DECISIONS,
+            action,
+            verdict.rule,
+            inspection.format.value,
+            decision.message.protocol.value,
+            country,
         ).inc()
         if inspection.error:
             reason = "limit" if inspection.limit else "unreadable"
@@ -126,13 +133,15 @@ class Gateway:
             metrics.NOT_INSPECTED.labels(reason).inc()
             if inspection.limit:
                 metrics.LIMIT_EXCEEDED.labels(inspection.limit).inc()
-        if inspection.format is not Format.SKIPPED:
-            for category, count in inspection.category_counts().items():
-                metrics.FINDINGS.labels(category).inc(count)
+        counts = inspection.category_counts()
+        for category, count in counts.items():
+            metrics.child(metrics.FINDINGS, category).inc(count)
         if verdict.record:
-            event = AuditEvent.from_decision(decision, self.instance_id, self.policy_version)
+            event = AuditEvent.from_decision(
+                decision, self.instance_id, self.policy_version, counts
+            )
             self.audit.append(event)
-            metrics.AUDIT_EVENTS.labels(action).inc()
+            metrics.child(metrics.AUDIT_EVENTS, action).inc()
             log.warning(
                 "%s %s: rule=%s format=%s country=%s categories=%s",
                 decision.incident_id,
@@ -140,7 +149,7 @@ class Gateway:
                 verdict.rule,
                 inspection.format.value,
                 country,
-                ",".join(inspection.category_counts()) or "-",
+                ",".join(counts) or "-",
             )
 
     def respond(self, decision: Decision) -> BlockResponse | None:

@@ -6,7 +6,10 @@ Safe Harbor categories, limit names. Never host names, never anything from a pay
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client.metrics import MetricWrapperBase
 
 PREFIX = "phi_gateway"
 
@@ -85,3 +88,9 @@ POLICY = Info(
     "The policy in force: its version (hash of the effective config) and mode.",
 )
 UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")
+
+
+@functools.lru_cache(maxsize=4096)
+def child[M: MetricWrapperBase](metric: M, *labels: str) -> M:
+    """``metric.labels(*labels)``, remembered: the hot path asks for the same few children."""
+    return metric.labels(*labels)

@@ -104,7 +104,8 @@ class Inspection:
         return not self.error
 
     def category_counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(f.category.value for f in self.findings).items()))
+        tally = Counter(f.category for f in self.findings)
+        return {category.value: tally[category] for category in sorted(tally)}
 
     def locations(self) -> list[str]:
         return sorted({f.location for f in self.findings})

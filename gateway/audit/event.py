@@ -41,7 +41,13 @@ class AuditEvent:
     error: str
 
     @classmethod
-    def from_decision(cls, decision: Decision, instance_id: str, policy_version: str) -> AuditEvent:
+    def from_decision(
+        cls,
+        decision: Decision,
+        instance_id: str,
+        policy_version: str,
+        counts: dict[str, int] | None = None,
+    ) -> AuditEvent:
         verdict = decision.verdict
         destination = decision.destination
         where = destination.verdict
@@ -73,7 +79,9 @@ class AuditEvent:
             protocol=decision.message.protocol.value,
             format=inspection.format.value,
             message_type=inspection.message_type,
-            categories=json.dumps(inspection.category_counts(), separators=(",", ":")),
+            categories=json.dumps(
+                inspection.category_counts() if counts is None else counts, separators=(",", ":")
+            ),
             locations=json.dumps(inspection.locations(), separators=(",", ":")),
             action=action,
             rule=verdict.rule,
