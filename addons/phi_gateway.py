@@ -85,6 +85,15 @@ def _declared_length(headers: http.Headers) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _replace_body(flow: http.HTTPFlow, body: bytes) -> None:
+    """Forward the redacted payload: decoded, so the codings it arrived with no longer apply."""
+    request = flow.request
+    request.headers.pop("content-encoding", None)
+    if "transfer-encoding" in request.headers:
+        del request.headers["transfer-encoding"]
+    request.content = body  # also sets Content-Length
+
+
 def _respond(
     flow: http.HTTPFlow,
     status: int,
@@ -231,6 +240,8 @@ class PhiGateway:
         if answer is not None:
             _respond(flow, answer.status, answer.body, answer.content_type, answer.headers)
             self._release(flow)
+        elif decision.redaction is not None and decision.verdict.enforced:
+            _replace_body(flow, decision.redaction.body)
         if decision.incident_id:
             flow.metadata["phi_gateway_incident"] = decision.incident_id
 

@@ -13,7 +13,7 @@ import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -107,6 +107,12 @@ class Mode(StrEnum):
 
 class ForeignPhiAction(StrEnum):
     BLOCK = "block"
+    REDACT = "redact"
+
+
+class RuleAction(StrEnum):
+    ALLOW = "allow"
+    REDACT = "redact"
 
 
 class DestinationRule(_Strict):
@@ -116,6 +122,8 @@ class DestinationRule(_Strict):
     cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     reason: str = Field(min_length=1)
+    # allow_destinations only: "redact" forwards PHI there only after Safe Harbor redaction.
+    action: RuleAction = RuleAction.ALLOW
 
     @field_validator("host")
     @classmethod
@@ -167,6 +175,23 @@ class Policy(_Strict):
     foreign_phi_action: ForeignPhiAction = ForeignPhiAction.BLOCK
     allow_destinations: tuple[DestinationRule, ...] = ()
     deny_destinations: tuple[DestinationRule, ...] = ()
+
+
+class RedactionSettings(_Strict):
+    """How the redact action de-identifies (see docs/redaction.md)."""
+
+    # Environment variable holding the site secret that keys pseudonyms (HMAC-SHA256). Unset:
+    # a random key per process, so pseudonyms change at every restart.
+    secret_env: str = Field(default="PHI_GATEWAY_SECRET", min_length=1)
+    # Record identifiers (MRN, visit number, resource ids): keyed pseudonyms, or removal.
+    identifiers: Literal["pseudonym", "remove"] = "pseudonym"
+    # Dates: year only (Safe Harbor), or shifted per patient by up to max_shift_days.
+    dates: Literal["year", "shift"] = "year"
+    max_shift_days: int = Field(default=365, ge=1, le=3650)
+    # Locations a contract allows to keep ("PID-11", "Patient.address"): no longer Safe Harbor.
+    keep: tuple[str, ...] = ()
+    # Z-segments (site-defined, unknown content): cleared, or kept.
+    z_segments: Literal["redact", "keep"] = "redact"
 
 
 class Limits(_Strict):
@@ -253,6 +278,7 @@ class GatewayConfig(_Strict):
     geo: Geo = Geo()
     policy: Policy = Policy()
     limits: Limits = Limits()
+    redaction: RedactionSettings = RedactionSettings()
     audit: Audit = Audit()
     proxy: Proxy = Proxy()
     admin: Admin = Admin()

@@ -8,6 +8,7 @@ new one and swaps it in only when it is complete, so a bad reload keeps the last
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from gateway.enforce import BlockResponse, block_response, warm_up
 from gateway.geo import GeoDatabaseError, Locator, Resolver
 from gateway.inspect import Inspector
 from gateway.model import (
+    Action,
     Decision,
     Destination,
     Format,
@@ -29,8 +31,11 @@ from gateway.model import (
     Location,
     Message,
     Protocol,
+    Redaction,
+    Verdict,
 )
 from gateway.policy import decide, needs_inspection
+from gateway.redact.redactor import Redactor, site_secret
 
 log = logging.getLogger(__name__)
 INSTANCE_ID = uuid.uuid4().hex[:12]
@@ -47,6 +52,8 @@ class Gateway:
         self.locator = locator
         self.resolver = Resolver(config.geo.dns_cache_seconds)
         self.inspector = Inspector(config.limits)
+        self.secret_from_environment = bool(os.environ.get(config.redaction.secret_env))
+        self.redactor = Redactor(config.redaction, config.limits, site_secret(config.redaction)[0])
         self.audit = audit
         self.instance_id = INSTANCE_ID
 
@@ -109,10 +116,37 @@ class Gateway:
                 inspection.seconds
             )
         verdict = decide(destination, inspection, self.config)
+        redaction = None
+        if verdict.action is Action.REDACT:
+            verdict, redaction = self._redact(message, inspection, verdict)
         incident_id = new_incident_id() if verdict.record else ""
-        decision = Decision(incident_id, message, destination, inspection, verdict, time.time())
+        decision = Decision(
+            incident_id, message, destination, inspection, verdict, time.time(), redaction
+        )
         self._record(decision)
         return decision
+
+    def _redact(
+        self, message: Message, inspection: Inspection, verdict: Verdict
+    ) -> tuple[Verdict, Redaction | None]:
+        """Redact and verify; a failure turns the verdict into a block of its own reason."""
+        outcome = self.redactor.redact(message.body, message.content_encoding, inspection.format)
+        fmt = inspection.format.value
+        if outcome.error:
+            metrics.child(metrics.REDACTIONS, "failed", fmt).inc()
+            return Verdict(
+                Action.BLOCK,
+                "redaction-failed",
+                f"{verdict.reason}; redaction refused: {outcome.error}",
+                enforced=verdict.enforced,
+                record=True,
+            ), None
+        metrics.child(metrics.REDACTIONS, "redacted", fmt).inc()
+        for category, count in outcome.counts.items():
+            metrics.child(metrics.REDACTED_IDENTIFIERS, category).inc(count)
+        return verdict, Redaction(
+            outcome.counts, outcome.locations, outcome.body, outcome.content_type
+        )
 
     def _record(self, decision: Decision) -> None:
         verdict, inspection = decision.verdict, decision.inspection

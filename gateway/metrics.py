@@ -83,6 +83,16 @@ AUDIT_EVENTS = Counter(
     "Audit events queued for the audit database, by action.",
     ["action"],
 )
+REDACTIONS = Counter(
+    f"{PREFIX}_redactions_total",
+    "Redact actions by result (redacted, failed: blocked instead) and payload format.",
+    ["result", "format"],
+)
+REDACTED_IDENTIFIERS = Counter(
+    f"{PREFIX}_redacted_identifiers_total",
+    "Fields or elements changed by redaction, by Safe Harbor category.",
+    ["category"],
+)
 POLICY = Info(
     f"{PREFIX}_policy",
     "The policy in force: its version (hash of the effective config) and mode.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Category(enum.StrEnum):
@@ -186,6 +186,16 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class Redaction:
+    """What the redact action did: categories and places changed, never the values."""
+
+    counts: dict[str, int]
+    locations: tuple[str, ...]
+    body: bytes  # the redacted payload to forward (decoded: no Content-Encoding)
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Everything one message went through; what the act and record stages consume."""
 
@@ -195,4 +205,4 @@ class Decision:
     inspection: Inspection
     verdict: Verdict
     timestamp: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
+    redaction: Redaction | None = None

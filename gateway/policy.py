@@ -2,17 +2,18 @@
 
 Order of rules (first match wins):
 1. deny-list          → block everything, PHI or not
-2. allow-list         → forward (recorded when it carries PHI)
+2. allow-list         → forward (recorded when it carries PHI); a rule with ``action: redact``
+                        forwards PHI only after Safe Harbor redaction
 3. domestic           → forward untouched
 4. foreign / unknown, payload unreadable → block (fail closed)
-5. foreign / unknown, PHI                → policy.foreign_phi_action (block)
+5. foreign / unknown, PHI                → policy.foreign_phi_action (block or redact)
 6. foreign / unknown, no PHI             → forward
 Monitor mode turns every block into "forward and record" (``enforced=False``).
 """
 
 from __future__ import annotations
 
-from gateway.config import GatewayConfig, Mode, UnknownTreatment
+from gateway.config import GatewayConfig, Mode, RuleAction, UnknownTreatment
 from gateway.model import Action, Destination, Inspection, Location, Verdict
 
 
@@ -52,13 +53,26 @@ def decide(destination: Destination, inspection: Inspection, config: GatewayConf
                 record=True,
             )
     for rule in policy.allow_destinations:
-        if rule.matches(destination.host, destination.port, addresses):
-            return Verdict(
-                Action.ALLOW,
-                "allow-list",
-                f"destination is allow-listed: {rule.reason}",
-                record=inspection.contains_phi or not inspection.inspected,
-            )
+        if not rule.matches(destination.host, destination.port, addresses):
+            continue
+        if rule.action is RuleAction.REDACT:
+            if not inspection.inspected:
+                break  # what cannot be read cannot be redacted: judged by location below
+            if inspection.contains_phi:
+                return Verdict(
+                    Action.REDACT,
+                    "redact-list",
+                    f"destination receives de-identified data only: {rule.reason}",
+                    enforced=not monitor,
+                    record=True,
+                )
+            return Verdict(Action.ALLOW, "redact-list", "no PHI found")
+        return Verdict(
+            Action.ALLOW,
+            "allow-list",
+            f"destination is allow-listed: {rule.reason}",
+            record=inspection.contains_phi or not inspection.inspected,
+        )
 
     if effective_location(destination, config) is Location.DOMESTIC:
         return Verdict(Action.ALLOW, "domestic", "destination is inside the allowed jurisdictions")

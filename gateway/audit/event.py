@@ -35,10 +35,11 @@ class AuditEvent:
     message_type: str
     categories: str  # JSON: {"name": 2, "ssn": 1}
     locations: str  # JSON: ["PID-19", "PID-5"]
-    action: str  # block | monitor | allow
+    action: str  # block | redact | monitor | allow
     rule: str
     reason: str
     error: str
+    redaction: str = ""  # JSON: {"categories": {...}, "locations": [...]} of what was redacted
 
     @classmethod
     def from_decision(
@@ -87,7 +88,18 @@ class AuditEvent:
             rule=verdict.rule,
             reason=verdict.reason,
             error=inspection.error,
+            redaction=_redaction_summary(decision),
         )
 
     def as_row(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _redaction_summary(decision: Decision) -> str:
+    if decision.redaction is None:
+        return ""
+    summary = {
+        "categories": decision.redaction.counts,
+        "locations": list(decision.redaction.locations),
+    }
+    return json.dumps(summary, separators=(",", ":"), sort_keys=True)

@@ -45,6 +45,15 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Databases written by an older version get the newer columns (empty for old rows)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(audit_events)")}
+    for column in _COLUMNS:
+        if column not in present:
+            kind = "INTEGER" if column == "port" else "TEXT"
+            conn.execute(f"ALTER TABLE audit_events ADD COLUMN {column} {kind} NOT NULL DEFAULT ''")
+
+
 class AuditStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -53,6 +62,7 @@ class AuditStore:
             conn = connect(path)
             try:
                 conn.executescript(_SCHEMA)
+                _add_missing_columns(conn)
             finally:
                 conn.close()
         except (OSError, sqlite3.Error) as exc:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
+from gateway.redact.safe_harbor import is_safe_token
 
 _SEGMENT_END = re.compile(r"\r\n|\r|\n")
 _HEADERS = ("MSH", "FHS", "BHS")
@@ -123,8 +125,31 @@ def _has_content(value: str, empty_chars: str) -> bool:
     return bool(value) and bool(value.strip(empty_chars))
 
 
-def inspect_hl7(text: str) -> Inspection:
-    """Scan ER7 text (one message or a batch) for identifying fields."""
+def _identifying_content(category: Category) -> Callable[[str, str], bool]:
+    """De-identified mode: only placeholders, pseudonyms and years may remain (in addresses
+    also ZIP3 areas and state/country codes)."""
+    address = category is C.GEOGRAPHY
+
+    def check(value: str, empty_chars: str) -> bool:
+        if not _has_content(value, empty_chars):
+            return False
+        tokens = re.split(f"[{re.escape(empty_chars)}]+", value)
+        return any(t and not is_safe_token(t, address) for t in tokens)
+
+    return check
+
+
+_PLAIN_CHECKS = {c: _has_content for c in Category}
+_DEIDENTIFIED_CHECKS = {c: _identifying_content(c) for c in Category}
+
+
+def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
+    """Scan ER7 text (one message or a batch) for identifying fields.
+
+    ``deidentified``: verify a redacted message, where placeholders, pseudonyms, years and
+    ZIP3 areas are allowed to remain in identifying fields.
+    """
+    checks = _DEIDENTIFIED_CHECKS if deidentified else _PLAIN_CHECKS
     findings: list[Finding] = []
     message_type = control_id = version = ""
     endpoints: tuple[str, str, str, str] | None = None
@@ -155,7 +180,7 @@ def inspect_hl7(text: str) -> Inspection:
             continue
         fields = segment.split(delimiters.field)
         for number, category in table.items():
-            if number < len(fields) and _has_content(fields[number], delimiters.empty_chars):
+            if number < len(fields) and checks[category](fields[number], delimiters.empty_chars):
                 findings.append(Finding(category, f"{seg_id}-{number}"))
         if len(findings) >= MAX_FINDINGS:
             break  # the verdict is certain; a huge batch must not cost memory per field

@@ -1,0 +1,286 @@
+"""FHIR (JSON / NDJSON) redaction to Safe Harbor; output stays a valid resource.
+
+- Patient, RelatedPerson, Person: name, telecom, photo, contact and extensions removed; address
+  keeps state, country and ZIP3; birthDate keeps the year (nothing at 90 or over);
+  identifiers become keyed pseudonyms (SSNs are removed).
+- Every resource: ``id``, Bundle ``fullUrl`` and the id part of every reference become keyed
+  pseudonyms (the same everywhere, so references inside a Bundle still resolve);
+  ``Reference.display``, narrative ``text``, ``note`` (Annotation), attachment data/url/title
+  are removed; date/dateTime/Period values keep the year; instants become YYYY-01-01T00:00:00Z
+  (they must stay full instants to be valid); identifier values become pseudonyms.
+- Changed resources are labelled in ``meta.security`` (v3 ObservationValue REDACTED, and
+  PSEUDED when pseudonyms were used).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.inspect.fhir import PERSON_TYPES, is_resource
+from gateway.model import Category
+from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
+
+C = Category
+SECURITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+_REFERENCE = re.compile(
+    r"^(?P<base>(?:.*/)?)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]+)(?P<rest>/_history/.*)?$"
+)
+_SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
+_PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
+_DROP_EVERYWHERE = ("text", "note")
+_ATTACHMENT_DROP = ("data", "url", "title", "hash")
+_INSTANT_KEYS = frozenset({"issued", "lastUpdated", "timestamp", "recorded", "instant"})
+_IDENTIFYING_EXTENSION_VALUES = frozenset(
+    {
+        "valueString",
+        "valueIdentifier",
+        "valueAddress",
+        "valueHumanName",
+        "valueContactPoint",
+        "valueAttachment",
+        "valueBase64Binary",
+        "valueUri",
+        "valueUrl",
+        "valueDate",
+        "valueDateTime",
+        "valueInstant",
+        "valueReference",
+        "valueMarkdown",
+    }
+)
+
+
+class FhirRedactionError(ValueError):
+    """The document cannot be redacted safely (the reason never quotes the content)."""
+
+
+@dataclass
+class FhirRedaction:
+    resources: list[Any]
+    counts: Counter[str] = field(default_factory=Counter)
+    locations: set[str] = field(default_factory=set)
+    originals: set[str] = field(default_factory=set)
+
+
+@dataclass
+class FhirOptions:
+    pseudonymizer: Pseudonymizer
+    dates: DatePolicy
+    pseudonymize_ids: bool = True
+    keep: frozenset[str] = frozenset()  # e.g. "Patient.address" where a contract allows it
+
+
+class FhirRedactor:
+    def __init__(self, options: FhirOptions) -> None:
+        self.options = options
+
+    def redact(self, documents: list[Any]) -> FhirRedaction:
+        result = FhirRedaction(resources=[])
+        for document in documents:
+            result.resources.append(self._value(document, "", result, None))
+        return result
+
+    # -- walking --------------------------------------------------------------------------------
+    def _value(self, node: Any, key: str, result: FhirRedaction, rtype: str | None) -> Any:
+        if isinstance(node, list):
+            return [self._value(item, key, result, rtype) for item in node]
+        if is_resource(node):
+            return self._resource(node, result)
+        if isinstance(node, dict):
+            return self._element(node, result, rtype or "?")
+        if isinstance(node, str):
+            return self._string(node, key, result, rtype or "?")
+        return node
+
+    def _resource(self, res: dict[str, Any], result: FhirRedaction) -> dict[str, Any]:
+        rtype = str(res["resourceType"])
+        before = sum(result.counts.values())
+        out: dict[str, Any] = {}
+        for key, value in res.items():
+            path = f"{rtype}.{key}"
+            if path in self.options.keep:
+                out[key] = value
+                continue
+            if key == "id" and isinstance(value, str):
+                out[key] = self._pseudonym_id(value, path, result)
+                continue
+            if rtype in PERSON_TYPES and key in _PERSON_DROP:
+                self._note(result, path, _PERSON_CATEGORY.get(key, C.OTHER_ID), value)
+                continue
+            if key in _DROP_EVERYWHERE:
+                self._note(result, path, C.OTHER_ID, None)
+                continue
+            if rtype in PERSON_TYPES and key == "address":
+                out[key] = [self._address(a, path, result) for a in _as_list(value)]
+                continue
+            if rtype in PERSON_TYPES and key == "birthDate" and isinstance(value, str):
+                year = self.options.dates.birth_year(value)
+                self._note(result, path, C.DATE, value)
+                if year:
+                    out[key] = year
+                continue
+            if key == "identifier":
+                out[key] = self._identifiers(value, path, result)
+                continue
+            out[key] = self._value(value, key, result, rtype)
+        if sum(result.counts.values()) > before:
+            _label(out, pseudonymized=self.options.pseudonymize_ids)
+        return out
+
+    def _element(self, node: dict[str, Any], result: FhirRedaction, rtype: str) -> Any:
+        out: dict[str, Any] = {}
+        is_attachment = "contentType" in node and ("data" in node or "url" in node)
+        for key, value in node.items():
+            path = f"{rtype}.{key}"
+            if key == "display" and "reference" in node:
+                self._note(result, path, C.NAME, value)
+                continue
+            if key == "reference" and isinstance(value, str):
+                out[key] = self._reference(value, path, result)
+                continue
+            if is_attachment and key in _ATTACHMENT_DROP:
+                self._note(result, path, C.OPAQUE_CONTENT, None)
+                continue
+            if key in ("extension", "modifierExtension"):
+                kept = [e for e in _as_list(value) if not _identifying_extension(e)]
+                if len(kept) != len(_as_list(value)):
+                    self._note(result, path, C.OTHER_ID, None)
+                if kept:
+                    out[key] = [self._value(e, key, result, rtype) for e in kept]
+                continue
+            if key in _DROP_EVERYWHERE:
+                self._note(result, path, C.OTHER_ID, None)
+                continue
+            if key == "identifier":
+                out[key] = self._identifiers(value, path, result)
+                continue
+            if key == "url" and "method" in node and isinstance(value, str):
+                # Bundle.entry.request.url ("Patient/123", "Patient?identifier=..."): an id.
+                out[key] = (
+                    self._reference(value, path, result) if "/" in value or "?" in value else value
+                )
+                continue
+            if key == "fullUrl" and isinstance(value, str):
+                out[key] = self._reference(value, path, result)
+                continue
+            out[key] = self._value(value, key, result, rtype)
+        return out
+
+    def _string(self, value: str, key: str, result: FhirRedaction, rtype: str) -> str:
+        if key in _INSTANT_KEYS and _DATETIME.match(value):
+            year = self.options.dates.year_of(value)
+            self._note(result, f"{rtype}.{key}", C.DATE, None)
+            return f"{year}-01-01T00:00:00Z"
+        if _DATE.match(value) or _DATETIME.match(value):
+            new = self.options.dates.generalize(value)
+            if new != value:
+                self._note(result, f"{rtype}.{key}", C.DATE, None)
+            return new or value[:4]
+        return value
+
+    # -- rules ----------------------------------------------------------------------------------
+    def _pseudonym_id(self, value: str, path: str, result: FhirRedaction) -> str:
+        # Raw ids are not remembered for the output search: "example" or "1" would match
+        # unrelated text. Their pseudonyms replace them everywhere.
+        self._note(result, path, C.OTHER_ID, None)
+        return self.options.pseudonymizer.pseudonym("fhir-id", value).lower()[:64]
+
+    def _reference(self, ref: str, path: str, result: FhirRedaction) -> str:
+        if ref.startswith("#"):
+            return ref
+        if ref.startswith("urn:uuid:"):
+            self._note(result, path, C.OTHER_ID, None)
+            return "urn:uuid:" + self.options.pseudonymizer.uuid(ref[9:])
+        match = _REFERENCE.match(ref)
+        if match is None:
+            # Conditional or opaque references may carry search values: drop their content.
+            self._note(result, path, C.OTHER_ID, None)
+            return self.options.pseudonymizer.pseudonym("fhir-ref", ref).lower()
+        self._note(result, path, C.OTHER_ID, None)
+        rid = self.options.pseudonymizer.pseudonym("fhir-id", match["id"]).lower()[:64]
+        return f"{match['base']}{match['type']}/{rid}"
+
+    def _identifiers(self, value: Any, path: str, result: FhirRedaction) -> list[Any]:
+        out = []
+        for ident in _as_list(value):
+            if not isinstance(ident, dict):
+                continue
+            system = str(ident.get("system", ""))
+            original = ident.get("value")
+            self._note(result, path, C.SSN if system in _SSN_SYSTEMS else C.MRN, original)
+            if system in _SSN_SYSTEMS or not self.options.pseudonymize_ids:
+                continue
+            kept = {k: v for k, v in ident.items() if k in ("use", "type", "system")}
+            if isinstance(original, str):
+                kept["value"] = self.options.pseudonymizer.pseudonym(system, original)
+            kept.pop("assigner", None)
+            out.append(kept)
+        return out
+
+    def _address(self, address: Any, path: str, result: FhirRedaction) -> dict[str, Any]:
+        self._note(result, path, C.GEOGRAPHY, None)
+        if not isinstance(address, dict):
+            return {}
+        for key in ("line", "city", "district", "text"):
+            for item in _as_list(address.get(key)):
+                if isinstance(item, str):
+                    result.originals.add(item)
+        kept = {k: address[k] for k in ("use", "type", "state", "country") if k in address}
+        if isinstance(address.get("postalCode"), str):
+            kept["postalCode"] = zip3(address["postalCode"])
+        return kept
+
+    @staticmethod
+    def _note(result: FhirRedaction, path: str, category: Category, original: Any) -> None:
+        result.counts[category.value] += 1
+        result.locations.add(path)
+        _collect(original, result.originals)
+
+
+_PERSON_CATEGORY = {"name": C.NAME, "telecom": C.PHONE, "photo": C.PHOTO, "contact": C.NAME}
+
+
+def _collect(value: Any, into: set[str]) -> None:
+    """Remember removed values (strings inside) so the output can be searched for them."""
+    if isinstance(value, str):
+        if len(value) >= 3:
+            into.add(value)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, into)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in ("system", "use", "type", "url", "resourceType", "contentType"):
+                _collect(item, into)
+
+
+def _identifying_extension(extension: Any) -> bool:
+    if not isinstance(extension, dict):
+        return True
+    if any(key in _IDENTIFYING_EXTENSION_VALUES for key in extension):
+        return True
+    return any(_identifying_extension(e) for e in _as_list(extension.get("extension")))
+
+
+def _label(resource: dict[str, Any], pseudonymized: bool) -> None:
+    meta = dict(resource.get("meta") or {})
+    meta.pop("lastUpdated", None)
+    security = [s for s in _as_list(meta.get("security")) if isinstance(s, dict)]
+    codes = {s.get("code") for s in security}
+    wanted = ["REDACTED"] + (["PSEUDED"] if pseudonymized else [])
+    for code in wanted:
+        if code not in codes:
+            security.append({"system": SECURITY_SYSTEM, "code": code})
+    meta["security"] = security
+    resource["meta"] = meta
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,354 @@
+"""HL7 v2 ER7 redaction to Safe Harbor, segment by segment, with each message's own delimiters.
+
+Rules (data types from hl7apy's definitions for the message's version, see hl7_types.py):
+- MSH/FHS/BHS/MSA/ERR and batch trailers stay as they are: the receiver must be able to ACK.
+- Patient segments (PID, PD1, NK1, GT1, IN1, IN2, IN3, MRG, ACC): every field is cleared except
+  a short list of coded, non-identifying fields; record identifiers (PID-2/3/4/18/21, MRG ids)
+  become keyed pseudonyms; addresses keep state, ZIP3 and country; dates keep the year.
+- Every other segment: dates → year; names, phones → cleared; addresses generalised;
+  identifiers (CX, EI: visit and order numbers) → pseudonyms; free text (OBX-5 of text types,
+  NTE-3) is scrubbed of the identifiers this message's structured fields held and of SSN,
+  phone and e-mail patterns. OBX-5 of ED/RP (documents, pointers) is cleared.
+- Z-segments: every field cleared (configurable).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from gateway.model import Category
+from gateway.redact.hl7_types import field_types
+from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
+from gateway.redact.text import ContextScrubber
+
+C = Category
+_HEADERS = ("MSH", "FHS", "BHS")
+_UNTOUCHED = frozenset({"MSH", "FHS", "BHS", "MSA", "ERR", "BTS", "FTS"})
+_SEGMENT_END = re.compile(r"(\r\n|\r|\n)")
+PATIENT_SEGMENTS = frozenset({"PID", "PD1", "NK1", "GT1", "IN1", "IN2", "IN3", "MRG", "ACC"})
+# Coded fields that describe, but do not identify (sex, race, language, relationship, ...).
+KEEP_FIELDS: dict[str, frozenset[int]] = {
+    "PID": frozenset({1, 8, 10, 15, 16, 17, 22, 24, 25, 26, 27, 28, 30, 31, 32, 35, 36}),
+    "PD1": frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 15}),
+    "NK1": frozenset({1, 3, 7, 14, 15, 17, 20, 21, 24, 25, 27, 28, 35}),
+    "GT1": frozenset({1, 9, 10, 11, 15, 35, 36, 42, 43}),
+    "IN1": frozenset(
+        {
+            1,
+            2,
+            3,
+            4,
+            15,
+            17,
+            20,
+            21,
+            22,
+            23,
+            25,
+            27,
+            28,
+            31,
+            32,
+            33,
+            34,
+            35,
+            38,
+            39,
+            40,
+            41,
+            42,
+            45,
+            47,
+        }
+    ),
+    "IN2": frozenset(),
+    "IN3": frozenset({1}),
+    "MRG": frozenset(),
+    "ACC": frozenset({2, 4, 5, 6}),
+}
+# Identifiers that link records: pseudonymised (keyed) rather than cleared, so that the
+# receiver can still tell patients and visits apart.
+PSEUDONYM_FIELDS = frozenset(
+    {
+        ("PID", 2),
+        ("PID", 3),
+        ("PID", 4),
+        ("PID", 18),
+        ("PID", 21),
+        ("MRG", 1),
+        ("MRG", 2),
+        ("MRG", 3),
+        ("MRG", 4),
+        ("MRG", 5),
+        ("MRG", 6),
+        ("PV1", 19),
+        ("PV1", 50),
+        ("PD1", 10),
+    }
+)
+# Required fields that must not be empty for most engines: filled with the placeholder.
+PLACEHOLDER_FIELDS = frozenset({("PID", 5)})
+DATE_TYPES = frozenset({"TS", "DT", "DTM", "DR", "DIN", "DLD"})
+NAME_TYPES = frozenset({"XPN", "PN"})
+ADDRESS_TYPES = frozenset({"XAD", "AD"})
+PHONE_TYPES = frozenset({"XTN", "TN"})
+ID_TYPES = frozenset({"CX", "CK", "EI", "CM_PAT_ID", "CM_PAT_ID_0192"})
+TEXT_VALUE_TYPES = frozenset({"TX", "FT", "ST", "CE", "CWE", "CF", "SN", "TN", "AD", "PN"})
+OPAQUE_VALUE_TYPES = frozenset({"ED", "RP"})
+BIRTH_FIELDS = frozenset({("PID", 7), ("NK1", 16), ("GT1", 8), ("IN1", 18)})
+CATEGORY_OF_TYPE = {
+    "name": C.NAME,
+    "address": C.GEOGRAPHY,
+    "phone": C.PHONE,
+    "date": C.DATE,
+    "id": C.MRN,
+    "text": C.OTHER_ID,
+}
+
+
+class Hl7RedactionError(ValueError):
+    """The message cannot be redacted safely (the reason never quotes the content)."""
+
+
+@dataclass
+class Hl7Redaction:
+    text: str
+    counts: Counter[str] = field(default_factory=Counter)
+    locations: set[str] = field(default_factory=set)
+    originals: set[str] = field(default_factory=set)  # identifier values removed
+
+
+@dataclass
+class Hl7Options:
+    pseudonymizer: Pseudonymizer
+    dates: DatePolicy
+    pseudonymize_ids: bool = True
+    redact_z_segments: bool = True
+    keep: frozenset[str] = frozenset()  # locations such as "PID-11" a contract allows
+
+
+class _Delims:
+    def __init__(self, header: str) -> None:
+        if len(header) < 8:
+            raise Hl7RedactionError(f"{header[:3]} declares no valid delimiters")
+        self.field = header[3]
+        enc = header[4:8].split(self.field, 1)[0]
+        if len(enc) < 2:
+            raise Hl7RedactionError(f"{header[:3]} declares no valid delimiters")
+        self.component = enc[0]
+        self.repetition = enc[1]
+        self.escape = enc[2] if len(enc) > 2 else "\\"
+        self.subcomponent = enc[3] if len(enc) > 3 else "&"
+
+
+class Hl7Redactor:
+    def __init__(self, options: Hl7Options) -> None:
+        self.options = options
+
+    def redact(self, text: str) -> Hl7Redaction:
+        parts = _SEGMENT_END.split(text)
+        result = Hl7Redaction(text="")
+        scrubber = ContextScrubber()
+        # Pass 1: learn this message's identifiers from its structured fields.
+        delims: _Delims | None = None
+        version = "2.5"
+        for part in parts[0::2]:
+            seg = part.lstrip("\x0b").rstrip("\x1c")
+            if seg[:3] in _HEADERS:
+                delims = _Delims(seg)
+                if seg[:3] == "MSH":
+                    fields = seg.split(delims.field)
+                    version = fields[11].split(delims.component)[0] if len(fields) > 11 else ""
+                continue
+            if delims is not None and seg[:3] in PATIENT_SEGMENTS:
+                self._learn(seg, delims, version, scrubber)
+        # Pass 2: rewrite.
+        delims = None
+        out: list[str] = []
+        for index, part in enumerate(parts):
+            if index % 2 == 1:
+                out.append(part)  # the segment terminator, as sent
+                continue
+            prefix = part[: len(part) - len(part.lstrip("\x0b"))]
+            seg = part.lstrip("\x0b")
+            suffix = ""
+            if seg.endswith("\x1c"):
+                seg, suffix = seg[:-1], "\x1c"
+            seg_id = seg[:3]
+            if seg_id in _HEADERS:
+                delims = _Delims(seg)
+                if seg_id == "MSH":
+                    fields = seg.split(delims.field)
+                    version = fields[11].split(delims.component)[0] if len(fields) > 11 else ""
+                out.append(part)
+                continue
+            if delims is None or len(seg) < 3 or seg_id in _UNTOUCHED:
+                if delims is None and seg.strip():
+                    raise Hl7RedactionError("segment before any MSH/FHS/BHS header")
+                out.append(part)
+                continue
+            out.append(prefix + self._segment(seg, delims, version, scrubber, result) + suffix)
+        result.text = "".join(out)
+        result.originals = scrubber.values()
+        return result
+
+    # -- pass 1 ---------------------------------------------------------------------------------
+    def _learn(self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber) -> None:
+        types = field_types(seg[:3], version)
+        for number, value in enumerate(seg.split(d.field)[1:], 1):
+            if not value or number in KEEP_FIELDS.get(seg[:3], frozenset()):
+                continue
+            kind = _kind(types.get(number, "ST"))
+            for rep in value.split(d.repetition):
+                comps = re.split(f"[{re.escape(d.component + d.subcomponent)}]", rep)
+                if kind == "address":
+                    comps = comps[:3]  # street, other, city: state and ZIP3 may stay
+                elif kind == "date":
+                    scrubber.add_date(comps[0])
+                    continue
+                elif kind == "id":
+                    comps = comps[:1]
+                for comp in comps:
+                    scrubber.add(_unescape(comp, d))
+
+    # -- pass 2 ---------------------------------------------------------------------------------
+    def _segment(
+        self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber, result: Hl7Redaction
+    ) -> str:
+        seg_id = seg[:3]
+        fields = seg.split(d.field)
+        types = field_types(seg_id, version)
+        patient = seg_id in PATIENT_SEGMENTS
+        zseg = seg_id.startswith("Z")
+        value_type = fields[2] if seg_id == "OBX" and len(fields) > 2 else ""
+        for number in range(1, len(fields)):
+            value = fields[number]
+            if not value or f"{seg_id}-{number}" in self.options.keep:
+                continue
+            if zseg:
+                if self.options.redact_z_segments:
+                    self._changed(result, f"{seg_id}-{number}", C.OTHER_ID)
+                    fields[number] = ""
+                continue
+            if patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
+                continue
+            dtype = types.get(number, "ST")
+            new = self._field(
+                seg_id,
+                number,
+                value,
+                dtype=dtype,
+                value_type=value_type,
+                patient=patient,
+                d=d,
+                scrubber=scrubber,
+            )
+            if new != value:
+                fields[number] = new
+                self._changed(result, f"{seg_id}-{number}", _category(seg_id, number, dtype))
+        return d.field.join(fields)
+
+    def _field(
+        self,
+        seg_id: str,
+        number: int,
+        value: str,
+        *,
+        dtype: str,
+        value_type: str,
+        patient: bool,
+        d: _Delims,
+        scrubber: ContextScrubber,
+    ) -> str:
+        kind = _kind(dtype)
+        if (seg_id, number) in PSEUDONYM_FIELDS:
+            return self._ids(value, d)
+        if (seg_id, number) in PLACEHOLDER_FIELDS:
+            return REDACTED
+        if kind == "date":
+            birth = (seg_id, number) in BIRTH_FIELDS
+            return d.repetition.join(self._date(rep, d, birth) for rep in value.split(d.repetition))
+        if kind == "address":
+            return d.repetition.join(self._address(rep, d) for rep in value.split(d.repetition))
+        if patient or kind in ("name", "phone"):
+            return ""
+        if kind == "id":
+            return self._ids(value, d)
+        if seg_id == "OBX" and number == 5:
+            if value_type in OPAQUE_VALUE_TYPES:
+                return ""
+            if value_type in ("DT", "TS", "DTM"):
+                return self._date(value, d, birth=False)
+            if value_type in TEXT_VALUE_TYPES:
+                return scrubber.scrub(value)
+            return value
+        if (seg_id == "NTE" and number == 3) or dtype in ("TX", "FT"):
+            return scrubber.scrub(value)
+        return value
+
+    def _ids(self, value: str, d: _Delims) -> str:
+        reps = []
+        for rep in value.split(d.repetition):
+            comps = rep.split(d.component)
+            if not comps[0]:
+                reps.append(rep)
+                continue
+            if self.options.pseudonymize_ids:
+                comps[0] = self.options.pseudonymizer.pseudonym("hl7-id", comps[0])
+            else:
+                comps[0] = ""
+            # Keep the assigning authority and type (CX.4/5, EI.2-4): they name the hospital.
+            reps.append(d.component.join(comps[:6]))
+        return d.repetition.join(reps)
+
+    def _date(self, rep: str, d: _Delims, birth: bool) -> str:
+        first = rep.split(d.component, maxsplit=1)[0].split(d.subcomponent, maxsplit=1)[0]
+        dates = self.options.dates
+        return dates.birth_year(first) if birth else dates.generalize(first)
+
+    def _address(self, rep: str, d: _Delims) -> str:
+        comps = rep.split(d.component) + [""] * 6
+        state, postal, country = comps[3], comps[4], comps[5]
+        kept = ["", "", "", state[:3], zip3(postal) if postal else "", country[:3]]
+        return d.component.join(kept).rstrip(d.component)
+
+    @staticmethod
+    def _changed(result: Hl7Redaction, location: str, category: Category) -> None:
+        result.counts[category.value] += 1
+        result.locations.add(location)
+
+
+def _kind(dtype: str) -> str:
+    if dtype in DATE_TYPES:
+        return "date"
+    if dtype in NAME_TYPES:
+        return "name"
+    if dtype in ADDRESS_TYPES:
+        return "address"
+    if dtype in PHONE_TYPES:
+        return "phone"
+    if dtype in ID_TYPES:
+        return "id"
+    return "text"
+
+
+def _category(seg_id: str, number: int, dtype: str) -> Category:
+    from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
+
+    known = IDENTIFIER_FIELDS.get(seg_id, {}).get(number)
+    return known or CATEGORY_OF_TYPE[_kind(dtype)]
+
+
+_ESCAPES = {"F": "field", "S": "component", "T": "subcomponent", "R": "repetition", "E": "escape"}
+
+
+def _unescape(value: str, d: _Delims) -> str:
+    """Undo HL7 escape sequences so learned values match how they appear elsewhere."""
+    if d.escape not in value:
+        return value
+    out = value
+    for code, attr in _ESCAPES.items():
+        out = out.replace(f"{d.escape}{code}{d.escape}", getattr(d, attr, d.escape))
+    return out

@@ -1,0 +1,150 @@
+"""The redact action: decode, redact by format, verify, re-encode. A message that cannot be
+redacted, or whose redacted form fails verification, comes back with ``error`` set: the
+engine then blocks it (never forward a half-redacted message)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import Limits, RedactionSettings
+from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
+from gateway.model import Format
+from gateway.redact.fhir import FhirOptions, FhirRedactionError, FhirRedactor
+from gateway.redact.hl7v2 import Hl7Options, Hl7RedactionError, Hl7Redactor
+from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer
+from gateway.redact.verify import verify_fhir, verify_hl7
+
+log = logging.getLogger(__name__)
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class RedactionOutcome:
+    body: bytes = b""
+    content_type: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    locations: tuple[str, ...] = ()
+    error: str = ""  # non-empty: block instead (a reason, never content)
+
+
+def site_secret(settings: RedactionSettings) -> tuple[bytes, bool]:
+    """The pseudonym key from the environment, or a random one for this process only."""
+    value = os.environ.get(settings.secret_env, "")
+    if value:
+        return value.encode(), True
+    return secrets.token_bytes(32), False
+
+
+class Redactor:
+    def __init__(self, settings: RedactionSettings, limits: Limits, secret: bytes) -> None:
+        self.settings = settings
+        self.pseudonymizer = Pseudonymizer(secret)
+        self.decode_limits = DecodeLimits(
+            limits.max_decompressed_bytes, limits.max_decompression_ratio
+        )
+        self.shift = settings.dates == "shift"
+
+    def _dates(self, patient_key: str) -> DatePolicy:
+        if not self.shift:
+            return DatePolicy()
+        days = self.pseudonymizer.shift_days(patient_key, self.settings.max_shift_days)
+        return DatePolicy(mode="shift", shift_days=days)
+
+    def redact(self, body: bytes, content_encoding: str, fmt: Format) -> RedactionOutcome:
+        try:
+            data = (
+                decode_content(body, content_encoding, self.decode_limits)
+                if content_encoding
+                else body
+            )
+            data = data.lstrip(b" \t\r\n\x0b").removeprefix(_BOM)
+            if fmt is Format.HL7V2:
+                return self._hl7(data)
+            if fmt in (Format.FHIR_JSON, Format.FHIR_NDJSON):
+                return self._fhir(data, ndjson=fmt is Format.FHIR_NDJSON)
+        except (
+            DecodeError,
+            Hl7RedactionError,
+            FhirRedactionError,
+            ValueError,
+            RecursionError,
+        ) as exc:
+            return RedactionOutcome(error=f"cannot redact: {type(exc).__name__}")
+        return RedactionOutcome(error=f"redaction is not available for {fmt.value} payloads")
+
+    def _hl7(self, data: bytes) -> RedactionOutcome:
+        text = data.decode("latin-1")  # byte-preserving: the output keeps the input's encoding
+        options = Hl7Options(
+            pseudonymizer=self.pseudonymizer,
+            dates=self._dates(_hl7_patient_key(text)),
+            pseudonymize_ids=self.settings.identifiers == "pseudonym",
+            redact_z_segments=self.settings.z_segments == "redact",
+            keep=frozenset(self.settings.keep),
+        )
+        result = Hl7Redactor(options).redact(text)
+        problem = verify_hl7(result.text, result.originals, self.shift)
+        if problem:
+            return RedactionOutcome(error=problem)
+        return RedactionOutcome(
+            result.text.encode("latin-1"),
+            "x-application/hl7-v2+er7",
+            dict(result.counts),
+            tuple(sorted(result.locations)),
+        )
+
+    def _fhir(self, data: bytes, ndjson: bool) -> RedactionOutcome:
+        documents: list[Any] = (
+            [json.loads(line) for line in data.splitlines() if line.strip()]
+            if ndjson
+            else [json.loads(data)]
+        )
+        options = FhirOptions(
+            pseudonymizer=self.pseudonymizer,
+            dates=self._dates(_fhir_patient_key(documents)),
+            pseudonymize_ids=self.settings.identifiers == "pseudonym",
+            keep=frozenset(self.settings.keep),
+        )
+        result = FhirRedactor(options).redact(documents)
+        problem = verify_fhir(result.resources, result.originals, self.shift)
+        if problem:
+            return RedactionOutcome(error=problem)
+        if ndjson:
+            body = (
+                b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in result.resources)
+                + b"\n"
+            )
+            content_type = "application/fhir+ndjson"
+        else:
+            body = json.dumps(result.resources[0], ensure_ascii=False).encode()
+            content_type = "application/fhir+json"
+        return RedactionOutcome(
+            body, content_type, dict(Counter(result.counts)), tuple(sorted(result.locations))
+        )
+
+
+def _hl7_patient_key(text: str) -> str:
+    """A per-patient key for date shifting: the first PID-3, else the whole PID segment."""
+    for segment in text.replace("\n", "\r").split("\r"):
+        if segment.startswith("PID") and len(segment) > 4:
+            fields = segment.split(segment[3])
+            return fields[3] if len(fields) > 3 and fields[3] else segment
+    return ""
+
+
+def _fhir_patient_key(documents: list[Any]) -> str:
+    stack = list(documents)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("resourceType") == "Patient":
+                return str(node.get("id") or json.dumps(node.get("identifier"), sort_keys=True))
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend(node)
+    return ""

@@ -1,0 +1,130 @@
+"""Safe Harbor rules shared by the HL7 v2 and FHIR redactors: ZIP3, year-only dates (or a
+per-patient date shift), keyed pseudonyms, and what a de-identified value looks like (used to
+verify redacted output before it leaves)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+
+# 3-digit ZIP areas with 20,000 people or fewer: HHS (2000 census) and Microsoft (2010 census).
+RESTRICTED_ZIP3 = frozenset(
+    {
+        "036",
+        "059",
+        "063",
+        "102",
+        "203",
+        "205",
+        "369",
+        "556",
+        "692",
+        "790",
+        "821",
+        "823",
+        "830",
+        "831",
+        "878",
+        "879",
+        "884",
+        "890",
+        "893",
+    }
+)
+REDACTED = "REDACTED"
+PSEUDONYM_PREFIX = "PSN"
+_PSEUDONYM = re.compile(r"^PSN[A-Z2-7]{16}$")
+_YEAR = re.compile(r"^\d{4}$")
+_DATE_PREFIX = re.compile(r"^(\d{4})(?:-?(\d{2}))?(?:-?(\d{2}))?")
+_ZIP = re.compile(r"^(\d{3})\d{2}(?:-?\d{4})?$")
+# Tokens a redacted value may still hold: the placeholder, pseudonyms, years; in addresses
+# also ZIP3 areas and state/country codes.
+_SAFE_TOKEN = re.compile(r"^(REDACTED|PSN[A-Z2-7]{16}|\d{4})$")
+_SAFE_ADDRESS_TOKEN = re.compile(r"^(\d{3}|[A-Z]{2,3})$")
+
+
+def zip3(value: str) -> str:
+    """ZIP (5 or 9 digits) → its first three digits, or 000 for a restricted area."""
+    match = _ZIP.match(value.strip())
+    if match is None:
+        return "000"
+    area = match.group(1)
+    return "000" if area in RESTRICTED_ZIP3 else area
+
+
+def is_pseudonym(value: str) -> bool:
+    return bool(_PSEUDONYM.match(value))
+
+
+def is_safe_token(value: str, address: bool = False) -> bool:
+    return bool(_SAFE_TOKEN.match(value)) or (address and bool(_SAFE_ADDRESS_TOKEN.match(value)))
+
+
+@dataclass
+class Pseudonymizer:
+    """Keyed pseudonyms: HMAC-SHA256 with the site secret. Same input, same pseudonym; without
+    the secret (which never leaves the hospital) nobody can reverse or recompute them."""
+
+    secret: bytes
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        digest = hmac.new(self.secret, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
+        return PSEUDONYM_PREFIX + base64.b32encode(digest[:10]).decode()
+
+    def uuid(self, value: str) -> str:
+        """A pseudonymous urn:uuid (keeps Bundle fullUrl/reference pairs valid and linked)."""
+        digest = hmac.new(self.secret, b"uuid\0" + value.encode(), hashlib.sha256).hexdigest()
+        return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
+
+    def shift_days(self, patient_key: str, max_days: int) -> int:
+        """A per-patient date shift in [-max_days, max_days], stable for that patient."""
+        digest = hmac.new(self.secret, b"shift\0" + patient_key.encode(), hashlib.sha256)
+        return int.from_bytes(digest.digest()[:4], "big") % (2 * max_days + 1) - max_days
+
+
+@dataclass
+class DatePolicy:
+    """Year only (Safe Harbor), or a consistent shift per patient (pseudonymisation)."""
+
+    mode: str = "year"  # "year" | "shift"
+    shift_days: int = 0
+    reference_year: int = field(default_factory=lambda: dt.date.today().year)
+
+    def year_of(self, value: str) -> str | None:
+        match = _DATE_PREFIX.match(value.strip())
+        return match.group(1) if match else None
+
+    def birth_year(self, value: str) -> str:
+        """Birth dates: the year, unless that reveals an age of 90 or more (then nothing)."""
+        year = self.year_of(value)
+        if year is None or int(year) <= self.reference_year - 90:
+            return ""
+        return self.generalize(value)
+
+    def generalize(self, value: str) -> str:
+        """A date, dateTime or HL7 TS/DTM → year only, or shifted (keeping its precision)."""
+        value = value.strip()
+        if self.mode == "shift":
+            shifted = self._shift(value)
+            if shifted is not None:
+                return shifted
+        year = self.year_of(value)
+        return year or ""
+
+    def _shift(self, value: str) -> str | None:
+        match = _DATE_PREFIX.match(value)
+        if match is None or match.group(3) is None:
+            return None
+        day = dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        moved = day + dt.timedelta(days=self.shift_days)
+        compact = "-" not in value[:8]
+        # Time of day is dropped with the shift: it can tie an event to a clock elsewhere.
+        return moved.strftime("%Y%m%d" if compact else "%Y-%m-%d")
+
+
+def is_generalized_date(value: str) -> bool:
+    return bool(_YEAR.match(value.strip())) or not value.strip()

@@ -1,0 +1,105 @@
+"""Before a redacted message leaves: does it still parse, and is anything identifying left?
+
+Two independent checks, both must pass:
+1. the identifier values the redactor removed (and what its structured fields held) occur
+   nowhere in the output, compared case-insensitively;
+2. the output is inspected again — HL7 v2 by the same field scanner in de-identified mode
+   (identifying fields may hold only placeholders, pseudonyms, years, ZIP3, state/country
+   codes), FHIR by the person-resource rules below — and scanned for SSN, phone and e-mail
+   patterns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from gateway.inspect.fhir import PERSON_TYPES, is_resource
+from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7
+from gateway.model import IDENTIFYING, Category
+from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
+from gateway.redact.text import PATTERNS
+
+_MIN_ORIGINAL = 4
+
+
+def leftover(output: str, originals: Iterable[str]) -> bool:
+    lowered = output.lower()
+    return any(len(v) >= _MIN_ORIGINAL and v.lower() in lowered for v in originals)
+
+
+def pattern_left(output: str) -> bool:
+    return any(p.search(output) for p in PATTERNS)
+
+
+def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> str:
+    """'' when the redacted message is clean, else the reason (never a value)."""
+    try:
+        again = inspect_hl7(output, deidentified=True)
+    except Hl7Error:
+        return "redacted message no longer parses"
+    ignore = {Category.DATE} if shifted_dates else set()
+    if any(f.category in IDENTIFYING and f.category not in ignore for f in again.findings):
+        return "an identifying field survived redaction"
+    if leftover(output, originals):
+        return "an identifier value survived redaction"
+    if pattern_left(output):
+        return "an SSN, phone or e-mail pattern survived redaction"
+    return ""
+
+
+def verify_fhir(resources: list[Any], originals: Iterable[str], shifted_dates: bool) -> str:
+    try:
+        text = json.dumps(resources, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return "redacted document no longer serializes"
+    for resource in _resources(resources):
+        if resource.get("resourceType") in PERSON_TYPES and not _person_clean(
+            resource, shifted_dates
+        ):
+            return "an identifying element survived redaction"
+    if leftover(text, originals):
+        return "an identifier value survived redaction"
+    if pattern_left(text):
+        return "an SSN, phone or e-mail pattern survived redaction"
+    return ""
+
+
+def _person_clean(resource: dict[str, Any], shifted_dates: bool) -> bool:
+    if any(resource.get(k) for k in ("name", "telecom", "photo", "contact")):
+        return False
+    birth = resource.get("birthDate")
+    if isinstance(birth, str) and not shifted_dates and not is_generalized_date(birth):
+        return False
+    for address in _as_list(resource.get("address")):
+        if not isinstance(address, dict) or any(
+            address.get(k) for k in ("line", "city", "district", "text")
+        ):
+            return False
+        postal = address.get("postalCode")
+        if postal is not None and not (isinstance(postal, str) and is_safe_token(postal)):
+            return False
+    for ident in _as_list(resource.get("identifier")):
+        value = ident.get("value") if isinstance(ident, dict) else None
+        if value is not None and not (isinstance(value, str) and is_pseudonym(value)):
+            return False
+    return True
+
+
+def _resources(node: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _resources(item)
+    elif isinstance(node, dict):
+        if is_resource(node):
+            yield node
+        for value in node.values():
+            if isinstance(value, dict | list):
+                yield from _resources(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
