@@ -41,7 +41,7 @@ IDENTIFIER_FIELDS: dict[str, dict[int, Category]] = {
         23: C.GEOGRAPHY,
         29: C.DATE,
     },
-    "PD1": {12: C.OTHER_ID},
+    "PD1": {10: C.OTHER_ID},  # duplicate patient (CX)
     "NK1": {
         2: C.NAME,
         4: C.GEOGRAPHY,
@@ -125,14 +125,23 @@ def _has_content(value: str, empty_chars: str) -> bool:
     return bool(value) and bool(value.strip(empty_chars))
 
 
+_RECORD_ID_CATEGORIES = frozenset({C.MRN, C.ACCOUNT_NUMBER, C.HEALTH_PLAN_ID, C.OTHER_ID})
+
+
 def _identifying_content(category: Category) -> Callable[[str, str], bool]:
     """De-identified mode: only placeholders, pseudonyms and years may remain (in addresses
     also ZIP3 areas and state/country codes)."""
     address = category is C.GEOGRAPHY
+    # Identifier fields (CX, EI) keep their assigning authority and type: only the first
+    # component of each repetition is the identifier itself.
+    identifier = category in _RECORD_ID_CATEGORIES
 
     def check(value: str, empty_chars: str) -> bool:
         if not _has_content(value, empty_chars):
             return False
+        if identifier:
+            component, repetition = empty_chars[0], empty_chars[1]
+            value = repetition.join(r.split(component)[0] for r in value.split(repetition))
         tokens = re.split(f"[{re.escape(empty_chars)}]+", value)
         return any(t and not is_safe_token(t, address) for t in tokens)
 

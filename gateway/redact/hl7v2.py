@@ -27,7 +27,21 @@ C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
 _UNTOUCHED = frozenset({"MSH", "FHS", "BHS", "MSA", "ERR", "BTS", "FTS"})
 _SEGMENT_END = re.compile(r"(\r\n|\r|\n)")
-PATIENT_SEGMENTS = frozenset({"PID", "PD1", "NK1", "GT1", "IN1", "IN2", "IN3", "MRG", "ACC"})
+PATIENT_SEGMENTS = frozenset(
+    {
+        "PID",
+        "PD1",
+        "NK1",
+        "GT1",
+        "IN1",
+        "IN2",
+        "IN3",
+        "MRG",
+        "ACC",
+        "QPD",
+        "QRD",
+    }
+)
 # Coded fields that describe, but do not identify (sex, race, language, relationship, ...).
 KEEP_FIELDS: dict[str, frozenset[int]] = {
     "PID": frozenset({1, 8, 10, 15, 16, 17, 22, 24, 25, 26, 27, 28, 30, 31, 32, 35, 36}),
@@ -67,6 +81,9 @@ KEEP_FIELDS: dict[str, frozenset[int]] = {
     "IN3": frozenset({1}),
     "MRG": frozenset(),
     "ACC": frozenset({2, 4, 5, 6}),
+    # Queries keep their name and tag (the responder needs them), not their parameters.
+    "QPD": frozenset({1, 2}),
+    "QRD": frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12}),
 }
 # Identifiers that link records: pseudonymised (keyed) rather than cleared, so that the
 # receiver can still tell patients and visits apart.
@@ -105,6 +122,16 @@ CATEGORY_OF_TYPE = {
     "date": C.DATE,
     "id": C.MRN,
     "text": C.OTHER_ID,
+}
+
+
+# Which components of a field identify a person (0-based): XPN family/given/middle, XAD
+# street/other/city, XTN number/e-mail/local number, CX/EI id.
+_LEARN_COMPONENTS: dict[str, tuple[int, ...]] = {
+    "name": (0, 1, 2),
+    "address": (0, 1, 2),
+    "phone": (0, 3, 6),
+    "id": (0,),
 }
 
 
@@ -196,22 +223,29 @@ class Hl7Redactor:
 
     # -- pass 1 ---------------------------------------------------------------------------------
     def _learn(self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber) -> None:
-        types = field_types(seg[:3], version)
+        """Remember the values that identify: names, street and city, phones and e-mail,
+        identifiers, birth and death dates, and the identifier fields of IDENTIFIER_FIELDS."""
+        from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
+
+        seg_id = seg[:3]
+        types = field_types(seg_id, version)
+        identifying = IDENTIFIER_FIELDS.get(seg_id, {})
         for number, value in enumerate(seg.split(d.field)[1:], 1):
-            if not value or number in KEEP_FIELDS.get(seg[:3], frozenset()):
+            if not value or number in KEEP_FIELDS.get(seg_id, frozenset()):
                 continue
             kind = _kind(types.get(number, "ST"))
+            wanted = _LEARN_COMPONENTS.get(kind)
             for rep in value.split(d.repetition):
-                comps = re.split(f"[{re.escape(d.component + d.subcomponent)}]", rep)
-                if kind == "address":
-                    comps = comps[:3]  # street, other, city: state and ZIP3 may stay
-                elif kind == "date":
-                    scrubber.add_date(comps[0])
-                    continue
-                elif kind == "id":
-                    comps = comps[:1]
-                for comp in comps:
-                    scrubber.add(_unescape(comp, d))
+                comps = [c.split(d.subcomponent)[0] for c in rep.split(d.component)]
+                if kind == "date":
+                    if (seg_id, number) in BIRTH_FIELDS or identifying.get(number) is C.DATE:
+                        scrubber.add_date(comps[0])
+                elif wanted is not None:
+                    for index in wanted:
+                        if index < len(comps):
+                            scrubber.add(_unescape(comps[index], d))
+                elif number in identifying:
+                    scrubber.add(_unescape(rep, d))
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(
@@ -232,19 +266,24 @@ class Hl7Redactor:
                     self._changed(result, f"{seg_id}-{number}", C.OTHER_ID)
                     fields[number] = ""
                 continue
-            if patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
-                continue
             dtype = types.get(number, "ST")
-            new = self._field(
-                seg_id,
-                number,
-                value,
-                dtype=dtype,
-                value_type=value_type,
-                patient=patient,
-                d=d,
-                scrubber=scrubber,
-            )
+            if patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
+                new = value
+            else:
+                new = self._field(
+                    seg_id,
+                    number,
+                    value,
+                    dtype=dtype,
+                    value_type=value_type,
+                    patient=patient,
+                    d=d,
+                    scrubber=scrubber,
+                )
+            # Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes
+            # are scrubbed from it (a provider who shares the patient's name, an MRN repeated
+            # inside an order number).
+            new = scrubber.scrub(new)
             if new != value:
                 fields[number] = new
                 self._changed(result, f"{seg_id}-{number}", _category(seg_id, number, dtype))
@@ -311,13 +350,18 @@ class Hl7Redactor:
     def _address(self, rep: str, d: _Delims) -> str:
         comps = rep.split(d.component) + [""] * 6
         state, postal, country = comps[3], comps[4], comps[5]
-        kept = ["", "", "", state[:3], zip3(postal) if postal else "", country[:3]]
+        # Codes only: a spelled-out state or country is kept only when it is a short code.
+        kept = ["", "", "", _code(state), zip3(postal) if postal else "", _code(country)]
         return d.component.join(kept).rstrip(d.component)
 
     @staticmethod
     def _changed(result: Hl7Redaction, location: str, category: Category) -> None:
         result.counts[category.value] += 1
         result.locations.add(location)
+
+
+def _code(value: str) -> str:
+    return value if value.isalpha() and len(value) <= 3 else ""
 
 
 def _kind(dtype: str) -> str:

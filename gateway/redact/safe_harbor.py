@@ -44,7 +44,7 @@ _ZIP = re.compile(r"^(\d{3})\d{2}(?:-?\d{4})?$")
 # Tokens a redacted value may still hold: the placeholder, pseudonyms, years; in addresses
 # also ZIP3 areas and state/country codes.
 _SAFE_TOKEN = re.compile(r"^(REDACTED|PSN[A-Z2-7]{16}|\d{4})$")
-_SAFE_ADDRESS_TOKEN = re.compile(r"^(\d{3}|[A-Z]{2,3})$")
+_SAFE_ADDRESS_TOKEN = re.compile(r"^(\d{3}|[A-Za-z]{2,3})$")
 
 
 def zip3(value: str) -> str:

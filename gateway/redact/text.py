@@ -1,5 +1,9 @@
 """Free-text scrubbing: the identifiers a message's own structured fields held (contextual
-de-identification), and the patterns no clinical note needs (SSN, phone, e-mail)."""
+de-identification), and the patterns no clinical note needs (SSN, phone, e-mail).
+
+Identifier values are matched as whole tokens, case-insensitively: "12345" must not hit inside
+"123456", "Smith" must hit in "SMITH's".
+"""
 
 from __future__ import annotations
 
@@ -11,25 +15,55 @@ EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 PATTERNS = (SSN, PHONE, EMAIL)
 MASK = "[REDACTED]"
 _MIN_LENGTH = 3
-# Words too common to scrub everywhere they occur (they are not what identifies a person).
-_COMMON = frozenset({"THE", "AND", "MR", "MRS", "MS", "DR", "JR", "SR", "III", "USA", "MRN"})
+_MIN_DIGITS = 4
+# Words too common to treat as identifiers wherever they occur.
+_COMMON = frozenset(
+    {
+        "THE",
+        "AND",
+        "MR",
+        "MRS",
+        "MS",
+        "DR",
+        "JR",
+        "SR",
+        "III",
+        "USA",
+        "MRN",
+        "UNK",
+        "UNKNOWN",
+        "NONE",
+        "NULL",
+        "TEST",
+    }
+)
+
+
+def values_pattern(values: list[str]) -> re.Pattern[str]:
+    ordered = sorted(values, key=len, reverse=True)
+    alternatives = "|".join(re.escape(v) for v in ordered)
+    return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 class ContextScrubber:
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._lowered: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, value: str) -> None:
         value = value.strip()
-        if (len(value) >= _MIN_LENGTH and value.upper() not in _COMMON and not value.isdigit()) or (
-            value.isdigit() and len(value) >= 4
-        ):
+        if value.upper() in _COMMON:
+            return
+        if value.isdigit() and len(value) < _MIN_DIGITS:
+            return
+        if len(value) >= _MIN_LENGTH:
             self._values.add(value)
+            self._lowered.add(value.lower())
             self._pattern = None
 
     def add_date(self, value: str) -> None:
-        """A date (HL7 TS or ISO): its spellings in notes are scrubbed too."""
+        """A date (HL7 TS or ISO): its usual spellings are scrubbed too."""
         digits = re.sub(r"\D", "", value)[:8]
         if len(digits) == 8:
             year, month, day = digits[:4], digits[4:6], digits[6:]
@@ -40,19 +74,27 @@ class ContextScrubber:
                 f"{int(month)}/{int(day)}/{year}",
             ):
                 self._values.add(spelling)
+                self._lowered.add(spelling.lower())
             self._pattern = None
 
     def values(self) -> set[str]:
         return set(self._values)
 
+    def _compiled(self) -> re.Pattern[str] | None:
+        if self._values and self._pattern is None:
+            self._pattern = values_pattern(list(self._values))
+        return self._pattern
+
+    def is_identifier(self, value: str) -> bool:
+        """Is this whole value one of the learned identifiers?"""
+        return value.strip().lower() in self._lowered
+
+    def matches(self, text: str) -> bool:
+        pattern = self._compiled()
+        return bool(pattern and pattern.search(text))
+
     def scrub(self, text: str) -> str:
-        for pattern in PATTERNS:
-            text = pattern.sub(MASK, text)
-        if self._values:
-            if self._pattern is None:
-                ordered = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile(
-                    "|".join(rf"(?<!\w){re.escape(v)}(?!\w)" for v in ordered), re.IGNORECASE
-                )
-            text = self._pattern.sub(MASK, text)
-        return text
+        for regex in PATTERNS:
+            text = regex.sub(MASK, text)
+        pattern = self._compiled()
+        return pattern.sub(MASK, text) if pattern else text

@@ -12,6 +12,7 @@ Two independent checks, both must pass:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,14 +20,17 @@ from gateway.inspect.fhir import PERSON_TYPES, is_resource
 from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
-from gateway.redact.text import PATTERNS
+from gateway.redact.text import PATTERNS, values_pattern
 
 _MIN_ORIGINAL = 4
+_SEGMENTS = re.compile(r"\r\n|\r|\n")
+_HEADERS = frozenset({"MSH", "FHS", "BHS", "BTS", "FTS"})
 
 
 def leftover(output: str, originals: Iterable[str]) -> bool:
-    lowered = output.lower()
-    return any(len(v) >= _MIN_ORIGINAL and v.lower() in lowered for v in originals)
+    """Does any removed identifier value still occur in the output, as a whole token?"""
+    values = [v for v in originals if len(v) >= _MIN_ORIGINAL]
+    return bool(values) and bool(values_pattern(values).search(output))
 
 
 def pattern_left(output: str) -> bool:
@@ -42,9 +46,11 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     ignore = {Category.DATE} if shifted_dates else set()
     if any(f.category in IDENTIFYING and f.category not in ignore for f in again.findings):
         return "an identifying field survived redaction"
-    if leftover(output, originals):
+    # Header segments (MSH, batch headers) are forwarded as sent, for routing and the ACK.
+    body = "\n".join(s for s in _SEGMENTS.split(output) if s.lstrip("\x0b")[:3] not in _HEADERS)
+    if leftover(body, originals):
         return "an identifier value survived redaction"
-    if pattern_left(output):
+    if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
     return ""
 
@@ -78,7 +84,9 @@ def _person_clean(resource: dict[str, Any], shifted_dates: bool) -> bool:
         ):
             return False
         postal = address.get("postalCode")
-        if postal is not None and not (isinstance(postal, str) and is_safe_token(postal)):
+        if postal is not None and not (
+            isinstance(postal, str) and is_safe_token(postal, address=True)
+        ):
             return False
     for ident in _as_list(resource.get("identifier")):
         value = ident.get("value") if isinstance(ident, dict) else None
