@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.inspect.fhir import PERSON_TYPES, is_resource
 from gateway.model import Category
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
+from gateway.redact.text import ContextScrubber
 
 C = Category
 SECURITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
@@ -31,6 +33,7 @@ _REFERENCE = re.compile(
     r"^(?P<base>(?:.*/)?)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]+)(?P<rest>/_history/.*)?$"
 )
 _SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
+_PERSON_REFERENCE = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)[/?]")
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
@@ -83,6 +86,13 @@ class FhirRedactor:
         result = FhirRedaction(resources=[])
         for document in documents:
             result.resources.append(self._value(document, "", result, None))
+        # Whatever an element kept, the document's own identifiers and SSN/phone/e-mail shapes
+        # are scrubbed from every free string (a practitioner who shares the patient's name,
+        # an MRN quoted in a display or a search URL).
+        scrubber = ContextScrubber()
+        for value in result.originals:
+            scrubber.add(value)
+        result.resources = [_scrub_strings(r, scrubber) for r in result.resources]
         return result
 
     # -- walking --------------------------------------------------------------------------------
@@ -138,7 +148,9 @@ class FhirRedactor:
         for key, value in node.items():
             path = f"{rtype}.{key}"
             if key == "display" and "reference" in node:
-                self._note(result, path, C.NAME, value)
+                reference = str(node.get("reference", ""))
+                person = _PERSON_REFERENCE.search(reference) or reference.startswith("urn:")
+                self._note(result, path, C.NAME, value if person else None)
                 continue
             if key == "reference" and isinstance(value, str):
                 out[key] = self._reference(value, path, result)
@@ -245,8 +257,29 @@ class FhirRedactor:
 _PERSON_CATEGORY = {"name": C.NAME, "telecom": C.PHONE, "photo": C.PHOTO, "contact": C.NAME}
 
 
+# Keys whose string values identify a person inside removed names, contacts and telecoms.
+_IDENTIFYING_KEYS = frozenset({"family", "given", "text", "line", "city", "district", "value"})
+# Keys never scrubbed or searched: coded, structural, or already pseudonymised.
+NOT_FREE_TEXT = frozenset(
+    {
+        "system",
+        "url",
+        "reference",
+        "fullUrl",
+        "resourceType",
+        "id",
+        "code",
+        "contentType",
+        "status",
+        "use",
+        "type",
+        "method",
+    }
+)
+
+
 def _collect(value: Any, into: set[str]) -> None:
-    """Remember removed values (strings inside) so the output can be searched for them."""
+    """Remember removed values so every other string can be scrubbed and searched for them."""
     if isinstance(value, str):
         if len(value) >= 3:
             into.add(value)
@@ -255,8 +288,30 @@ def _collect(value: Any, into: set[str]) -> None:
             _collect(item, into)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if key not in ("system", "use", "type", "url", "resourceType", "contentType"):
+            if key in _IDENTIFYING_KEYS:
                 _collect(item, into)
+
+
+def _scrub_strings(node: Any, scrubber: ContextScrubber, key: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _scrub_strings(v, scrubber, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrub_strings(v, scrubber, key) for v in node]
+    if isinstance(node, str) and key not in NOT_FREE_TEXT:
+        return scrubber.scrub(node)
+    return node
+
+
+def free_strings(node: Any, key: str = "") -> Iterator[str]:
+    """Every string a reader sees as text (what verification searches)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from free_strings(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            yield from free_strings(v, key)
+    elif isinstance(node, str) and key not in NOT_FREE_TEXT:
+        yield node
 
 
 def _identifying_extension(extension: Any) -> bool:

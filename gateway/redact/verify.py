@@ -19,6 +19,7 @@ from typing import Any
 from gateway.inspect.fhir import PERSON_TYPES, is_resource
 from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7
 from gateway.model import IDENTIFYING, Category
+from gateway.redact.fhir import free_strings
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
 from gateway.redact.text import PATTERNS, values_pattern
 
@@ -57,9 +58,10 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
 
 def verify_fhir(resources: list[Any], originals: Iterable[str], shifted_dates: bool) -> str:
     try:
-        text = json.dumps(resources, ensure_ascii=False)
+        json.dumps(resources, ensure_ascii=False)
     except (TypeError, ValueError):
         return "redacted document no longer serializes"
+    text = "\n".join(free_strings(resources))
     for resource in _resources(resources):
         if resource.get("resourceType") in PERSON_TYPES and not _person_clean(
             resource, shifted_dates
