@@ -34,6 +34,13 @@ _REFERENCE = re.compile(
 )
 _SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
 _PERSON_REFERENCE = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)[/?]")
+# Plain strings that are identifiers (Coverage.subscriberId, Device.serialNumber, ...).
+_IDENTIFIER_STRINGS = {
+    "subscriberId": C.HEALTH_PLAN_ID,
+    "serialNumber": C.DEVICE_ID,
+    "distinctIdentifier": C.DEVICE_ID,
+    "lotNumber": C.DEVICE_ID,
+}
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
@@ -136,6 +143,11 @@ class FhirRedactor:
                 continue
             if key == "identifier":
                 out[key] = self._identifiers(value, path, result)
+                continue
+            if key in _IDENTIFIER_STRINGS and isinstance(value, str):
+                self._note(result, path, _IDENTIFIER_STRINGS[key], value)
+                if self.options.pseudonymize_ids:
+                    out[key] = self.options.pseudonymizer.pseudonym(key, value)
                 continue
             out[key] = self._value(value, key, result, rtype)
         if sum(result.counts.values()) > before:

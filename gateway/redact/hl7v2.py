@@ -262,9 +262,12 @@ class Hl7Redactor:
             if not value or f"{seg_id}-{number}" in self.options.keep:
                 continue
             if zseg:
-                if self.options.redact_z_segments:
+                # Unknown content: cleared, or (when configured to keep) still scrubbed of the
+                # message's identifiers.
+                new = "" if self.options.redact_z_segments else scrubber.scrub(value)
+                if new != value:
                     self._changed(result, f"{seg_id}-{number}", C.OTHER_ID)
-                    fields[number] = ""
+                    fields[number] = new
                 continue
             dtype = types.get(number, "ST")
             if patient and number in KEEP_FIELDS.get(seg_id, frozenset()):

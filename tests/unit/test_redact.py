@@ -1,0 +1,216 @@
+"""Safe Harbor redaction: nothing identifying survives, and the output still parses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.patient import Patient as FhirPatient
+from hl7apy.parser import parse_message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.config import parse_config
+from gateway.inspect.hl7v2 import inspect_hl7
+from gateway.inspect.inspector import Inspector
+from gateway.model import Format
+from gateway.redact.redactor import Redactor
+from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
+from gateway.redact.verify import verify_hl7
+from tests.support.patients import (
+    Patient,
+    fhir_patient,
+    fhir_rich_bundle,
+    hl7_rich,
+    make_patient,
+)
+
+CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
+SECRET = b"test-site-secret-0123456789abcdef"
+
+
+def redactor(**settings: object) -> Redactor:
+    config = parse_config({"redaction": settings})
+    return Redactor(config.redaction, config.limits, SECRET)
+
+
+def leaked(output: bytes, patient: Patient) -> list[str]:
+    """Identifier values found in the output: case-insensitive, and digits-only for numbers."""
+    text = output.decode("utf-8", "replace").lower()
+    digits = re.sub(r"\D", "", text)
+    found = [v for v in patient.all_identifiers() if v.lower() in text]
+    for value in patient.all_identifiers():
+        only_digits = re.sub(r"\D", "", value)
+        if (
+            len(only_digits) >= 7
+            and only_digits == value.replace("-", "").replace(" ", "")
+            and only_digits in digits
+        ):
+            found.append(value)
+    return found
+
+
+MESSAGE_SHAPES = st.sampled_from(
+    [
+        ("ADT^A01", "2.3", "|^~\\&", "\r"),
+        ("ADT^A08", "2.5.1", "|^~\\&", "\n"),
+        ("ORU^R01", "2.4", "|^~\\&", "\r\n"),
+        ("ADT^A04", "2.8", "$%~\\&", "\r"),
+        ("ORM^O01", "2.6", "#^~\\&", "\r"),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), shape=MESSAGE_SHAPES)
+def test_hl7_redaction_leaves_no_identifier_and_parses(seed: int, shape: tuple[str, ...]) -> None:
+    patient = make_patient(seed)
+    message_type, version, delimiters, end = shape
+    body = hl7_rich(patient, message_type, version, delimiters, end).encode()
+    outcome = redactor().redact(body, "", Format.HL7V2)
+    assert not outcome.error, outcome.error
+    assert leaked(outcome.body, patient) == []
+    text = outcome.body.decode()
+    assert not inspect_hl7(text, deidentified=True).contains_phi
+    if delimiters == "|^~\\&":
+        parsed = parse_message(text.replace("\r\n", "\r").replace("\n", "\r"), find_groups=False)
+        assert parsed.msh.msh_10.to_er7() == f"CTRL{patient.visit[1:]}"  # ACK still possible
+        assert parsed.pid.pid_3.to_er7().startswith("PSN")
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_fhir_bundle_redaction_leaves_no_identifier_and_validates(seed: int) -> None:
+    patient = make_patient(seed)
+    body = json.dumps(fhir_rich_bundle(patient)).encode()
+    outcome = redactor().redact(body, "", Format.FHIR_JSON)
+    assert not outcome.error, outcome.error
+    assert leaked(outcome.body, patient) == []
+    bundle = json.loads(outcome.body)
+    Bundle.model_validate(bundle)
+    # References still resolve inside the Bundle, through pseudonymous urn:uuids.
+    full_urls = {e["fullUrl"] for e in bundle["entry"] if "fullUrl" in e}
+    subjects = {
+        e["resource"]["subject"]["reference"] for e in bundle["entry"] if "subject" in e["resource"]
+    }
+    assert subjects <= full_urls
+    assert not full_urls & {"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"}
+    labels = {s["code"] for s in bundle["entry"][0]["resource"]["meta"]["security"]}
+    assert labels == {"REDACTED", "PSEUDED"}
+
+
+def test_fhir_ndjson_redaction() -> None:
+    patients = [make_patient(seed) for seed in range(5)]
+    body = b"\n".join(json.dumps(fhir_patient(p)).encode() for p in patients)
+    outcome = redactor().redact(body, "", Format.FHIR_NDJSON)
+    assert not outcome.error
+    for patient in patients:
+        assert leaked(outcome.body, patient) == []
+    for line in outcome.body.splitlines():
+        FhirPatient.model_validate(json.loads(line))
+
+
+def test_pseudonyms_are_keyed_and_consistent() -> None:
+    patient = make_patient(1)
+    first = redactor().redact(hl7_rich(patient).encode(), "", Format.HL7V2).body
+    again = redactor().redact(hl7_rich(patient).encode(), "", Format.HL7V2).body
+    assert first == again
+    other = Redactor(parse_config({}).redaction, parse_config({}).limits, b"another-secret")
+    assert other.redact(hl7_rich(patient).encode(), "", Format.HL7V2).body != first
+
+
+def test_remove_mode_clears_identifiers() -> None:
+    patient = make_patient(2)
+    outcome = redactor(identifiers="remove").redact(hl7_rich(patient).encode(), "", Format.HL7V2)
+    assert not outcome.error
+    assert b"PSN" not in outcome.body
+    assert leaked(outcome.body, patient) == []
+
+
+def test_date_shift_is_consistent_per_patient() -> None:
+    patient = make_patient(4)
+    shifted = redactor(dates="shift").redact(hl7_rich(patient).encode(), "", Format.HL7V2)
+    assert not shifted.error
+    pid = next(s for s in shifted.body.decode().split("\r") if s.startswith("PID"))
+    evn = next(s for s in shifted.body.decode().split("\r") if s.startswith("EVN"))
+    assert len(pid.split("|")[7]) == 8  # a full (shifted) date, not a year
+    assert pid.split("|")[7] != patient.birth_date
+    assert evn.split("|")[2] != patient.admit_date
+    again = redactor(dates="shift").redact(hl7_rich(patient).encode(), "", Format.HL7V2)
+    assert again.body == shifted.body
+
+
+def test_keep_list_and_z_segments() -> None:
+    patient = make_patient(5)
+    outcome = redactor(keep=["PID-8"], z_segments="keep").redact(
+        hl7_rich(patient).encode(), "", Format.HL7V2
+    )
+    segments = outcome.body.decode().split("\r")
+    zpi = next(s for s in segments if s.startswith("ZPI"))
+    assert zpi.startswith("ZPI|1|")  # kept, but the message's identifiers are still scrubbed
+    assert patient.mrn not in zpi
+
+
+def test_zip3_and_age_rules() -> None:
+    assert zip3("44004") == "440"
+    assert zip3("03601-1234") == "000"  # restricted area
+    assert zip3("not a zip") == "000"
+    dates = DatePolicy(reference_year=2026)
+    assert dates.birth_year("19800101") == "1980"
+    assert dates.birth_year("19300101") == ""  # 96 years old: no year at all
+    assert dates.generalize("2024-03-05T10:00:00Z") == "2024"
+
+
+def test_verification_refuses_a_half_redacted_message() -> None:
+    patient = make_patient(6)
+    original = hl7_rich(patient)
+    assert verify_hl7(original, set(), shifted_dates=False)
+    problem = verify_hl7(original.replace(patient.ssn, ""), {patient.family}, False)
+    assert problem
+
+
+def test_unsupported_formats_are_refused_not_forwarded() -> None:
+    outcome = redactor().redact(b"<ClinicalDocument/>", "", Format.CDA)
+    assert outcome.error
+
+
+def test_pseudonymizer_uuid_shape() -> None:
+    value = Pseudonymizer(SECRET).uuid("61ebe359-bfdc-4613-8bf2-c5e300945f0a")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}", value)
+
+
+def _phi_corpus() -> list[str]:
+    labels = CORPUS / "LABELS.tsv"
+    if not labels.is_file():
+        return []
+    with labels.open() as f:
+        return [
+            r[0]
+            for r in csv.reader(f, delimiter="\t")
+            if r and not r[0].startswith("#") and r[1] == "phi"
+        ]
+
+
+@pytest.mark.skipif(not _phi_corpus(), reason=f"labelled corpus not found at {CORPUS}")
+@pytest.mark.parametrize("path", _phi_corpus())
+def test_corpus_phi_files_redact_and_parse(path: str) -> None:
+    data = (CORPUS / path).read_bytes()
+    inspection = Inspector(parse_config({}).limits).inspect(data)
+    outcome = redactor().redact(data, "", inspection.format)
+    if inspection.format not in (Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON):
+        assert outcome.error  # XML encodings and CDA are refused (blocked), never forwarded
+        return
+    assert not outcome.error, outcome.error
+    again = Inspector(parse_config({}).limits).inspect(outcome.body)
+    assert again.format is inspection.format and not again.error
+    if inspection.format is Format.HL7V2:
+        assert not inspect_hl7(outcome.body.decode("latin-1"), deidentified=True).contains_phi
+    else:
+        for line in (
+            outcome.body.splitlines() if inspection.format is Format.FHIR_NDJSON else [outcome.body]
+        ):
+            json.loads(line)
