@@ -1,0 +1,135 @@
+"""The redact action through the real gateway: the foreign receiver gets a valid,
+identifier-free message; the client gets the receiver's own answer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from tests.e2e.conftest import Upstreams, gateway_config
+from tests.support.gateway_process import GatewayProcess
+from tests.support.mmdb import FOREIGN_IP_2
+from tests.support.patients import fhir_rich_bundle, hl7_rich, make_patient
+from tests.support.upstream import Pki
+
+pytestmark = pytest.mark.e2e
+PATIENT = make_patient(77)
+
+
+def no_identifiers(body: bytes) -> None:
+    text = body.decode("latin-1").lower()
+    for value in PATIENT.all_identifiers():
+        assert value.lower() not in text, "an identifier reached the foreign receiver"
+
+
+@pytest.fixture(scope="module")
+def redacting(
+    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: Pki
+) -> Iterator[GatewayProcess]:
+    config = gateway_config(
+        test_mmdb,
+        pki,
+        policy={
+            "foreign_phi_action": "redact",
+            "allow_destinations": [
+                {
+                    "cidr": f"{FOREIGN_IP_2}/32",
+                    "action": "redact",
+                    "reason": "DUA 12: de-identified data only",
+                }
+            ],
+        },
+    )
+    process = GatewayProcess(tmp_path_factory.mktemp("redacting"), config)
+    yield process
+    process.stop()
+
+
+def test_hl7_is_redacted_on_the_way_out(redacting: GatewayProcess, upstreams: Upstreams) -> None:
+    body = hl7_rich(PATIENT).encode()
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(upstreams.foreign.url + "/redact-hl7", content=body)
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}  # the receiver's own answer
+    received = next(r for r in upstreams.foreign.received if r.path == "/redact-hl7")
+    no_identifiers(received.body)
+    assert received.body.startswith(b"MSH|^~\\&|EPIC|")
+    assert int(received.headers["Content-Length"]) == len(received.body)
+    rows = [r for r in redacting.audit_rows(wait_for=1) if r["action"] == "redact"]
+    assert rows
+    summary = json.loads(rows[-1]["redaction"])
+    assert "PID-5" in summary["locations"]
+    assert summary["categories"]["ssn"] >= 1
+    assert redacting.metric("phi_gateway_redactions_total", result="redacted", format="hl7v2") >= 1
+
+
+def test_gzip_fhir_bundle_is_redacted_and_still_valid(
+    redacting: GatewayProcess, upstreams: Upstreams
+) -> None:
+    body = gzip.compress(json.dumps(fhir_rich_bundle(PATIENT)).encode())
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(
+            upstreams.foreign.url + "/redact-fhir",
+            content=body,
+            headers={"content-encoding": "gzip", "content-type": "application/fhir+json"},
+        )
+    assert response.status_code == 200
+    received = next(r for r in upstreams.foreign.received if r.path == "/redact-fhir")
+    assert "Content-Encoding" not in received.headers
+    no_identifiers(received.body)
+    Bundle.model_validate(json.loads(received.body))
+
+
+def test_redact_rule_for_a_destination(redacting: GatewayProcess, upstreams: Upstreams) -> None:
+    body = hl7_rich(PATIENT).encode()
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(upstreams.foreign_2.url + "/dua", content=body)
+    assert response.status_code == 200
+    received = next(r for r in upstreams.foreign_2.received if r.path == "/dua")
+    no_identifiers(received.body)
+    assert any(r["rule"] == "redact-list" for r in redacting.audit_rows())
+
+
+def test_what_cannot_be_redacted_is_blocked(
+    redacting: GatewayProcess, upstreams: Upstreams
+) -> None:
+    cda = (
+        b'<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget><patientRole>'
+        b"<id root='1.2.3' extension='" + PATIENT.mrn.encode() + b"'/></patientRole>"
+        b"</recordTarget></ClinicalDocument>"
+    )
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(upstreams.foreign.url + "/redact-cda", content=cda)
+    assert response.status_code == 451
+    assert response.json()["rule"] == "redaction-failed"
+    assert "/redact-cda" not in upstreams.foreign.paths()
+    assert redacting.metric("phi_gateway_redactions_total", result="failed", format="cda") >= 1
+
+
+def test_monitor_mode_records_what_would_be_redacted(
+    tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams
+) -> None:
+    process = GatewayProcess(
+        tmp_path,
+        gateway_config(test_mmdb, pki, policy={"mode": "monitor", "foreign_phi_action": "redact"}),
+    )
+    try:
+        body = hl7_rich(PATIENT).encode()
+        with httpx.Client(proxy=process.proxy_url) as client:
+            assert (
+                client.post(upstreams.foreign.url + "/would-redact", content=body).status_code
+                == 200
+            )
+        received = next(r for r in upstreams.foreign.received if r.path == "/would-redact")
+        assert received.body == body  # monitor: forwarded as sent
+        row = process.audit_rows(wait_for=1)[0]
+        assert row["action"] == "monitor"
+        assert "PID-19" in json.loads(row["redaction"])["locations"]
+    finally:
+        process.stop()
