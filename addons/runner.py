@@ -81,12 +81,26 @@ def banner(
         f", allowed: {' '.join(config.jurisdiction.allowed_countries)})",
     ]
     lines += [f"  geo:     {db.describe()}" for db in gateway.locator.databases]
+    if _redacts(config):
+        secret = config.redaction.secret_env
+        lines.append(
+            f"  redact:  pseudonyms keyed by ${secret}"
+            if gateway.secret_from_environment
+            else f"  redact:  WARNING ${secret} is not set: pseudonyms change at every restart"
+        )
     lines += [
         f"  CA:      {(config.proxy.confdir / CA_FILE).resolve()} "
         "(clients must trust it for HTTPS)",
         f"  audit:   {config.audit.database}",
     ]
     return "\n".join(lines)
+
+
+def _redacts(config: GatewayConfig) -> bool:
+    policy = config.policy
+    return policy.foreign_phi_action.value == "redact" or any(
+        rule.action.value == "redact" for rule in policy.allow_destinations
+    )
 
 
 class _Lifecycle:

@@ -14,6 +14,7 @@ Rules (data types from hl7apy's definitions for the message's version, see hl7_t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -257,40 +258,57 @@ class Hl7Redactor:
         patient = seg_id in PATIENT_SEGMENTS
         zseg = seg_id.startswith("Z")
         value_type = fields[2] if seg_id == "OBX" and len(fields) > 2 else ""
+        kept: set[int] = set()
         for number in range(1, len(fields)):
             value = fields[number]
-            if not value or f"{seg_id}-{number}" in self.options.keep:
+            if not value:
+                continue
+            if f"{seg_id}-{number}" in self.options.keep:
+                kept.add(number)
                 continue
             if zseg:
-                # Unknown content: cleared, or (when configured to keep) still scrubbed of the
-                # message's identifiers.
-                new = "" if self.options.redact_z_segments else scrubber.scrub(value)
-                if new != value:
-                    self._changed(result, f"{seg_id}-{number}", C.OTHER_ID)
-                    fields[number] = new
-                continue
-            dtype = types.get(number, "ST")
-            if patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
+                new = "" if self.options.redact_z_segments else value
+            elif patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
                 new = value
+            elif not patient and number not in _actionable(seg_id, version):
+                new = value  # plain text or codes: only the segment-wide scrub applies
             else:
                 new = self._field(
                     seg_id,
                     number,
                     value,
-                    dtype=dtype,
+                    dtype=types.get(number, "ST"),
                     value_type=value_type,
                     patient=patient,
                     d=d,
                     scrubber=scrubber,
                 )
-            # Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes
-            # are scrubbed from it (a provider who shares the patient's name, an MRN repeated
-            # inside an order number).
-            new = scrubber.scrub(new)
             if new != value:
                 fields[number] = new
-                self._changed(result, f"{seg_id}-{number}", _category(seg_id, number, dtype))
-        return d.field.join(fields)
+                self._changed(
+                    result, f"{seg_id}-{number}", self._category(seg_id, number, types, zseg)
+                )
+        # Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes are
+        # scrubbed from it (a provider who shares the patient's name, an MRN inside an order
+        # number): once per segment, the mask holds no delimiter so fields stay in place.
+        joined = d.field.join(fields)
+        scrubbed = scrubber.scrub(joined)
+        if scrubbed == joined:
+            return joined
+        after = scrubbed.split(d.field)
+        for number in range(1, len(after)):
+            if after[number] != fields[number]:
+                if number in kept:
+                    after[number] = fields[number]  # a contract exception stays as sent
+                    continue
+                self._changed(
+                    result, f"{seg_id}-{number}", self._category(seg_id, number, types, zseg)
+                )
+        return d.field.join(after)
+
+    @staticmethod
+    def _category(seg_id: str, number: int, types: dict[int, str], zseg: bool) -> Category:
+        return C.OTHER_ID if zseg else _category(seg_id, number, types.get(number, "ST"))
 
     def _field(
         self,
@@ -323,11 +341,7 @@ class Hl7Redactor:
                 return ""
             if value_type in ("DT", "TS", "DTM"):
                 return self._date(value, d, birth=False)
-            if value_type in TEXT_VALUE_TYPES:
-                return scrubber.scrub(value)
-            return value
-        if (seg_id == "NTE" and number == 3) or dtype in ("TX", "FT"):
-            return scrubber.scrub(value)
+        # Free text (OBX-5 of text types, NTE-3, TX/FT) is scrubbed with the whole segment.
         return value
 
     def _ids(self, value: str, d: _Delims) -> str:
@@ -361,6 +375,18 @@ class Hl7Redactor:
     def _changed(result: Hl7Redaction, location: str, category: Category) -> None:
         result.counts[category.value] += 1
         result.locations.add(location)
+
+
+@functools.lru_cache(maxsize=1024)
+def _actionable(seg_id: str, version: str) -> frozenset[int]:
+    """Fields of a non-patient segment that a rule may change (dates, names, addresses,
+    phones, identifiers, OBX-5, the pseudonym and placeholder fields)."""
+    types = field_types(seg_id, version)
+    numbers = {n for n, t in types.items() if _kind(t) != "text"}
+    numbers |= {n for s, n in PSEUDONYM_FIELDS | PLACEHOLDER_FIELDS if s == seg_id}
+    if seg_id == "OBX":
+        numbers.add(5)
+    return frozenset(numbers)
 
 
 def _code(value: str) -> str:

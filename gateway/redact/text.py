@@ -45,11 +45,32 @@ def values_pattern(values: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
 
 
+def find_values(text: str, lowered_values: set[str]) -> re.Match[str] | None:
+    """The first whole-token occurrence of any value; a plain substring test first, so the
+    usual case (none of them anywhere) costs no regex compilation."""
+    lowered = text.lower()
+    hits = [v for v in lowered_values if v in lowered]
+    return values_pattern(hits).search(text) if hits else None
+
+
+_NUMBER_PATTERN = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
+
+
+def scrub_patterns(text: str) -> str:
+    """SSN and phone shapes; e-mail only where an @ makes one possible (cheap to rule out)."""
+    text = _NUMBER_PATTERN.sub(MASK, text)
+    return EMAIL.sub(MASK, text) if "@" in text else text
+
+
+def has_pattern(text: str) -> bool:
+    return bool(_NUMBER_PATTERN.search(text) or ("@" in text and EMAIL.search(text)))
+
+
 class ContextScrubber:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._lowered: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._compiled: dict[frozenset[str], re.Pattern[str]] = {}
 
     def add(self, value: str) -> None:
         value = value.strip()
@@ -60,7 +81,6 @@ class ContextScrubber:
         if len(value) >= _MIN_LENGTH:
             self._values.add(value)
             self._lowered.add(value.lower())
-            self._pattern = None
 
     def add_date(self, value: str) -> None:
         """A date (HL7 TS or ISO): its usual spellings are scrubbed too."""
@@ -75,26 +95,24 @@ class ContextScrubber:
             ):
                 self._values.add(spelling)
                 self._lowered.add(spelling.lower())
-            self._pattern = None
 
     def values(self) -> set[str]:
         return set(self._values)
-
-    def _compiled(self) -> re.Pattern[str] | None:
-        if self._values and self._pattern is None:
-            self._pattern = values_pattern(list(self._values))
-        return self._pattern
 
     def is_identifier(self, value: str) -> bool:
         """Is this whole value one of the learned identifiers?"""
         return value.strip().lower() in self._lowered
 
     def matches(self, text: str) -> bool:
-        pattern = self._compiled()
-        return bool(pattern and pattern.search(text))
+        return find_values(text, self._lowered) is not None
 
     def scrub(self, text: str) -> str:
-        for regex in PATTERNS:
-            text = regex.sub(MASK, text)
-        pattern = self._compiled()
-        return pattern.sub(MASK, text) if pattern else text
+        text = scrub_patterns(text)
+        lowered = text.lower()
+        hits = frozenset(v for v in self._lowered if v in lowered)
+        if not hits:
+            return text
+        pattern = self._compiled.get(hits)
+        if pattern is None:
+            pattern = self._compiled[hits] = values_pattern(list(hits))
+        return pattern.sub(MASK, text)

@@ -21,7 +21,7 @@ from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.fhir import free_strings
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
-from gateway.redact.text import PATTERNS, values_pattern
+from gateway.redact.text import find_values, has_pattern
 
 _MIN_ORIGINAL = 4
 _SEGMENTS = re.compile(r"\r\n|\r|\n")
@@ -30,12 +30,12 @@ _HEADERS = frozenset({"MSH", "FHS", "BHS", "BTS", "FTS"})
 
 def leftover(output: str, originals: Iterable[str]) -> bool:
     """Does any removed identifier value still occur in the output, as a whole token?"""
-    values = [v for v in originals if len(v) >= _MIN_ORIGINAL]
-    return bool(values) and bool(values_pattern(values).search(output))
+    values = {v.lower() for v in originals if len(v) >= _MIN_ORIGINAL}
+    return find_values(output, values) is not None
 
 
 def pattern_left(output: str) -> bool:
-    return any(p.search(output) for p in PATTERNS)
+    return has_pattern(output)
 
 
 def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> str:

@@ -39,16 +39,17 @@ def redactor(**settings: object) -> Redactor:
 
 
 def leaked(output: bytes, patient: Patient) -> list[str]:
-    """Identifier values found in the output: case-insensitive, and digits-only for numbers."""
+    """Identifier values found in the output: case-insensitive, and for numbers also with
+    their separators dropped (555-213-8687 written as 5552138687)."""
     text = output.decode("utf-8", "replace").lower()
-    digits = re.sub(r"\D", "", text)
+    joined = re.sub(r"(?<=\d)[-. ()/]+(?=\d)", "", text)
     found = [v for v in patient.all_identifiers() if v.lower() in text]
     for value in patient.all_identifiers():
         only_digits = re.sub(r"\D", "", value)
         if (
             len(only_digits) >= 7
-            and only_digits == value.replace("-", "").replace(" ", "")
-            and only_digits in digits
+            and not re.sub(r"[-\d. ()/]", "", value)
+            and re.search(rf"(?<!\d){only_digits}(?!\d)", joined)
         ):
             found.append(value)
     return found

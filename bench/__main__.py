@@ -1,0 +1,471 @@
+"""``python -m bench`` (``make bench``): the gateway against bare mitmdump, same traffic, same run.
+
+For each scenario (foreign: every payload inspected and audited in monitor mode; domestic:
+forwarded without inspection) and each payload, a fresh bare mitmdump and then a fresh
+phi-gateway, both in reverse mode in front of the same nginx, get the same wrk load. The
+table shows req/s of each, the ratio gateway/bare and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import load, report
+from bench.payloads import Payload, build_payloads
+from bench.procs import (
+    REPO,
+    Child,
+    CpuWindow,
+    Processes,
+    Proxy,
+    Upstream,
+    code_fingerprint,
+    cpu_seconds,
+    http_request,
+    machine_busy,
+    start_bare,
+    start_gateway,
+    start_nginx,
+    write_gateway_config,
+)
+from bench.report import Comparison
+from bench.tools import Tools, ensure_tools, version
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WARMUP_SECONDS = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds of measured load per run (default 10)"
+    )
+    parser.add_argument("--quick", action="store_true", help="3 s runs (overrides --duration)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="bare/gateway pairs per payload, each on fresh processes; medians are reported",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=["foreign", "domestic"],
+        action="append",
+        help="run only this scenario (repeatable; default both)",
+    )
+    parser.add_argument(
+        "--payload", action="append", help="run only this payload (repeatable; default all)"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        type=Path,
+        help="py-spy binary: sample the gateway during its measured foreign hl7-adt-2k run "
+        "and print the top functions by self time",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (default: every thread "
+        "that is not idle, e.g. the audit writer in sqlite too)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp dir (configs, logs, audit db)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = 3
+    if args.duration < 1 or args.rounds < 1:
+        parser.error("--duration and --rounds must be at least 1")
+    return args
+
+
+def audit_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT count(*) FROM audit_events").fetchone()
+        return int(row[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def gateway_decisions(proxy: Proxy, settle: float = 0.5, timeout: float = 30) -> dict[str, float]:
+    """phi_gateway_decisions_total by action/rule/format/country, once it stops changing.
+
+    wrk stops with requests still in flight; the gateway finishes them after wrk exits.
+    """
+    deadline = time.monotonic() + timeout
+    last = _decisions(proxy)
+    while time.monotonic() < deadline:
+        time.sleep(settle)
+        now = _decisions(proxy)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def _decisions(proxy: Proxy) -> dict[str, float]:
+    status, text = http_request(f"http://127.0.0.1:{proxy.admin_port}/metrics")
+    if status != 200:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name == "phi_gateway_decisions_total":
+                lb = sample.labels
+                key = f"{lb['action']}/{lb['rule']}/{lb['format']}/{lb['country']}"
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tools: Tools, tmp: Path) -> None:
+        self.args = args
+        self.tools = tools
+        self.tmp = tmp
+        self.procs = Processes(tmp)
+        self.wrk_log = tmp / "wrk.log"
+        self.fingerprints: dict[str, int] = {}  # gateway source hash -> gateway starts with it
+        self.profile: list[tuple[str, float]] = []
+        self.profile_inclusive: list[tuple[str, float]] = []
+
+    def run(self, payloads: list[Payload], scenarios: list[str]) -> list[Comparison]:
+        upstream = start_nginx(self.procs, self.tools.nginx, self.tmp)
+        print(
+            f"nginx upstream: foreign http://{upstream.foreign[0]}:{upstream.foreign[1]} (IN), "
+            f"domestic http://{upstream.domestic[0]}:{upstream.domestic[1]} (US)",
+            flush=True,
+        )
+        config = write_gateway_config(self.tmp)
+        files = {p.name: p.write(self.tmp) for p in payloads}
+        scripts = {
+            p.name: load.write_script(self.tmp, p.name, files[p.name], p.content_type)
+            for p in payloads
+        }
+        comparisons = []
+        for scenario in scenarios:
+            target = self._target(upstream, scenario)
+            for payload in payloads:
+                comparison = Comparison(scenario, payload.name, len(payload.body))
+                for n in range(self.args.rounds):
+                    for kind in ("bare", "gateway"):
+                        self._measure(
+                            comparison=comparison,
+                            kind=kind,
+                            target=target,
+                            config=config,
+                            payload=payload,
+                            script=scripts[payload.name],
+                            round_no=n,
+                        )
+                comparisons.append(comparison)
+        return comparisons
+
+    @staticmethod
+    def _target(upstream: Upstream, scenario: str) -> str:
+        host, port = upstream.foreign if scenario == "foreign" else upstream.domestic
+        return f"http://{host}:{port}"
+
+    def _measure(
+        self,
+        *,
+        comparison: Comparison,
+        kind: str,
+        target: str,
+        config: Path,
+        payload: Payload,
+        script: Path,
+        round_no: int,
+    ) -> None:
+        audit_db = self.tmp / "audit.db"
+        before = audit_count(audit_db)
+        if kind == "bare":
+            proxy = start_bare(self.procs, target, self.tmp / "mitmproxy-bare")
+        else:
+            fingerprint = code_fingerprint()
+            self.fingerprints[fingerprint] = self.fingerprints.get(fingerprint, 0) + 1
+            proxy = start_gateway(self.procs, config, target)
+        try:
+            status, body = http_request(proxy.url + "/bench", payload.body, payload.content_type)
+            if status != 200 or body != b"ok":
+                raise RuntimeError(
+                    f"{kind} proxy answered the {payload.name} check with {status} {body[:200]!r}"
+                    f"\n{proxy.child.tail()}"
+                )
+            load.run_wrk(self.tools.wrk, proxy.url + "/", script, WARMUP_SECONDS, self.wrk_log)
+            profiler = self._start_profiler(comparison, kind, proxy)
+            cpu_before = cpu_seconds(proxy.child.pid)
+            result = load.run_wrk(
+                self.tools.wrk, proxy.url + "/", script, self.args.duration, self.wrk_log
+            )
+            result = replace(result, proxy_cpu_s=cpu_seconds(proxy.child.pid) - cpu_before)
+            if profiler is not None:
+                self._finish_profiler(*profiler)
+            if kind == "gateway":
+                comparison.decisions = gateway_decisions(proxy)
+        finally:
+            code = self.procs.stop(proxy.child)
+        if kind == "bare":
+            comparison.bare.append(result)
+        else:
+            comparison.gateway.append(result)
+            comparison.gateway_requests.append(round(sum(comparison.decisions.values())))
+            comparison.audit_events.append(audit_count(audit_db) - before)
+        flag = f"  non-2xx/socket errors: {result.bad}" if result.bad else ""
+        print(
+            f"  {comparison.scenario:8} {payload.name:17} round {round_no + 1} {kind:7} "
+            f"{result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+            f"  cpu {result.cpu_ms_per_request:6.2f} ms/req ({result.proxy_cpu_share:4.0%})"
+            f"  (exit {code}){flag}",
+            flush=True,
+        )
+
+    # -- optional py-spy sampling of the gateway -------------------------------------------------
+    def _start_profiler(
+        self, comparison: Comparison, kind: str, proxy: Proxy
+    ) -> tuple[Child, Path] | None:
+        if (
+            self.args.profile is None
+            or kind != "gateway"
+            or comparison.payload != report.TARGET_PAYLOAD
+            or comparison.scenario != "foreign"
+            or self.profile
+        ):
+            return None
+        out = self.tmp / "py-spy.txt"
+        argv = [
+            str(self.args.profile),
+            "record",
+            "--pid",
+            str(proxy.child.pid),
+            "--duration",
+            str(max(1, self.args.duration - 1)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--nolineno",
+            *(["--gil"] if self.args.profile_gil else []),
+            "--output",
+            str(out),
+        ]
+        return self.procs.start("py-spy", argv), out
+
+    def _finish_profiler(self, child: Child, out: Path) -> None:
+        child.proc.wait(30)
+        self.procs.stop(child)
+        if not out.exists():
+            raise RuntimeError(f"py-spy wrote no profile:\n{child.tail()}")
+        self.profile = self_time(out)
+        self.profile_inclusive = inclusive_time(out)
+
+
+def self_time(collapsed: Path) -> list[tuple[str, float]]:
+    """Share of samples whose innermost frame is each function (py-spy --format raw)."""
+    return _top(collapsed, inclusive=False)
+
+
+def inclusive_time(collapsed: Path) -> list[tuple[str, float]]:
+    """Share of samples with each of the gateway's own functions anywhere on the stack."""
+    return _top(collapsed, inclusive=True, only=("(gateway/", "(addons/phi_gateway"))
+
+
+def _top(
+    collapsed: Path, inclusive: bool, n: int = 25, only: tuple[str, ...] = ()
+) -> list[tuple[str, float]]:
+    totals: dict[str, int] = {}
+    all_samples = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        names = set(frames) if inclusive else set(frames[-1:])
+        if only:
+            names = {
+                name
+                for name in names
+                if any(o in name for o in only) and "(gateway/cli.py)" not in name
+            }
+        for name in names:
+            totals[name] = totals.get(name, 0) + int(count)
+        all_samples += int(count)
+    ranked = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
+    return [(name, c / all_samples) for name, c in ranked[:n]] if all_samples else []
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def metadata(args: argparse.Namespace, tools: Tools, payloads: list[Payload]) -> dict[str, Any]:
+    return {
+        "timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "nproc": os.cpu_count(),
+        "nproc_available": len(os.sched_getaffinity(0)),
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "mitmproxy": importlib.metadata.version("mitmproxy"),
+        "nginx": version(tools.nginx),
+        "wrk": version(tools.wrk),
+        "commit": git_commit(),
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": WARMUP_SECONDS,
+            "rounds": args.rounds,
+            "wrk_threads": load.THREADS,
+            "wrk_connections": load.CONNECTIONS,
+            "method": "POST",
+            "connection_strategy": "lazy",
+        },
+        "payloads": {
+            p.name: {"bytes": len(p.body), "content_type": p.content_type} for p in payloads
+        },
+        "target": {"payload": report.TARGET_PAYLOAD, "min_ratio": report.TARGET_RATIO},
+    }
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    tools = ensure_tools()
+    payloads = build_payloads()
+    if args.payload:
+        unknown = set(args.payload) - {p.name for p in payloads}
+        if unknown:
+            raise SystemExit(
+                f"unknown payload(s) {sorted(unknown)}; have {[p.name for p in payloads]}"
+            )
+        payloads = [p for p in payloads if p.name in args.payload]
+    scenarios = args.scenario or ["foreign", "domestic"]
+    meta = metadata(args, tools, payloads)
+    busy = machine_busy()
+    meta["cpu_busy_before"] = round(busy, 3)
+    meta["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+    if busy > 0.15:
+        print(
+            f"bench: WARNING {busy:.0%} of the CPUs are busy before starting: other processes "
+            "compete for the CPU and the numbers will be noisy",
+            flush=True,
+        )
+    cpu_window = CpuWindow()
+    print(
+        f"phi-gateway vs bare mitmdump {meta['mitmproxy']} | {meta['nginx']} | {meta['wrk']}\n"
+        f"nproc {meta['nproc']} | wrk -t{load.THREADS} -c{load.CONNECTIONS} POST, "
+        f"{WARMUP_SECONDS}s warm-up + {args.duration}s measured, {args.rounds} round(s)\n"
+        + "\n".join(f"payload {p.name}: {p.description}" for p in payloads),
+        flush=True,
+    )
+    # Ctrl-C and SIGTERM both end in the cleanup below (SIGINT explicitly: a shell that
+    # starts us in the background would otherwise leave it ignored).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous: Callable[[int, FrameType | None], Any] | int | None = signal.signal(
+        signal.SIGTERM, _raise_interrupt
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="phi-bench-"))
+    bench = Bench(args, tools, tmp)
+    comparisons: list[Comparison] = []
+    try:
+        comparisons = bench.run(payloads, scenarios)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; stopping everything it started", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"bench: failed: {exc}", file=sys.stderr)
+        args.keep = True
+        return 1
+    finally:
+        bench.procs.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        if args.keep:
+            print(f"bench: temp dir kept: {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    elapsed = time.monotonic() - started
+    meta["elapsed_s"] = round(elapsed, 1)
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["cpu_steal_share"] = round(cpu_window.steal_share(), 4)
+    meta["gateway_code_fingerprints"] = bench.fingerprints
+    meta["profile_self_time"] = [{"function": f, "share": round(s, 4)} for f, s in bench.profile]
+    meta["profile_inclusive_time"] = [
+        {"function": f, "share": round(s, 4)} for f, s in bench.profile_inclusive
+    ]
+    print()
+    print(report.table(comparisons))
+    print()
+    print(
+        "req/s: wrk median over rounds; gw/bare: gateway req/s / bare req/s (range over rounds); "
+        "p50/p99 in ms;\nnon-2xx b/g: non-2xx/3xx responses + socket errors (bare/gateway); "
+        "audited: gateway audit rows / requests it decided."
+    )
+    for line in report.verdicts(comparisons):
+        print(line)
+    if meta["cpu_steal_share"] > 0.05:
+        print(f"WARNING the hypervisor stole {meta['cpu_steal_share']:.0%} of CPU time: noisy")
+    if len(bench.fingerprints) > 1:
+        print(
+            f"WARNING the gateway's sources changed during the run ({len(bench.fingerprints)} "
+            "versions were started): the gateway numbers mix code versions"
+        )
+    if args.rounds == 1:
+        print(
+            "note: one round per pair; single runs vary by 10-20% on a 2-core VM, so decide "
+            "on --rounds 3 (median and range per pair) and the cpu ratio."
+        )
+    if bench.profile:
+        scope = "GIL holder only" if args.profile_gil else "all non-idle threads"
+        for title, rows in (
+            ("self time", bench.profile),
+            ("inclusive time, gateway code only", bench.profile_inclusive),
+        ):
+            print(f"\npy-spy, gateway during foreign/hl7-adt-2k ({scope}), top by {title}:")
+            for name, share in rows:
+                print(f"  {share * 100:5.1f}%  {name}")
+    path = report.save(RESULTS, meta, comparisons)
+    print(f"\nsaved {path.relative_to(REPO)}; whole run {elapsed:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

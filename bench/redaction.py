@@ -1,0 +1,68 @@
+"""Redaction cost, in process (no proxy): a 2 KB ADT, a FHIR Patient and the 2.7 MB Synthea
+bundle of the shared corpus (when present). Targets from the redaction issue: 0.3 ms, 0.2 ms,
+50 ms. Run: .venv/bin/python -m bench.redaction"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.config import parse_config
+from gateway.model import Format
+from gateway.redact.redactor import Redactor
+from tests.support.patients import fhir_patient_json, hl7_rich, make_patient
+
+CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
+SYNTHEA = CORPUS / "fhir" / "smart-gensample__R4__Synthea-Kathy_Walker.json"
+
+
+def timed(run: Callable[[], object], seconds: float = 2.0) -> tuple[float, int]:
+    """Median milliseconds per call over repeated batches lasting about ``seconds``."""
+    run()  # warm caches (hl7apy structures, regexes)
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 3:
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples), len(samples)
+
+
+def main() -> int:
+    config = parse_config({})
+    redactor = Redactor(config.redaction, config.limits, b"bench-secret-0123456789abcdef")
+    patient = make_patient(2026)
+    adt = hl7_rich(patient).encode()
+    while len(adt) < 2000:  # pad with results to about 2 KB, as the proxy benchmark does
+        adt += b"OBX|2|NM|2345-7^Glucose^LN||98|mg/dL|70-99||||F\r"
+    cases: list[tuple[str, bytes, Format, float]] = [
+        (f"HL7 ADT^A01 ({len(adt)} B)", adt, Format.HL7V2, 0.3),
+        (
+            f"FHIR Patient ({len(fhir_patient_json(patient))} B)",
+            fhir_patient_json(patient),
+            Format.FHIR_JSON,
+            0.2,
+        ),
+    ]
+    if SYNTHEA.is_file():
+        data = SYNTHEA.read_bytes()
+        cases.append((f"Synthea bundle ({len(data) / 1e6:.1f} MB)", data, Format.FHIR_JSON, 50.0))
+    else:
+        print(f"(corpus not found at {CORPUS}: Synthea bundle skipped)")
+    print(f"{'payload':<28} {'ms/redaction':>12} {'target':>8}  runs  verdict")
+    for name, body, fmt, target in cases:
+        outcome = redactor.redact(body, "", fmt)
+        if outcome.error:
+            print(f"{name:<28} refused: {outcome.error}")
+            continue
+        ms, runs = timed(lambda b=body, f=fmt: redactor.redact(b, "", f))  # type: ignore[misc]
+        verdict = "met" if ms <= target else "NOT MET"
+        print(f"{name:<28} {ms:>12.3f} {target:>8.1f}  {runs:>4}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
