@@ -7,6 +7,7 @@ when it holds anything besides delimiters and the HL7 null ``""``.
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -125,6 +126,11 @@ def _has_content(value: str, empty_chars: str) -> bool:
     return bool(value) and bool(value.strip(empty_chars))
 
 
+@functools.lru_cache(maxsize=64)
+def _token_splitter(empty_chars: str) -> re.Pattern[str]:
+    return re.compile(f"[{re.escape(empty_chars)}]+")
+
+
 _RECORD_ID_CATEGORIES = frozenset({C.MRN, C.ACCOUNT_NUMBER, C.HEALTH_PLAN_ID, C.OTHER_ID})
 
 
@@ -142,7 +148,7 @@ def _identifying_content(category: Category) -> Callable[[str, str], bool]:
         if identifier:
             component, repetition = empty_chars[0], empty_chars[1]
             value = repetition.join(r.split(component)[0] for r in value.split(repetition))
-        tokens = re.split(f"[{re.escape(empty_chars)}]+", value)
+        tokens = _token_splitter(empty_chars).split(value)
         return any(t and not is_safe_token(t, address) for t in tokens)
 
     return check

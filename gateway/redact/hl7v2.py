@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.model import Category
@@ -259,7 +260,11 @@ class Hl7Redactor:
         zseg = seg_id.startswith("Z")
         value_type = fields[2] if seg_id == "OBX" and len(fields) > 2 else ""
         kept: set[int] = set()
-        for number in range(1, len(fields)):
+        numbers: Iterable[int] = (
+            range(1, len(fields)) if patient or zseg
+            else [n for n in _actionable(seg_id, version) if n < len(fields)]
+        )
+        for number in numbers:
             value = fields[number]
             if not value:
                 continue
@@ -270,8 +275,6 @@ class Hl7Redactor:
                 new = "" if self.options.redact_z_segments else value
             elif patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
                 new = value
-            elif not patient and number not in _actionable(seg_id, version):
-                new = value  # plain text or codes: only the segment-wide scrub applies
             else:
                 new = self._field(
                     seg_id,
@@ -378,7 +381,7 @@ class Hl7Redactor:
 
 
 @functools.lru_cache(maxsize=1024)
-def _actionable(seg_id: str, version: str) -> frozenset[int]:
+def _actionable(seg_id: str, version: str) -> tuple[int, ...]:
     """Fields of a non-patient segment that a rule may change (dates, names, addresses,
     phones, identifiers, OBX-5, the pseudonym and placeholder fields)."""
     types = field_types(seg_id, version)
@@ -386,7 +389,7 @@ def _actionable(seg_id: str, version: str) -> frozenset[int]:
     numbers |= {n for s, n in PSEUDONYM_FIELDS | PLACEHOLDER_FIELDS if s == seg_id}
     if seg_id == "OBX":
         numbers.add(5)
-    return frozenset(numbers)
+    return tuple(sorted(numbers))
 
 
 def _code(value: str) -> str:
