@@ -156,9 +156,9 @@ async def serve(
 
 
 def run(args: argparse.Namespace) -> int:
-    # As mitmdump does: let every record reach mitmproxy's terminal log, which filters by
-    # termlog_verbosity; chatty libraries stay at warnings.
-    logging.getLogger().setLevel(logging.DEBUG)
+    # Records below the level shown are never created: mitmproxy logs several debug lines per
+    # request, and building them costs more than the inspection itself.
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     for name in ("tornado", "asyncio", "hpack", "urwid", "quic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
