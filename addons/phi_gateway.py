@@ -227,7 +227,8 @@ class PhiGateway:
             return
         message = to_message(flow)
         try:
-            if message.raw_body_size > _THREAD_THRESHOLD or message.content_encoding:
+            heavy = message.raw_body_size > _THREAD_THRESHOLD or message.content_encoding
+            if heavy and needs_inspection(destination, gateway.config):
                 # Large or compressed bodies (which may expand a lot) are inspected in a worker
                 # thread so the event loop keeps serving everyone else.
                 decision = await asyncio.to_thread(gateway.evaluate, message, destination)

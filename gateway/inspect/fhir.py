@@ -8,6 +8,7 @@ Practitioner, ...) are not PHI on their own. Containers (Bundle, Parameters) are
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any, TypeGuard
@@ -114,6 +115,12 @@ class FhirError(ValueError):
 
 
 def safe_name(name: str) -> str:
+    return _checked_name(name) if len(name) <= 64 else "?"
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_name(name: str) -> str:
+    # Cached: the same few hundred element names recur in every document.
     return name if _SAFE_NAME.match(name) else "?"
 
 

@@ -261,7 +261,8 @@ class Hl7Redactor:
         value_type = fields[2] if seg_id == "OBX" and len(fields) > 2 else ""
         kept: set[int] = set()
         numbers: Iterable[int] = (
-            range(1, len(fields)) if patient or zseg
+            range(1, len(fields))
+            if patient or zseg
             else [n for n in _actionable(seg_id, version) if n < len(fields)]
         )
         for number in numbers:

@@ -236,7 +236,7 @@ def test_allow_list_forwards_and_records(
     response = client.post(upstreams.foreign_2.url + "/vendor", content=body)
     assert response.status_code == 200
     assert upstreams.foreign_2.received[-1].body == body
-    rows = [r for r in gateway.audit_rows() if r["rule"] == "allow-list"]
+    rows = gateway.audit_rows_where(rule="allow-list")
     assert rows
     assert rows[-1]["action"] == "allow"
     assert rows[-1]["country"] == "DE"

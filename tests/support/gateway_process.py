@@ -128,6 +128,15 @@ class GatewayProcess:
                 return rows
             time.sleep(0.05)
 
+    def audit_rows_where(self, **match: str) -> list[dict[str, Any]]:
+        """Rows whose columns equal the given values, waiting briefly for the writer."""
+        deadline = time.monotonic() + 5
+        while True:
+            rows = [r for r in self.audit_rows() if all(r.get(k) == v for k, v in match.items())]
+            if rows or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
+
     def audit_row(self, incident_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
