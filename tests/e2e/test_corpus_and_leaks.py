@@ -20,7 +20,7 @@ from tests.support.patients import (
     hl7_adt,
     make_patient,
 )
-from tests.support.tcpsink import TcpSink
+from tests.support.tcpsink import TcpSink, send_through_tunnel
 
 pytestmark = pytest.mark.e2e
 CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
@@ -87,16 +87,8 @@ def test_no_identifier_is_written_anywhere(
 
 def test_uninspectable_tcp_to_a_foreign_destination_is_cut(gateway: GatewayProcess) -> None:
     sink = TcpSink(FOREIGN_IP, greeting=b"READY\n")
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
-        s.sendall(f"CONNECT {FOREIGN_IP}:{sink.port} HTTP/1.1\r\n\r\n".encode())
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-        s.sendall(b"\x0b" + hl7_adt(make_patient(5)).encode() + b"\x1c\r")
-        s.settimeout(5)
-        try:
-            while s.recv(65536):
-                pass
-        except (ConnectionResetError, TimeoutError):
-            pass
+    frame = b"\x0b" + hl7_adt(make_patient(5)).encode() + b"\x1c\r"
+    send_through_tunnel(gateway.port, FOREIGN_IP, sink.port, frame)
     sink.sock.close()
     assert b"PID" not in sink.data
     assert gateway.metric("phi_gateway_flows_not_inspected_total", reason="raw-tcp") >= 1

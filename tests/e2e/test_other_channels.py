@@ -13,7 +13,7 @@ from tests.e2e.conftest import Upstreams, gateway_config
 from tests.support.gateway_process import GatewayProcess
 from tests.support.mmdb import DOMESTIC_IP, FOREIGN_IP
 from tests.support.patients import hl7_adt, make_patient
-from tests.support.tcpsink import TcpSink
+from tests.support.tcpsink import TcpSink, send_through_tunnel
 from tests.support.upstream import Pki
 from tests.support.wsserver import WebSocketSink, websocket_exchange
 
@@ -71,16 +71,9 @@ def test_deny_list_applies_to_raw_tcp(tmp_path: Path, test_mmdb: Path, pki: Pki)
     )
     sink = TcpSink(DOMESTIC_IP)
     try:
-        with socket.create_connection(("127.0.0.1", process.port), timeout=10) as s:
-            s.sendall(f"CONNECT {DOMESTIC_IP}:{sink.port} HTTP/1.1\r\n\r\n".encode())
-            assert s.recv(4096).startswith(b"HTTP/1.1 200")
-            s.sendall(b"\x0b" + ADT.encode() + b"\x1c\r")
-            s.settimeout(5)
-            try:
-                while s.recv(65536):
-                    pass
-            except (ConnectionResetError, TimeoutError):
-                pass
+        send_through_tunnel(
+            process.port, DOMESTIC_IP, sink.port, b"\x0b" + ADT.encode() + b"\x1c\r"
+        )
         time.sleep(0.2)
         assert b"PID" not in sink.data
         rows = process.audit_rows(wait_for=1)

@@ -28,3 +28,17 @@ class TcpSink:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def send_through_tunnel(proxy_port: int, host: str, port: int, payload: bytes) -> None:
+    """CONNECT through the proxy, send raw bytes, read until the proxy closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as s:
+        s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        s.sendall(payload)
+        s.settimeout(5)
+        try:
+            while s.recv(65536):
+                pass
+        except (ConnectionResetError, TimeoutError):
+            pass
