@@ -15,7 +15,18 @@ from collections.abc import Callable
 from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
 from gateway.redact.safe_harbor import is_safe_token
 
-_SEGMENT_END = re.compile(r"\r\n|\r|\n")
+_CR_ENDS = re.compile(r"\r\n?")
+_LF_ENDS = re.compile(r"\n")
+_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+
+
+def segment_ends(text: str) -> re.Pattern[str]:
+    """How this message ends its segments, as a receiver reads it: CR (optionally followed by
+    LF) when there is any CR, else LF. A bare LF inside a CR-ended message is data, not a
+    segment end: splitting there would hide the rest of the segment from the scanner."""
+    return _CR_ENDS if "\r" in text else _LF_ENDS
+
+
 _HEADERS = ("MSH", "FHS", "BHS")
 # A message type is recorded in audit rows: keep only what a type code can contain.
 _UNSAFE = re.compile(r"[^A-Za-z0-9_^]")
@@ -170,11 +181,18 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
     endpoints: tuple[str, str, str, str] | None = None
     delimiters: _Delimiters | None = None
     messages = 0
-    for raw_segment in _SEGMENT_END.split(text):
+    for raw_segment in segment_ends(text).split(text):
         segment = raw_segment.lstrip("\x0b").rstrip("\x1c")
-        if len(segment) < 3:
+        if len(segment.strip()) < 3:
             continue
         seg_id = segment[:3]
+        if not _SEGMENT_ID.match(seg_id) or (
+            len(segment) > 3
+            and delimiters is not None
+            and segment[3] != delimiters.field
+            and seg_id not in _HEADERS
+        ):
+            raise Hl7Error("a segment does not start with a segment id and field separator")
         if seg_id in _HEADERS:
             delimiters = _Delimiters(segment)
             if seg_id == "MSH":

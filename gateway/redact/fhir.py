@@ -41,6 +41,16 @@ _IDENTIFIER_STRINGS = {
     "distinctIdentifier": C.DEVICE_ID,
     "lotNumber": C.DEVICE_ID,
 }
+# Values of these types identify a person wherever they appear (Parameters, Observations).
+_DROP_VALUES = frozenset({"valueHumanName", "valueContactPoint"})
+_IDENTIFIER_KEYS = frozenset({"identifier", "requisition"})
+
+
+def _is_identifier_key(key: str) -> bool:
+    """identifier, masterIdentifier, accessionIdentifier, groupIdentifier, requisition..."""
+    return key in _IDENTIFIER_KEYS or key.endswith("Identifier")
+
+
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
@@ -126,6 +136,12 @@ class FhirRedactor:
             if key == "id" and isinstance(value, str):
                 out[key] = self._pseudonym_id(value, path, result)
                 continue
+            if key == "data" and isinstance(value, str):  # Binary.data: an opaque document
+                self._note(result, path, C.OPAQUE_CONTENT, None)
+                continue
+            if key == "link" and rtype == "Bundle":  # search URLs: family=...&birthdate=...
+                self._note(result, path, C.OTHER_ID, None)
+                continue
             if rtype in PERSON_TYPES and key in _PERSON_DROP:
                 self._note(result, path, _PERSON_CATEGORY.get(key, C.OTHER_ID), value)
                 continue
@@ -141,8 +157,13 @@ class FhirRedactor:
                 if year:
                     out[key] = year
                 continue
-            if key == "identifier":
-                out[key] = self._identifiers(value, path, result)
+            if _is_identifier_key(key):
+                redacted = self._identifiers(value, path, result)
+                if isinstance(value, dict):
+                    if redacted:
+                        out[key] = redacted[0]
+                elif redacted:
+                    out[key] = redacted
                 continue
             if key in _IDENTIFIER_STRINGS and isinstance(value, str):
                 self._note(result, path, _IDENTIFIER_STRINGS[key], value)
@@ -156,18 +177,26 @@ class FhirRedactor:
 
     def _element(self, node: dict[str, Any], result: FhirRedaction, rtype: str) -> Any:
         out: dict[str, Any] = {}
-        is_attachment = "contentType" in node and ("data" in node or "url" in node)
+        coding = "system" in node or "code" in node
+        is_attachment = any(k in node for k in ("contentType", "data", "size", "hash", "title"))
         for key, value in node.items():
             path = f"{rtype}.{key}"
-            if key == "display" and "reference" in node:
+            if key == "display" and not coding:
+                # A Reference's display names what it points at (a Coding's display is a term).
                 reference = str(node.get("reference", ""))
-                person = _PERSON_REFERENCE.search(reference) or reference.startswith("urn:")
+                person = (
+                    not reference
+                    or _PERSON_REFERENCE.search(reference)
+                    or reference.startswith("urn:")
+                )
                 self._note(result, path, C.NAME, value if person else None)
                 continue
-            if key == "reference" and isinstance(value, str):
+            if key in ("reference", "fullUrl", "location") and isinstance(value, str):
                 out[key] = self._reference(value, path, result)
                 continue
-            if is_attachment and key in _ATTACHMENT_DROP:
+            if (key == "data" and isinstance(value, str)) or (
+                is_attachment and key in _ATTACHMENT_DROP
+            ):
                 self._note(result, path, C.OPAQUE_CONTENT, None)
                 continue
             if key in ("extension", "modifierExtension"):
@@ -177,11 +206,24 @@ class FhirRedactor:
                 if kept:
                     out[key] = [self._value(e, key, result, rtype) for e in kept]
                 continue
-            if key in _DROP_EVERYWHERE:
-                self._note(result, path, C.OTHER_ID, None)
+            if (
+                key in _DROP_EVERYWHERE
+                or key in _DROP_VALUES
+                or (key == "link" and rtype == "Bundle")
+            ):
+                # Bundle.link holds search URLs (family=...&birthdate=...).
+                self._note(result, path, C.OTHER_ID, value if key in _DROP_VALUES else None)
                 continue
-            if key == "identifier":
-                out[key] = self._identifiers(value, path, result)
+            if key == "valueAddress":
+                out[key] = self._address(value, path, result)
+                continue
+            if _is_identifier_key(key):
+                redacted = self._identifiers(value, path, result)
+                if isinstance(value, dict):
+                    if redacted:
+                        out[key] = redacted[0]
+                elif redacted:
+                    out[key] = redacted
                 continue
             if key == "url" and "method" in node and isinstance(value, str):
                 # Bundle.entry.request.url ("Patient/123", "Patient?identifier=..."): an id.
@@ -189,10 +231,10 @@ class FhirRedactor:
                     self._reference(value, path, result) if "/" in value or "?" in value else value
                 )
                 continue
-            if key == "fullUrl" and isinstance(value, str):
-                out[key] = self._reference(value, path, result)
-                continue
-            out[key] = self._value(value, key, result, rtype)
+            redacted_value = self._value(value, key, result, rtype)
+            if redacted_value in ({}, []) and value not in ({}, []):
+                continue  # emptied by redaction (e.g. _birthDate): leave the element out
+            out[key] = redacted_value
         return out
 
     def _string(self, value: str, key: str, result: FhirRedaction, rtype: str) -> str:
@@ -216,11 +258,16 @@ class FhirRedactor:
 
     def _reference(self, ref: str, path: str, result: FhirRedaction) -> str:
         if ref.startswith("#"):
-            return ref
+            # Contained resources: their ids are pseudonymised the same way.
+            return (
+                "#" + self.options.pseudonymizer.pseudonym("fhir-id", ref[1:]).lower()[:64]
+                if len(ref) > 1
+                else ref
+            )
         if ref.startswith("urn:uuid:"):
             self._note(result, path, C.OTHER_ID, None)
             return "urn:uuid:" + self.options.pseudonymizer.uuid(ref[9:])
-        match = _REFERENCE.match(ref)
+        match = None if "?" in ref else _REFERENCE.match(ref)
         if match is None:
             # Conditional or opaque references may carry search values: drop their content.
             self._note(result, path, C.OTHER_ID, None)

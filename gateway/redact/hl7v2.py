@@ -27,8 +27,9 @@ from gateway.redact.text import ContextScrubber
 
 C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
-_UNTOUCHED = frozenset({"MSH", "FHS", "BHS", "MSA", "ERR", "BTS", "FTS"})
-_SEGMENT_END = re.compile(r"(\r\n|\r|\n)")
+_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_CR_ENDS = re.compile(r"(\r\n?)")
+_LF_ENDS = re.compile(r"(\n)")
 PATIENT_SEGMENTS = frozenset(
     {
         "PID",
@@ -177,7 +178,8 @@ class Hl7Redactor:
         self.options = options
 
     def redact(self, text: str) -> Hl7Redaction:
-        parts = _SEGMENT_END.split(text)
+        # Segment ends as a receiver reads them (see inspect.hl7v2.segment_ends).
+        parts = (_CR_ENDS if "\r" in text else _LF_ENDS).split(text)
         result = Hl7Redaction(text="")
         scrubber = ContextScrubber()
         # Pass 1: learn this message's identifiers from its structured fields.
@@ -209,15 +211,22 @@ class Hl7Redactor:
             if seg_id in _HEADERS:
                 delims = _Delims(seg)
                 if seg_id == "MSH":
+                    # Forwarded as sent: routing, control id and version let the receiver ACK.
                     fields = seg.split(delims.field)
                     version = fields[11].split(delims.component)[0] if len(fields) > 11 else ""
+                    out.append(part)
+                else:
+                    # File and batch headers keep their delimiters; their names and comments
+                    # are scrubbed like any text.
+                    head, rest = seg[:4], seg[4:]
+                    out.append(prefix + head + scrubber.scrub(rest) + suffix)
+                continue
+            if not seg.strip():
                 out.append(part)
                 continue
-            if delims is None or len(seg) < 3 or seg_id in _UNTOUCHED:
-                if delims is None and seg.strip():
-                    raise Hl7RedactionError("segment before any MSH/FHS/BHS header")
-                out.append(part)
-                continue
+            if delims is None or not _SEGMENT_ID.match(seg_id):
+                raise Hl7RedactionError("a segment does not start with a segment id")
+
             out.append(prefix + self._segment(seg, delims, version, scrubber, result) + suffix)
         result.text = "".join(out)
         result.originals = scrubber.values()
@@ -245,9 +254,9 @@ class Hl7Redactor:
                 elif wanted is not None:
                     for index in wanted:
                         if index < len(comps):
-                            scrubber.add(_unescape(comps[index], d))
+                            scrubber.add_number(_unescape(comps[index], d))
                 elif number in identifying:
-                    scrubber.add(_unescape(rep, d))
+                    scrubber.add_number(_unescape(rep, d))
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(
@@ -343,8 +352,18 @@ class Hl7Redactor:
         if seg_id == "OBX" and number == 5:
             if value_type in OPAQUE_VALUE_TYPES:
                 return ""
-            if value_type in ("DT", "TS", "DTM"):
-                return self._date(value, d, birth=False)
+            value_kind = _kind(value_type)
+            if value_kind == "date":
+                return d.repetition.join(
+                    d.component.join(self._date(c, d, birth=False) for c in rep.split(d.component))
+                    for rep in value.split(d.repetition)
+                )
+            if value_kind == "address":
+                return d.repetition.join(self._address(r, d) for r in value.split(d.repetition))
+            if value_kind in ("name", "phone"):
+                return ""
+            if value_kind == "id":
+                return self._ids(value, d)
         # Free text (OBX-5 of text types, NTE-3, TX/FT) is scrubbed with the whole segment.
         return value
 

@@ -79,7 +79,12 @@ class Redactor:
         return RedactionOutcome(error=f"redaction is not available for {fmt.value} payloads")
 
     def _hl7(self, data: bytes) -> RedactionOutcome:
-        text = data.decode("latin-1")  # byte-preserving: the output keeps the input's encoding
+        # UTF-8 when it is (so case-insensitive matching works for accented names), else
+        # latin-1 (byte-preserving); the output is written back in the same encoding.
+        try:
+            text, encoding = data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = data.decode("latin-1"), "latin-1"
         options = Hl7Options(
             pseudonymizer=self.pseudonymizer,
             dates=self._dates(_hl7_patient_key(text)),
@@ -92,7 +97,7 @@ class Redactor:
         if problem:
             return RedactionOutcome(error=problem)
         return RedactionOutcome(
-            result.text.encode("latin-1"),
+            result.text.encode(encoding),
             "x-application/hl7-v2+er7",
             dict(result.counts),
             tuple(sorted(result.locations)),

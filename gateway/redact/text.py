@@ -82,6 +82,15 @@ class ContextScrubber:
             self._values.add(value)
             self._lowered.add(value.lower())
 
+    def add_number(self, value: str) -> None:
+        """A value, and for numbers written with separators (SSN, phone) its bare digits."""
+        self.add(value)
+        digits = re.sub(r"\D", "", value)
+        if len(digits) >= 7 and not re.sub(r"[-\d. ()/+]", "", value):
+            self.add(digits)
+            if len(digits) == 11 and digits.startswith("1"):
+                self.add(digits[1:])
+
     def add_date(self, value: str) -> None:
         """A date (HL7 TS or ISO): its usual spellings are scrubbed too."""
         digits = re.sub(r"\D", "", value)[:8]

@@ -12,20 +12,17 @@ Two independent checks, both must pass:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from gateway.inspect.fhir import PERSON_TYPES, is_resource
-from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7
+from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7, segment_ends
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.fhir import free_strings
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
 from gateway.redact.text import find_values, has_pattern
 
 _MIN_ORIGINAL = 4
-_SEGMENTS = re.compile(r"\r\n|\r|\n")
-_HEADERS = frozenset({"MSH", "FHS", "BHS", "BTS", "FTS"})
 
 
 def leftover(output: str, originals: Iterable[str]) -> bool:
@@ -47,8 +44,8 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     ignore = {Category.DATE} if shifted_dates else set()
     if any(f.category in IDENTIFYING and f.category not in ignore for f in again.findings):
         return "an identifying field survived redaction"
-    # Header segments (MSH, batch headers) are forwarded as sent, for routing and the ACK.
-    body = "\n".join(s for s in _SEGMENTS.split(output) if s.lstrip("\x0b")[:3] not in _HEADERS)
+    # MSH is forwarded as sent, for routing and the ACK; everything else is searched.
+    body = "\n".join(s for s in segment_ends(output).split(output) if s.lstrip("\x0b")[:3] != "MSH")
     if leftover(body, originals):
         return "an identifier value survived redaction"
     if pattern_left(body):

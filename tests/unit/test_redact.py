@@ -215,3 +215,105 @@ def test_corpus_phi_files_redact_and_parse(path: str) -> None:
             outcome.body.splitlines() if inspection.format is Format.FHIR_NDJSON else [outcome.body]
         ):
             json.loads(line)
+
+
+# -- regressions found by adversarial review ------------------------------------------------
+PID_LINE = (
+    "PID|1||MRN12345678^^^HOSP^MR||Quillfeather^Aurelio||19600102|M|||"
+    "123 Juniper Hollow Rd^^Ashtabula^OH^44004||(555) 321-7654|||||ACC1234567|123-45-6789"
+)
+MSH_LINE = "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|C1|P|2.5.1"
+
+
+def _hl7(*segments: str) -> bytes:
+    return ("\r".join([MSH_LINE, *segments]) + "\r").encode()
+
+
+def test_bare_line_feed_inside_a_segment_hides_nothing() -> None:
+    body = _hl7(PID_LINE.replace("PID|1|", "PID|1\n|"))
+    assert Inspector(parse_config({}).limits).inspect(body).contains_phi
+    outcome = redactor().redact(body, "", Format.HL7V2)
+    assert outcome.error or b"Quillfeather" not in outcome.body
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        "NTE|1||SSN 123456789 on file, phone 5553217654",
+        "OBX|1|XPN|56789-0^Name^LN||Quillfeather^Aurelio",
+        "OBX|2|CX|56789-1^Id^LN||MRN12345678^^^HOSP^MR",
+        "OBX|3|XAD|56789-2^Addr^LN||9 Tanager Way^^Kalispell^MT^59901",
+    ],
+)
+def test_identifiers_in_other_shapes_do_not_survive(segment: str) -> None:
+    outcome = redactor().redact(_hl7(PID_LINE, segment), "", Format.HL7V2)
+    assert not outcome.error, outcome.error
+    for value in ("123456789", "5553217654", "Quillfeather", "MRN12345678", "Tanager"):
+        assert value.encode() not in outcome.body
+
+
+def test_batch_headers_and_trailers_are_scrubbed() -> None:
+    body = (
+        "FHS|^~\\&|A\rBHS|^~\\&|A|||||||Batch for Quillfeather 123-45-6789\r"
+        + _hl7(PID_LINE).decode()
+        + "BTS|1|Quillfeather\rFTS|1\r"
+    ).encode()
+    outcome = redactor().redact(body, "", Format.HL7V2)
+    assert not outcome.error, outcome.error
+    assert b"Quillfeather" not in outcome.body
+    assert b"123-45-6789" not in outcome.body
+
+
+def test_fhir_review_findings() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": "https://x/Patient?family=Quillfeather"}],
+        "entry": [
+            {
+                "fullUrl": "https://x/Patient/p1",
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p1",
+                    "name": [{"family": "Quillfeather"}],
+                    "contained": [{"resourceType": "Organization", "id": "org1", "name": "Ward 4"}],
+                    "managingOrganization": {"reference": "#org1"},
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "Specimen",
+                    "id": "s1",
+                    "accessionIdentifier": {"value": "ACC-2024-998877"},
+                    "subject": {"reference": "Patient/p1"},
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Coverage",
+                    "id": "c1",
+                    "status": "active",
+                    "beneficiary": {"reference": "Patient/p1"},
+                    "payor": [{"display": "Delphine Ravensworth"}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Binary",
+                    "id": "b1",
+                    "contentType": "text/plain",
+                    "data": "UXVpbGxmZWF0aGVy",
+                }
+            },
+        ],
+    }
+    outcome = redactor().redact(json.dumps(bundle).encode(), "", Format.FHIR_JSON)
+    assert not outcome.error, outcome.error
+    text = outcome.body.decode()
+    for value in ("Quillfeather", "ACC-2024-998877", "Ravensworth", "UXVpbGxmZWF0aGVy"):
+        assert value not in text
+    redacted = json.loads(outcome.body)
+    patient = redacted["entry"][0]["resource"]
+    assert patient["managingOrganization"]["reference"] == "#" + patient["contained"][0]["id"]
+    assert isinstance(redacted["entry"][1]["resource"]["accessionIdentifier"], dict)
+    Bundle.model_validate(redacted)
