@@ -258,3 +258,13 @@ def test_startup_banner(gateway: GatewayProcess) -> None:
     assert "test-world.mmdb (PHI-Gateway-Test-Country, built " in out
     assert "version " in out
     assert_nothing_identifying(out)
+
+
+def test_line_feed_inside_a_segment_does_not_hide_the_patient(
+    client: httpx.Client, upstreams: Upstreams
+) -> None:
+    # Receivers end segments at CR; a bare LF inside PID is data to them, not a segment end.
+    body = ADT.replace(b"PID|1|", b"PID|1\n|")
+    response = client.post(upstreams.foreign.url + "/lf-trick", content=body)
+    assert response.status_code == 451
+    assert "/lf-trick" not in upstreams.foreign.paths()
