@@ -247,16 +247,28 @@ class Hl7Redactor:
             kind = _kind(types.get(number, "ST"))
             wanted = _LEARN_COMPONENTS.get(kind)
             for rep in value.split(d.repetition):
-                comps = [c.split(d.subcomponent)[0] for c in rep.split(d.component)]
+                # Every subcomponent counts: FN.5 is the partner's surname, for one.
+                comps = rep.split(d.component)
                 if kind == "date":
                     if (seg_id, number) in BIRTH_FIELDS or identifying.get(number) is C.DATE:
                         scrubber.add_date(comps[0])
                 elif wanted is not None:
                     for index in wanted:
                         if index < len(comps):
-                            scrubber.add_number(_unescape(comps[index], d))
+                            for part in comps[index].split(d.subcomponent):
+                                self._learn_value(kind, _unescape(part, d), scrubber)
+                    if kind == "address" and len(comps) > 4:
+                        scrubber.add(comps[4].split("-")[0])  # the ZIP, as notes write it
                 elif number in identifying:
                     scrubber.add_number(_unescape(rep, d))
+
+    @staticmethod
+    def _learn_value(kind: str, value: str, scrubber: ContextScrubber) -> None:
+        scrubber.add_number(value)
+        if kind == "name":
+            # Parts of compound names ("Garcia-Lopez", "Van Der Berg") are written alone too.
+            for part in re.split(r"[\s\-']+", value):
+                scrubber.add(part)
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(

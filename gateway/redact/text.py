@@ -15,6 +15,20 @@ EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 PATTERNS = (SSN, PHONE, EMAIL)
 MASK = "[REDACTED]"
 _MIN_LENGTH = 3
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _MIN_DIGITS = 4
 # Words too common to treat as identifiers wherever they occur.
 _COMMON = frozenset(
@@ -96,11 +110,18 @@ class ContextScrubber:
         digits = re.sub(r"\D", "", value)[:8]
         if len(digits) == 8:
             year, month, day = digits[:4], digits[4:6], digits[6:]
+            month_name = _MONTHS[int(month) - 1] if 1 <= int(month) <= 12 else ""
             for spelling in (
                 digits,
                 f"{year}-{month}-{day}",
                 f"{month}/{day}/{year}",
                 f"{int(month)}/{int(day)}/{year}",
+                f"{month}/{day}/{year[2:]}",
+                f"{int(month)}/{int(day)}/{year[2:]}",
+                f"{day}.{month}.{year}",
+                f"{month_name} {int(day)}, {year}",
+                f"{int(day)} {month_name} {year}",
+                f"{month_name[:3]} {int(day)}, {year}",
             ):
                 self._values.add(spelling)
                 self._lowered.add(spelling.lower())

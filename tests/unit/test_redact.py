@@ -317,3 +317,26 @@ def test_fhir_review_findings() -> None:
     assert patient["managingOrganization"]["reference"] == "#" + patient["contained"][0]["id"]
     assert isinstance(redacted["entry"][1]["resource"]["accessionIdentifier"], dict)
     Bundle.model_validate(redacted)
+
+
+def test_compound_names_partner_surnames_zip_and_date_spellings() -> None:
+    pid = (
+        "PID|1||MRN12345678^^^HOSP^MR||Garcia-Lopez&&&&Jansen^Maria||19600102|F|||"
+        "1 Elm St^^Kalispell^MT^59901"
+    )
+    note = (
+        "NTE|1||Mrs. Garcia called; Jansen family aware; born Jan 2, 1960 (01/02/60, "
+        "02.01.1960); lives in 59901"
+    )
+    outcome = redactor().redact(_hl7(pid, note), "", Format.HL7V2)
+    assert not outcome.error, outcome.error
+    for value in (
+        b"Garcia",
+        b"Lopez",
+        b"Jansen",
+        b"Jan 2, 1960",
+        b"01/02/60",
+        b"02.01.1960",
+        b"59901",
+    ):
+        assert value not in outcome.body
