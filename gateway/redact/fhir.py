@@ -46,6 +46,18 @@ _DROP_VALUES = frozenset({"valueHumanName", "valueContactPoint"})
 _IDENTIFIER_KEYS = frozenset({"identifier", "requisition"})
 
 
+_AGE_UNITS = frozenset({"a", "yr", "yrs", "year", "years"})
+
+
+def _is_old_age(node: dict[str, Any]) -> bool:
+    """An Age (or a Quantity in years) of 90 or more."""
+    value = node.get("value")
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 90:
+        return False
+    unit = str(node.get("code") or node.get("unit") or "").lower()
+    return unit in _AGE_UNITS
+
+
 def _is_identifier_key(key: str) -> bool:
     """identifier, masterIdentifier, accessionIdentifier, groupIdentifier, requisition..."""
     return key in _IDENTIFIER_KEYS or key.endswith("Identifier")
@@ -176,6 +188,10 @@ class FhirRedactor:
         return out
 
     def _element(self, node: dict[str, Any], result: FhirRedaction, rtype: str) -> Any:
+        if _is_old_age(node):
+            # Safe Harbor: ages over 89 are one category, "90 or older".
+            self._note(result, f"{rtype}.age", C.DATE, None)
+            return {**node, "value": 90, "comparator": ">="}
         out: dict[str, Any] = {}
         coding = "system" in node or "code" in node
         is_attachment = any(k in node for k in ("contentType", "data", "size", "hash", "title"))

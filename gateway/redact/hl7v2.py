@@ -138,6 +138,11 @@ _LEARN_COMPONENTS: dict[str, tuple[int, ...]] = {
 }
 
 
+_VISIT_SEGMENTS = frozenset({"PV1", "PV2", "EVN"})
+# OBX units that make a numeric value an age (UCUM "a", and what senders write instead).
+_AGE_UNITS = frozenset({"a", "yr", "yrs", "year", "years", "y"})
+
+
 class Hl7RedactionError(ValueError):
     """The message cannot be redacted safely (the reason never quotes the content)."""
 
@@ -195,6 +200,8 @@ class Hl7Redactor:
                 continue
             if delims is not None and seg[:3] in PATIENT_SEGMENTS:
                 self._learn(seg, delims, version, scrubber)
+            elif delims is not None and seg[:3] in _VISIT_SEGMENTS:
+                self._learn_dates(seg, delims, version, scrubber)
         # Pass 2: rewrite.
         delims = None
         out: list[str] = []
@@ -244,8 +251,10 @@ class Hl7Redactor:
         for number, value in enumerate(seg.split(d.field)[1:], 1):
             if not value or number in KEEP_FIELDS.get(seg_id, frozenset()):
                 continue
-            kind = _kind(types.get(number, "ST"))
-            wanted = _LEARN_COMPONENTS.get(kind)
+            dtype = types.get(number, "ST")
+            kind = _kind(dtype)
+            # Organisations named in patient segments are employers (NK1-13, GT1-51, ...).
+            wanted = (0,) if dtype == "XON" else _LEARN_COMPONENTS.get(kind)
             for rep in value.split(d.repetition):
                 # Every subcomponent counts: FN.5 is the partner's surname, for one.
                 comps = rep.split(d.component)
@@ -261,6 +270,14 @@ class Hl7Redactor:
                         scrubber.add(comps[4].split("-")[0])  # the ZIP, as notes write it
                 elif number in identifying:
                     scrubber.add_number(_unescape(rep, d))
+
+    @staticmethod
+    def _learn_dates(seg: str, d: _Delims, version: str, scrubber: ContextScrubber) -> None:
+        """Admission, discharge and event dates: notes repeat them ("admitted 03/15/2024")."""
+        types = field_types(seg[:3], version)
+        for number, value in enumerate(seg.split(d.field)[1:], 1):
+            if value and _kind(types.get(number, "ST")) == "date":
+                scrubber.add_date(value.split(d.component)[0])
 
     @staticmethod
     def _learn_value(kind: str, value: str, scrubber: ContextScrubber) -> None:
@@ -280,6 +297,7 @@ class Hl7Redactor:
         patient = seg_id in PATIENT_SEGMENTS
         zseg = seg_id.startswith("Z")
         value_type = fields[2] if seg_id == "OBX" and len(fields) > 2 else ""
+        unit = fields[6] if seg_id == "OBX" and len(fields) > 6 else ""
         kept: set[int] = set()
         numbers: Iterable[int] = (
             range(1, len(fields))
@@ -304,6 +322,7 @@ class Hl7Redactor:
                     value,
                     dtype=types.get(number, "ST"),
                     value_type=value_type,
+                    unit=unit,
                     patient=patient,
                     d=d,
                     scrubber=scrubber,
@@ -343,6 +362,7 @@ class Hl7Redactor:
         *,
         dtype: str,
         value_type: str,
+        unit: str = "",
         patient: bool,
         d: _Delims,
         scrubber: ContextScrubber,
@@ -364,6 +384,8 @@ class Hl7Redactor:
         if seg_id == "OBX" and number == 5:
             if value_type in OPAQUE_VALUE_TYPES:
                 return ""
+            if value_type in ("NM", "SN") and _is_old_age(value, unit, d):
+                return "90"  # Safe Harbor: ages over 89 are reported as one category
             value_kind = _kind(value_type)
             if value_kind == "date":
                 return d.repetition.join(
@@ -422,6 +444,16 @@ def _actionable(seg_id: str, version: str) -> tuple[int, ...]:
     if seg_id == "OBX":
         numbers.add(5)
     return tuple(sorted(numbers))
+
+
+def _is_old_age(value: str, unit: str, d: _Delims) -> bool:
+    """An age of 90 or more: a number with a years unit (OBX-6 CE: code first)."""
+    unit_code = unit.partition(d.component)[0].strip().lower()
+    number = value.rpartition(d.component)[2].strip()
+    try:
+        return unit_code in _AGE_UNITS and float(number) >= 90
+    except ValueError:
+        return False
 
 
 def _code(value: str) -> str:

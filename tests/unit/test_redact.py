@@ -340,3 +340,29 @@ def test_compound_names_partner_surnames_zip_and_date_spellings() -> None:
         b"59901",
     ):
         assert value not in outcome.body
+
+
+def test_visit_dates_employers_and_old_ages() -> None:
+    pv1 = "PV1|1|I|4E^401^1" + "|" * 41 + "20240315083000|20240320"
+    nk1 = "NK1|1|Quillfeather^Ottilie|SPO||||||||||Quarrybrook Tannery"
+    note = "NTE|1||Admitted 03/15/2024, discharged 2024-03-20; works at Quarrybrook Tannery"
+    age = "OBX|1|NM|30525-0^Age^LN||94|a^year^UCUM|||||F"
+    outcome = redactor().redact(_hl7(PID_LINE, nk1, pv1, age, note), "", Format.HL7V2)
+    assert not outcome.error, outcome.error
+    text = outcome.body.decode()
+    for value in ("03/15/2024", "2024-03-20", "Quarrybrook", "|94|"):
+        assert value not in text
+    assert "|90|a^year^UCUM" in text
+    observation = {
+        "resourceType": "Condition",
+        "subject": {"reference": "Patient/p1"},
+        "onsetAge": {
+            "value": 94,
+            "unit": "years",
+            "system": "http://unitsofmeasure.org",
+            "code": "a",
+        },
+    }
+    fhir = redactor().redact(json.dumps(observation).encode(), "", Format.FHIR_JSON)
+    onset = json.loads(fhir.body)["onsetAge"]
+    assert (onset["value"], onset["comparator"]) == (90, ">=")
