@@ -207,6 +207,9 @@ class FhirRedactor:
                 )
                 self._note(result, path, C.NAME, value if person else None)
                 continue
+            if key == "id" and isinstance(value, str):  # element ids can embed anything
+                out[key] = self.options.pseudonymizer.pseudonym("fhir-element-id", value).lower()
+                continue
             if key in ("reference", "fullUrl", "location") and isinstance(value, str):
                 out[key] = self._reference(value, path, result)
                 continue

@@ -12,6 +12,7 @@ Two independent checks, both must pass:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,11 +47,33 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
         return "an identifying field survived redaction"
     # MSH is forwarded as sent, for routing and the ACK; everything else is searched.
     body = "\n".join(s for s in segment_ends(output).split(output) if s.lstrip("\x0b")[:3] != "MSH")
-    if leftover(body, originals):
+    # Searched as sent and with HL7 escapes undone: "\X517569\llfeather" and
+    # "\H\Quill\N\feather" spell a name a receiver will display.
+    if leftover(body, originals) or leftover(_unescape_text(body), originals):
         return "an identifier value survived redaction"
     if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
     return ""
+
+
+_HEX_ESCAPE = re.compile(r"\\X([0-9A-Fa-f]+)\\")
+_FORMAT_ESCAPE = re.compile(r"\\(?:H|N|\.br|\.sp\d*|\.in[+-]?\d*|\.ti[+-]?\d*|\.fi|\.nf|\.ce)\\")
+
+
+def _unescape_text(text: str) -> str:
+    """HL7 escapes undone (assuming the standard escape character), for searching only."""
+
+    def hex_to_text(match: re.Match[str]) -> str:
+        digits = match.group(1)
+        try:
+            return bytes.fromhex(digits).decode("latin-1")
+        except ValueError:
+            return match.group(0)
+
+    text = _FORMAT_ESCAPE.sub("", _HEX_ESCAPE.sub(hex_to_text, text))
+    for code, char in (("F", "|"), ("S", "^"), ("T", "&"), ("R", "~"), ("E", "\\")):
+        text = text.replace(f"\\{code}\\", char)
+    return text
 
 
 def verify_fhir(resources: list[Any], originals: Iterable[str], shifted_dates: bool) -> str:

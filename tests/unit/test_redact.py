@@ -366,3 +366,9 @@ def test_visit_dates_employers_and_old_ages() -> None:
     fhir = redactor().redact(json.dumps(observation).encode(), "", Format.FHIR_JSON)
     onset = json.loads(fhir.body)["onsetAge"]
     assert (onset["value"], onset["comparator"]) == (90, ">=")
+
+
+def test_names_hidden_in_hl7_escapes_are_caught_by_verification() -> None:
+    for note in ("NTE|1||Pt \\X517569\\llfeather seen", "NTE|1||Pt \\H\\Quill\\N\\feather seen"):
+        outcome = redactor().redact(_hl7(PID_LINE, note), "", Format.HL7V2)
+        assert outcome.error or b"uill" not in outcome.body  # blocked, never forwarded as is
