@@ -170,12 +170,9 @@ class FhirRedactor:
                     out[key] = year
                 continue
             if _is_identifier_key(key):
-                redacted = self._identifiers(value, path, result)
-                if isinstance(value, dict):
-                    if redacted:
-                        out[key] = redacted[0]
-                elif redacted:
-                    out[key] = redacted
+                kept = self._identifier_element(value, path, result)
+                if kept is not None:
+                    out[key] = kept
                 continue
             if key in _IDENTIFIER_STRINGS and isinstance(value, str):
                 self._note(result, path, _IDENTIFIER_STRINGS[key], value)
@@ -237,12 +234,9 @@ class FhirRedactor:
                 out[key] = self._address(value, path, result)
                 continue
             if _is_identifier_key(key):
-                redacted = self._identifiers(value, path, result)
-                if isinstance(value, dict):
-                    if redacted:
-                        out[key] = redacted[0]
-                elif redacted:
-                    out[key] = redacted
+                kept = self._identifier_element(value, path, result)
+                if kept is not None:
+                    out[key] = kept
                 continue
             if key == "url" and "method" in node and isinstance(value, str):
                 # Bundle.entry.request.url ("Patient/123", "Patient?identifier=..."): an id.
@@ -294,6 +288,13 @@ class FhirRedactor:
         self._note(result, path, C.OTHER_ID, None)
         rid = self.options.pseudonymizer.pseudonym("fhir-id", match["id"]).lower()[:64]
         return f"{match['base']}{match['type']}/{rid}"
+
+    def _identifier_element(self, value: Any, path: str, result: FhirRedaction) -> Any:
+        """An Identifier (0..1) or a list of them, redacted, in the same shape; None if empty."""
+        redacted = self._identifiers(value, path, result)
+        if not redacted:
+            return None
+        return redacted[0] if isinstance(value, dict) else redacted
 
     def _identifiers(self, value: Any, path: str, result: FhirRedaction) -> list[Any]:
         out = []
