@@ -92,6 +92,7 @@ _PERSON_REFERENCE = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)(?:/[^/?
 _SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_DEPTH = 64
 MAX_FINDINGS = 1000
+_SKIPPED_KEYS = frozenset({"resourceType", "text", "meta"})
 _RECORD_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[^/?#]+")
 _SSN_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1")
 _PERSON_FIELDS: dict[str, Category] = {
@@ -199,20 +200,36 @@ class _Walker:
             self.fields(node, path, clinical, depth)
 
     def fields(self, node: dict[str, Any], path: str, clinical: bool, depth: int) -> None:
-        """One element's fields: check references, then descend."""
+        """One element's fields: check references, then descend (the hot loop of large
+        Bundles: lists and plain elements are walked here directly, without ``walk``)."""
+        if depth > MAX_DEPTH:
+            raise FhirError("FHIR document nested too deeply")
         ref = node.get("reference")
         if isinstance(ref, str):
             self._reference(ref, node, path, clinical)
-        if clinical and path.endswith(".network") and node.get("address"):
+        if clinical and node.get("address") and path.endswith(".network"):
             self.add(C.IP_ADDRESS, f"{path}.address")  # AuditEvent.agent.network
         for key, value in node.items():
-            if key in ("resourceType", "text", "meta") or not isinstance(value, dict | list):
+            if type(value) is dict:
+                items: list[Any] = [value]
+            elif type(value) is list:
+                items = value
+            else:
+                continue
+            if key in _SKIPPED_KEYS:
                 continue
             child = f"{path}.{safe_name(key)}"
-            if clinical and key in SUBJECT_FIELDS:
-                for item in _as_list(value):
-                    self._subject(item, child)
-            self.walk(value, child, clinical, depth + 1)
+            subject = clinical and key in SUBJECT_FIELDS
+            for item in items:
+                if type(item) is dict:
+                    if subject:
+                        self._subject(item, child)
+                    if isinstance(item.get("resourceType"), str):
+                        self.resource(item, depth + 1)
+                    else:
+                        self.fields(item, child, clinical, depth + 1)
+                elif type(item) is list:
+                    self.walk(item, child, clinical, depth + 1)
 
     def _reference(self, ref: str, node: dict[str, Any], path: str, clinical: bool) -> None:
         if _PERSON_REFERENCE.search(ref) or ref in self.person_urls:
