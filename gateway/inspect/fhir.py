@@ -132,7 +132,7 @@ def _identifier_category(identifier: Any) -> Category:
         return C.SSN
     kind = identifier.get("type")
     coding = kind.get("coding") if isinstance(kind, dict) else None
-    codes = {c.get("code") for c in _as_list(coding) if isinstance(c, dict)}
+    codes = {c.get("code") for c in as_list(coding) if isinstance(c, dict)}
     if "SS" in codes:
         return C.SSN
     if "DL" in codes:
@@ -181,9 +181,9 @@ class _Walker:
         for key, category in _PERSON_FIELDS.items():
             if res.get(key):
                 self.add(category, f"{path}.{key}")
-        for ident in _as_list(res.get("identifier")):
+        for ident in as_list(res.get("identifier")):
             self.add(_identifier_category(ident), f"{path}.identifier")
-        for telecom in _as_list(res.get("telecom")):
+        for telecom in as_list(res.get("telecom")):
             system = telecom.get("system") if isinstance(telecom, dict) else None
             self.add(_TELECOM_SYSTEMS.get(str(system), C.PHONE), f"{path}.telecom")
 
@@ -254,14 +254,15 @@ class _Walker:
             self.add(_identifier_category(value["identifier"]), f"{path}.identifier")
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """FHIR's 0..* elements may be sent as a single value: always a list."""
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
 
 
 def _entries(bundle: Any) -> Iterator[dict[str, Any]]:
-    for entry in _as_list(bundle.get("entry") if isinstance(bundle, dict) else None):
+    for entry in as_list(bundle.get("entry") if isinstance(bundle, dict) else None):
         if isinstance(entry, dict):
             yield entry
 

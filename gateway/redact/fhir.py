@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.inspect.fhir import PERSON_TYPES, is_resource
+from gateway.inspect.fhir import PERSON_TYPES, as_list, is_resource
 from gateway.model import Category
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
 from gateway.redact.text import ContextScrubber
@@ -161,7 +161,7 @@ class FhirRedactor:
                 self._note(result, path, C.OTHER_ID, None)
                 continue
             if rtype in PERSON_TYPES and key == "address":
-                out[key] = [self._address(a, path, result) for a in _as_list(value)]
+                out[key] = [self._address(a, path, result) for a in as_list(value)]
                 continue
             if rtype in PERSON_TYPES and key == "birthDate" and isinstance(value, str):
                 year = self.options.dates.birth_year(value)
@@ -216,8 +216,8 @@ class FhirRedactor:
                 self._note(result, path, C.OPAQUE_CONTENT, None)
                 continue
             if key in ("extension", "modifierExtension"):
-                kept = [e for e in _as_list(value) if not _identifying_extension(e)]
-                if len(kept) != len(_as_list(value)):
+                kept = [e for e in as_list(value) if not _identifying_extension(e)]
+                if len(kept) != len(as_list(value)):
                     self._note(result, path, C.OTHER_ID, None)
                 if kept:
                     out[key] = [self._value(e, key, result, rtype) for e in kept]
@@ -298,7 +298,7 @@ class FhirRedactor:
 
     def _identifiers(self, value: Any, path: str, result: FhirRedaction) -> list[Any]:
         out = []
-        for ident in _as_list(value):
+        for ident in as_list(value):
             if not isinstance(ident, dict):
                 continue
             system = str(ident.get("system", ""))
@@ -318,7 +318,7 @@ class FhirRedactor:
         if not isinstance(address, dict):
             return {}
         for key in ("line", "city", "district", "text"):
-            for item in _as_list(address.get(key)):
+            for item in as_list(address.get(key)):
                 if isinstance(item, str):
                     result.originals.add(item)
         kept = {k: address[k] for k in ("use", "type", "state", "country") if k in address}
@@ -398,13 +398,13 @@ def _identifying_extension(extension: Any) -> bool:
         return True
     if any(key in _IDENTIFYING_EXTENSION_VALUES for key in extension):
         return True
-    return any(_identifying_extension(e) for e in _as_list(extension.get("extension")))
+    return any(_identifying_extension(e) for e in as_list(extension.get("extension")))
 
 
 def _label(resource: dict[str, Any], pseudonymized: bool) -> None:
     meta = dict(resource.get("meta") or {})
     meta.pop("lastUpdated", None)
-    security = [s for s in _as_list(meta.get("security")) if isinstance(s, dict)]
+    security = [s for s in as_list(meta.get("security")) if isinstance(s, dict)]
     codes = {s.get("code") for s in security}
     wanted = ["REDACTED"] + (["PSEUDED"] if pseudonymized else [])
     for code in wanted:
@@ -412,9 +412,3 @@ def _label(resource: dict[str, Any], pseudonymized: bool) -> None:
             security.append({"system": SECURITY_SYSTEM, "code": code})
     meta["security"] = security
     resource["meta"] = meta
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]

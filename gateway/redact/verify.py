@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.inspect.fhir import PERSON_TYPES, is_resource
+from gateway.inspect.fhir import PERSON_TYPES, as_list, is_resource
 from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7, segment_ends
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.fhir import free_strings
@@ -100,7 +100,7 @@ def _person_clean(resource: dict[str, Any], shifted_dates: bool) -> bool:
     birth = resource.get("birthDate")
     if isinstance(birth, str) and not shifted_dates and not is_generalized_date(birth):
         return False
-    for address in _as_list(resource.get("address")):
+    for address in as_list(resource.get("address")):
         if not isinstance(address, dict) or any(
             address.get(k) for k in ("line", "city", "district", "text")
         ):
@@ -110,7 +110,7 @@ def _person_clean(resource: dict[str, Any], shifted_dates: bool) -> bool:
             isinstance(postal, str) and is_safe_token(postal, address=True)
         ):
             return False
-    for ident in _as_list(resource.get("identifier")):
+    for ident in as_list(resource.get("identifier")):
         value = ident.get("value") if isinstance(ident, dict) else None
         if value is not None and not (isinstance(value, str) and is_pseudonym(value)):
             return False
@@ -127,9 +127,3 @@ def _resources(node: Any) -> Iterable[dict[str, Any]]:
         for value in node.values():
             if isinstance(value, dict | list):
                 yield from _resources(value)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]

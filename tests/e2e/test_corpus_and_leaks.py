@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import socket
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Upstreams
+from tests.support.corpus import CORPUS, labelled
 from tests.support.gateway_process import GatewayProcess
 from tests.support.mmdb import FOREIGN_IP
 from tests.support.patients import (
@@ -23,17 +23,6 @@ from tests.support.patients import (
 from tests.support.tcpsink import TcpSink, send_through_tunnel
 
 pytestmark = pytest.mark.e2e
-CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
-
-
-def labelled() -> list[tuple[str, str]]:
-    labels = CORPUS / "LABELS.tsv"
-    if not labels.is_file():
-        return []
-    with labels.open() as f:
-        return [
-            (r[0], r[1]) for r in csv.reader(f, delimiter="\t") if r and not r[0].startswith("#")
-        ]
 
 
 @pytest.mark.skipif(not labelled(), reason=f"labelled corpus not found at {CORPUS}")

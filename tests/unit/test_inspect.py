@@ -1,13 +1,12 @@
-import csv
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from gateway.config import Limits
 from gateway.inspect.inspector import Inspector
 from gateway.model import Category, Format
+from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
     CAPABILITY_STATEMENT,
     fhir_observation_bundle,
@@ -17,7 +16,6 @@ from tests.support.patients import (
     make_patient,
 )
 
-CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
 INSPECTOR = Inspector(Limits(max_body_bytes=1024 * 1024))
 PATIENT = make_patient(7)
 
@@ -172,19 +170,8 @@ def test_plain_text_and_empty_bodies() -> None:
     assert not result.contains_phi
 
 
-def _labelled() -> list[tuple[str, str]]:
-    if not (CORPUS / "LABELS.tsv").is_file():
-        return []
-    with (CORPUS / "LABELS.tsv").open() as f:
-        return [
-            (row[0], row[1])
-            for row in csv.reader(f, delimiter="\t")
-            if row and not row[0].startswith("#")
-        ]
-
-
-@pytest.mark.skipif(not _labelled(), reason=f"labelled corpus not found at {CORPUS}")
-@pytest.mark.parametrize(("path", "expected"), _labelled())
+@pytest.mark.skipif(not labelled(), reason=f"labelled corpus not found at {CORPUS}")
+@pytest.mark.parametrize(("path", "expected"), labelled())
 def test_labelled_corpus(path: str, expected: str) -> None:
     result = Inspector(Limits()).inspect((CORPUS / path).read_bytes())
     assert not result.error, result.error

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -21,6 +19,7 @@ from gateway.model import Format
 from gateway.redact.redactor import Redactor
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
 from gateway.redact.verify import verify_hl7
+from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
     Patient,
     fhir_patient,
@@ -29,7 +28,6 @@ from tests.support.patients import (
     make_patient,
 )
 
-CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
 SECRET = b"test-site-secret-0123456789abcdef"
 
 
@@ -185,15 +183,7 @@ def test_pseudonymizer_uuid_shape() -> None:
 
 
 def _phi_corpus() -> list[str]:
-    labels = CORPUS / "LABELS.tsv"
-    if not labels.is_file():
-        return []
-    with labels.open() as f:
-        return [
-            r[0]
-            for r in csv.reader(f, delimiter="\t")
-            if r and not r[0].startswith("#") and r[1] == "phi"
-        ]
+    return [path for path, label in labelled() if label == "phi"]
 
 
 @pytest.mark.skipif(not _phi_corpus(), reason=f"labelled corpus not found at {CORPUS}")
