@@ -8,7 +8,6 @@ new one and swaps it in only when it is complete, so a bad reload keeps the last
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -52,8 +51,8 @@ class Gateway:
         self.locator = locator
         self.resolver = Resolver(config.geo.dns_cache_seconds)
         self.inspector = Inspector(config.limits)
-        self.secret_from_environment = bool(os.environ.get(config.redaction.secret_env))
-        self.redactor = Redactor(config.redaction, config.limits, site_secret(config.redaction)[0])
+        secret, self.secret_from_environment = site_secret(config.redaction)
+        self.redactor = Redactor(config.redaction, config.limits, secret)
         self.audit = audit
         self.instance_id = INSTANCE_ID
 
