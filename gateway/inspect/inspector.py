@@ -21,7 +21,7 @@ from gateway.inspect.hl7v2 import (
     inspect_hl7_xml,
     looks_like_hl7,
 )
-from gateway.inspect.xmltree import FHIR_NS, XmlError, fhir_xml_to_tree, parse_xml, split_tag
+from gateway.inspect.xmltree import FHIR_NS, XmlError, fhir_xml_to_json, parse_xml, split_tag
 from gateway.model import Format, Inspection
 
 _BOM = b"\xef\xbb\xbf"
@@ -150,7 +150,7 @@ def _scan_xml(data: bytes) -> Inspection:
     root = parse_xml(data)
     ns, local = split_tag(root.tag)
     if ns == FHIR_NS:
-        return inspect_resources([fhir_xml_to_tree(root)], Format.FHIR_XML)
+        return inspect_resources([fhir_xml_to_json(root)], Format.FHIR_XML)
     if ns == HL7_XML_NS:
         return inspect_hl7_xml(root)
     if ns == CDA_NS and local == "ClinicalDocument":

@@ -1,4 +1,11 @@
-"""Safe XML parsing and FHIR XML → the JSON-shaped tree the FHIR walker reads."""
+"""Safe XML parsing, and FHIR XML → FHIR JSON (the shape the FHIR walker and redactor read).
+
+The conversion follows the FHIR XML rules (hl7.org/fhir/xml.html) closely enough to round-trip:
+a ``value`` attribute makes a primitive; its ``id`` and ``extension`` go to ``_name`` as in
+JSON; an element holding an upper-case child is a resource container; the narrative ``div``
+stays XHTML text; repeated elements become lists. Primitive values stay strings (the XML has
+no types), so readers must accept "90" where JSON would say 90.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from typing import Any
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
+_FHIR_PREFIX = "{" + FHIR_NS + "}"
 
 
 class XmlError(ValueError):
@@ -31,38 +39,67 @@ def split_tag(tag: str) -> tuple[str, str]:
     return "", tag
 
 
-def fhir_xml_to_tree(element: ET.Element) -> dict[str, Any]:
-    """A FHIR XML resource element → {"resourceType": ..., field: value-or-dict-or-list}."""
+def fhir_xml_to_json(element: ET.Element) -> dict[str, Any]:
+    """A FHIR XML resource element → the resource as FHIR JSON."""
     _, rtype = split_tag(element.tag)
-    tree = _children(element)
-    tree["resourceType"] = rtype
-    return tree
+    resource: dict[str, Any] = {"resourceType": rtype}
+    resource.update(_members(element))
+    return resource
 
 
-def _children(element: ET.Element) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _members(element: ET.Element) -> dict[str, Any]:
+    values: dict[str, list[Any]] = {}
+    extras: dict[str, list[dict[str, Any] | None]] = {}
     for child in element:
         ns, name = split_tag(child.tag)
-        value: Any
         if ns == XHTML_NS:
-            value = "xhtml"
-        elif name in ("resource",) or (name == "contained"):
-            inner = next(iter(child), None)
-            value = fhir_xml_to_tree(inner) if inner is not None else {}
-        elif len(child) == 0 and "value" in child.attrib:
-            value = child.attrib["value"]
-        else:
-            value = _children(child)
-            if "value" in child.attrib:
-                value["value"] = child.attrib["value"]
-            if not value and child.attrib:
-                value = dict(child.attrib)
-        if name in out:
-            existing = out[name]
-            if isinstance(existing, list):
-                existing.append(value)
-            else:
-                out[name] = [existing, value]
-        else:
-            out[name] = value
+            values.setdefault(name, []).append(_xhtml(child))
+            continue
+        value, extra = _element(child)
+        values.setdefault(name, []).append(value)
+        extras.setdefault(name, []).append(extra)
+    out: dict[str, Any] = {}
+    for name, items in values.items():
+        out[name] = items[0] if len(items) == 1 else items
+        found = extras.get(name, [])
+        if any(e is not None for e in found):
+            out["_" + name] = found[0] if len(found) == 1 else found
     return out
+
+
+def _element(child: ET.Element) -> tuple[Any, dict[str, Any] | None]:
+    """(JSON value, the ``_name`` companion of a primitive or None)."""
+    attrib = child.attrib
+    if "value" in attrib:  # a primitive, perhaps with an id and extensions
+        extra: dict[str, Any] = {}
+        if "id" in attrib:
+            extra["id"] = attrib["id"]
+        extra.update(_members(child))
+        return attrib["value"], extra or None
+    inner = next(iter(child), None)
+    if inner is not None and _is_resource_element(inner):
+        return fhir_xml_to_json(inner), None  # contained, Bundle.entry.resource, outcome...
+    node: dict[str, Any] = {}
+    for key in ("id", "url"):
+        if key in attrib:
+            node[key] = attrib[key]
+    node.update(_members(child))
+    return node, None
+
+
+def _xhtml(element: ET.Element) -> str:
+    tail, element.tail = element.tail, None  # tostring would include the text after </div>
+    try:  # <div xmlns="...xhtml">, as FHIR JSON writes it
+        return ET.tostring(element, encoding="unicode", default_namespace=XHTML_NS)
+    except ValueError:  # attributes or elements outside the XHTML namespace: keep prefixes
+        return ET.tostring(element, encoding="unicode")
+    finally:
+        element.tail = tail
+
+
+def _is_resource_element(element: ET.Element) -> bool:
+    """FHIR element names start lower-case, resource names upper-case."""
+    if not element.tag.startswith(_FHIR_PREFIX):
+        return False
+    local = element.tag[len(_FHIR_PREFIX) :]
+    return bool(local) and local[0].isupper()

@@ -51,11 +51,25 @@ _AGE_UNITS = frozenset({"a", "yr", "yrs", "year", "years"})
 
 def _is_old_age(node: dict[str, Any]) -> bool:
     """An Age (or a Quantity in years) of 90 or more."""
-    value = node.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 90:
+    value = _number(node.get("value"))
+    if value is None or value < 90:
         return False
     unit = str(node.get("code") or node.get("unit") or "").lower()
     return unit in _AGE_UNITS
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number, or the string form FHIR XML carries."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _is_identifier_key(key: str) -> bool:

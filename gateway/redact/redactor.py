@@ -9,13 +9,16 @@ import logging
 import os
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Limits, RedactionSettings
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
+from gateway.inspect.xmltree import XmlError, fhir_xml_to_json, parse_xml
 from gateway.model import Format
 from gateway.redact.fhir import FhirOptions, FhirRedactionError, FhirRedactor
+from gateway.redact.fhir_xml import fhir_json_to_xml
 from gateway.redact.hl7v2 import Hl7Options, Hl7RedactionError, Hl7Redactor
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer
 from gateway.redact.verify import verify_fhir, verify_hl7
@@ -66,12 +69,18 @@ class Redactor:
             data = data.lstrip(b" \t\r\n\x0b").removeprefix(_BOM)
             if fmt is Format.HL7V2:
                 return self._hl7(data)
-            if fmt in (Format.FHIR_JSON, Format.FHIR_NDJSON):
-                return self._fhir(data, ndjson=fmt is Format.FHIR_NDJSON)
+            if fmt is Format.FHIR_JSON:
+                return self._fhir([json.loads(data)], _json_document)
+            if fmt is Format.FHIR_NDJSON:
+                lines = [json.loads(line) for line in data.splitlines() if line.strip()]
+                return self._fhir(lines, _ndjson_documents)
+            if fmt is Format.FHIR_XML:
+                return self._fhir([fhir_xml_to_json(parse_xml(data))], _xml_document)
         except (
             DecodeError,
             Hl7RedactionError,
             FhirRedactionError,
+            XmlError,
             ValueError,
             RecursionError,
         ) as exc:
@@ -103,12 +112,7 @@ class Redactor:
             tuple(sorted(result.locations)),
         )
 
-    def _fhir(self, data: bytes, ndjson: bool) -> RedactionOutcome:
-        documents: list[Any] = (
-            [json.loads(line) for line in data.splitlines() if line.strip()]
-            if ndjson
-            else [json.loads(data)]
-        )
+    def _fhir(self, documents: list[Any], write: _FhirWriter) -> RedactionOutcome:
         options = FhirOptions(
             pseudonymizer=self.pseudonymizer,
             dates=self._dates(_fhir_patient_key(documents)),
@@ -119,18 +123,26 @@ class Redactor:
         problem = verify_fhir(result.resources, result.originals, self.shift)
         if problem:
             return RedactionOutcome(error=problem)
-        if ndjson:
-            body = (
-                b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in result.resources)
-                + b"\n"
-            )
-            content_type = "application/fhir+ndjson"
-        else:
-            body = json.dumps(result.resources[0], ensure_ascii=False).encode()
-            content_type = "application/fhir+json"
+        body, content_type = write(result.resources)
         return RedactionOutcome(
             body, content_type, dict(Counter(result.counts)), tuple(sorted(result.locations))
         )
+
+
+_FhirWriter = Callable[[list[Any]], tuple[bytes, str]]
+
+
+def _json_document(resources: list[Any]) -> tuple[bytes, str]:
+    return json.dumps(resources[0], ensure_ascii=False).encode(), "application/fhir+json"
+
+
+def _ndjson_documents(resources: list[Any]) -> tuple[bytes, str]:
+    lines = b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in resources)
+    return lines + b"\n", "application/fhir+ndjson"
+
+
+def _xml_document(resources: list[Any]) -> tuple[bytes, str]:
+    return fhir_json_to_xml(resources[0]), "application/fhir+xml"
 
 
 def _hl7_patient_key(text: str) -> str:

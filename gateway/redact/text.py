@@ -80,6 +80,16 @@ def has_pattern(text: str) -> bool:
     return bool(_NUMBER_PATTERN.search(text) or ("@" in text and EMAIL.search(text)))
 
 
+def worth_matching(value: str) -> bool:
+    """Is a removed value specific enough to scrub from (and search for in) free text?
+    "TEST" as a given name, or a 2-digit number, would hit ordinary clinical text."""
+    if value.upper() in _COMMON:
+        return False
+    if value.isdigit() and len(value) < _MIN_DIGITS:
+        return False
+    return len(value) >= _MIN_LENGTH
+
+
 class ContextScrubber:
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -88,11 +98,7 @@ class ContextScrubber:
 
     def add(self, value: str) -> None:
         value = value.strip()
-        if value.upper() in _COMMON:
-            return
-        if value.isdigit() and len(value) < _MIN_DIGITS:
-            return
-        if len(value) >= _MIN_LENGTH:
+        if worth_matching(value):
             self._values.add(value)
             self._lowered.add(value.lower())
 

@@ -21,14 +21,15 @@ from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7, segment_ends
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.fhir import free_strings
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
-from gateway.redact.text import find_values, has_pattern
+from gateway.redact.text import find_values, has_pattern, worth_matching
 
 _MIN_ORIGINAL = 4
 
 
 def leftover(output: str, originals: Iterable[str]) -> bool:
-    """Does any removed identifier value still occur in the output, as a whole token?"""
-    values = {v.lower() for v in originals if len(v) >= _MIN_ORIGINAL}
+    """Does any removed identifier value still occur in the output, as a whole token? Values
+    the scrubber deliberately leaves in free text (see ``worth_matching``) are not searched."""
+    values = {v.strip().lower() for v in originals if len(v) >= _MIN_ORIGINAL and worth_matching(v)}
     return find_values(output, values) is not None
 
 

@@ -86,6 +86,25 @@ def test_gzip_fhir_bundle_is_redacted_and_still_valid(
     Bundle.model_validate(json.loads(received.body))
 
 
+def test_fhir_xml_bundle_is_redacted_and_stays_xml(
+    redacting: GatewayProcess, upstreams: Upstreams
+) -> None:
+    xml = Bundle.model_validate(fhir_rich_bundle(PATIENT)).model_dump_xml()
+    body = xml if isinstance(xml, bytes) else xml.encode()  # typed str, returned as bytes
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(
+            upstreams.foreign.url + "/redact-fhir-xml",
+            content=body,
+            headers={"content-type": "application/fhir+xml"},
+        )
+    assert response.status_code == 200
+    received = next(r for r in upstreams.foreign.received if r.path == "/redact-fhir-xml")
+    no_identifiers(received.body)
+    assert received.body.startswith(b"<?xml")  # still XML, as the client sent it
+    Bundle.model_validate_xml(received.body)
+    assert redacting.metric("phi_gateway_redactions_total", result="redacted", format="fhir-xml")
+
+
 def test_redact_rule_for_a_destination(redacting: GatewayProcess, upstreams: Upstreams) -> None:
     body = hl7_rich(PATIENT).encode()
     with httpx.Client(proxy=redacting.proxy_url) as client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from gateway.config import parse_config
 from gateway.inspect.hl7v2 import inspect_hl7
 from gateway.inspect.inspector import Inspector
+from gateway.inspect.xmltree import fhir_xml_to_json, parse_xml
 from gateway.model import Format
+from gateway.redact.fhir_xml import fhir_json_to_xml
 from gateway.redact.redactor import Redactor
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
 from gateway.redact.verify import verify_hl7
@@ -102,6 +105,58 @@ def test_fhir_bundle_redaction_leaves_no_identifier_and_validates(seed: int) -> 
     assert labels == {"REDACTED", "PSEUDED"}
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_fhir_xml_redaction_leaves_no_identifier_and_validates(seed: int) -> None:
+    # fhir.resources (lxml) writes the XML, so the reader is tested against another writer.
+    patient = make_patient(seed)
+    body = as_xml(Bundle.model_validate(fhir_rich_bundle(patient)))
+    assert patient.family.encode() in body
+    outcome = redactor().redact(body, "", Format.FHIR_XML)
+    assert not outcome.error, outcome.error
+    assert outcome.content_type == "application/fhir+xml"
+    assert leaked(outcome.body, patient) == []
+    Bundle.model_validate_xml(outcome.body)
+    bundle = fhir_xml_to_json(parse_xml(outcome.body))
+    entries = bundle["entry"]
+    labels = {s["code"] for s in entries[0]["resource"]["meta"]["security"]}
+    assert labels == {"REDACTED", "PSEUDED"}
+    subjects = {
+        e["resource"]["subject"]["reference"] for e in entries if "subject" in e["resource"]
+    }
+    assert subjects and subjects <= {e["fullUrl"] for e in entries if "fullUrl" in e}
+
+
+def as_xml(model: Any) -> bytes:
+    """fhir.resources' XML (typed as str, returned as bytes)."""
+    xml = model.model_dump_xml()
+    return xml if isinstance(xml, bytes) else xml.encode()
+
+
+def test_fhir_xml_round_trips_through_the_json_form() -> None:
+    body = as_xml(FhirPatient.model_validate(fhir_patient(make_patient(7))))
+    resource = fhir_xml_to_json(parse_xml(body))
+    assert resource["resourceType"] == "Patient"
+    assert fhir_xml_to_json(parse_xml(fhir_json_to_xml(resource))) == resource
+    FhirPatient.model_validate_xml(fhir_json_to_xml(resource))
+
+
+def test_fhir_xml_primitive_extensions_and_old_ages_survive_conversion() -> None:
+    xml = (
+        b'<Observation xmlns="http://hl7.org/fhir"><status value="final"/>'
+        b'<code><text value="age"/></code>'
+        b'<valueQuantity><value value="93"/><unit value="years"/></valueQuantity>'
+        b'<issued value="2024-05-06T07:08:09Z"><extension url="http://x.org/e">'
+        b'<valueString value="note"/></extension></issued></Observation>'
+    )
+    resource = fhir_xml_to_json(parse_xml(xml))
+    assert resource["_issued"] == {"extension": {"url": "http://x.org/e", "valueString": "note"}}
+    assert fhir_xml_to_json(parse_xml(fhir_json_to_xml(resource))) == resource
+    outcome = redactor().redact(xml, "", Format.FHIR_XML)
+    assert not outcome.error, outcome.error
+    assert b'value="93"' not in outcome.body  # an age of 90 or more is not kept
+
+
 def test_fhir_ndjson_redaction() -> None:
     patients = [make_patient(seed) for seed in range(5)]
     body = b"\n".join(json.dumps(fhir_patient(p)).encode() for p in patients)
@@ -182,6 +237,9 @@ def test_pseudonymizer_uuid_shape() -> None:
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}", value)
 
 
+REDACTABLE = (Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON, Format.FHIR_XML)
+
+
 def _phi_corpus() -> list[str]:
     return [path for path, label in labelled() if label == "phi"]
 
@@ -192,14 +250,16 @@ def test_corpus_phi_files_redact_and_parse(path: str) -> None:
     data = (CORPUS / path).read_bytes()
     inspection = Inspector(parse_config({}).limits).inspect(data)
     outcome = redactor().redact(data, "", inspection.format)
-    if inspection.format not in (Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON):
-        assert outcome.error  # XML encodings and CDA are refused (blocked), never forwarded
+    if inspection.format not in REDACTABLE:
+        assert outcome.error  # HL7 v2 XML and CDA are refused (blocked), never forwarded
         return
     assert not outcome.error, outcome.error
     again = Inspector(parse_config({}).limits).inspect(outcome.body)
     assert again.format is inspection.format and not again.error
     if inspection.format is Format.HL7V2:
         assert not inspect_hl7(outcome.body.decode("latin-1"), deidentified=True).contains_phi
+    elif inspection.format is Format.FHIR_XML:
+        parse_xml(outcome.body)
     else:
         for line in (
             outcome.body.splitlines() if inspection.format is Format.FHIR_NDJSON else [outcome.body]
