@@ -134,7 +134,7 @@ class FhirRedactor:
         # an MRN quoted in a display or a search URL).
         scrubber = ContextScrubber()
         for value in result.originals:
-            scrubber.add(value)
+            scrubber.add_address_line(value)  # = add(), plus street spellings for street lines
         result.resources = [_scrub_strings(r, scrubber) for r in result.resources]
         return result
 

@@ -266,6 +266,8 @@ class Hl7Redactor:
                         if index < len(comps):
                             for part in comps[index].split(d.subcomponent):
                                 self._learn_value(kind, _unescape(part, d), scrubber)
+                                if kind == "address" and index == 0:  # XAD.1 street
+                                    scrubber.add_address_line(_unescape(part, d))
                     if kind == "address" and len(comps) > 4:
                         scrubber.add(comps[4].split("-")[0])  # the ZIP, as notes write it
                 elif number in identifying:

@@ -80,6 +80,54 @@ def has_pattern(text: str) -> bool:
     return bool(_NUMBER_PATTERN.search(text) or ("@" in text and EMAIL.search(text)))
 
 
+# USPS street suffix abbreviations (Publication 28, the common ones): notes spell them either way.
+_STREET_SUFFIXES = {
+    "aly": "alley",
+    "ave": "avenue",
+    "av": "avenue",
+    "blvd": "boulevard",
+    "bnd": "bend",
+    "cir": "circle",
+    "ct": "court",
+    "cres": "crescent",
+    "cv": "cove",
+    "dr": "drive",
+    "expy": "expressway",
+    "hwy": "highway",
+    "ln": "lane",
+    "pkwy": "parkway",
+    "pl": "place",
+    "plz": "plaza",
+    "rd": "road",
+    "sq": "square",
+    "st": "street",
+    "ter": "terrace",
+    "trl": "trail",
+    "xing": "crossing",
+}
+_STREET_ABBREVIATIONS: dict[str, str] = {}
+for _short, _full in _STREET_SUFFIXES.items():
+    _STREET_ABBREVIATIONS.setdefault(_full, _short)  # the first (usual) abbreviation
+
+
+def street_spellings(line: str) -> set[str]:
+    """ "123 Juniper Hollow Rd" → also "Juniper Hollow Rd", "… Road" (and Road → Rd): a note
+    says "lives on Juniper Hollow Road" as often as it copies the registration form."""
+    words = line.split()
+    if len(words) < 2:
+        return set()
+    forms = {" ".join(words)}
+    if any(ch.isdigit() for ch in words[0]) and len(words) >= 3:
+        forms.add(" ".join(words[1:]))  # the street without the house number
+    for form in list(forms):
+        head, _, last = form.rpartition(" ")
+        key = last.rstrip(".").lower()
+        other = _STREET_SUFFIXES.get(key) or _STREET_ABBREVIATIONS.get(key)
+        if head and other:
+            forms.add(f"{head} {other}")
+    return forms
+
+
 def worth_matching(value: str) -> bool:
     """Is a removed value specific enough to scrub from (and search for in) free text?
     "TEST" as a given name, or a 2-digit number, would hit ordinary clinical text."""
@@ -101,6 +149,12 @@ class ContextScrubber:
         if worth_matching(value):
             self._values.add(value)
             self._lowered.add(value.lower())
+
+    def add_address_line(self, value: str) -> None:
+        """A street line and its other spellings (only lines shaped like a street vary)."""
+        self.add(value)
+        for spelling in street_spellings(value):
+            self.add(spelling)
 
     def add_number(self, value: str) -> None:
         """A value, and for numbers written with separators (SSN, phone) its bare digits."""

@@ -21,6 +21,7 @@ from gateway.model import Format
 from gateway.redact.fhir_xml import fhir_json_to_xml
 from gateway.redact.redactor import Redactor
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
+from gateway.redact.text import street_spellings
 from gateway.redact.verify import verify_hl7
 from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
@@ -63,6 +64,9 @@ MESSAGE_SHAPES = st.sampled_from(
         ("ORU^R01", "2.4", "|^~\\&", "\r\n"),
         ("ADT^A04", "2.8", "$%~\\&", "\r"),
         ("ORM^O01", "2.6", "#^~\\&", "\r"),
+        ("ADT^A03", "2.1", "|^~\\&", "\r"),
+        ("DFT^P03", "2.2", "|^~\\&", "\r"),
+        ("MDM^T02", "2.7", "|^~\\&", "\r"),
     ]
 )
 
@@ -422,3 +426,26 @@ def test_names_hidden_in_hl7_escapes_are_caught_by_verification() -> None:
     for note in ("NTE|1||Pt \\X517569\\llfeather seen", "NTE|1||Pt \\H\\Quill\\N\\feather seen"):
         outcome = redactor().redact(_hl7(PID_LINE, note), "", Format.HL7V2)
         assert outcome.error or b"uill" not in outcome.body  # blocked, never forwarded as is
+
+
+def test_street_spelled_another_way_in_a_note_is_scrubbed() -> None:
+    pid = (
+        "PID|1||MRN12345678^^^HOSP^MR||Quillfeather^Aurelio||19600102|M|||"
+        "4417 Juniper Hollow Rd^^Ashtabula^OH^44004"
+    )
+    note = "NTE|1||Pt lives at 4417 Juniper Hollow Road; family on Juniper Hollow Rd. too"
+    outcome = redactor().redact(_hl7(MSH_LINE, pid, note), "", Format.HL7V2)
+    assert not outcome.error, outcome.error
+    assert b"juniper" not in outcome.body.lower()
+
+
+def test_street_spellings() -> None:
+    assert street_spellings("4417 Juniper Hollow Rd") == {
+        "4417 Juniper Hollow Rd",
+        "4417 Juniper Hollow road",
+        "Juniper Hollow Rd",
+        "Juniper Hollow road",
+    }
+    assert "Tanager way" not in street_spellings("12 Tanager Way")  # no other spelling
+    assert street_spellings("Sycamore Avenue") == {"Sycamore Avenue", "Sycamore ave"}
+    assert street_spellings("Apt") == set()
