@@ -71,6 +71,8 @@ def to_message(flow: http.HTTPFlow) -> Message:
         destination_port=request.port,
         method=request.method,
         path=request.path.split("?", 1)[0],
+        query=request.path.split("?", 1)[1] if "?" in request.path else "",
+        headers=tuple(request.headers.items(multi=True)),
         content_type=request.headers.get("content-type", ""),
         content_encoding=_codings(request.headers),
         accept=request.headers.get("accept", ""),

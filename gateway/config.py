@@ -198,6 +198,13 @@ class Limits(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_decompression_ratio: int = Field(default=200, ge=2)
+    # Payloads inside payloads (an HL7 file in a zip in a multipart upload in base64) are
+    # unwrapped this many layers deep; deeper is refused abroad.
+    max_nesting_depth: int = Field(default=6, ge=1, le=32)
+    # Wall-clock budget for inspecting one payload; over it, refused abroad.
+    max_inspection_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Members of one archive or parts of one multipart body.
+    max_archive_members: int = Field(default=1000, ge=1, le=100000)
 
 
 class Audit(_Strict):

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 
 from gateway import metrics
 from gateway.audit import AuditEvent, AuditStore
@@ -20,6 +21,7 @@ from gateway.config import GatewayConfig
 from gateway.enforce import BlockResponse, block_response, warm_up
 from gateway.geo import GeoDatabaseError, Locator, Resolver
 from gateway.inspect import Inspector
+from gateway.inspect.envelope import inspect_envelope
 from gateway.model import (
     Action,
     Decision,
@@ -34,7 +36,7 @@ from gateway.model import (
     Verdict,
 )
 from gateway.policy import decide, needs_inspection
-from gateway.redact.redactor import Redactor, site_secret
+from gateway.redact.redactor import RedactionOutcome, Redactor, site_secret
 
 log = logging.getLogger(__name__)
 INSTANCE_ID = uuid.uuid4().hex[:12]
@@ -111,6 +113,7 @@ class Gateway:
             inspection = preset
         else:
             inspection = self.inspector.inspect(message.body, message.content_encoding)
+            inspection = with_envelope(inspection, message)
             metrics.child(metrics.INSPECTION_SECONDS, inspection.format.value).observe(
                 inspection.seconds
             )
@@ -129,7 +132,12 @@ class Gateway:
         self, message: Message, inspection: Inspection, verdict: Verdict
     ) -> tuple[Verdict, Redaction | None]:
         """Redact and verify; a failure turns the verdict into a block of its own reason."""
-        outcome = self.redactor.redact(message.body, message.content_encoding, inspection.format)
+        if inspection.envelope_phi:
+            outcome = RedactionOutcome(error="identifiers in the URL or headers cannot be redacted")
+        else:
+            outcome = self.redactor.redact(
+                message.body, message.content_encoding, inspection.format
+            )
         fmt = inspection.format.value
         if outcome.error:
             metrics.child(metrics.REDACTIONS, "failed", fmt).inc()
@@ -201,3 +209,18 @@ class Gateway:
     def close(self) -> None:
         self.audit.close()
         self.locator.close()
+
+
+def with_envelope(inspection: Inspection, message: Message) -> Inspection:
+    """The body's inspection plus what the URL and headers hold."""
+    if not (message.query or message.headers or "-" in message.path):
+        return inspection
+    findings, phi = inspect_envelope(message.path, message.query, message.headers)
+    if not findings:
+        return inspection
+    return replace(
+        inspection,
+        findings=inspection.findings + tuple(findings),
+        contains_phi=inspection.contains_phi or phi,
+        envelope_phi=phi,
+    )

@@ -50,6 +50,9 @@ class Format(enum.StrEnum):
     JSON = "json"
     XML = "xml"
     TEXT = "text"
+    MULTIPART = "multipart"  # multipart/form-data: each part inspected
+    FORM = "form"  # application/x-www-form-urlencoded
+    ARCHIVE = "archive"  # zip, tar, gzip, bzip2, xz: each member inspected
     BINARY = "binary"
     EMPTY = "empty"
     SKIPPED = "skipped"  # not inspected: domestic destination, nothing to decide
@@ -98,6 +101,8 @@ class Inspection:
     error: str = ""  # non-empty: the payload could not be inspected (a reason, never content)
     limit: str = ""  # the named limit that stopped inspection, if any
     seconds: float = 0.0
+    # PHI in the URL or headers: redacting the body cannot make such a request safe.
+    envelope_phi: bool = False
 
     @property
     def inspected(self) -> bool:
@@ -163,6 +168,8 @@ class Message:
     destination_port: int
     method: str = ""
     path: str = ""  # without the query string: the query may hold PHI
+    query: str = ""  # inspected, never recorded
+    headers: tuple[tuple[str, str], ...] = ()  # inspected, never recorded
     content_type: str = ""
     content_encoding: str = ""
     accept: str = ""

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +16,7 @@ from gateway.config import Limits
 from gateway.inspect.cda import CDA_NS, inspect_cda
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
 from gateway.inspect.fhir import FhirError, inspect_resources, is_resource
+from gateway.inspect.fields import scan_fields
 from gateway.inspect.hl7v2 import (
     HL7_XML_NS,
     Hl7Error,
@@ -21,11 +24,26 @@ from gateway.inspect.hl7v2 import (
     inspect_hl7_xml,
     looks_like_hl7,
 )
+from gateway.inspect.nested import (
+    BASE64_RUN,
+    Budget,
+    Combined,
+    NestingError,
+    decode_wide,
+    is_archive,
+    is_form,
+    is_multipart,
+    looks_base64,
+    unpack_archive,
+    unpack_base64,
+    unpack_form,
+    unpack_multipart,
+    wide_encoding,
+)
 from gateway.inspect.xmltree import FHIR_NS, XmlError, fhir_xml_to_json, parse_xml, split_tag
 from gateway.model import Format, Inspection
 
 _BOM = b"\xef\xbb\xbf"
-_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _LEADING = b" \t\r\n\x0b"
 _MAX_JSON_DEPTH = 32
 log = logging.getLogger(__name__)
@@ -33,6 +51,7 @@ log = logging.getLogger(__name__)
 
 class Inspector:
     def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.max_body_bytes = limits.max_body_bytes
         self.decode_limits = DecodeLimits(
             max_output_bytes=limits.max_decompressed_bytes,
@@ -41,10 +60,10 @@ class Inspector:
 
     def inspect(self, body: bytes, content_encoding: str = "") -> Inspection:
         started = time.perf_counter()
-        result = self._inspect(body, content_encoding)
+        result = self._inspect(body, content_encoding, started)
         return replace(result, seconds=time.perf_counter() - started)
 
-    def _inspect(self, body: bytes, content_encoding: str) -> Inspection:
+    def _inspect(self, body: bytes, content_encoding: str, started: float) -> Inspection:
         if len(body) > self.max_body_bytes:
             return Inspection(
                 Format.BINARY, error="body exceeds max_body_bytes", limit="max_body_bytes"
@@ -54,8 +73,27 @@ class Inspector:
                 body = decode_content(body, content_encoding, self.decode_limits)
             except DecodeError as exc:
                 return Inspection(Format.BINARY, error=exc.reason, limit=exc.limit)
+        budget = Budget(
+            self.decode_limits,
+            self.limits.max_nesting_depth,
+            started + self.limits.max_inspection_seconds,
+            self.limits.max_archive_members,
+        )
+        return _Scanner(budget).scan(body, 0)
+
+
+class _Scanner:
+    """One payload, every layer of it, under one budget."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+
+    def scan(self, body: bytes, depth: int) -> Inspection:
         try:
-            return sniff_and_scan(body)
+            self.budget.enter(depth)
+            return self._sniff(body, depth)
+        except NestingError as exc:
+            return Inspection(Format.BINARY, error=exc.reason, limit=exc.limit)
         except (Hl7Error, XmlError, FhirError) as exc:
             return Inspection(Format.BINARY, error=str(exc))
         except RecursionError:
@@ -66,51 +104,133 @@ class Inspector:
             log.error("inspector failed with %s", type(exc).__name__)
             return Inspection(Format.BINARY, error=f"inspector failed ({type(exc).__name__})")
 
+    def _sniff(self, body: bytes, depth: int) -> Inspection:
+        data = body.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
+        if not data:
+            return Inspection(Format.EMPTY)
+        wide = wide_encoding(data)
+        if wide is not None:
+            return self.scan(decode_wide(data, wide), depth + 1)
+        first = data[:1]
+        if first in (b"M", b"F", b"B"):
+            text = data.decode("latin-1")
+            if looks_like_hl7(text):
+                return inspect_hl7(text)
+        if first in (b"{", b"["):
+            return self._json(data, depth)
+        if first == b"<":
+            return _scan_xml(data)
+        if is_archive(data):
+            return unpack_archive(data, depth, self.scan, self.budget)
+        if is_multipart(data):
+            return unpack_multipart(data, depth, self.scan, self.budget)
+        if is_form(data):
+            return unpack_form(data, depth, self.scan, self.budget)
+        if looks_base64(data):
+            inner = unpack_base64(data, depth, self.scan, self.budget)
+            if inner is not None:
+                return inner
+        if _mostly_text(data[:4096]):
+            return self._text(data, depth)
+        return Inspection(Format.BINARY)
 
-def sniff_and_scan(body: bytes) -> Inspection:
-    data = body.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
-    if not data:
-        return Inspection(Format.EMPTY)
-    if data.startswith(_WIDE_BOMS) or _looks_utf16(data[:64]):
-        # UTF-16/32 text: not decoded yet, so it must not pass abroad as "binary".
-        return Inspection(Format.BINARY, error="UTF-16/32 payloads are not inspected yet")
-    first = data[:1]
-    if first in (b"M", b"F", b"B"):
-        text = data.decode("latin-1")
-        if looks_like_hl7(text):
-            return inspect_hl7(text)
-    if first in (b"{", b"["):
-        return _scan_json(data)
-    if first == b"<":
-        return _scan_xml(data)
-    return Inspection(Format.TEXT if _mostly_text(data[:4096]) else Format.BINARY)
+    def _text(self, data: bytes, depth: int) -> Inspection:
+        """Plain text: healthcare documents after a preamble ("hello MSH|^~\\&|...") and base64
+        runs inside it are unwrapped and inspected."""
+        combined = Combined(Format.TEXT)
+        text = data.decode("utf-8", "replace")
+        for where, start in _embedded_documents(text):
+            combined.add(where, self.scan(text[start:].encode("utf-8"), depth + 1))
+        for number, match in enumerate(BASE64_RUN.finditer(text)):
+            if number >= self.budget.max_members:
+                break
+            inner = unpack_base64(match.group(0).encode(), depth, self.scan, self.budget)
+            if inner is not None:
+                combined.add(f"text[{match.start()}]", inner)
+        return combined.result()
+
+    def _json(self, data: bytes, depth: int) -> Inspection:
+        try:
+            doc: Any = json.loads(data)
+        except json.JSONDecodeError:
+            return _scan_ndjson(data)
+        except (UnicodeDecodeError, ValueError):
+            return Inspection(Format.JSON, error="malformed JSON")
+        if is_resource(doc):
+            return inspect_resources([doc], Format.FHIR_JSON)
+        resources = _find_resources(doc, 0)
+        combined = Combined(Format.JSON)
+        if resources:
+            combined.add("fhir", inspect_resources(resources, Format.FHIR_JSON))
+        self._walk_json(doc, "$", depth, combined, [0])
+        return combined.result()
+
+    def _walk_json(
+        self, node: Any, path: str, depth: int, combined: Combined, seen: list[int]
+    ) -> None:
+        """Named values of every object, and documents hidden in string values."""
+        if seen[0] > _MAX_JSON_STRINGS:
+            raise NestingError(
+                "JSON document has too many values to inspect", "max_inspection_seconds"
+            )
+        if isinstance(node, dict):
+            if is_resource(node):
+                return  # inspected as FHIR
+            pairs = [(k, v) for k, v in node.items() if isinstance(v, str)]
+            combined.add_fields(scan_fields(pairs, path))
+            for key, value in node.items():
+                self._walk_json(value, f"{path}.{_label(key)}", depth, combined, seen)
+        elif isinstance(node, list):
+            for value in node:
+                self._walk_json(value, f"{path}[]", depth, combined, seen)
+        elif isinstance(node, str) and len(node) >= _EMBEDDED_MIN:
+            seen[0] += 1
+            inner = self._embedded(node, depth)
+            if inner is not None:
+                combined.add(path, inner)
+
+    def _embedded(self, value: str, depth: int) -> Inspection | None:
+        """A message, document or encoded blob carried in a string."""
+        stripped = value.lstrip()
+        if stripped[:3] in ("MSH", "FHS", "BHS") or stripped[:1] in ("{", "[", "<"):
+            return self.scan(value.encode("utf-8"), depth + 1)
+        if BASE64_RUN.fullmatch(stripped.rstrip()):
+            return unpack_base64(stripped.encode(), depth, self.scan, self.budget)
+        if "\n" in value or "\r" in value:
+            inner = self._text(value.encode("utf-8"), depth)
+            return inner if inner.findings or inner.error else None
+        return None
 
 
-def _looks_utf16(head: bytes) -> bool:
-    """ASCII-range text in UTF-16 without a BOM: every other byte is zero."""
-    if len(head) < 8:
-        return False
-    return not any(head[1::2]) or not any(head[0::2])
+# Signatures of a healthcare document that does not start the payload.
+_HL7_SIGNATURE = re.compile(r"(?:MSH|FHS|BHS)([^\w\s])[^\w\s]{3,4}\1")
+_FHIR_JSON_SIGNATURE = re.compile(r'\{\s*"resourceType"\s*:')
+_XML_SIGNATURE = re.compile(r"<(?:\w+:)?\w+[^>]*(?:hl7\.org/fhir|urn:hl7-org:v[23])")
+
+
+def _embedded_documents(text: str) -> Iterator[tuple[str, int]]:
+    """(label, offset) of the first HL7 message, FHIR JSON and HL7/FHIR/CDA XML in a text."""
+    for label, pattern in (
+        ("hl7", _HL7_SIGNATURE),
+        ("json", _FHIR_JSON_SIGNATURE),
+        ("xml", _XML_SIGNATURE),
+    ):
+        match = pattern.search(text)
+        if match is not None and match.start() > 0:
+            yield f"{label}@{match.start()}", match.start()
+
+
+_MAX_JSON_STRINGS = 100_000
+_EMBEDDED_MIN = 20
+
+
+def _label(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in key[:40]) or "_"
 
 
 def _mostly_text(sample: bytes) -> bool:
     printable = sum(1 for b in sample if b >= 0x20 or b in (9, 10, 13))
     return printable >= 0.95 * len(sample)
-
-
-def _scan_json(data: bytes) -> Inspection:
-    try:
-        doc: Any = json.loads(data)
-    except json.JSONDecodeError:
-        return _scan_ndjson(data)
-    except (UnicodeDecodeError, ValueError):
-        return Inspection(Format.JSON, error="malformed JSON")
-    resources = _find_resources(doc, 0)
-    if is_resource(doc):
-        return inspect_resources([doc], Format.FHIR_JSON)
-    if resources:
-        return replace(inspect_resources(resources, Format.FHIR_JSON), format=Format.JSON)
-    return Inspection(Format.JSON)
 
 
 def _scan_ndjson(data: bytes) -> Inspection:

@@ -247,10 +247,17 @@ def test_conditional_patient_reference() -> None:
     assert Category.NAME in {f.category for f in result.findings}
 
 
-def test_utf16_payloads_fail_closed_until_decoded() -> None:
-    text = fhir_patient_json(PATIENT).decode()
-    for body in (text.encode("utf-16"), text.encode("utf-16-le"), text.encode("utf-16-be")):
-        assert INSPECTOR.inspect(body).error
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+)
+def test_wide_text_is_decoded_and_inspected(encoding: str) -> None:
+    for text in (fhir_patient_json(PATIENT).decode(), hl7_adt(PATIENT)):
+        result = INSPECTOR.inspect(text.encode(encoding))
+        assert result.contains_phi and not result.error
+
+
+def test_malformed_wide_text_fails_closed() -> None:
+    assert INSPECTOR.inspect(b"\xff\xfe" + "MSH|^~".encode("utf-16-le") + b"\x00\xd8").error
 
 
 def test_mllp_start_byte_before_bom() -> None:

@@ -1,0 +1,194 @@
+"""Payloads inside payloads: each layer is unwrapped and inspected, within named limits."""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import io
+import json
+import lzma
+import tarfile
+import zipfile
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config import Limits
+from gateway.inspect.envelope import inspect_envelope
+from gateway.inspect.inspector import Inspector
+from gateway.model import Category, Format
+from tests.support.corpus import CORPUS, labelled
+from tests.support.patients import fhir_patient_json, hl7_adt, make_patient
+
+INSPECTOR = Inspector(Limits(max_body_bytes=8 * 1024 * 1024))
+PATIENT = make_patient(11)
+HL7 = hl7_adt(PATIENT).encode()
+FHIR = fhir_patient_json(PATIENT)
+
+
+def _zip(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("readme.txt", "quarterly export")
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _multipart(filename: str, data: bytes) -> bytes:
+    boundary = b"----gatewaytest7MA4YWxk"
+    return (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="comment"\r\n\r\nmonthly batch\r\n'
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="' + filename.encode() + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
+        b"--" + boundary + b"--\r\n"
+    )
+
+
+WRAPPERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip-file": gzip.compress,
+    "bzip2": bz2.compress,
+    "xz": lzma.compress,
+    "zip": lambda d: _zip("batch.hl7", d),
+    "tar": lambda d: _tar("batch.hl7", d),
+    "multipart": lambda d: _multipart("batch.hl7", d),
+    "form": lambda d: urlencode({"note": "x", "payload": d.decode("latin-1")}).encode(),
+    "base64": base64.b64encode,
+    "base64-urlsafe": lambda d: base64.urlsafe_b64encode(d).rstrip(b"="),
+    "json-string": lambda d: json.dumps({"job": 7, "message": d.decode("latin-1")}).encode(),
+    "json-base64": lambda d: json.dumps({"blob": base64.b64encode(d).decode()}).encode(),
+    "text-with-base64": lambda d: b"attached:\n" + base64.b64encode(d) + b"\nthanks",
+    "utf-16": lambda d: d.decode("latin-1").encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+@pytest.mark.parametrize("payload", ["hl7", "fhir"])
+def test_wrapped_phi_is_found(wrapper: str, payload: str) -> None:
+    body = WRAPPERS[wrapper](HL7 if payload == "hl7" else FHIR)
+    result = INSPECTOR.inspect(body)
+    assert not result.error, result.error
+    assert result.contains_phi, f"{payload} in {wrapper} not found"
+
+
+def test_layers_stack() -> None:
+    body = base64.b64encode(_multipart("x.zip", _zip("a.json", gzip.compress(FHIR))))
+    result = INSPECTOR.inspect(body)
+    assert result.contains_phi
+    assert any("zip[1]" in f.location for f in result.findings)
+
+
+def test_too_deep_is_refused() -> None:
+    body = HL7
+    for _ in range(8):
+        body = gzip.compress(body)
+    result = Inspector(Limits(max_nesting_depth=4)).inspect(body)
+    assert result.limit == "max_nesting_depth"
+
+
+def test_zip_bomb_is_refused_in_bounded_memory() -> None:
+    bomb = _zip("zeros.txt", b"0" * (80 * 1024 * 1024))
+    assert len(bomb) < 200 * 1024
+    result = Inspector(Limits(max_decompressed_bytes=16 * 1024 * 1024)).inspect(bomb)
+    assert result.limit == "max_decompressed_bytes"
+
+
+def test_unreadable_archives_fail_closed() -> None:
+    assert INSPECTOR.inspect(b"7z\xbc\xaf\x27\x1c" + b"\x00" * 64).error
+    encrypted = bytearray(_zip("a.hl7", HL7))
+    central = encrypted.index(b"PK\x01\x02")
+    encrypted[central + 8] |= 1  # the encryption flag, as the central directory states it
+    assert INSPECTOR.inspect(bytes(encrypted)).error
+    assert INSPECTOR.inspect(gzip.compress(HL7)[:-9]).error
+
+
+def test_clean_containers_pass() -> None:
+    for body in (
+        _zip("report.csv", b"ward,beds\nA,12\nB,9\n"),
+        _multipart("notes.txt", b"Staff meeting moved to Thursday."),
+        urlencode({"q": "bed capacity", "page": "2"}).encode(),
+        json.dumps({"status": "ok", "count": 3, "token": "a" * 60}).encode(),
+        base64.b64encode(bytes(range(256)) * 4),
+    ):
+        result = INSPECTOR.inspect(body)
+        assert not result.contains_phi and not result.error, body[:40]
+
+
+def test_named_fields_in_forms_and_json() -> None:
+    form = urlencode({"last_name": "Quillfeather", "dob": "1960-01-02"}).encode()
+    result = INSPECTOR.inspect(form)
+    assert result.format is Format.FORM and result.contains_phi
+    assert {Category.NAME, Category.DATE} <= {f.category for f in result.findings}
+    login = json.dumps({"email": "ops@example.org", "password": "x"}).encode()
+    assert not INSPECTOR.inspect(login).contains_phi  # one weak identifier alone
+    export = json.dumps([{"name": "Ana Ruiz", "phone": "555-201-3344"}]).encode()
+    assert INSPECTOR.inspect(export).contains_phi  # two kinds together
+
+
+def test_fhir_search_in_the_url_is_phi() -> None:
+    findings, phi = inspect_envelope("/fhir/Patient", "family:exact=Doe&birthdate=ge1960-01-02", [])
+    assert phi and {f.location for f in findings} == {"url.query.family", "url.query.birthdate"}
+    _, phi = inspect_envelope("/fhir/Patient", "family=Doe", [])
+    assert phi  # any identifying search on a person endpoint
+    _, phi = inspect_envelope("/fhir/Observation", "date=ge2024-01-01&_count=50", [])
+    assert not phi
+    _, phi = inspect_envelope("/fhir/Patient/123-45-6789", "", [])
+    assert phi
+    _, phi = inspect_envelope("/api", "", [("X-Patient-MRN", "MRN0042"), ("Accept", "*/*")])
+    assert phi
+    _, phi = inspect_envelope("/api", "", [("Cookie", "session=abc; theme=dark")])
+    assert not phi
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    INSPECTOR.inspect(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(WRAPPERS)), st.integers(0, 400), st.binary(max_size=8))
+def test_mutated_containers_never_raise(wrapper: str, position: int, junk: bytes) -> None:
+    body = bytearray(WRAPPERS[wrapper](HL7))
+    position %= len(body)
+    body[position : position + len(junk)] = junk
+    result = INSPECTOR.inspect(bytes(body))
+    assert result.format in Format
+
+
+def test_inspection_time_budget_fires() -> None:
+    body = base64.b64encode(_zip("a.zip", _zip("b.hl7", HL7)))
+    result = Inspector(Limits(max_inspection_seconds=1e-9)).inspect(body)
+    assert result.limit == "max_inspection_seconds"
+
+
+def _corpus_samples() -> list[bytes]:
+    return [(CORPUS / path).read_bytes()[:20_000] for path, _ in labelled()[::9]]
+
+
+@pytest.mark.skipif(not labelled(), reason=f"labelled corpus not found at {CORPUS}")
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_mutated_corpus_files_never_raise(data: st.DataObject) -> None:
+    samples = _corpus_samples()
+    body = bytearray(data.draw(st.sampled_from(samples)))
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(0, max(len(body) - 1, 0)))
+        body[position : position + 1] = data.draw(st.binary(min_size=0, max_size=4))
+    wrapped = data.draw(st.sampled_from(sorted(WRAPPERS)))
+    result = INSPECTOR.inspect(WRAPPERS[wrapped](bytes(body)) if wrapped != "form" else body)
+    assert result.format in Format
