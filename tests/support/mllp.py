@@ -145,10 +145,13 @@ class MllpSender:
         return await self.read_frame()
 
     async def closed_by_peer(self, timeout: float = 5) -> bool:
+        """True when the other side closes (or resets) within ``timeout``."""
         try:
             return await asyncio.wait_for(self.reader.read(65536), timeout) == b""
         except (ConnectionError, ssl.SSLError):
             return True
+        except TimeoutError:
+            return False
 
     async def close(self) -> None:
         self.writer.close()
