@@ -31,6 +31,7 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.mllp
 	$(PY) -m bench.redaction
 
 geo-db: $(STAMP)

@@ -13,14 +13,17 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http, tcp, websocket
+from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp, websocket
 from mitmproxy.addonmanager import Loader
-from mitmproxy.proxy import server_hooks
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import layer, layers, server_hooks
+from mitmproxy.proxy.layers.http import HTTPMode
 
 from gateway import metrics
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.engine import Gateway, GatewayStartError
 from gateway.geo.pinning import Key, PinTable
+from gateway.mllp import MllpSession
 from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
 from gateway.policy import effective_location, needs_inspection
 
@@ -28,10 +31,12 @@ log = logging.getLogger("phi_gateway")
 OPTION = "phi_gateway_config"
 PIN_METADATA = "phi_gateway_pin"
 DESTINATION_METADATA = "phi_gateway_destination"
-RAW_TCP = Inspection(Format.BINARY, error="raw TCP streams are not inspected yet")
+TLS_PASSTHROUGH = Inspection(Format.BINARY, error="TLS passthrough: payload not decrypted")
+UDP_PAYLOAD = Inspection(Format.BINARY, error="UDP (QUIC) payloads are not inspected")
+SESSION_METADATA = "phi_gateway_mllp"
+UDP_VERDICT = "phi_gateway_udp_blocked"
 # Domestic bodies above this are streamed (never inspected anyway): no need to buffer them.
 _STREAM_DOMESTIC_ABOVE = 1024 * 1024
-TCP_VERDICT = "phi_gateway_tcp_blocked"
 # Bodies above this are inspected in a worker thread so the event loop keeps serving others.
 _THREAD_THRESHOLD = 256 * 1024
 
@@ -45,8 +50,12 @@ def _protocol(flow: http.HTTPFlow) -> Protocol:
     return Protocol.HTTP1
 
 
-def _client(flow: http.HTTPFlow | tcp.TCPFlow) -> str:
-    peer = flow.client_conn.peername
+def _client(flow: http.HTTPFlow | tcp.TCPFlow | udp.UDPFlow) -> str:
+    return _client_of(flow.client_conn)
+
+
+def _client_of(client: connection.Client) -> str:
+    peer = client.peername
     return f"{peer[0]}:{peer[1]}" if peer else ""
 
 
@@ -134,6 +143,12 @@ class PhiGateway:
                 "phi gateway: stream_large_bodies must stay unset: streamed request bodies "
                 "reach the server before they can be inspected"
             )
+        for name in ("ignore_hosts", "allow_hosts"):
+            if name in updated and getattr(ctx.options, name):
+                raise exceptions.OptionsError(
+                    f"phi gateway: {name} relays connections past every hook, unjudged; "
+                    "list TLS passthrough hosts in the config's proxy.tls_passthrough instead"
+                )
         if OPTION in updated and getattr(ctx.options, OPTION):
             path = Path(getattr(ctx.options, OPTION))
             self.reload(lambda: load_config(path), str(path))
@@ -315,7 +330,7 @@ class PhiGateway:
             if not live:
                 del self._live[key]
 
-    # -- WebSocket and raw TCP --------------------------------------------------------------
+    # -- WebSocket ----------------------------------------------------------------------------
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None
         ws_message: websocket.WebSocketMessage = flow.websocket.messages[-1]
@@ -344,36 +359,145 @@ class PhiGateway:
         if blocked:
             ws_message.drop()
 
-    def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        """Raw TCP is not inspected yet: it is decided as uninspectable by the policy (deny-list,
-        allow-list, domestic pass, fail closed abroad), once per connection."""
-        tcp_message = flow.messages[-1]
+    # -- raw TCP and MLLP ------------------------------------------------------------------
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """Streams to configured MLLP ports are raw TCP from the first byte (never parsed as
+        HTTP); TLS on those ports is still decrypted first and decided again inside."""
         gateway = self.gateway
-        if not tcp_message.from_client or gateway is None:
+        context = nextlayer.context
+        server = context.server.address
+        if gateway is None or server is None or context.client.transport_protocol != "tcp":
             return
-        blocked = flow.metadata.get(TCP_VERDICT)
-        if blocked is None:
-            server = flow.server_conn
-            host, port = server.address or ("", 0)
-            addresses = [server.peername[0]] if server.peername else []
-            destination = gateway.judge(str(host), port, addresses)
-            message = Message(
-                Protocol.TCP, _client(flow), str(host), port, raw_body_size=len(tcp_message.content)
-            )
-            decision = gateway.evaluate(message, destination, RAW_TCP)
-            blocked = flow.metadata[TCP_VERDICT] = decision.verdict.blocks
-        if blocked:
-            tcp_message.content = b""
+        if server[1] not in gateway.config.proxy.mllp_ports:
+            return
+        current = nextlayer.layer
+        if isinstance(current, layers.TCPLayer) or (
+            current is not None and not isinstance(current, layers.HttpLayer)
+        ):
+            return  # already raw TCP, or TLS / a proxy layer that decides again later
+        if isinstance(current, layers.HttpLayer) and current.mode is not HTTPMode.transparent:
+            return  # the explicit proxy itself (its CONNECT carries the real destination)
+        data = nextlayer.data_client()
+        if not data or starts_like_tls_record(data) or (data[:1] == b"\x16" and len(data) < 3):
+            return  # wait for the first bytes, or let TLS be decrypted first
+        nextlayer.layer = layers.TCPLayer(context)
+
+    async def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        """Each read from the sender goes through the connection's MLLP session: complete
+        frames are judged one by one (forwarded, redacted or refused with an ACK), partial
+        frames are held, and streams that are not MLLP follow the fail-closed rules. Replies
+        from the receiver pass untouched. ``flow.messages`` is emptied after every read so
+        long-lived interface connections stay flat in memory."""
+        message = flow.messages[-1]
+        try:
+            if message.from_client:
+                await self._judge_stream(flow, message)
+        finally:
             flow.messages.clear()
-            self._close_client(flow)
+
+    async def _judge_stream(self, flow: tcp.TCPFlow, message: tcp.TCPMessage) -> None:
+        gateway = self.gateway
+        if gateway is None:
+            message.content = b""  # no policy, no traffic
+            self._close_client(flow, "PHI gateway: no policy loaded")
+            return
+        data = message.content
+        session = flow.metadata.get(SESSION_METADATA)
+        try:
+            if not isinstance(session, MllpSession):
+                session = flow.metadata[SESSION_METADATA] = self._start_session(gateway, flow)
+            if session.framer.pending + len(data) > _THREAD_THRESHOLD:
+                output = await asyncio.to_thread(session.feed, gateway, data)
+            else:
+                output = session.feed(gateway, data)
+        except Exception as exc:  # a bug must not crash the proxy or open the border
+            log.error("stream decision failed with %s", type(exc).__name__)
+            metrics.NOT_INSPECTED.labels("internal-error").inc()
+            destination = session.destination if isinstance(session, MllpSession) else None
+            if destination is None or (
+                effective_location(destination, gateway.config) is not Location.DOMESTIC
+            ):
+                message.content = b""
+                self._close_client(flow, "PHI gateway: stream could not be judged")
+            return
+        message.content = output.forward
+        if output.reply:
+            ctx.master.commands.call("inject.tcp", flow, True, output.reply)
+        if output.close:
+            self._close_client(flow, "PHI gateway: unreadable stream to a foreign destination")
 
     @staticmethod
-    def _close_client(flow: tcp.TCPFlow) -> None:
+    def _start_session(gateway: Gateway, flow: tcp.TCPFlow) -> MllpSession:
+        """The stream is judged by the address it is connected to (already open here)."""
+        server = flow.server_conn
+        host, port = server.address or ("", 0)
+        addresses = [server.peername[0]] if server.peername else []
+        destination = gateway.judge(str(host), port, addresses)
+        first = flow.messages[-1].content
+        mllp_port = port in gateway.config.proxy.mllp_ports
+        return MllpSession(gateway, destination, _client(flow), first, mllp_port)
+
+    # -- TLS passthrough --------------------------------------------------------------------
+    async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        """Hosts in ``proxy.tls_passthrough`` are relayed encrypted: judged here, by the address
+        the connection will use (pinned now: no later hook sees this connection)."""
+        gateway = self.gateway
+        server = data.context.server
+        if gateway is None or not gateway.config.proxy.tls_passthrough or server.address is None:
+            return
+        host, port = str(server.address[0]), server.address[1]
+        names = {host, data.client_hello.sni or host}
+        addresses: tuple[str, ...] = (server.peername[0],) if server.peername else ()
+        addresses = addresses or await gateway.resolver.resolve(host)
+        rules = gateway.config.proxy.tls_passthrough
+        if not any(r.matches(n, port, addresses) for r in rules for n in names):
+            return
+        destination = gateway.judge(host, port, addresses)
+        message = Message(Protocol.TLS_PASSTHROUGH, _client_of(data.context.client), host, port)
+        decision = gateway.evaluate(message, destination, TLS_PASSTHROUGH)
+        if decision.verdict.blocks or not addresses:
+            self._close_connection(data.context.client, "PHI gateway: TLS passthrough refused")
+            return
+        data.ignore_connection = True
+        if server.peername is None and addresses[0] != host:
+            server.address = (addresses[0], port)
+
+    # -- UDP (QUIC) -------------------------------------------------------------------------
+    def udp_message(self, flow: udp.UDPFlow) -> None:
+        """UDP is never inspected: datagrams to foreign or unknown destinations are dropped
+        (only modes the gateway refuses carry UDP; this guards ``mitmdump -s`` set-ups)."""
+        message = flow.messages[-1]
+        gateway = self.gateway
+        try:
+            if not message.from_client:
+                return
+            blocked = flow.metadata.get(UDP_VERDICT)
+            if gateway is None:
+                blocked = True
+            elif blocked is None:
+                server = flow.server_conn
+                host, port = server.address or ("", 0)
+                addresses = [server.peername[0]] if server.peername else [str(host)]
+                destination = gateway.judge(str(host), port, addresses)
+                udp_message = Message(Protocol.UDP, _client(flow), str(host), port)
+                decision = gateway.evaluate(udp_message, destination, UDP_PAYLOAD)
+                blocked = flow.metadata[UDP_VERDICT] = decision.verdict.blocks
+            if blocked:
+                message.content = b""
+        finally:
+            flow.messages.clear()
+
+    def _close_client(self, flow: tcp.TCPFlow, reason: str) -> None:
+        self._close_connection(flow.client_conn, reason)
+
+    @staticmethod
+    def _close_connection(client: connection.Client, reason: str) -> None:
+        """Cancel the client's connection handler (``flow.kill()`` does nothing to TCP)."""
         proxyserver = ctx.master.addons.get("proxyserver")
-        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
-        transport = handler.transports.get(flow.client_conn) if handler else None
+        handler = proxyserver.connections.get(client.id) if proxyserver else None
+        transport = handler.transports.get(client) if handler else None
         if transport is not None and transport.handler is not None:
-            transport.handler.cancel("PHI gateway: uninspectable TCP to a foreign destination")
+            transport.handler.cancel(reason)
 
 
 addons = [PhiGateway()]

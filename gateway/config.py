@@ -170,9 +170,19 @@ def _in_network(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Net
         return False
 
 
+class MllpAckCode(StrEnum):
+    """MSA-1 of the ACK that refuses an MLLP message: AR (original mode, the default: the
+    sender must not resend) or, for enhanced-mode senders, AE or CR."""
+
+    AR = "AR"
+    AE = "AE"
+    CR = "CR"
+
+
 class Policy(_Strict):
     mode: Mode = Mode.ENFORCE
     foreign_phi_action: ForeignPhiAction = ForeignPhiAction.BLOCK
+    mllp_ack_code: MllpAckCode = MllpAckCode.AR
     allow_destinations: tuple[DestinationRule, ...] = ()
     deny_destinations: tuple[DestinationRule, ...] = ()
 
@@ -205,6 +215,8 @@ class Limits(_Strict):
     max_inspection_seconds: float = Field(default=5.0, gt=0, le=300)
     # Members of one archive or parts of one multipart body.
     max_archive_members: int = Field(default=1000, ge=1, le=100000)
+    # One MLLP frame (one HL7 message) held until its end arrives; larger frames fail closed.
+    max_mllp_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
 
 class Audit(_Strict):
@@ -264,6 +276,13 @@ class Proxy(_Strict):
     confdir: Path = Path("var/mitmproxy")
     # mitmproxy's block_global refuses clients with public addresses (an open relay guard).
     allow_public_clients: bool = False
+    # Destination ports whose streams are MLLP: never parsed as HTTP, framed from the first
+    # byte (MLLP is also recognised on any port by its 0x0B start byte).
+    mllp_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = (2575,)
+    # TLS connections to these destinations are relayed encrypted (not decrypted), judged by
+    # the address they connect to when the ClientHello arrives: domestic passes, abroad is
+    # refused (the payload cannot be read).
+    tls_passthrough: tuple[DestinationRule, ...] = ()
 
     @field_validator("modes")
     @classmethod

@@ -28,7 +28,19 @@ _VERSION = re.compile(r"^2\.[1-8](\.[0-9])?$")
 _MAX_ECHO = 200
 _PH = {
     name: f"ZZ{name}ZZ"
-    for name in ("SAPP", "SFAC", "RAPP", "RFAC", "TIME", "TYPE", "MSGID", "CTRL", "TEXT", "VER")
+    for name in (
+        "SAPP",
+        "SFAC",
+        "RAPP",
+        "RFAC",
+        "TIME",
+        "TYPE",
+        "MSGID",
+        "CODE",
+        "CTRL",
+        "TEXT",
+        "VER",
+    )
 }
 _PLACEHOLDER = re.compile("|".join(_PH.values()))
 
@@ -150,7 +162,7 @@ def _ack_template(version: str) -> str:
     msh.msh_10 = _PH["MSGID"]
     msh.msh_11 = "P"
     msh.msh_12 = _PH["VER"]
-    msg.msa.msa_1 = "AR"
+    msg.msa.msa_1 = _PH["CODE"]
     msg.msa.msa_2 = _PH["CTRL"]
     msg.msa.msa_3 = _PH["TEXT"]
     err = msg.add_segment("ERR")
@@ -169,7 +181,11 @@ def warm_up() -> None:
     _ack_template("2.5")
 
 
-def hl7_reject_ack(inspection: Inspection, text: str, incident_id: str) -> str:
+def hl7_reject_ack(
+    inspection: Inspection, text: str, incident_id: str, ack_code: str = "AR"
+) -> str:
+    """A refusing ACK in the sender's version: MSA-1 ``ack_code`` (AR, or AE/CR for
+    enhanced-mode senders), MSA-2 their MSH-10, an ERR segment with the reason."""
     # Answer in the sender's version; build the shape from the closest one hl7apy gets right.
     version = inspection.hl7_version if _VERSION.match(inspection.hl7_version) else "2.5"
     template_version = version if version in _ACK_VERSIONS else "2.5"
@@ -189,6 +205,7 @@ def hl7_reject_ack(inspection: Inspection, text: str, incident_id: str) -> str:
         "TIME": time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         "TYPE": "ACK^" + trigger if trigger else "ACK",
         "MSGID": incident_id,
+        "CODE": ack_code,
         "CTRL": inspection.control_id,
         "TEXT": text,
         "VER": version,
@@ -196,7 +213,7 @@ def hl7_reject_ack(inspection: Inspection, text: str, incident_id: str) -> str:
     # One pass, so a value that happens to contain a placeholder is never substituted again.
     # Echoed header values are capped: they come from the sender's payload.
     escaped = {
-        _PH[name]: value if name == "TYPE" else hl7_escape(value[:_MAX_ECHO])
+        _PH[name]: value if name in ("TYPE", "CODE") else hl7_escape(value[:_MAX_ECHO])
         for name, value in values.items()
     }
     er7 = _PLACEHOLDER.sub(lambda m: escaped[m.group(0)], _ack_template(template_version))

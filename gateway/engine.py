@@ -40,6 +40,12 @@ from gateway.redact.redactor import RedactionOutcome, Redactor, site_secret
 
 log = logging.getLogger(__name__)
 INSTANCE_ID = uuid.uuid4().hex[:12]
+# Channels whose payload is never readable: counted by channel rather than by cause.
+_NOT_INSPECTED_REASONS = {
+    Protocol.TCP: "raw-tcp",
+    Protocol.TLS_PASSTHROUGH: "tls-passthrough",
+    Protocol.UDP: "udp",
+}
 
 
 class GatewayStartError(Exception):
@@ -168,9 +174,9 @@ class Gateway:
             country,
         ).inc()
         if inspection.error:
-            reason = "limit" if inspection.limit else "unreadable"
-            if decision.message.protocol is Protocol.TCP:
-                reason = "raw-tcp"
+            reason = _NOT_INSPECTED_REASONS.get(decision.message.protocol, "")
+            if not reason:
+                reason = "limit" if inspection.limit else "unreadable"
             metrics.NOT_INSPECTED.labels(reason).inc()
             if inspection.limit:
                 metrics.LIMIT_EXCEEDED.labels(inspection.limit).inc()

@@ -63,6 +63,9 @@ class Protocol(enum.StrEnum):
     HTTP2 = "http/2"
     HTTP3 = "http/3"
     TCP = "tcp"
+    MLLP = "mllp"
+    TLS_PASSTHROUGH = "tls-passthrough"
+    UDP = "udp"
     WEBSOCKET = "websocket"
 
 

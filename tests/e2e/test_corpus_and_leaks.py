@@ -75,9 +75,11 @@ def test_no_identifier_is_written_anywhere(
 
 
 def test_uninspectable_tcp_to_a_foreign_destination_is_cut(gateway: GatewayProcess) -> None:
+    """A stream that is not MLLP (nor HTTP, nor TLS) cannot be read: cut abroad. (MLLP itself
+    is framed and judged per message: tests/e2e/test_mllp.py.)"""
     sink = TcpSink(FOREIGN_IP, greeting=b"READY\n")
-    frame = b"\x0b" + hl7_adt(make_patient(5)).encode() + b"\x1c\r"
-    send_through_tunnel(gateway.port, FOREIGN_IP, sink.port, frame)
+    stream = b"\x00\x01proprietary " + hl7_adt(make_patient(5)).encode()
+    send_through_tunnel(gateway.port, FOREIGN_IP, sink.port, stream)
     sink.sock.close()
     assert b"PID" not in sink.data
     assert gateway.metric("phi_gateway_flows_not_inspected_total", reason="raw-tcp") >= 1

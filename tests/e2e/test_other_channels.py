@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import Upstreams, gateway_config
 from tests.support.gateway_process import GatewayProcess
+from tests.support.mllp import MllpSender, msa, run
 from tests.support.mmdb import DOMESTIC_IP, FOREIGN_IP
 from tests.support.patients import hl7_adt, make_patient
 from tests.support.tcpsink import TcpSink, send_through_tunnel
@@ -58,7 +59,7 @@ def test_websocket_messages_are_inspected(gateway: GatewayProcess) -> None:
         home.close()
 
 
-def test_deny_list_applies_to_raw_tcp(tmp_path: Path, test_mmdb: Path, pki: Pki) -> None:
+def test_deny_list_applies_to_mllp_and_raw_tcp(tmp_path: Path, test_mmdb: Path, pki: Pki) -> None:
     process = GatewayProcess(
         tmp_path,
         gateway_config(
@@ -71,14 +72,22 @@ def test_deny_list_applies_to_raw_tcp(tmp_path: Path, test_mmdb: Path, pki: Pki)
     )
     sink = TcpSink(DOMESTIC_IP)
     try:
-        send_through_tunnel(
-            process.port, DOMESTIC_IP, sink.port, b"\x0b" + ADT.encode() + b"\x1c\r"
-        )
+
+        async def talk() -> bytes:
+            sender = await MllpSender.open(process.port, tunnel_to=(DOMESTIC_IP, sink.port))
+            ack = await sender.exchange(ADT)
+            await sender.close()
+            return ack
+
+        assert msa(run(talk()))[1] == b"AR"
+        send_through_tunnel(process.port, DOMESTIC_IP, sink.port, b"\x00raw " + ADT.encode())
         time.sleep(0.2)
         assert b"PID" not in sink.data
-        rows = process.audit_rows(wait_for=1)
-        assert [r["rule"] for r in rows] == ["deny-list"]
-        assert rows[0]["protocol"] == "tcp"
+        rows = process.audit_rows(wait_for=2)
+        assert [(r["rule"], r["protocol"]) for r in rows] == [
+            ("deny-list", "mllp"),
+            ("deny-list", "tcp"),
+        ]
     finally:
         sink.sock.close()
         process.stop()

@@ -190,5 +190,5 @@ def test_mutated_corpus_files_never_raise(data: st.DataObject) -> None:
         position = data.draw(st.integers(0, max(len(body) - 1, 0)))
         body[position : position + 1] = data.draw(st.binary(min_size=0, max_size=4))
     wrapped = data.draw(st.sampled_from(sorted(WRAPPERS)))
-    result = INSPECTOR.inspect(WRAPPERS[wrapped](bytes(body)) if wrapped != "form" else body)
+    result = INSPECTOR.inspect(WRAPPERS[wrapped](bytes(body)) if wrapped != "form" else bytes(body))
     assert result.format in Format
