@@ -59,6 +59,8 @@ _SSN_SEGMENT = re.compile(r"^\d{3}-\d{2}-\d{4}$")
 # A search on these endpoints is about a person: any identifying parameter makes it PHI.
 _PERSON_ENDPOINT = re.compile(r"(?:^|/)(?:Patient|RelatedPerson|Person)(?:/_search)?/?$")
 MAX_QUERY_PARAMETERS = 500
+# FHIR search parameters that name what the generic field names do not.
+_SEARCH_NAMES = {"identifier": "mrn", "name": "fullname", "phonetic": "fullname"}
 
 
 def fhir_search_pairs(query: str) -> list[tuple[str, str]]:
@@ -82,7 +84,7 @@ def inspect_target(path: str, query: str) -> list[Finding]:
         if _SSN_SEGMENT.match(segment)
     ]
     if query:
-        found += scan_fields(_identifier_aware(fhir_search_pairs(query)), "url.query")
+        found += scan_fields(fhir_search_pairs(query), "url.query", _SEARCH_NAMES)
     return found
 
 
@@ -94,11 +96,6 @@ def inspect_envelope(
     found = target + inspect_headers(headers)
     person_search = bool(target) and _PERSON_ENDPOINT.search(path) is not None
     return found, person_search or is_phi(found)
-
-
-def _identifier_aware(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    # A FHIR ``identifier`` search names a record number: read it as an MRN.
-    return [("mrn" if name == "identifier" else name, value) for name, value in pairs]
 
 
 def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:

@@ -61,14 +61,14 @@ _register(
     "chartnumber",
     "chartno",
 )
-_register(C.HEALTH_PLAN_ID, _ID_VALUE, "memberid", "subscriberid", "insuranceid", "policynumber")
-_register(C.ACCOUNT_NUMBER, _ID_VALUE, "accountnumber", "acctno", "patientaccount", "encounterid")
+# Only names that say "patient": a vendor's own "account_number" or "policy_number" is not one.
+_register(C.HEALTH_PLAN_ID, _ID_VALUE, "memberid", "subscriberid", "insuranceid")
+_register(C.ACCOUNT_NUMBER, _ID_VALUE, "patientaccount", "patientaccountnumber", "encounterid")
 _register(
     C.NAME,
     _NAME_VALUE,
     "family",
-    "given",
-    "name",
+    "given",  # a bare "name" is too common (files, products, reports) to count
     "lastname",
     "firstname",
     "surname",
@@ -103,11 +103,14 @@ def field_category(name: str, value: str) -> Category | None:
     return category
 
 
-def scan_fields(pairs: Iterable[tuple[str, str]], location: str) -> list[Finding]:
-    """Findings for the named values of one record (never the values themselves)."""
+def scan_fields(
+    pairs: Iterable[tuple[str, str]], location: str, aliases: dict[str, str] | None = None
+) -> list[Finding]:
+    """Findings for the named values of one record (never the values themselves). ``aliases``
+    read a name as another where the context says more (FHIR search ``identifier`` → MRN)."""
     found: list[Finding] = []
     for name, value in pairs:
-        category = field_category(name, value)
+        category = field_category(aliases.get(name, name) if aliases else name, value)
         if category is not None:
             found.append(Finding(category, f"{location}.{_safe(name)}"))
     return found

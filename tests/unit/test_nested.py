@@ -135,8 +135,12 @@ def test_named_fields_in_forms_and_json() -> None:
     assert {Category.NAME, Category.DATE} <= {f.category for f in result.findings}
     login = json.dumps({"email": "ops@example.org", "password": "x"}).encode()
     assert not INSPECTOR.inspect(login).contains_phi  # one weak identifier alone
-    export = json.dumps([{"name": "Ana Ruiz", "phone": "555-201-3344"}]).encode()
+    export = json.dumps([{"full_name": "Ana Ruiz", "phone": "555-201-3344"}]).encode()
     assert INSPECTOR.inspect(export).contains_phi  # two kinds together
+    report = json.dumps({"name": "Quarterly report", "email": "ops@example.org"}).encode()
+    assert not INSPECTOR.inspect(report).contains_phi  # a bare "name" is not a person's
+    vendor = json.dumps({"account_number": "AC-99812", "policy_number": "P-1"}).encode()
+    assert not INSPECTOR.inspect(vendor).contains_phi
 
 
 def test_fhir_search_in_the_url_is_phi() -> None:
@@ -144,6 +148,8 @@ def test_fhir_search_in_the_url_is_phi() -> None:
     assert phi and {f.location for f in findings} == {"url.query.family", "url.query.birthdate"}
     _, phi = inspect_envelope("/fhir/Patient", "family=Doe", [])
     assert phi  # any identifying search on a person endpoint
+    findings, phi = inspect_envelope("/fhir/Patient/_search", "name=Doe", [])
+    assert phi and findings[0].location == "url.query.name"
     _, phi = inspect_envelope("/fhir/Observation", "date=ge2024-01-01&_count=50", [])
     assert not phi
     _, phi = inspect_envelope("/fhir/Patient/123-45-6789", "", [])
