@@ -4,6 +4,7 @@ bundle of the shared corpus (when present). Targets from the redaction issue: 0.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import time
@@ -31,13 +32,26 @@ def timed(run: Callable[[], object], seconds: float = 2.0) -> tuple[float, int]:
     return statistics.median(samples), len(samples)
 
 
+def adt_2kb(seed: int) -> bytes:
+    adt = hl7_rich(make_patient(seed)).encode()
+    while len(adt) < 2000:  # pad with results to about 2 KB, as the proxy benchmark does
+        adt += b"OBX|2|NM|2345-7^Glucose^LN||98|mg/dL|70-99||||F\r"
+    return adt
+
+
+def report(name: str, ms: float, runs: int, target: float) -> None:
+    verdict = "met" if ms <= target else "NOT MET"
+    print(f"{name:<28} {ms:>12.3f} {target:>8.1f}  {runs:>4}  {verdict}")
+
+
 def main() -> int:
     config = parse_config({})
     redactor = Redactor(config.redaction, config.limits, b"bench-secret-0123456789abcdef")
     patient = make_patient(2026)
-    adt = hl7_rich(patient).encode()
-    while len(adt) < 2000:  # pad with results to about 2 KB, as the proxy benchmark does
-        adt += b"OBX|2|NM|2345-7^Glucose^LN||98|mg/dL|70-99||||F\r"
+    adt = adt_2kb(2026)
+    # The same message again and again lets caches keyed by its values (re's pattern cache,
+    # for one) hide costs that real traffic, a new patient per message, pays every time.
+    fresh = itertools.cycle([adt_2kb(seed) for seed in range(1000)])
     cases: list[tuple[str, bytes, Format, float]] = [
         (f"HL7 ADT^A01 ({len(adt)} B)", adt, Format.HL7V2, 0.3),
         (
@@ -58,9 +72,10 @@ def main() -> int:
         if outcome.error:
             print(f"{name:<28} refused: {outcome.error}")
             continue
-        ms, runs = timed(lambda b=body, f=fmt: redactor.redact(b, "", f))  # type: ignore[misc]
-        verdict = "met" if ms <= target else "NOT MET"
-        print(f"{name:<28} {ms:>12.3f} {target:>8.1f}  {runs:>4}  {verdict}")
+        report(name, *timed(lambda b=body, f=fmt: redactor.redact(b, "", f)), target)  # type: ignore[misc]
+        if fmt is Format.HL7V2:
+            fresh_run = lambda: redactor.redact(next(fresh), "", Format.HL7V2)  # noqa: E731
+            report("  a new patient each call", *timed(fresh_run), target)
     return 0
 
 

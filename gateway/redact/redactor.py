@@ -87,7 +87,7 @@ class Redactor:
             text, encoding = data.decode("latin-1"), "latin-1"
         options = Hl7Options(
             pseudonymizer=self.pseudonymizer,
-            dates=self._dates(_hl7_patient_key(text)),
+            dates=self._dates(_hl7_patient_key(text) if self.shift else ""),
             pseudonymize_ids=self.settings.identifiers == "pseudonym",
             redact_z_segments=self.settings.z_segments == "redact",
             keep=frozenset(self.settings.keep),
@@ -111,7 +111,7 @@ class Redactor:
         )
         options = FhirOptions(
             pseudonymizer=self.pseudonymizer,
-            dates=self._dates(_fhir_patient_key(documents)),
+            dates=self._dates(_fhir_patient_key(documents) if self.shift else ""),
             pseudonymize_ids=self.settings.identifiers == "pseudonym",
             keep=frozenset(self.settings.keep),
         )

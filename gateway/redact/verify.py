@@ -29,7 +29,7 @@ _MIN_ORIGINAL = 4
 def leftover(output: str, originals: Iterable[str]) -> bool:
     """Does any removed identifier value still occur in the output, as a whole token?"""
     values = {v.lower() for v in originals if len(v) >= _MIN_ORIGINAL}
-    return find_values(output, values) is not None
+    return find_values(output, values)
 
 
 def pattern_left(output: str) -> bool:
