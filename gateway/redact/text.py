@@ -157,6 +157,10 @@ def has_pattern(text: str) -> bool:
     )
 
 
+_NON_DIGITS = re.compile(r"\D")
+_NUMBER_CHARS = re.compile(r"[-\d. ()/+]")
+
+
 class ContextScrubber:
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -175,15 +179,17 @@ class ContextScrubber:
     def add_number(self, value: str) -> None:
         """A value, and for numbers written with separators (SSN, phone) its bare digits."""
         self.add(value)
-        digits = re.sub(r"\D", "", value)
-        if len(digits) >= 7 and not re.sub(r"[-\d. ()/+]", "", value):
+        if len(value) < 7:  # too short to hold the 7 digits below
+            return
+        digits = _NON_DIGITS.sub("", value)
+        if len(digits) >= 7 and not _NUMBER_CHARS.sub("", value):
             self.add(digits)
             if len(digits) == 11 and digits.startswith("1"):
                 self.add(digits[1:])
 
     def add_date(self, value: str) -> None:
         """A date (HL7 TS or ISO): its usual spellings are scrubbed too."""
-        digits = re.sub(r"\D", "", value)[:8]
+        digits = _NON_DIGITS.sub("", value)[:8]
         if len(digits) == 8:
             year, month, day = digits[:4], digits[4:6], digits[6:]
             month_name = _MONTHS[int(month) - 1] if 1 <= int(month) <= 12 else ""
