@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +120,7 @@ class FhirRedactor:
         scrubber = ContextScrubber()
         for value in result.originals:
             scrubber.add(value)
-        result.resources = [_scrub_strings(r, scrubber) for r in result.resources]
+        result.resources = _scrub_document(result.resources, scrubber)
         return result
 
     # -- walking --------------------------------------------------------------------------------
@@ -371,26 +370,63 @@ def _collect(value: Any, into: set[str]) -> None:
                 _collect(item, into)
 
 
-def _scrub_strings(node: Any, scrubber: ContextScrubber, key: str = "") -> Any:
-    if isinstance(node, dict):
-        return {k: _scrub_strings(v, scrubber, k) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_scrub_strings(v, scrubber, key) for v in node]
-    if isinstance(node, str) and key not in NOT_FREE_TEXT:
-        return scrubber.scrub(node)
-    return node
+def _scrub_document(resources: list[Any], scrubber: ContextScrubber) -> list[Any]:
+    """Every free string scrubbed. The document's text is searched once for which values
+    occur at all; each distinct string is scrubbed once; containers are copied only on the
+    way to a string that changed."""
+    strings: list[str] = []
+    _collect_free(resources, "", strings)
+    present = scrubber.worth_scrubbing("\n".join(strings))
+    if present is None:
+        return resources
+    changes: dict[str, str] = {}
+    for text in set(strings):
+        scrubbed = scrubber.scrub(text, present)
+        if scrubbed != text:
+            changes[text] = scrubbed
+    if not changes:
+        return resources
+    return [_replace_strings(r, changes, "") for r in resources]
 
 
-def free_strings(node: Any, key: str = "") -> Iterator[str]:
-    """Every string a reader sees as text (what verification searches)."""
+def _collect_free(node: Any, key: str, into: list[str]) -> None:
+    """Every string a reader sees as text (what the scrub searches), in document order."""
     if isinstance(node, dict):
         for k, v in node.items():
-            yield from free_strings(v, k)
+            if isinstance(v, str):
+                if k not in NOT_FREE_TEXT:
+                    into.append(v)
+            elif isinstance(v, dict | list):
+                _collect_free(v, k, into)
     elif isinstance(node, list):
         for v in node:
-            yield from free_strings(v, key)
+            if isinstance(v, str):
+                if key not in NOT_FREE_TEXT:
+                    into.append(v)
+            elif isinstance(v, dict | list):
+                _collect_free(v, key, into)
     elif isinstance(node, str) and key not in NOT_FREE_TEXT:
-        yield node
+        into.append(node)
+
+
+def _replace_strings(node: Any, changes: dict[str, str], key: str) -> Any:
+    """``node`` with its free strings replaced per ``changes``; unchanged parts shared."""
+    if isinstance(node, str):
+        return node if key in NOT_FREE_TEXT else changes.get(node, node)
+    if isinstance(node, dict):
+        copy: dict[str, Any] | None = None
+        for k, v in node.items():
+            new = _replace_strings(v, changes, k)
+            if new is not v:
+                if copy is None:
+                    copy = dict(node)
+                copy[k] = new
+        return node if copy is None else copy
+    if isinstance(node, list):
+        replaced = [_replace_strings(v, changes, key) for v in node]
+        if any(new is not old for new, old in zip(replaced, node, strict=True)):
+            return replaced
+    return node
 
 
 def _identifying_extension(extension: Any) -> bool:

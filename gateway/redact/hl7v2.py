@@ -24,7 +24,7 @@ from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
-from gateway.redact.text import ContextScrubber, may_hold_pattern
+from gateway.redact.text import ContextScrubber
 
 C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
@@ -280,9 +280,8 @@ class Hl7Redactor:
         are scrubbed from it (a provider who shares the patient's name, an MRN inside an
         order number). One search of the whole rewritten message says which values occur at
         all and whether a pattern can: the usual segment then costs nothing."""
-        whole = "\r".join(p.text for p in pending)
-        present = scrubber.present(whole)
-        if not present and not may_hold_pattern(whole):
+        present = scrubber.worth_scrubbing("\r".join(p.text for p in pending))
+        if present is None:
             return
         for piece in pending:
             scrubbed = scrubber.scrub(piece.text, present)

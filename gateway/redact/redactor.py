@@ -116,21 +116,23 @@ class Redactor:
             keep=frozenset(self.settings.keep),
         )
         result = FhirRedactor(options).redact(documents)
+        try:  # serialized once: the check that it still serializes, and the body sent
+            body, content_type = _encode_fhir(result.resources, ndjson)
+        except (TypeError, ValueError):
+            return RedactionOutcome(error="redacted document no longer serializes")
         problem = verify_fhir(result.resources, result.originals, self.shift)
         if problem:
             return RedactionOutcome(error=problem)
-        if ndjson:
-            body = (
-                b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in result.resources)
-                + b"\n"
-            )
-            content_type = "application/fhir+ndjson"
-        else:
-            body = json.dumps(result.resources[0], ensure_ascii=False).encode()
-            content_type = "application/fhir+json"
         return RedactionOutcome(
             body, content_type, dict(Counter(result.counts)), tuple(sorted(result.locations))
         )
+
+
+def _encode_fhir(resources: list[Any], ndjson: bool) -> tuple[bytes, str]:
+    if ndjson:
+        lines = (json.dumps(r, ensure_ascii=False).encode() for r in resources)
+        return b"\n".join(lines) + b"\n", "application/fhir+ndjson"
+    return json.dumps(resources[0], ensure_ascii=False).encode(), "application/fhir+json"
 
 
 def _hl7_patient_key(text: str) -> str:

@@ -218,14 +218,19 @@ class ContextScrubber:
     def matches(self, text: str) -> bool:
         return find_values(text, self._lowered)
 
-    def present(self, text: str) -> list[str]:
-        """The (lower-case) values that occur anywhere in ``text``, even inside a word: a
-        document-wide filter, so each of its strings is only searched for these."""
-        return _present(text.lower(), self._lowered)
+    def worth_scrubbing(self, whole: str) -> list[str] | None:
+        """For the pieces of ``whole`` (joined with line ends, which no pattern crosses):
+        the values scrub(piece) could find, or None when no scrub would change any piece.
+        One search of the whole instead of every value in every piece."""
+        masked = scrub_patterns(whole)  # as scrub() does first: "[REDACTED]" is searched too
+        present = _present(masked.lower(), self._lowered)
+        if not present and masked == whole:
+            return None
+        return present
 
     def scrub(self, text: str, values: Iterable[str] | None = None) -> str:
         """SSN/phone/e-mail shapes and the learned values (or only ``values``, a subset
-        from present()) masked."""
+        from worth_scrubbing()) masked."""
         text = scrub_patterns(text)
         hits = _present(text.lower(), self._lowered if values is None else values)
         return mask_values(text, hits) if hits else text

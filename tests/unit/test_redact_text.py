@@ -55,4 +55,6 @@ def test_scrubber_masks_whole_tokens_case_insensitively() -> None:
     scrubber.add("12345")
     assert scrubber.scrub("SMITH's MRN 12345, not 123456") == (f"{MASK}'s MRN {MASK}, not 123456")
     assert scrubber.scrub("Smithson") == "Smithson"
-    assert scrubber.present("mr smithson") == ["smith"]
+    assert scrubber.worth_scrubbing("mr smithson") == ["smith"]
+    assert scrubber.worth_scrubbing("nothing here") is None
+    assert scrubber.worth_scrubbing("call 555-123-4567") == []
