@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.inspect.fhir import PERSON_TYPES, as_list, is_resource
+from gateway.inspect.fhir import PERSON_TYPES, as_list
 from gateway.model import Category
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
 from gateway.redact.text import ContextScrubber
@@ -65,6 +65,26 @@ def _is_identifier_key(key: str) -> bool:
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
+_ATTACHMENT_HINTS = frozenset({"contentType", "data", "size", "hash", "title"})
+# Every key _element has a rule for (besides *Identifier): the rest take the fast path.
+_ELEMENT_RULE_KEYS = frozenset(
+    {
+        "display",
+        "id",
+        "reference",
+        "fullUrl",
+        "location",
+        "extension",
+        "modifierExtension",
+        "valueAddress",
+        "url",
+        "link",
+        *_ATTACHMENT_DROP,
+        *_DROP_EVERYWHERE,
+        *_DROP_VALUES,
+        *_IDENTIFIER_KEYS,
+    }
+)
 _INSTANT_KEYS = frozenset({"issued", "lastUpdated", "timestamp", "recorded", "instant"})
 _IDENTIFYING_EXTENSION_VALUES = frozenset(
     {
@@ -127,9 +147,9 @@ class FhirRedactor:
     def _value(self, node: Any, key: str, result: FhirRedaction, rtype: str | None) -> Any:
         if isinstance(node, list):
             return [self._value(item, key, result, rtype) for item in node]
-        if is_resource(node):
-            return self._resource(node, result)
         if isinstance(node, dict):
+            if isinstance(node.get("resourceType"), str):  # is_resource, inlined: hot
+                return self._resource(node, result)
             return self._element(node, result, rtype or "?")
         if isinstance(node, str):
             return self._string(node, key, result, rtype or "?")
@@ -184,14 +204,21 @@ class FhirRedactor:
         return out
 
     def _element(self, node: dict[str, Any], result: FhirRedaction, rtype: str) -> Any:
-        if _is_old_age(node):
+        if "value" in node and _is_old_age(node):
             # Safe Harbor: ages over 89 are one category, "90 or older".
             self._note(result, f"{rtype}.age", C.DATE, None)
             return {**node, "value": 90, "comparator": ">="}
         out: dict[str, Any] = {}
         coding = "system" in node or "code" in node
-        is_attachment = any(k in node for k in ("contentType", "data", "size", "hash", "title"))
+        is_attachment = not _ATTACHMENT_HINTS.isdisjoint(node)
         for key, value in node.items():
+            if key not in _ELEMENT_RULE_KEYS and not key.endswith("Identifier"):
+                # No rule names this key (most keys): redact the value by its own shape.
+                redacted_value = self._value(value, key, result, rtype)
+                if redacted_value in ({}, []) and value not in ({}, []):
+                    continue  # emptied by redaction (e.g. _birthDate): leave the element out
+                out[key] = redacted_value
+                continue
             path = f"{rtype}.{key}"
             if key == "display" and not coding:
                 # A Reference's display names what it points at (a Coding's display is a term).
