@@ -4,6 +4,7 @@ bundle of the shared corpus (when present). Targets from the redaction issue: 0.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import time
@@ -19,25 +20,42 @@ CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 SYNTHEA = CORPUS / "fhir" / "smart-gensample__R4__Synthea-Kathy_Walker.json"
 
 
-def timed(run: Callable[[], object], seconds: float = 2.0) -> tuple[float, int]:
-    """Median milliseconds per call over repeated batches lasting about ``seconds``."""
+def timed(run: Callable[[], object], seconds: float = 2.0) -> tuple[float, float, int]:
+    """Median wall and CPU milliseconds per call over repeated calls lasting about
+    ``seconds``. On a shared VM the CPU time is the steadier of the two: wall time also
+    counts the time other processes hold the cores."""
     run()  # warm caches (hl7apy structures, regexes)
-    samples: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 3:
-        start = time.perf_counter()
+    while time.perf_counter() < deadline or len(wall) < 3:
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), len(samples)
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return statistics.median(wall), statistics.median(cpu), len(wall)
+
+
+def adt_2kb(seed: int) -> bytes:
+    adt = hl7_rich(make_patient(seed)).encode()
+    while len(adt) < 2000:  # pad with results to about 2 KB, as the proxy benchmark does
+        adt += b"OBX|2|NM|2345-7^Glucose^LN||98|mg/dL|70-99||||F\r"
+    return adt
+
+
+def report(name: str, ms: float, cpu_ms: float, runs: int, target: float) -> None:
+    verdict = "met" if ms <= target else "NOT MET"
+    print(f"{name:<28} {ms:>12.3f} {cpu_ms:>8.3f} {target:>8.1f}  {runs:>4}  {verdict}")
 
 
 def main() -> int:
     config = parse_config({})
     redactor = Redactor(config.redaction, config.limits, b"bench-secret-0123456789abcdef")
     patient = make_patient(2026)
-    adt = hl7_rich(patient).encode()
-    while len(adt) < 2000:  # pad with results to about 2 KB, as the proxy benchmark does
-        adt += b"OBX|2|NM|2345-7^Glucose^LN||98|mg/dL|70-99||||F\r"
+    adt = adt_2kb(2026)
+    # The same message again and again lets caches keyed by its values (re's pattern cache,
+    # for one) hide costs that real traffic, a new patient per message, pays every time.
+    fresh = itertools.cycle([adt_2kb(seed) for seed in range(1000)])
     cases: list[tuple[str, bytes, Format, float]] = [
         (f"HL7 ADT^A01 ({len(adt)} B)", adt, Format.HL7V2, 0.3),
         (
@@ -52,15 +70,16 @@ def main() -> int:
         cases.append((f"Synthea bundle ({len(data) / 1e6:.1f} MB)", data, Format.FHIR_JSON, 50.0))
     else:
         print(f"(corpus not found at {CORPUS}: Synthea bundle skipped)")
-    print(f"{'payload':<28} {'ms/redaction':>12} {'target':>8}  runs  verdict")
+    print(f"{'payload':<28} {'ms/redaction':>12} {'cpu ms':>8} {'target':>8}  runs  verdict")
     for name, body, fmt, target in cases:
         outcome = redactor.redact(body, "", fmt)
         if outcome.error:
             print(f"{name:<28} refused: {outcome.error}")
             continue
-        ms, runs = timed(lambda b=body, f=fmt: redactor.redact(b, "", f))  # type: ignore[misc]
-        verdict = "met" if ms <= target else "NOT MET"
-        print(f"{name:<28} {ms:>12.3f} {target:>8.1f}  {runs:>4}  {verdict}")
+        report(name, *timed(lambda b=body, f=fmt: redactor.redact(b, "", f)), target)  # type: ignore[misc]
+        if fmt is Format.HL7V2:
+            fresh_run = lambda: redactor.redact(next(fresh), "", Format.HL7V2)  # noqa: E731
+            report("  a new patient each call", *timed(fresh_run), target)
     return 0
 
 

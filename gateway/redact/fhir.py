@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.inspect.fhir import PERSON_TYPES, as_list, is_resource
+from gateway.inspect.fhir import PERSON_TYPES, as_list
 from gateway.model import Category
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
 from gateway.redact.text import ContextScrubber
@@ -80,6 +79,26 @@ def _is_identifier_key(key: str) -> bool:
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
+_ATTACHMENT_HINTS = frozenset({"contentType", "data", "size", "hash", "title"})
+# Every key _element has a rule for (besides *Identifier): the rest take the fast path.
+_ELEMENT_RULE_KEYS = frozenset(
+    {
+        "display",
+        "id",
+        "reference",
+        "fullUrl",
+        "location",
+        "extension",
+        "modifierExtension",
+        "valueAddress",
+        "url",
+        "link",
+        *_ATTACHMENT_DROP,
+        *_DROP_EVERYWHERE,
+        *_DROP_VALUES,
+        *_IDENTIFIER_KEYS,
+    }
+)
 _INSTANT_KEYS = frozenset({"issued", "lastUpdated", "timestamp", "recorded", "instant"})
 _IDENTIFYING_EXTENSION_VALUES = frozenset(
     {
@@ -135,16 +154,16 @@ class FhirRedactor:
         scrubber = ContextScrubber()
         for value in result.originals:
             scrubber.add_address_line(value)  # = add(), plus street spellings for street lines
-        result.resources = [_scrub_strings(r, scrubber) for r in result.resources]
+        result.resources = _scrub_document(result.resources, scrubber)
         return result
 
     # -- walking --------------------------------------------------------------------------------
     def _value(self, node: Any, key: str, result: FhirRedaction, rtype: str | None) -> Any:
         if isinstance(node, list):
             return [self._value(item, key, result, rtype) for item in node]
-        if is_resource(node):
-            return self._resource(node, result)
         if isinstance(node, dict):
+            if isinstance(node.get("resourceType"), str):  # is_resource, inlined: hot
+                return self._resource(node, result)
             return self._element(node, result, rtype or "?")
         if isinstance(node, str):
             return self._string(node, key, result, rtype or "?")
@@ -199,14 +218,21 @@ class FhirRedactor:
         return out
 
     def _element(self, node: dict[str, Any], result: FhirRedaction, rtype: str) -> Any:
-        if _is_old_age(node):
+        if "value" in node and _is_old_age(node):
             # Safe Harbor: ages over 89 are one category, "90 or older".
             self._note(result, f"{rtype}.age", C.DATE, None)
             return {**node, "value": 90, "comparator": ">="}
         out: dict[str, Any] = {}
         coding = "system" in node or "code" in node
-        is_attachment = any(k in node for k in ("contentType", "data", "size", "hash", "title"))
+        is_attachment = not _ATTACHMENT_HINTS.isdisjoint(node)
         for key, value in node.items():
+            if key not in _ELEMENT_RULE_KEYS and not key.endswith("Identifier"):
+                # No rule names this key (most keys): redact the value by its own shape.
+                redacted_value = self._value(value, key, result, rtype)
+                if redacted_value in ({}, []) and value not in ({}, []):
+                    continue  # emptied by redaction (e.g. _birthDate): leave the element out
+                out[key] = redacted_value
+                continue
             path = f"{rtype}.{key}"
             if key == "display" and not coding:
                 # A Reference's display names what it points at (a Coding's display is a term).
@@ -385,26 +411,63 @@ def _collect(value: Any, into: set[str]) -> None:
                 _collect(item, into)
 
 
-def _scrub_strings(node: Any, scrubber: ContextScrubber, key: str = "") -> Any:
-    if isinstance(node, dict):
-        return {k: _scrub_strings(v, scrubber, k) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_scrub_strings(v, scrubber, key) for v in node]
-    if isinstance(node, str) and key not in NOT_FREE_TEXT:
-        return scrubber.scrub(node)
-    return node
+def _scrub_document(resources: list[Any], scrubber: ContextScrubber) -> list[Any]:
+    """Every free string scrubbed. The document's text is searched once for which values
+    occur at all; each distinct string is scrubbed once; containers are copied only on the
+    way to a string that changed."""
+    strings: list[str] = []
+    _collect_free(resources, "", strings)
+    present = scrubber.worth_scrubbing("\n".join(strings))
+    if present is None:
+        return resources
+    changes: dict[str, str] = {}
+    for text in set(strings):
+        scrubbed = scrubber.scrub(text, present)
+        if scrubbed != text:
+            changes[text] = scrubbed
+    if not changes:
+        return resources
+    return [_replace_strings(r, changes, "") for r in resources]
 
 
-def free_strings(node: Any, key: str = "") -> Iterator[str]:
-    """Every string a reader sees as text (what verification searches)."""
+def _collect_free(node: Any, key: str, into: list[str]) -> None:
+    """Every string a reader sees as text (what the scrub searches), in document order."""
     if isinstance(node, dict):
         for k, v in node.items():
-            yield from free_strings(v, k)
+            if isinstance(v, str):
+                if k not in NOT_FREE_TEXT:
+                    into.append(v)
+            elif isinstance(v, dict | list):
+                _collect_free(v, k, into)
     elif isinstance(node, list):
         for v in node:
-            yield from free_strings(v, key)
+            if isinstance(v, str):
+                if key not in NOT_FREE_TEXT:
+                    into.append(v)
+            elif isinstance(v, dict | list):
+                _collect_free(v, key, into)
     elif isinstance(node, str) and key not in NOT_FREE_TEXT:
-        yield node
+        into.append(node)
+
+
+def _replace_strings(node: Any, changes: dict[str, str], key: str) -> Any:
+    """``node`` with its free strings replaced per ``changes``; unchanged parts shared."""
+    if isinstance(node, str):
+        return node if key in NOT_FREE_TEXT else changes.get(node, node)
+    if isinstance(node, dict):
+        copy: dict[str, Any] | None = None
+        for k, v in node.items():
+            new = _replace_strings(v, changes, k)
+            if new is not v:
+                if copy is None:
+                    copy = dict(node)
+                copy[k] = new
+        return node if copy is None else copy
+    if isinstance(node, list):
+        replaced = [_replace_strings(v, changes, key) for v in node]
+        if any(new is not old for new, old in zip(replaced, node, strict=True)):
+            return replaced
+    return node
 
 
 def _identifying_extension(extension: Any) -> bool:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
@@ -138,6 +139,7 @@ _LEARN_COMPONENTS: dict[str, tuple[int, ...]] = {
 }
 
 
+_NAME_PARTS = re.compile(r"[\s\-']+")
 _VISIT_SEGMENTS = frozenset({"PV1", "PV2", "EVN"})
 # OBX units that make a numeric value an age (UCUM "a", and what senders write instead).
 _AGE_UNITS = frozenset({"a", "yr", "yrs", "year", "years", "y"})
@@ -178,6 +180,21 @@ class _Delims:
         self.subcomponent = enc[3] if len(enc) > 3 else "&"
 
 
+@dataclass
+class _Pending:
+    """A piece of the rewritten message the scrub still has to search: ``out[index]`` is
+    ``prefix + text + suffix``; segments also carry their fields as the rules left them."""
+
+    index: int
+    prefix: str
+    text: str
+    suffix: str
+    delims: _Delims | None = None
+    fields: list[str] | None = None
+    kept: set[int] = field(default_factory=set)
+    types: dict[int, str] = field(default_factory=dict)
+
+
 class Hl7Redactor:
     def __init__(self, options: Hl7Options) -> None:
         self.options = options
@@ -202,9 +219,22 @@ class Hl7Redactor:
                 self._learn(seg, delims, version, scrubber)
             elif delims is not None and seg[:3] in _VISIT_SEGMENTS:
                 self._learn_dates(seg, delims, version, scrubber)
-        # Pass 2: rewrite.
-        delims = None
+        # Pass 2: rewrite the fields; pass 3: scrub the message's own identifiers and
+        # SSN/phone/e-mail shapes from what the fields kept.
+        out, pending = self._rewrite(parts, version, scrubber, result)
+        self._scrub(out, pending, scrubber, result)
+        result.text = "".join(out)
+        result.originals = scrubber.values()
+        return result
+
+    def _rewrite(
+        self, parts: list[str], version: str, scrubber: ContextScrubber, result: Hl7Redaction
+    ) -> tuple[list[str], list[_Pending]]:
+        """The message with every field rule applied; ``pending`` says which pieces of it
+        the scrub still has to search (every piece but MSH and the terminators)."""
+        delims: _Delims | None = None
         out: list[str] = []
+        pending: list[_Pending] = []
         for index, part in enumerate(parts):
             if index % 2 == 1:
                 out.append(part)  # the segment terminator, as sent
@@ -225,26 +255,66 @@ class Hl7Redactor:
                 else:
                     # File and batch headers keep their delimiters; their names and comments
                     # are scrubbed like any text.
-                    head, rest = seg[:4], seg[4:]
-                    out.append(prefix + head + scrubber.scrub(rest) + suffix)
+                    pending.append(_Pending(len(out), prefix + seg[:4], seg[4:], suffix))
+                    out.append(part)
                 continue
             if not seg.strip():
                 out.append(part)
                 continue
             if delims is None or not _SEGMENT_ID.match(seg_id):
                 raise Hl7RedactionError("a segment does not start with a segment id")
+            fields, kept, types = self._segment(seg, delims, version, scrubber, result)
+            joined = delims.field.join(fields)
+            pending.append(_Pending(len(out), prefix, joined, suffix, delims, fields, kept, types))
+            out.append(prefix + joined + suffix)
+        return out, pending
 
-            out.append(prefix + self._segment(seg, delims, version, scrubber, result) + suffix)
-        result.text = "".join(out)
-        result.originals = scrubber.values()
-        return result
+    def _scrub(
+        self,
+        out: list[str],
+        pending: list[_Pending],
+        scrubber: ContextScrubber,
+        result: Hl7Redaction,
+    ) -> None:
+        """Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes
+        are scrubbed from it (a provider who shares the patient's name, an MRN inside an
+        order number). One search of the whole rewritten message says which values occur at
+        all and whether a pattern can: the usual segment then costs nothing."""
+        present = scrubber.worth_scrubbing("\r".join(p.text for p in pending))
+        if present is None:
+            return
+        for piece in pending:
+            scrubbed = scrubber.scrub(piece.text, present)
+            if scrubbed == piece.text:
+                continue
+            if piece.delims is None:  # FHS/BHS: scrubbed like any text
+                out[piece.index] = piece.prefix + scrubbed + piece.suffix
+                continue
+            out[piece.index] = (
+                piece.prefix + self._rescrubbed(piece, scrubbed, result) + piece.suffix
+            )
+
+    def _rescrubbed(self, piece: _Pending, scrubbed: str, result: Hl7Redaction) -> str:
+        """A segment after the scrub, with its contract exceptions as sent; every field the
+        scrub changed is counted (the mask holds no delimiter, so fields stay in place)."""
+        assert piece.delims is not None and piece.fields is not None
+        seg_id = piece.text[:3]
+        zseg = seg_id.startswith("Z")
+        after = scrubbed.split(piece.delims.field)
+        for number in range(1, len(after)):
+            if after[number] != piece.fields[number]:
+                if number in piece.kept:
+                    after[number] = piece.fields[number]  # a contract exception stays as sent
+                    continue
+                self._changed(
+                    result, f"{seg_id}-{number}", self._category(seg_id, number, piece.types, zseg)
+                )
+        return piece.delims.field.join(after)
 
     # -- pass 1 ---------------------------------------------------------------------------------
     def _learn(self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber) -> None:
         """Remember the values that identify: names, street and city, phones and e-mail,
         identifiers, birth and death dates, and the identifier fields of IDENTIFIER_FIELDS."""
-        from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
-
         seg_id = seg[:3]
         types = field_types(seg_id, version)
         identifying = IDENTIFIER_FIELDS.get(seg_id, {})
@@ -286,13 +356,15 @@ class Hl7Redactor:
         scrubber.add_number(value)
         if kind == "name":
             # Parts of compound names ("Garcia-Lopez", "Van Der Berg") are written alone too.
-            for part in re.split(r"[\s\-']+", value):
+            for part in _NAME_PARTS.split(value):
                 scrubber.add(part)
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(
         self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber, result: Hl7Redaction
-    ) -> str:
+    ) -> tuple[list[str], set[int], dict[int, str]]:
+        """The segment's fields with every field rule applied, the contract exceptions
+        (fields the keep-list names) and the field types."""
         seg_id = seg[:3]
         fields = seg.split(d.field)
         types = field_types(seg_id, version)
@@ -310,7 +382,7 @@ class Hl7Redactor:
             value = fields[number]
             if not value:
                 continue
-            if f"{seg_id}-{number}" in self.options.keep:
+            if self.options.keep and f"{seg_id}-{number}" in self.options.keep:
                 kept.add(number)
                 continue
             if zseg:
@@ -334,23 +406,7 @@ class Hl7Redactor:
                 self._changed(
                     result, f"{seg_id}-{number}", self._category(seg_id, number, types, zseg)
                 )
-        # Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes are
-        # scrubbed from it (a provider who shares the patient's name, an MRN inside an order
-        # number): once per segment, the mask holds no delimiter so fields stay in place.
-        joined = d.field.join(fields)
-        scrubbed = scrubber.scrub(joined)
-        if scrubbed == joined:
-            return joined
-        after = scrubbed.split(d.field)
-        for number in range(1, len(after)):
-            if after[number] != fields[number]:
-                if number in kept:
-                    after[number] = fields[number]  # a contract exception stays as sent
-                    continue
-                self._changed(
-                    result, f"{seg_id}-{number}", self._category(seg_id, number, types, zseg)
-                )
-        return d.field.join(after)
+        return fields, kept, types
 
     @staticmethod
     def _category(seg_id: str, number: int, types: dict[int, str], zseg: bool) -> Category:
@@ -462,23 +518,25 @@ def _code(value: str) -> str:
     return value if value.isalpha() and len(value) <= 3 else ""
 
 
+_KIND_OF_TYPE = {
+    dtype: kind
+    for kind, types in (
+        ("id", ID_TYPES),
+        ("phone", PHONE_TYPES),
+        ("address", ADDRESS_TYPES),
+        ("name", NAME_TYPES),
+        ("date", DATE_TYPES),
+    )
+    for dtype in types
+}
+
+
 def _kind(dtype: str) -> str:
-    if dtype in DATE_TYPES:
-        return "date"
-    if dtype in NAME_TYPES:
-        return "name"
-    if dtype in ADDRESS_TYPES:
-        return "address"
-    if dtype in PHONE_TYPES:
-        return "phone"
-    if dtype in ID_TYPES:
-        return "id"
-    return "text"
+    return _KIND_OF_TYPE.get(dtype, "text")
 
 
+@functools.lru_cache(maxsize=4096)
 def _category(seg_id: str, number: int, dtype: str) -> Category:
-    from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
-
     known = IDENTIFIER_FIELDS.get(seg_id, {}).get(number)
     return known or CATEGORY_OF_TYPE[_kind(dtype)]
 

@@ -96,7 +96,7 @@ class Redactor:
             text, encoding = data.decode("latin-1"), "latin-1"
         options = Hl7Options(
             pseudonymizer=self.pseudonymizer,
-            dates=self._dates(_hl7_patient_key(text)),
+            dates=self._dates(_hl7_patient_key(text) if self.shift else ""),
             pseudonymize_ids=self.settings.identifiers == "pseudonym",
             redact_z_segments=self.settings.z_segments == "redact",
             keep=frozenset(self.settings.keep),
@@ -115,15 +115,18 @@ class Redactor:
     def _fhir(self, documents: list[Any], write: _FhirWriter) -> RedactionOutcome:
         options = FhirOptions(
             pseudonymizer=self.pseudonymizer,
-            dates=self._dates(_fhir_patient_key(documents)),
+            dates=self._dates(_fhir_patient_key(documents) if self.shift else ""),
             pseudonymize_ids=self.settings.identifiers == "pseudonym",
             keep=frozenset(self.settings.keep),
         )
         result = FhirRedactor(options).redact(documents)
+        try:  # serialized once: the check that it still serializes, and the body sent
+            body, content_type = write(result.resources)
+        except (TypeError, ValueError):
+            return RedactionOutcome(error="redacted document no longer serializes")
         problem = verify_fhir(result.resources, result.originals, self.shift)
         if problem:
             return RedactionOutcome(error=problem)
-        body, content_type = write(result.resources)
         return RedactionOutcome(
             body, content_type, dict(Counter(result.counts)), tuple(sorted(result.locations))
         )

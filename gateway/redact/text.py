@@ -7,7 +7,9 @@ Identifier values are matched as whole tokens, case-insensitively: "12345" must 
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
 
 SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 PHONE = re.compile(r"(?<!\d)(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
@@ -59,25 +61,104 @@ def values_pattern(values: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
 
 
-def find_values(text: str, lowered_values: set[str]) -> re.Match[str] | None:
-    """The first whole-token occurrence of any value; a plain substring test first, so the
-    usual case (none of them anywhere) costs no regex compilation."""
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def value_spans(text: str, lowered: str, hits: Iterable[str]) -> list[tuple[int, int]]:
+    """Where ``values_pattern(hits)`` would match in ASCII ``text`` (``lowered`` is its
+    lower(), so indices agree): whole tokens, leftmost first, the longest value at a
+    position, never overlapping. Found with str.find: compiling a regex of the message's
+    own values costs ~50 us per value, and every message brings new values."""
+    candidates: list[tuple[int, int]] = []
+    size = len(text)
+    for value in hits:
+        width = len(value)
+        start = lowered.find(value) if width else -1
+        while start != -1:
+            end = start + width
+            if (start == 0 or text[start - 1] not in _TOKEN_CHARS) and (
+                end == size or text[end] not in _TOKEN_CHARS
+            ):
+                candidates.append((start, -width))
+            start = lowered.find(value, start + 1)
+    candidates.sort()
+    spans: list[tuple[int, int]] = []
+    reached = 0
+    for start, negative_width in candidates:
+        if start >= reached:
+            reached = start - negative_width
+            spans.append((start, reached))
+    return spans
+
+
+def _present(lowered: str, lowered_values: Iterable[str]) -> list[str]:
+    return [v for v in lowered_values if v in lowered]
+
+
+def find_values(text: str, lowered_values: Iterable[str]) -> bool:
+    """Does any value occur as a whole token? A plain substring test first (the usual case:
+    none of them anywhere), then the token boundaries of the few that do."""
     lowered = text.lower()
-    hits = [v for v in lowered_values if v in lowered]
-    return values_pattern(hits).search(text) if hits else None
+    hits = _present(lowered, lowered_values)
+    if not hits:
+        return False
+    if text.isascii():
+        return bool(value_spans(text, lowered, hits))
+    return values_pattern(hits).search(text) is not None
+
+
+def mask_values(text: str, hits: list[str]) -> str:
+    """Every whole-token occurrence of the (lower-case) values replaced by the mask."""
+    if not hits:
+        return text
+    if not text.isascii():
+        # lower() may change the length of non-ASCII text: the regex keeps exact semantics.
+        return _cached_pattern(frozenset(hits)).sub(MASK, text)
+    spans = value_spans(text, text.lower(), hits)
+    if not spans:
+        return text
+    pieces: list[str] = []
+    done = 0
+    for start, end in spans:
+        pieces.append(text[done:start])
+        pieces.append(MASK)
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_pattern(hits: frozenset[str]) -> re.Pattern[str]:
+    return values_pattern(list(hits))
 
 
 _NUMBER_PATTERN = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
+# Every SSN (ddd-dd-dddd) and phone (...ddd[ .-]dddd) contains this: a scan for it is ~8x
+# cheaper than the full pattern, and most text has none.
+_NUMBER_HINT = re.compile(r"\d[ .-]\d{4}")
+
+
+def may_hold_pattern(text: str) -> bool:
+    """False when no SSN, phone or e-mail can be in the text (a cheap necessary condition)."""
+    return "@" in text or _NUMBER_HINT.search(text) is not None
 
 
 def scrub_patterns(text: str) -> str:
     """SSN and phone shapes; e-mail only where an @ makes one possible (cheap to rule out)."""
-    text = _NUMBER_PATTERN.sub(MASK, text)
+    if _NUMBER_HINT.search(text):
+        text = _NUMBER_PATTERN.sub(MASK, text)
     return EMAIL.sub(MASK, text) if "@" in text else text
 
 
 def has_pattern(text: str) -> bool:
-    return bool(_NUMBER_PATTERN.search(text) or ("@" in text and EMAIL.search(text)))
+    return bool(
+        (_NUMBER_HINT.search(text) and _NUMBER_PATTERN.search(text))
+        or ("@" in text and EMAIL.search(text))
+    )
+
+
+_NON_DIGITS = re.compile(r"\D")
+_NUMBER_CHARS = re.compile(r"[-\d. ()/+]")
 
 
 # USPS street suffix abbreviations (Publication 28, the common ones): notes spell them either way.
@@ -142,7 +223,6 @@ class ContextScrubber:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._lowered: set[str] = set()
-        self._compiled: dict[frozenset[str], re.Pattern[str]] = {}
 
     def add(self, value: str) -> None:
         value = value.strip()
@@ -159,15 +239,17 @@ class ContextScrubber:
     def add_number(self, value: str) -> None:
         """A value, and for numbers written with separators (SSN, phone) its bare digits."""
         self.add(value)
-        digits = re.sub(r"\D", "", value)
-        if len(digits) >= 7 and not re.sub(r"[-\d. ()/+]", "", value):
+        if len(value) < 7:  # too short to hold the 7 digits below
+            return
+        digits = _NON_DIGITS.sub("", value)
+        if len(digits) >= 7 and not _NUMBER_CHARS.sub("", value):
             self.add(digits)
             if len(digits) == 11 and digits.startswith("1"):
                 self.add(digits[1:])
 
     def add_date(self, value: str) -> None:
         """A date (HL7 TS or ISO): its usual spellings are scrubbed too."""
-        digits = re.sub(r"\D", "", value)[:8]
+        digits = _NON_DIGITS.sub("", value)[:8]
         if len(digits) == 8:
             year, month, day = digits[:4], digits[4:6], digits[6:]
             month_name = _MONTHS[int(month) - 1] if 1 <= int(month) <= 12 else ""
@@ -194,15 +276,21 @@ class ContextScrubber:
         return value.strip().lower() in self._lowered
 
     def matches(self, text: str) -> bool:
-        return find_values(text, self._lowered) is not None
+        return find_values(text, self._lowered)
 
-    def scrub(self, text: str) -> str:
+    def worth_scrubbing(self, whole: str) -> list[str] | None:
+        """For the pieces of ``whole`` (joined with line ends, which no pattern crosses):
+        the values scrub(piece) could find, or None when no scrub would change any piece.
+        One search of the whole instead of every value in every piece."""
+        masked = scrub_patterns(whole)  # as scrub() does first: "[REDACTED]" is searched too
+        present = _present(masked.lower(), self._lowered)
+        if not present and masked == whole:
+            return None
+        return present
+
+    def scrub(self, text: str, values: Iterable[str] | None = None) -> str:
+        """SSN/phone/e-mail shapes and the learned values (or only ``values``, a subset
+        from worth_scrubbing()) masked."""
         text = scrub_patterns(text)
-        lowered = text.lower()
-        hits = frozenset(v for v in self._lowered if v in lowered)
-        if not hits:
-            return text
-        pattern = self._compiled.get(hits)
-        if pattern is None:
-            pattern = self._compiled[hits] = values_pattern(list(hits))
-        return pattern.sub(MASK, text)
+        hits = _present(text.lower(), self._lowered if values is None else values)
+        return mask_values(text, hits) if hits else text

@@ -11,15 +11,14 @@ Two independent checks, both must pass:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.inspect.fhir import PERSON_TYPES, as_list, is_resource
+from gateway.inspect.fhir import PERSON_TYPES, as_list
 from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7, segment_ends
 from gateway.model import IDENTIFYING, Category
-from gateway.redact.fhir import free_strings
+from gateway.redact.fhir import NOT_FREE_TEXT
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
 from gateway.redact.text import find_values, has_pattern, worth_matching
 
@@ -30,7 +29,7 @@ def leftover(output: str, originals: Iterable[str]) -> bool:
     """Does any removed identifier value still occur in the output, as a whole token? Values
     the scrubber deliberately leaves in free text (see ``worth_matching``) are not searched."""
     values = {v.strip().lower() for v in originals if len(v) >= _MIN_ORIGINAL and worth_matching(v)}
-    return find_values(output, values) is not None
+    return find_values(output, values)
 
 
 def pattern_left(output: str) -> bool:
@@ -78,21 +77,42 @@ def _unescape_text(text: str) -> str:
 
 
 def verify_fhir(resources: list[Any], originals: Iterable[str], shifted_dates: bool) -> str:
-    try:
-        json.dumps(resources, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return "redacted document no longer serializes"
-    text = "\n".join(free_strings(resources))
-    for resource in _resources(resources):
-        if resource.get("resourceType") in PERSON_TYPES and not _person_clean(
-            resource, shifted_dates
-        ):
+    """'' when the redacted resources are clean, else the reason (never a value). That they
+    still serialize is checked where they are serialized (once: redactor.encode_fhir)."""
+    strings: list[str] = []
+    people: list[dict[str, Any]] = []
+    _read(resources, "", strings, people)
+    for resource in people:
+        if not _person_clean(resource, shifted_dates):
             return "an identifying element survived redaction"
+    text = "\n".join(strings)
     if leftover(text, originals):
         return "an identifier value survived redaction"
     if pattern_left(text):
         return "an SSN, phone or e-mail pattern survived redaction"
     return ""
+
+
+def _read(node: Any, key: str, strings: list[str], people: list[dict[str, Any]]) -> None:
+    """One walk: every string a reader sees as text (document order), every person
+    resource at any depth (contained, Bundle entries, Parameters)."""
+    if isinstance(node, dict):
+        rtype = node.get("resourceType")
+        if isinstance(rtype, str) and rtype in PERSON_TYPES:
+            people.append(node)
+        for k, v in node.items():
+            if isinstance(v, str):
+                if k not in NOT_FREE_TEXT:
+                    strings.append(v)
+            elif isinstance(v, dict | list):
+                _read(v, k, strings, people)
+    elif isinstance(node, list):
+        for v in node:
+            if isinstance(v, str):
+                if key not in NOT_FREE_TEXT:
+                    strings.append(v)
+            elif isinstance(v, dict | list):
+                _read(v, key, strings, people)
 
 
 def _person_clean(resource: dict[str, Any], shifted_dates: bool) -> bool:
@@ -116,15 +136,3 @@ def _person_clean(resource: dict[str, Any], shifted_dates: bool) -> bool:
         if value is not None and not (isinstance(value, str) and is_pseudonym(value)):
             return False
     return True
-
-
-def _resources(node: Any) -> Iterable[dict[str, Any]]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _resources(item)
-    elif isinstance(node, dict):
-        if is_resource(node):
-            yield node
-        for value in node.values():
-            if isinstance(value, dict | list):
-                yield from _resources(value)

@@ -1,0 +1,60 @@
+"""The fast paths of free-text scrubbing find exactly what the regular expressions find."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.redact.text import (
+    EMAIL,
+    MASK,
+    PHONE,
+    SSN,
+    ContextScrubber,
+    find_values,
+    has_pattern,
+    mask_values,
+    scrub_patterns,
+    values_pattern,
+)
+
+# Few letters, digits and separators: values collide, overlap and touch token boundaries.
+_ALPHABET = "aAbB01 -./()@+é"
+_TEXT = st.text(alphabet=_ALPHABET, max_size=40)
+_VALUES = st.lists(st.text(alphabet=_ALPHABET, min_size=1, max_size=6), max_size=6)
+
+
+def _reference_mask(text: str, values: list[str]) -> str:
+    lowered = text.lower()
+    hits = [v.lower() for v in values if v.lower() in lowered]
+    return values_pattern(hits).sub(MASK, text) if hits else text
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_TEXT, values=_VALUES)
+def test_mask_values_matches_the_regex(text: str, values: list[str]) -> None:
+    lowered_values = {v.lower() for v in values}
+    hits = [v for v in lowered_values if v in text.lower()]
+    assert mask_values(text, hits) == _reference_mask(text, values)
+    expected = bool(hits) and values_pattern(hits).search(text) is not None
+    assert find_values(text, lowered_values) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet="0123456789 -.()+1@ab.", max_size=40))
+def test_pattern_prefilter_never_hides_a_pattern(text: str) -> None:
+    full = EMAIL.sub(MASK, PHONE.sub(MASK, SSN.sub(MASK, text))) if text else text
+    # The combined number pattern is one alternation: compare on what it is meant to catch.
+    assert (scrub_patterns(text) == text) == (full == text)
+    assert has_pattern(text) == any(p.search(text) for p in (SSN, PHONE, EMAIL))
+
+
+def test_scrubber_masks_whole_tokens_case_insensitively() -> None:
+    scrubber = ContextScrubber()
+    scrubber.add("Smith")
+    scrubber.add("12345")
+    assert scrubber.scrub("SMITH's MRN 12345, not 123456") == (f"{MASK}'s MRN {MASK}, not 123456")
+    assert scrubber.scrub("Smithson") == "Smithson"
+    assert scrubber.worth_scrubbing("mr smithson") == ["smith"]
+    assert scrubber.worth_scrubbing("nothing here") is None
+    assert scrubber.worth_scrubbing("call 555-123-4567") == []
