@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="download date for files that carry none (Azure, Cloudflare); default: today",
     )
     update.add_argument("--config", type=Path, default=None)
-    update.add_argument("--output", type=Path, help="write here (default: geo.provider_ranges)")
+    update.add_argument(
+        "-o", "--output", type=Path, help="write here (default: geo.provider_ranges)"
+    )
 
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
