@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gateway.config import CombineRule, Geo, Override
 from gateway.geo.database import GeoDatabaseError, GeoDatabaseReader
 from gateway.geo.ranges import Match, ProviderRanges, RangesError
+from gateway.geo.reserved import is_reserved
 from gateway.model import GeoAnswer, Jurisdiction, Location
 
 _CACHE_MAX = 65536
@@ -39,10 +40,6 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip in _NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
-
-
-def is_reserved(ip: IPAddress) -> bool:
-    return not ip.is_global or ip.is_multicast
 
 
 class Locator:
@@ -73,6 +70,10 @@ class Locator:
         self.rule = rule
         # Most specific prefix first, so the first match is the one that wins.
         self.overrides = tuple(sorted(overrides, key=lambda o: -o.cidr.prefixlen))
+        self._override_spans = tuple(
+            (o.cidr.version, int(o.cidr.network_address), int(o.cidr.broadcast_address), o)
+            for o in self.overrides
+        )
         self._cache: dict[str, Jurisdiction] = {}
         self._provider_versions = {
             name: info.date.isoformat() if info.date else ""
@@ -130,8 +131,9 @@ class Locator:
             parsed = embedded_ipv4(parsed) or parsed
         ip = str(parsed)
         reserved = is_reserved(parsed)
+        version, value = parsed.version, int(parsed)
         override = next(
-            (o for o in self.overrides if o.cidr.version == parsed.version and parsed in o.cidr),
+            (o for v, lo, hi, o in self._override_spans if v == version and lo <= value <= hi),
             None,
         )
         provider = None if reserved or self.providers is None else self.providers.lookup(parsed)

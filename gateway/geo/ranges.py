@@ -100,11 +100,14 @@ def network_of(prefix: Prefix) -> Network:
     return ipaddress.IPv6Network((address, length))
 
 
-@dataclass(frozen=True, slots=True)
 class Match:
     """The most specific listed prefix that holds an address."""
 
-    prefix: Prefix
+    __slots__ = ("_network", "prefix")
+
+    def __init__(self, prefix: Prefix) -> None:
+        self.prefix = prefix
+        self._network = ""
 
     @property
     def label(self) -> Label:
@@ -112,7 +115,10 @@ class Match:
 
     @property
     def network(self) -> str:
-        return str(network_of(self.prefix))
+        """The prefix as text, made on first use (most prefixes are never asked about)."""
+        if not self._network:
+            self._network = str(network_of(self.prefix))
+        return self._network
 
 
 @dataclass
