@@ -4,8 +4,10 @@
   listed under ``us-east-1`` sit in Buenos Aires, Lima, Querétaro, Santiago); ``GLOBAL`` is
   anycast (CloudFront, Global Accelerator, Route 53).
 - GCP ``cloud.json``: ``scope``; ``global`` is anycast.
-- Azure Service Tags: the regional ``AzureCloud.<region>`` tags (the other regional tags are
-  subsets of them); ``AzureFrontDoor.Frontend`` is Front Door's anycast edge.
+- Azure Service Tags: every tag with a region (``AzureCloud.<region>``, and regional service
+  tags such as ``AzureMonitor.WestEurope``: 50 of their prefixes lie outside any
+  ``AzureCloud.<region>`` tag); ``AzureFrontDoor.Frontend`` is Front Door's anycast edge.
+  Region-less tags are aggregates (``AzureCloud``, ``Storage``) or global.
 - Oracle ``public_ip_ranges.json``: ``regions[].region``.
 - Cloudflare ``ips-v4`` + ``ips-v6``: every range is anycast.
 
@@ -112,11 +114,10 @@ def _azure(data: Any, mapper: _Mapper) -> Iterator[tuple[Network, Label]]:
         name = tag["name"]
         if name in AZURE_ANYCAST_TAGS:
             label: Label | None = Label("azure", name, None)
-        elif name.startswith("AzureCloud."):
-            region = tag["properties"].get("region") or name.split(".", 1)[1]
+        elif region := tag["properties"].get("region"):
             label = mapper.label("azure", region)
         else:
-            continue
+            continue  # aggregates of regional tags (AzureCloud, Storage, ...) and global tags
         if label is not None:
             for prefix in tag["properties"]["addressPrefixes"]:
                 yield _network(prefix), label

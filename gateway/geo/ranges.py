@@ -140,6 +140,7 @@ class RangeSet:
             self.sources[provider] = other.sources[provider]
 
     def write(self, path: Path) -> None:
+        self.entries = prune_redundant(self.entries)
         labels = sorted({entry[3] for entry in self.entries})
         index = {label: i for i, label in enumerate(labels)}
         v4 = bytearray()
@@ -234,6 +235,25 @@ class ProviderRanges:
             for name, info in sorted(self.sources.items())
         )
         return f"{self.path} (provider ranges, {self.prefixes} prefixes: {dates})"
+
+
+def prune_redundant(entries: Iterable[Prefix]) -> list[Prefix]:
+    """Drop prefixes that sit inside a listed prefix with the same label (Azure lists most
+    addresses twice: in ``AzureCloud.<region>`` and again in each regional service tag).
+    Lookups answer exactly as before; the file and the load get smaller. Conflicting
+    duplicates are resolved first (``_dedupe``), so pruning cannot pick a side."""
+    kept: list[Prefix] = []
+    stack: list[tuple[int, int, Label]] = []  # (version, last address, label) of open prefixes
+    for prefix in sorted(_dedupe(entries), key=lambda e: (e[0], e[1], e[2])):
+        version, address, length, label = prefix
+        while stack and (stack[-1][0] != version or stack[-1][1] < address):
+            stack.pop()
+        if stack and stack[-1][2] == label:
+            continue
+        kept.append(prefix)
+        bits = 32 if version == 4 else 128
+        stack.append((version, address + (1 << (bits - length)) - 1, label))
+    return kept
 
 
 def _dedupe(entries: Iterable[Prefix]) -> list[Prefix]:

@@ -73,7 +73,7 @@ AZURE = {
             ("AzureCloud", "", ["20.0.0.0/8"]),  # aggregate: not used
             ("AzureCloud.westeurope", "westeurope", ["20.50.0.0/16"]),
             ("AzureCloud.eastus", "eastus", ["20.51.0.0/16"]),
-            ("Storage.WestEurope", "westeurope", ["20.51.7.0/24"]),  # only AzureCloud.* count
+            ("Storage.WestEurope", "westeurope", ["20.51.7.0/24", "20.50.3.0/24"]),
             ("AzureFrontDoor.Frontend", "", ["13.107.0.0/24"]),
         ]
     ],

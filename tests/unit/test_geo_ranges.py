@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
 from gateway.geo.providers import ProviderDataError, read_provider, read_region_table
-from gateway.geo.ranges import Label, ProviderRanges, RangesError, RangeSet, prefix_of
+from gateway.geo.ranges import (
+    Label,
+    ProviderRanges,
+    RangesError,
+    RangeSet,
+    prefix_of,
+    prune_redundant,
+)
 from tests.support.geo_world import AWS, write_provider_files
 
 
@@ -145,3 +153,23 @@ def test_geo_update_refuses_unmapped_regions_and_writes_nothing(
 def test_geo_update_needs_a_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["geo", "update"]) == 2
     assert "name at least one list" in capsys.readouterr().err
+
+
+def test_pruning_nested_same_label_prefixes_changes_no_answer() -> None:
+    rng = random.Random(23)
+    labels = [US, IE, DE]
+    entries = []
+    for _ in range(400):
+        length = rng.randrange(8, 29)
+        address = rng.getrandbits(length) << (32 - length) | (10 << 24)
+        address &= 0xFFFFFFFF
+        net = ipaddress.IPv4Network((address >> (32 - length) << (32 - length), length))
+        entries.append(prefix_of(net, rng.choice(labels)))
+    pruned = prune_redundant(entries)
+    assert len(pruned) < len(entries)
+    full, small = ProviderRanges(RangeSet(entries)), ProviderRanges(RangeSet(pruned))
+    probes = [ipaddress.IPv4Address(e[1] + rng.randrange(1 << (32 - e[2]))) for e in entries]
+    probes += [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(2000)]
+    for ip in probes:
+        a, b = full.lookup(ip), small.lookup(ip)
+        assert (a and a.label) == (b and b.label), ip

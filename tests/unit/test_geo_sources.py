@@ -104,8 +104,9 @@ def test_each_provider_format(world: tuple[Path, Path, Path]) -> None:
     assert where(loc, "2600:1900::5")[1] == "US"  # GCP IPv6
     assert where(loc, "2600:1f00::1")[1] == "US"  # AWS IPv6
     assert where(loc, "20.50.0.1")[1] == "NL"  # AzureCloud.westeurope
-    # Only AzureCloud.<region> tags place addresses: Storage.WestEurope inside eastus is US.
-    assert where(loc, "20.51.7.1")[1] == "US"
+    # Regional service tags place addresses too, the more specific prefix winning.
+    assert where(loc, "20.51.7.1")[1] == "NL"  # Storage.WestEurope inside AzureCloud.eastus
+    assert where(loc, "20.51.8.1")[1] == "US"
     assert where(loc, "20.9.9.9")[2] == "no-answer"  # the aggregate AzureCloud tag: not used
     assert where(loc, "129.80.3.3")[1] == "US"  # Oracle
     assert where(loc, "130.61.3.3")[1] == "DE"
