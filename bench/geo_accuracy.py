@@ -122,7 +122,8 @@ def configurations() -> list[tuple[str, Locator]]:
 
 def table(rows: list[tuple[str, dict[str, Tally]]]) -> str:
     providers = list(FILES)
-    header = "| source | " + " | ".join(p.upper() if p != "azure" else "Azure" for p in providers)
+    names = {"aws": "AWS", "azure": "Azure", "gcp": "GCP", "oracle": "Oracle"}
+    header = "| source | " + " | ".join(names[p] for p in providers)
     lines = [header + " |", "|---" * (len(providers) + 1) + "|"]
     for name, tallies in rows:
         cells = [
