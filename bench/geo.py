@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     sample = addresses(REPO / (geo.provider_ranges or "geo_db/cloud-ranges.bin"), args.addresses)
 
     cold: list[float] = []
+    cpu_started = time.process_time()
     for address in sample:
         started = time.perf_counter_ns()
         locator.locate(address)
         cold.append((time.perf_counter_ns() - started) / 1e3)
+    cold_cpu = (time.process_time() - cpu_started) / len(sample) * 1e6
     warm: list[float] = []
     for _ in range(args.rounds):
         for address in sample:
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<22}{statistics.median(values):>6.2f}  {_percentile(values, 0.99):>6.2f}"
             f"  {max(values):>7.1f}"
         )
+    print(f"  cold CPU time per lookup (mean, less sensitive to other load): {cold_cpu:.1f} µs")
     p99 = _percentile(warm, 0.99)
     verdict = "met" if p99 <= TARGET_P99_US else "NOT met"
     print(f"target: warm p99 <= {TARGET_P99_US:.0f} µs: {verdict} ({p99:.2f} µs)")
