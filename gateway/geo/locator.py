@@ -89,7 +89,7 @@ class Locator:
             providers = None
             if geo.provider_ranges is not None:
                 try:
-                    providers = ProviderRanges.load(geo.provider_ranges)
+                    providers = ProviderRanges.load_shared(geo.provider_ranges)
                 except RangesError as exc:
                     raise GeoDatabaseError(str(exc)) from None
         except GeoDatabaseError:

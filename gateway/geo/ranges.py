@@ -226,6 +226,22 @@ class ProviderRanges:
     def load(cls, path: Path) -> ProviderRanges:
         return cls(RangeSet.read(path), path)
 
+    @classmethod
+    def load_shared(cls, path: Path) -> ProviderRanges:
+        """``load``, but a policy reload (SIGHUP) reuses the table while the file is unchanged
+        (same inode, size and modification time): building it takes a few hundred ms."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return cls.load(path)  # raises the RangesError that names the problem
+        key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = _LOADED.get(key)
+        if cached is None:
+            cached = cls.load(path)
+            _LOADED.clear()  # keep only the latest table
+            _LOADED[key] = cached
+        return cached
+
     def lookup(self, ip: IPAddress) -> Match | None:
         return self._tables[ip.version].find(int(ip))
 
@@ -235,6 +251,9 @@ class ProviderRanges:
             for name, info in sorted(self.sources.items())
         )
         return f"{self.path} (provider ranges, {self.prefixes} prefixes: {dates})"
+
+
+_LOADED: dict[tuple[str, int, int, int], ProviderRanges] = {}
 
 
 def prune_redundant(entries: Iterable[Prefix]) -> list[Prefix]:

@@ -173,3 +173,16 @@ def test_pruning_nested_same_label_prefixes_changes_no_answer() -> None:
     for ip in probes:
         a, b = full.lookup(ip), small.lookup(ip)
         assert (a and a.label) == (b and b.label), ip
+
+
+def test_reload_reuses_an_unchanged_ranges_file(tmp_path: Path) -> None:
+    files = write_provider_files(tmp_path)
+    rows = read_region_table(tmp_path / "regions.tsv")
+    path = tmp_path / "ranges.bin"
+    read_provider("aws", files["aws"], rows).write(path)
+    first = ProviderRanges.load_shared(path)
+    assert ProviderRanges.load_shared(path) is first
+    read_provider("gcp", files["gcp"], rows).write(path)  # a `geo update` replaced the file
+    second = ProviderRanges.load_shared(path)
+    assert second is not first
+    assert set(second.sources) == {"gcp"}
