@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config import CombineRule, Geo, Override
 from gateway.geo.database import GeoDatabaseError, GeoDatabaseReader
@@ -129,74 +129,74 @@ class Locator:
             return Jurisdiction(address, Location.UNKNOWN, None, (), "not-an-address", "none")
         if isinstance(parsed, ipaddress.IPv6Address):
             parsed = embedded_ipv4(parsed) or parsed
-        ip = str(parsed)
-        reserved = is_reserved(parsed)
-        version, value = parsed.version, int(parsed)
-        override = next(
+        found = self._ask(parsed)
+        return self._decide(str(parsed), found)
+
+    def _ask(self, ip: IPAddress) -> _Answers:
+        """Every source's answer for one address (reserved ones: overrides and site databases
+        only)."""
+        found = _Answers(reserved=is_reserved(ip))
+        version, value = ip.version, int(ip)
+        found.override = next(
             (o for v, lo, hi, o in self._override_spans if v == version and lo <= value <= hi),
             None,
         )
-        provider = None if reserved or self.providers is None else self.providers.lookup(parsed)
-        evidence: list[GeoAnswer] = []
-        if override is not None:
-            evidence.append(GeoAnswer(f"override:{override.cidr}", override.country, "config"))
-        if provider is not None:
-            label = provider.label
-            detail = "anycast" if label.anycast else label.region
-            if label.unsure:
-                detail += " (country guessed)"
-            evidence.append(
-                GeoAnswer(
-                    label.source,
-                    label.country,
-                    self._provider_versions.get(label.provider, ""),
-                    f"{detail} {provider.network}",
-                )
-            )
-        answers: list[tuple[str, str]] = []  # (source, country) of the databases that answered
+        if found.override is not None:
+            rule = found.override
+            found.evidence.append(GeoAnswer(f"override:{rule.cidr}", rule.country, "config"))
+        if not found.reserved and self.providers is not None:
+            found.provider = match = self.providers.lookup(ip)
+            if match is not None:
+                label = match.label
+                detail = "anycast" if label.anycast else label.region
+                if label.unsure:
+                    detail += " (country guessed)"
+                data = self._provider_versions.get(label.provider, "")
+                detail = f"{detail} {match.network}"
+                found.evidence.append(GeoAnswer(label.source, label.country, data, detail))
+        text = str(ip)
         for db in self.databases:
-            if reserved and not db.answers_reserved:
+            if found.reserved and not db.answers_reserved:
                 continue
-            country = db.country(ip)
-            evidence.append(GeoAnswer(f"db:{db.name}", country, db.version))
+            country = db.country(text)
+            found.evidence.append(GeoAnswer(f"db:{db.name}", country, db.version))
             if country:
-                answers.append((f"db:{db.name}", country))
-        disagreement = _disagreement(provider, answers)
+                found.databases.append((f"db:{db.name}", country))
+        return found
 
-        if override is not None:
+    def _decide(self, ip: str, found: _Answers) -> Jurisdiction:
+        """Override, then a provider region that is not a guess, then the databases combined."""
+        evidence = found.evidence
+        disagreement = _disagreement(found.provider, found.databases)
+        if found.override is not None:
             return self._located(
-                ip, override.country, evidence, reason="override",
-                rule=f"override {override.cidr}", disagreement=disagreement,
+                ip, found.override.country, evidence, reason="override",
+                rule=f"override {found.override.cidr}", disagreement=disagreement,
             )  # fmt: skip
-        if provider is not None and not provider.label.unsure:
-            label = provider.label
+        match = found.provider
+        if match is not None and not match.label.unsure:
+            label = match.label
+            where = f"provider list: {label.provider} {label.region} {match.network}"
             if label.country is None:
                 return Jurisdiction(
                     ip, Location.UNKNOWN, None, tuple(evidence), "anycast",
-                    f"provider list: {label.provider} {label.region} {provider.network} "
-                    "has no single country (anycast/global)",
-                    disagreement,
+                    f"{where} has no single country (anycast/global)", disagreement,
                 )  # fmt: skip
             return self._located(
-                ip, label.country, evidence, reason="provider",
-                rule=f"provider list: {label.provider} {label.region} {provider.network}",
+                ip, label.country, evidence, reason="provider", rule=where,
                 disagreement=disagreement,
             )  # fmt: skip
-        if provider is not None and provider.label.country is not None:
-            # A guessed region country counts as one more (first) database answer.
-            answers.insert(0, (provider.label.source, provider.label.country))
+        answers = list(found.databases)
+        if match is not None and match.label.country is not None:
+            # A guessed region country counts as one more (the first) database answer.
+            answers.insert(0, (match.label.source, match.label.country))
         if answers:
             source, country = self._combine(answers)
             return self._located(
                 ip, country, evidence, reason="database",
                 rule=f"{self.rule.value}: {source} said {country}", disagreement=disagreement,
             )  # fmt: skip
-        if provider is not None:  # a guessed region with no country and no database answer
-            return Jurisdiction(
-                ip, Location.UNKNOWN, None, tuple(evidence), "anycast",
-                f"provider list: {provider.label.region} has no single country", disagreement,
-            )  # fmt: skip
-        if reserved:
+        if found.reserved:
             evidence.append(GeoAnswer("reserved", None, "RFC 6890"))
             return Jurisdiction(
                 ip, Location.UNKNOWN, None, tuple(evidence), "reserved",
@@ -217,6 +217,17 @@ class Locator:
     def close(self) -> None:
         for db in self.databases:
             db.close()
+
+
+@dataclass(slots=True)
+class _Answers:
+    """What the sources said about one address, before a rule picks the answer."""
+
+    reserved: bool
+    override: Override | None = None
+    provider: Match | None = None
+    evidence: list[GeoAnswer] = field(default_factory=list)
+    databases: list[tuple[str, str]] = field(default_factory=list)  # (source, country)
 
 
 @dataclass(frozen=True, slots=True)
