@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import ipaddress
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 from gateway.config import HIPAA_JURISDICTIONS, CombineRule, load_config
 from gateway.geo import GeoDatabaseReader, Locator
 from gateway.geo.providers import read_provider, read_region_table
-from gateway.geo.ranges import ProviderRanges
+from gateway.geo.ranges import Prefix, ProviderRanges
 from gateway.model import Location
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,14 +57,21 @@ class Tally:
         )
 
 
+@functools.cache
+def _region_prefixes(shared: Path) -> dict[str, list[Prefix]]:
+    regions = read_region_table(shared / "region-country.tsv")
+    return {
+        provider: read_provider(provider, shared / name, regions, UNDATED.get(provider)).entries
+        for provider, name in FILES.items()
+    }
+
+
 def samples(shared: Path = SHARED_GEO, ipv6: bool = False) -> list[Sample]:
     """One address per region prefix (IPv4 unless ``ipv6``), with the region's country."""
-    regions = read_region_table(shared / "region-country.tsv")
     found: list[Sample] = []
-    for provider, name in FILES.items():
-        ranges = read_provider(provider, shared / name, regions, UNDATED.get(provider))
+    for provider, entries in _region_prefixes(shared).items():
         seen: set[tuple[int, int]] = set()
-        for version, address, length, label in ranges.entries:
+        for version, address, length, label in entries:
             if label.country is None or (version == 6) != ipv6 or (address, length) in seen:
                 continue
             seen.add((address, length))
