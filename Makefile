@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench geo-db lock clean
+.PHONY: run test lint typecheck bench geo-db geo-ranges geo-table lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -33,9 +33,19 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.mllp
 	$(PY) -m bench.redaction
+	$(PY) -m bench.geo
 
-geo-db: $(STAMP)
+# The embedded geo data: both databases from npm, the provider ranges from ../shared/geo.
+geo-db: $(STAMP) geo-ranges
 	$(PY) geo_db/build_dbip.py
+	$(PY) geo_db/build_geowhois.py
+
+geo-ranges: $(STAMP)
+	$(PY) geo_db/build_cloud_ranges.py
+
+# The README's cloud-region accuracy table (needs ../shared/geo).
+geo-table: $(STAMP)
+	$(PY) -m bench.geo_accuracy
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import sys
@@ -25,6 +26,7 @@ from gateway import cli
 from gateway.admin import AdminServer, ReadinessState
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config, split_host_port
 from gateway.engine import Gateway, GatewayStartError
+from gateway.geo.locator import stale_sources
 
 log = logging.getLogger("phi_gateway")
 CA_FILE = "mitmproxy-ca-cert.pem"
@@ -80,7 +82,15 @@ def banner(
         f"mode {config.policy.mode.value}, foreign PHI: {config.policy.foreign_phi_action.value}"
         f", allowed: {' '.join(config.jurisdiction.allowed_countries)})",
     ]
-    lines += [f"  geo:     {db.describe()}" for db in gateway.locator.databases]
+    locator = gateway.locator
+    lines.append(f"  geo:     databases combined by {locator.rule.value}")
+    lines += [f"           {db.describe()}" for db in locator.databases]
+    if locator.providers is not None:
+        lines.append(f"           {locator.providers.describe()}")
+    lines += [
+        f"  geo:     WARNING stale data: {line}"
+        for line in stale_sources(locator, config.geo.max_source_age_days, dt.datetime.now(dt.UTC))
+    ]
     if _redacts(config):
         secret = config.redaction.secret_env
         lines.append(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -15,7 +16,12 @@ from pathlib import Path
 from gateway.audit.store import AuditError, AuditStore
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.geo import GeoDatabaseError, Locator
+from gateway.geo.locator import stale_sources
+from gateway.geo.providers import PROVIDERS, ProviderDataError
+from gateway.geo.ranges import ProviderRanges, RangesError
 from gateway.geo.resolver import Resolver
+from gateway.geo.update import update_ranges
+from gateway.model import Destination
 from gateway.policy import effective_location
 
 DEFAULT_CONFIG = Path("configs/gateway.yaml")
@@ -52,6 +58,33 @@ def build_parser() -> argparse.ArgumentParser:
     lookup = geo_sub.add_parser("lookup", help="where is an address or host, legally?")
     lookup.add_argument("target", metavar="IP|HOST")
     lookup.add_argument("--config", type=Path, default=None)
+    update = geo_sub.add_parser(
+        "update",
+        help="refresh the cloud-provider ranges from lists you downloaded",
+        description="Replace the named providers' prefixes in the provider ranges file "
+        "(geo.provider_ranges, or --output); providers not named keep theirs. Regions are "
+        "mapped with the table stored in the file, or --regions FILE "
+        "(provider<TAB>region<TAB>country, ZZ for anycast/global).",
+    )
+    for provider, what in (
+        ("aws", "ip-ranges.json"),
+        ("gcp", "cloud.json"),
+        ("azure", "ServiceTags_Public_*.json"),
+        ("oracle", "public_ip_ranges.json"),
+        ("cloudflare", "ips-v4 and ips-v6 concatenated"),
+    ):
+        update.add_argument(f"--{provider}", type=Path, metavar="FILE", help=what)
+    update.add_argument("--regions", type=Path, metavar="TSV", help="region → country table")
+    update.add_argument(
+        "--date",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="download date for files that carry none (Azure, Cloudflare); default: today",
+    )
+    update.add_argument("--config", type=Path, default=None)
+    update.add_argument(
+        "-o", "--output", type=Path, help="write here (default: geo.provider_ranges)"
+    )
 
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -60,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _config_or_default(path: Path | None) -> GatewayConfig:
@@ -81,10 +121,15 @@ def check_config(path: Path) -> int:
         try:
             Locator.from_config(
                 config.jurisdiction.allowed_countries,
-                config.geo.model_copy(update={"databases": (db,)}),
+                config.geo.model_copy(update={"databases": (db,), "provider_ranges": None}),
             ).close()
         except GeoDatabaseError as exc:
             problems.append((f"geo.databases[{index}].path", str(exc)))
+    if config.geo.provider_ranges is not None:
+        try:
+            ProviderRanges.load(config.geo.provider_ranges)
+        except RangesError as exc:
+            problems.append(("geo.provider_ranges", str(exc)))
     if not config.audit.database.parent.exists() and not _creatable(config.audit.database.parent):
         problems.append(
             (
@@ -95,6 +140,13 @@ def check_config(path: Path) -> int:
     if problems:
         print(ConfigError(str(path), problems), file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
+        for line in stale_sources(locator, config.geo.max_source_age_days, _now()):
+            print(f"warning: stale geo data: {line}", file=sys.stderr)
+        locator.close()
+    except GeoDatabaseError:  # reported above
+        pass
     print(
         f"{path}: OK (policy version {config.version}, mode {config.policy.mode.value}, "
         f"{len(config.geo.databases)} geo database(s), "
@@ -117,8 +169,6 @@ def geo_lookup(target: str, config_path: Path | None) -> int:
     except (ConfigError, GeoDatabaseError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    from gateway.model import Destination
-
     addresses = Resolver(0).resolve_sync(target)
     destination = Destination(target, 0, tuple(locator.locate(a) for a in addresses))
     print(f"{target}:")
@@ -128,21 +178,79 @@ def geo_lookup(target: str, config_path: Path | None) -> int:
         print(
             f"  {judged.ip}: {judged.country_label} ({judged.location.value}, by {judged.reason})"
         )
+        print(f"    rule: {judged.rule}")
+        if judged.disagreement:
+            print(f"    sources disagree ({judged.disagreement})")
         for answer in judged.evidence:
-            print(f"    {answer.source}: {answer.country or 'no answer'}")
+            detail = f" [{answer.detail}]" if answer.detail else ""
+            version = f" (data {answer.version})" if answer.version else ""
+            print(f"    {answer.source}: {answer.country or 'no answer'}{detail}{version}")
     verdict = effective_location(destination, config)
     print(
         f"jurisdiction verdict: {verdict.value}"
         + (
-            " (unknown treated as configured by geo.unknown)"
-            if destination.verdict.location.value == "unknown"
+            f" (unknown treated as configured by {_treated_by(destination)})"
+            if any(j.location.value == "unknown" for j in destination.addresses) or not addresses
             else ""
         )
     )
-    print("databases:")
+    print(f"databases (combined by {locator.rule.value}):")
     for db in locator.databases:
         print(f"  {db.describe()}")
+    if locator.providers is not None:
+        print(f"provider lists: {locator.providers.describe()}")
+    for line in stale_sources(locator, config.geo.max_source_age_days, _now()):
+        print(f"warning: stale geo data: {line}")
     locator.close()
+    return EXIT_OK
+
+
+def _treated_by(destination: Destination) -> str:
+    reasons = {j.reason for j in destination.addresses if j.location.value == "unknown"}
+    keys = ["geo.anycast"] if "anycast" in reasons else []
+    if reasons - {"anycast"} or not destination.addresses:
+        keys.append("geo.unknown")
+    return " and ".join(keys)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def geo_update(args: argparse.Namespace) -> int:
+    files = {p: getattr(args, p) for p in PROVIDERS if getattr(args, p) is not None}
+    if not files and args.regions is None:
+        print("geo update: name at least one list (--aws, --gcp, --azure, ...)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config = _config_or_default(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    output: Path | None = args.output or config.geo.provider_ranges
+    if output is None:
+        print("geo update: geo.provider_ranges is null: give --output FILE", file=sys.stderr)
+        return EXIT_CONFIG
+    date = args.date or _now().date()
+    try:
+        ranges = update_ranges(
+            output,
+            files,
+            base=config.geo.provider_ranges,
+            region_table=args.regions,
+            dates={"azure": date, "cloudflare": date},
+        )
+    except (ProviderDataError, RangesError) as exc:
+        print(f"geo update: {exc}", file=sys.stderr)
+        for region in getattr(exc, "unmapped", ()):
+            print(f"  no country for region {region}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote {output}: {len(ranges.entries)} prefixes")
+    for name, info in sorted(ranges.sources.items()):
+        when = info.date.isoformat() if info.date else "undated"
+        mark = " (updated)" if name in files else ""
+        print(f"  {name}: {info.prefixes} prefixes, {when}{mark}")
+    print("restart the gateway (or send SIGHUP) to use it")
     return EXIT_OK
 
 
@@ -178,6 +286,8 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return run(args)
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "geo" and args.geo_command == "update":
+        return geo_update(args)
     if args.command == "geo":
         return geo_lookup(args.target, args.config)
     if args.command == "audit":

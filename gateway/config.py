@@ -91,13 +91,37 @@ class UnknownTreatment(StrEnum):
     DOMESTIC = "domestic"
 
 
+class CombineRule(StrEnum):
+    """How the databases' answers combine (provider lists and overrides come first)."""
+
+    FIRST = "first"  # the first database with an answer decides
+    ANY_FOREIGN = "any-foreign"  # foreign if any database names a country not allowed
+
+
 class Geo(_Strict):
     databases: tuple[Annotated[GeoDatabase, BeforeValidator(_database_entry)], ...] = (
         GeoDatabase(path=Path("geo_db/dbip-country-lite.mmdb")),
+        GeoDatabase(path=Path("geo_db/geo-whois-asn-country.mmdb")),
     )
+    combine: CombineRule = CombineRule.ANY_FOREIGN
+    # Cloud-provider prefix lists (a ranges file from geo_db/ or `phi-gateway geo update`);
+    # null: none. A listed prefix wins over the databases.
+    provider_ranges: Path | None = Path("geo_db/cloud-ranges.bin")
     overrides: tuple[Override, ...] = ()
     unknown: UnknownTreatment = UnknownTreatment.FOREIGN
+    # Anycast/global ranges (no true country) are "unknown" with reason anycast: treated so.
+    anycast: UnknownTreatment = UnknownTreatment.FOREIGN
+    # Warn at start (and in check-config) when a source's data is older than this.
+    max_source_age_days: int = Field(default=45, ge=1, le=3650)
     dns_cache_seconds: int = Field(default=30, ge=0, le=3600)
+
+    @field_validator("databases")
+    @classmethod
+    def _distinct_databases(cls, databases: tuple[GeoDatabase, ...]) -> tuple[GeoDatabase, ...]:
+        names = [db.path.stem for db in databases]
+        if len(set(names)) != len(names):
+            raise ValueError("two databases share a file name: evidence could not tell them apart")
+        return databases
 
 
 class Mode(StrEnum):

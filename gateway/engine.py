@@ -7,6 +7,7 @@ new one and swaps it in only when it is complete, so a bad reload keeps the last
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -48,6 +49,10 @@ _NOT_INSPECTED_REASONS = {
 }
 
 
+def _age_seconds(built: float) -> float:
+    return time.time() - built
+
+
 class GatewayStartError(Exception):
     """The gateway cannot run with this config (geo database or audit store unusable)."""
 
@@ -82,12 +87,21 @@ class Gateway:
         metrics.POLICY.info({"version": self.policy_version, "mode": self.config.policy.mode.value})
         for db in self.locator.databases:
             metrics.GEO_DATABASE_BUILD.labels(db.name).set(db.build_time.timestamp())
+        for source in self.locator.sources():
+            built = source.built
+            gauge = metrics.GEO_SOURCE_AGE.labels(source.name)
+            if built is None:
+                gauge.set(float("inf"))  # undated data: as stale as it gets
+            else:
+                gauge.set_function(functools.partial(_age_seconds, built.timestamp()))
 
     # -- locate -------------------------------------------------------------------------------
     def judge(self, host: str, port: int, addresses: Iterable[str]) -> Destination:
         judged = tuple(self.locator.locate(ip) for ip in dict.fromkeys(addresses))
         for j in judged:
             metrics.child(metrics.GEO_LOOKUPS, j.location.value, j.reason).inc()
+            if j.disagreement:
+                metrics.child(metrics.GEO_DISAGREEMENTS, j.disagreement).inc()
         if not judged:
             metrics.GEO_LOOKUPS.labels(Location.UNKNOWN.value, "resolution-failed").inc()
         return Destination(host, port, judged)

@@ -50,7 +50,7 @@ INSPECTION_SECONDS = Histogram(
 GEO_LOOKUPS = Counter(
     f"{PREFIX}_geo_lookups_total",
     "Destination addresses located, by result (domestic, foreign, unknown) and reason "
-    "(override, database, reserved, no-answer, resolution-failed).",
+    "(override, provider, anycast, database, reserved, no-answer, resolution-failed).",
     ["result", "reason"],
 )
 NOT_INSPECTED = Counter(
@@ -63,6 +63,17 @@ LIMIT_EXCEEDED = Counter(
     f"{PREFIX}_limit_exceeded_total",
     "Inspection limits that fired, by limit name.",
     ["limit"],
+)
+GEO_DISAGREEMENTS = Counter(
+    f"{PREFIX}_geo_source_disagreements_total",
+    "Destination addresses whose geo sources named different countries, by kind "
+    "(databases: two databases; provider-vs-database: a provider list and a database).",
+    ["kind"],
+)
+GEO_SOURCE_AGE = Gauge(
+    f"{PREFIX}_geo_source_age_seconds",
+    "Age of each geo source's data (database build date, provider list date), in seconds.",
+    ["source"],
 )
 GEO_DATABASE_BUILD = Gauge(
     f"{PREFIX}_geo_database_build_timestamp_seconds",

@@ -123,8 +123,10 @@ class Inspection:
 class GeoAnswer:
     """One source's answer for one address."""
 
-    source: str  # "override:10.0.0.0/8", "db:dbip-country-lite", "reserved"
+    source: str  # "override:10.0.0.0/8", "provider:aws", "db:dbip-country-lite", "reserved"
     country: str | None
+    version: str = ""  # the source's data date, e.g. "2026-06-01"
+    detail: str = ""  # provider answers: "eu-west-1 3.4.12.0/22"; "anycast" for global ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,12 @@ class Jurisdiction:
     location: Location
     country: str | None
     evidence: tuple[GeoAnswer, ...] = ()
-    reason: str = ""  # "override", "database", "no-answer", "reserved", "resolution-failed"
+    # Bounded (a metric label): "override", "provider", "anycast", "database", "no-answer",
+    # "reserved", "not-an-address", "resolution-failed".
+    reason: str = ""
+    rule: str = ""  # which rule decided, for people: "any-foreign: db:x said IE", ...
+    # Sources named different countries: "" (they agree), "databases", "provider-vs-database".
+    disagreement: str = ""
 
     @property
     def country_label(self) -> str:

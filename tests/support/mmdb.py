@@ -1,5 +1,5 @@
 """Test MaxMind databases written with mmdb-writer: loopback addresses placed in countries,
-read back through the real geoip2 code path."""
+read back through the real database reader (maxminddb)."""
 
 from __future__ import annotations
 
