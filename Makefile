@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench geo-db geo-ranges geo-table lock clean
+.PHONY: run test netns-tools lint typecheck bench geo-db geo-ranges geo-table lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -26,7 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# iptables for the transparent-mode test (network namespaces + REDIRECT), from Debian's package
+# when missing and we are root; without it (or without root) that test skips with the reason.
+netns-tools:
+	@bash scripts/ensure-netns-tools.sh
+
+test: lint typecheck netns-tools
 	$(VENV)/bin/pytest -q tests
 
 bench: $(STAMP)

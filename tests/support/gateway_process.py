@@ -12,10 +12,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from tests.support.netns import Netns
 
 BIN = Path(sys.executable).parent / "phi-gateway"
 
@@ -28,8 +31,20 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any], extra_args: list[str] = ()) -> None:  # type: ignore[assignment]
+    """``netns``: run the gateway inside that network namespace (the admin API is reached from
+    a thread that enters it too), listening on ``listen_host`` there."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        extra_args: list[str] = (),  # type: ignore[assignment]
+        netns: Netns | None = None,
+        listen_host: str = "127.0.0.1",
+    ) -> None:
         self.workdir = workdir
+        self.netns = netns
+        self.listen_host = listen_host
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.admin_port = free_port()
@@ -42,12 +57,13 @@ class GatewayProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
+                *(netns.exec_prefix if netns else ()),
                 str(BIN),
                 "run",
                 "--config",
                 str(self.config_path),
                 "--listen",
-                f"127.0.0.1:{self.port}",
+                f"{listen_host}:{self.port}",
                 "--admin",
                 f"127.0.0.1:{self.admin_port}",
                 *extra_args,
@@ -64,7 +80,7 @@ class GatewayProcess:
 
     @property
     def proxy_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.listen_host}:{self.port}"
 
     @property
     def ca_pem(self) -> Path:
@@ -74,6 +90,11 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def admin_get(self, path: str) -> tuple[int, str]:
+        if self.netns is not None:
+            return self.netns.call(lambda: self._admin_get(path))
+        return self._admin_get(path)
+
+    def _admin_get(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.admin_port}{path}",

@@ -57,11 +57,13 @@ def split_frames(stream: bytes) -> tuple[list[bytes], bytes]:
 class MllpReceiver:
     """Listens on ``host``; every connection is recorded; each frame gets an AA ACK."""
 
-    def __init__(self, host: str, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, host: str, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.host = host
         self.tls = tls
         self.data = bytearray()  # every byte received, all connections
         self.connections = 0
+        self.peers: list[str] = []  # the address each connection came from
+        self._port = port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -71,7 +73,7 @@ class MllpReceiver:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, self.host, 0, ssl=self.tls)
+            asyncio.start_server(self._handle, self.host, self._port, ssl=self.tls)
         )
         self.port: int = self._server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -83,6 +85,7 @@ class MllpReceiver:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.peers.append(writer.get_extra_info("peername")[0])
         pending = b""
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             while chunk := await reader.read(65536):
@@ -100,8 +103,9 @@ class MllpReceiver:
 
 
 class MllpSender:
-    """One long-lived sender connection: directly (reverse:tcp listener) or through CONNECT,
-    optionally wrapped in TLS."""
+    """One long-lived sender connection: directly (a reverse:tcp listener, or the receiver
+    itself when a firewall redirects it to the gateway) or through CONNECT, optionally wrapped
+    in TLS."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -114,8 +118,9 @@ class MllpSender:
         port: int,
         tunnel_to: tuple[str, int] | None = None,
         tls: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> MllpSender:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(host, port)
         if tunnel_to is not None:
             host, target = tunnel_to
             writer.write(f"CONNECT {host}:{target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
