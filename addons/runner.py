@@ -91,8 +91,13 @@ def banner(
     lines += [
         f"  CA:      {(config.proxy.confdir / CA_FILE).resolve()} "
         "(clients must trust it for HTTPS)",
-        f"  audit:   {config.audit.database}",
+        f"  audit:   {gateway.audit.location} (chain {gateway.instance_id})",
     ]
+    if not gateway.audit_key_from_environment:
+        lines.append(
+            f"  audit:   WARNING ${config.audit.secret_env} is not set: checkpoints and payload "
+            "fingerprints use a random key nobody can verify later"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""The ``phi-gateway`` command: run, check-config, geo lookup, audit list.
+"""The ``phi-gateway`` command: run, check-config, geo lookup, audit list/verify/fingerprint,
+report.
 
 ``run`` needs mitmproxy, which only ``addons/`` may import: the entry point in
 ``addons.runner`` hands its server function in, keeping imports pointing one way.
@@ -12,7 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway.audit.store import AuditError, AuditStore
+from gateway.audit.backend import AuditError
+from gateway.audit.chain import fingerprint
+from gateway.audit.factory import audit_secret, checkpoint_key, fingerprint_key, open_backend
+from gateway.audit.store import AuditStore
+from gateway.audit.verify import verify
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.geo import GeoDatabaseError, Locator
 from gateway.geo.resolver import Resolver
@@ -59,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--config", type=Path, default=None)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    check = audit_sub.add_parser(
+        "verify", help="check the hash chains and keyed checkpoints: intact, or the first problem"
+    )
+    check.add_argument("--config", type=Path, default=None)
+    check.add_argument("--json", action="store_true", help="the result as one JSON object")
+    fp = audit_sub.add_parser(
+        "fingerprint", help="the keyed fingerprint of a message file, to match an audit event"
+    )
+    fp.add_argument("file", type=Path)
+    fp.add_argument("--config", type=Path, default=None)
     return parser
 
 
@@ -85,7 +100,11 @@ def check_config(path: Path) -> int:
             ).close()
         except GeoDatabaseError as exc:
             problems.append((f"geo.databases[{index}].path", str(exc)))
-    if not config.audit.database.parent.exists() and not _creatable(config.audit.database.parent):
+    if (
+        config.audit.backend == "sqlite"
+        and not config.audit.database.parent.exists()
+        and not _creatable(config.audit.database.parent)
+    ):
         problems.append(
             (
                 "audit.database",
@@ -149,23 +168,67 @@ def geo_lookup(target: str, config_path: Path | None) -> int:
 def audit_list(config_path: Path | None, limit: int, as_json: bool) -> int:
     try:
         config = _config_or_default(config_path)
-        store = AuditStore(config.audit.database)
+        store = AuditStore(open_backend(config.audit))
+        rows = store.recent(limit)
     except (ConfigError, AuditError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    rows = store.recent(limit)
     if as_json:
         for row in rows:
             print(json.dumps(row))
         return EXIT_OK
     if not rows:
-        print(f"no audit events in {config.audit.database}")
+        print(f"no audit events in {store.location}")
     for row in reversed(rows):
         print(
             f"{row['time']}  {row['incident_id']}  {row['action']:<7} {row['rule']:<14} "
             f"{row['client']} -> {row['host']}:{row['port']} [{row['ip']} {row['country']}]  "
             f"{row['format']} {row['message_type']}  {row['categories']}"
         )
+    return EXIT_OK
+
+
+def audit_verify(config_path: Path | None, as_json: bool) -> int:
+    """Exit 0: every chain intact and every checkpoint genuine; 1: tampered (or unverifiable:
+    no site secret to check the checkpoints with)."""
+    try:
+        config = _config_or_default(config_path)
+        backend = open_backend(config.audit)
+        result = verify(backend, checkpoint_key(config.audit))
+    except (ConfigError, AuditError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # a driver error while reading: the trail is not verified
+        print(
+            f"audit verify: cannot read {config.audit.backend} audit database: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if as_json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(f"{backend.location}:")
+        print(result.describe())
+        if not result.keyed:
+            print(f"set ${config.audit.secret_env} to the site secret to verify checkpoints")
+    return EXIT_OK if result.intact and result.keyed else EXIT_FAILURE
+
+
+def audit_fingerprint(path: Path, config_path: Path | None) -> int:
+    try:
+        config = _config_or_default(config_path)
+        payload = path.read_bytes()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"{path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    secret = audit_secret(config.audit)
+    if secret is None:
+        print(f"${config.audit.secret_env} is not set: no key to fingerprint with", file=sys.stderr)
+        return EXIT_FAILURE
+    print(fingerprint(fingerprint_key(secret), payload))
     return EXIT_OK
 
 
@@ -181,5 +244,9 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
     if args.command == "geo":
         return geo_lookup(args.target, args.config)
     if args.command == "audit":
+        if args.audit_command == "verify":
+            return audit_verify(args.config, args.json)
+        if args.audit_command == "fingerprint":
+            return audit_fingerprint(args.file, args.config)
         return audit_list(args.config, args.limit, args.json)
     return EXIT_FAILURE

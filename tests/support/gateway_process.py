@@ -28,7 +28,13 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any], extra_args: list[str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        extra_args: list[str] = (),  # type: ignore[assignment]
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -55,7 +61,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).parents[2],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.wait_ready()
 
@@ -149,6 +155,13 @@ class GatewayProcess:
 
     def reload(self) -> None:
         self.proc.send_signal(signal.SIGHUP)
+
+    def kill(self) -> int:
+        """SIGKILL: no shutdown code runs (a crash, an OOM kill, a power cut of the process)."""
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
 
     def stop(self) -> int:
         if self.proc.poll() is None:
