@@ -16,12 +16,14 @@ from pathlib import Path
 from gateway.audit.backend import AuditError
 from gateway.audit.chain import fingerprint
 from gateway.audit.factory import audit_secret, checkpoint_key, fingerprint_key, open_backend
+from gateway.audit.query import QueryError, parse_period
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.geo import GeoDatabaseError, Locator
 from gateway.geo.resolver import Resolver
 from gateway.policy import effective_location
+from gateway.report import FORMATS, build_report, render
 
 DEFAULT_CONFIG = Path("configs/gateway.yaml")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -74,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fp.add_argument("file", type=Path)
     fp.add_argument("--config", type=Path, default=None)
+    report = sub.add_parser(
+        "report", help="block report for auditors: summary, timeline, incidents, verification"
+    )
+    report.add_argument("--from", dest="first", metavar="YYYY-MM-DD", help="default: 30 days ago")
+    report.add_argument("--to", dest="last", metavar="YYYY-MM-DD", help="default: today (UTC)")
+    report.add_argument("--format", choices=FORMATS, default="html")
+    report.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    report.add_argument("--config", type=Path, default=None)
     return parser
 
 
@@ -232,6 +242,33 @@ def audit_fingerprint(path: Path, config_path: Path | None) -> int:
     return EXIT_OK
 
 
+def block_report(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 1 when the chain is not intact (the report says so)."""
+    try:
+        config = _config_or_default(args.config)
+        period = parse_period(args.first, args.last)
+        report = build_report(open_backend(config.audit), period, checkpoint_key(config.audit))
+    except (ConfigError, AuditError, QueryError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    content = render(report, args.format)
+    if args.out is None:
+        sys.stdout.buffer.write(content)
+    else:
+        try:
+            args.out.write_bytes(content)
+        except OSError as exc:
+            print(f"{args.out}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"{args.out}: {args.format} block report {period.since} to {period.last}, "
+            f"{len(report.incidents)} incident(s), chain "
+            f"{'intact' if report.verification.intact else 'TAMPERED'}",
+            file=sys.stderr,
+        )
+    return EXIT_OK if report.verification.intact else EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -243,6 +280,8 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return check_config(args.file)
     if args.command == "geo":
         return geo_lookup(args.target, args.config)
+    if args.command == "report":
+        return block_report(args)
     if args.command == "audit":
         if args.audit_command == "verify":
             return audit_verify(args.config, args.json)
