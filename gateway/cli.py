@@ -13,13 +13,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.api_auth import new_token
 from gateway.audit.backend import AuditError
 from gateway.audit.chain import fingerprint
 from gateway.audit.factory import audit_secret, checkpoint_key, fingerprint_key, open_backend
 from gateway.audit.query import QueryError, parse_period
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
-from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from gateway.config import ApiToken, ConfigError, GatewayConfig, load_config, parse_config
 from gateway.geo import GeoDatabaseError, Locator
 from gateway.geo.resolver import Resolver
 from gateway.policy import effective_location
@@ -76,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fp.add_argument("file", type=Path)
     fp.add_argument("--config", type=Path, default=None)
+    admin = sub.add_parser("admin", help="admin API tools")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    token = admin_sub.add_parser(
+        "token", help="make a bearer token; prints it once and the line for admin.tokens"
+    )
+    token.add_argument("--name", required=True, help="who holds it (recorded with every use)")
+    token.add_argument("--role", choices=("auditor", "admin"), default="auditor")
     report = sub.add_parser(
         "report", help="block report for auditors: summary, timeline, incidents, verification"
     )
@@ -269,6 +277,19 @@ def block_report(args: argparse.Namespace) -> int:
     return EXIT_OK if report.verification.intact else EXIT_FAILURE
 
 
+def admin_token(name: str, role: str) -> int:
+    try:
+        ApiToken(name=name, role=role, sha256="0" * 64)  # type: ignore[arg-type]
+    except ValueError:
+        print(f"token name {name!r}: letters, digits and ._@- only", file=sys.stderr)
+        return EXIT_CONFIG
+    token, digest = new_token()
+    print(f"token (give it to {name}; it is not stored anywhere): {token}")
+    print("add under admin.tokens in the config:")
+    print(f"  - {{name: {name}, role: {role}, sha256: {digest}}}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -280,6 +301,8 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return check_config(args.file)
     if args.command == "geo":
         return geo_lookup(args.target, args.config)
+    if args.command == "admin":
+        return admin_token(args.name, args.role)
     if args.command == "report":
         return block_report(args)
     if args.command == "audit":

@@ -302,8 +302,34 @@ class Proxy(_Strict):
     upstream_ca_bundle: Path | None = None
 
 
+class ApiToken(_Strict):
+    """One bearer token of the admin API, stored only as its SHA-256
+    (``phi-gateway admin token`` makes one)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")
+    role: Literal["auditor", "admin"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Admin(_Strict):
     listen: HostPort = "127.0.0.1:9464"
+    # Serve /metrics, /healthz and /readyz on this address instead (the API stays on listen).
+    metrics_listen: HostPort | None = None
+    # Ask for a bearer token (any role) on /metrics too.
+    metrics_require_token: bool = False
+    # Who may use /api/v1/: auditor (incidents, reports), admin (also policy reload).
+    tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique(cls, tokens: tuple[ApiToken, ...]) -> tuple[ApiToken, ...]:
+        names = [t.name for t in tokens]
+        hashes = [t.sha256 for t in tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("token names must be unique")
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two tokens have the same hash")
+        return tokens
 
 
 class GatewayConfig(_Strict):
