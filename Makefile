@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench geo-db lock clean
+.PHONY: run test test-tools lint typecheck bench geo-db lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -26,7 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# System tools the tests use (promtool and prometheus, pdftoppm, PostgreSQL), from Debian's
+# packages when missing and we are root; tests that need a missing one skip with a message.
+test-tools:
+	@bash scripts/install-test-tools.sh
+
+test: lint typecheck test-tools
 	$(VENV)/bin/pytest -q tests
 
 bench: $(STAMP)

@@ -107,6 +107,8 @@ class AuditStore:
                     if dirty:
                         self._checkpoint(conn, "interval")
                         dirty = False
+                    else:  # nothing new: the last checkpoint still seals the head
+                        metrics.AUDIT_LAST_CHECKPOINT.set(time.time())
                     next_checkpoint = time.monotonic() + self.settings.checkpoint_seconds
                 if time.monotonic() >= next_expiry:
                     self._expire(conn)
