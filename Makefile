@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test netns-tools lint typecheck bench geo-db geo-ranges geo-table lock clean
+.PHONY: run test netns-tools test-tools lint typecheck bench geo-db geo-ranges geo-table lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -31,7 +31,12 @@ typecheck: $(STAMP)
 netns-tools:
 	@bash scripts/ensure-netns-tools.sh
 
-test: lint typecheck netns-tools
+# System tools the tests use (promtool and prometheus, pdftoppm, PostgreSQL), from Debian's
+# packages when missing and we are root; tests that need a missing one skip with a message.
+test-tools:
+	@bash scripts/install-test-tools.sh
+
+test: lint typecheck netns-tools test-tools
 	$(VENV)/bin/pytest -q tests
 
 bench: $(STAMP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
@@ -23,7 +24,8 @@ from mitmproxy.tools.dump import DumpMaster
 
 from addons.phi_gateway import PhiGateway
 from gateway import cli
-from gateway.admin import AdminServer, ReadinessState
+from gateway.admin import AdminServer, ReadinessState, Routes
+from gateway.api import Api
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config, split_host_port
 from gateway.engine import Gateway, GatewayStartError
 from gateway.geo.locator import stale_sources
@@ -77,7 +79,9 @@ def banner(
     lines = [
         f"PHI egress gateway (instance {gateway.instance_id})",
         f"  proxy:   {', '.join(config.proxy.modes)} on {', '.join(listen)}",
-        f"  admin:   http://{admin[0]}:{admin[1]}/metrics  /healthz  /readyz",
+        f"  admin:   http://{admin[0]}:{admin[1]}/api/v1/ ({len(config.admin.tokens)} token(s))",
+        f"  metrics: http://{config.admin.metrics_listen or f'{admin[0]}:{admin[1]}'}"
+        "/metrics  /healthz  /readyz",
         f"  policy:  {args.config} (version {gateway.policy_version}, "
         f"mode {config.policy.mode.value}, foreign PHI: {config.policy.foreign_phi_action.value}"
         f", allowed: {' '.join(config.jurisdiction.allowed_countries)})",
@@ -101,8 +105,13 @@ def banner(
     lines += [
         f"  CA:      {(config.proxy.confdir / CA_FILE).resolve()} "
         "(clients must trust it for HTTPS)",
-        f"  audit:   {config.audit.database}",
+        f"  audit:   {gateway.audit.location} (chain {gateway.instance_id})",
     ]
+    if not gateway.audit_key_from_environment:
+        lines.append(
+            f"  audit:   WARNING ${config.audit.secret_env} is not set: checkpoints and payload "
+            "fingerprints use a random key nobody can verify later"
+        )
     return "\n".join(lines)
 
 
@@ -128,8 +137,9 @@ async def serve(
     config: GatewayConfig,
     gateway: Gateway,
     readiness: ReadinessState,
-    admin: AdminServer,
+    admins: list[AdminServer],
 ) -> int:
+    admin = admins[0]
     master = DumpMaster(
         Options(confdir=str(config.proxy.confdir)), with_termlog=True, with_dumper=False
     )
@@ -155,6 +165,32 @@ async def serve(
             addon.reload(lambda: effective_config(args), str(args.config))
 
     loop = asyncio.get_running_loop()
+
+    def reload_from_api() -> tuple[bool, str]:
+        """Runs on an admin thread: the reload itself happens on the event loop."""
+        done: concurrent.futures.Future[tuple[bool, str]] = concurrent.futures.Future()
+
+        def attempt() -> None:
+            try:
+                loaded = addon.reload(lambda: effective_config(args), str(args.config))
+            except exceptions.OptionsError:
+                done.set_result((False, "reload failed; the last good policy stays in force"))
+            except Exception as exc:  # the future must always be answered
+                done.set_exception(exc)
+            else:
+                done.set_result((True, f"policy {loaded.version} in force"))
+
+        loop.call_soon_threadsafe(attempt)
+        return done.result(timeout=60)
+
+    def current() -> Gateway:
+        assert addon.gateway is not None
+        return addon.gateway
+
+    for server in admins:
+        server.routes.api = Api(current, reload_from_api)
+        if current().config.admin.metrics_require_token:
+            server.routes.metrics_tokens = lambda: current().config.admin.tokens
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
     loop.add_signal_handler(signal.SIGHUP, reload)
@@ -183,21 +219,29 @@ def run(args: argparse.Namespace) -> int:
         return cli.EXIT_CONFIG
     gateway.publish_metrics()
     readiness = ReadinessState()
-    admin_host, admin_port = split_host_port(config.admin.listen)
-    try:
-        admin = AdminServer(admin_host, admin_port, readiness)
-    except OSError as exc:
-        print(
-            f"phi-gateway: cannot listen on admin address {config.admin.listen}: {exc}",
-            file=sys.stderr,
-        )
-        return cli.EXIT_FAILURE
-    admin.start()
+    separate = config.admin.metrics_listen
+    wanted = [(config.admin.listen, Routes(serve_metrics=separate is None))]
+    if separate is not None:
+        wanted.append((separate, Routes(serve_api=False)))
+    admins: list[AdminServer] = []
+    for address, routes in wanted:
+        host, port = split_host_port(address)
+        try:
+            admins.append(AdminServer(host, port, readiness, routes))
+        except OSError as exc:
+            print(f"phi-gateway: cannot listen on admin address {address}: {exc}", file=sys.stderr)
+            for started in admins:
+                started.stop()
+            gateway.close()
+            return cli.EXIT_FAILURE
+    for server in admins:
+        server.start()
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(serve(args, config, gateway, readiness, admin))
+        return asyncio.run(serve(args, config, gateway, readiness, admins))
     finally:
-        admin.stop()
+        for server in admins:
+            server.stop()
         gateway.close()
 
 

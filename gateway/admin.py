@@ -1,6 +1,8 @@
-"""Admin HTTP server: /metrics (Prometheus), /healthz (process alive), /readyz (serving).
+"""Admin HTTP server: /metrics (Prometheus), /healthz (process alive), /readyz (serving) and
+the authenticated API under /api/v1/ (gateway/api.py).
 
-A small WSGI app on its own thread, so a busy proxy event loop never delays a scrape.
+A small WSGI app on its own thread, so a busy proxy event loop never delays a scrape. The
+metrics endpoints may live on a second server of their own (``admin.metrics_listen``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import REGISTRY, make_wsgi_app
 
 from gateway import metrics
+from gateway.api_auth import authenticate
+from gateway.config import ApiToken
 
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ReadinessState:
@@ -48,20 +53,46 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_app(
-    readiness: ReadinessState,
-) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+class Routes:
+    """What one admin server answers: /healthz and /readyz always; /metrics and the API as
+    told. ``api`` and ``metrics_tokens`` are filled in once the gateway runs (before that the
+    API answers 503)."""
+
+    def __init__(self, serve_metrics: bool = True, serve_api: bool = True) -> None:
+        self.serve_metrics = serve_metrics
+        self.serve_api = serve_api
+        self.api: WsgiApp | None = None
+        # When set: /metrics asks for a bearer token of any role among these.
+        self.metrics_tokens: Callable[[], tuple[ApiToken, ...]] | None = None
+
+
+def make_app(readiness: ReadinessState, routes: Routes | None = None) -> WsgiApp:
     metrics_app = make_wsgi_app(REGISTRY)
+    routes = routes or Routes()
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
+        if path.startswith("/api/") and routes.serve_api:
+            if routes.api is None:
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [b"starting\n"]
+            return routes.api(environ, start_response)
+        if path == "/metrics" and routes.serve_metrics:
+            tokens = routes.metrics_tokens
+            if tokens is not None and not authenticate(
+                environ.get("HTTP_AUTHORIZATION", ""), tokens()
+            ):
+                start_response(
+                    "401 Unauthorized",
+                    [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
+                )
+                return [b"a bearer token is required\n"]
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
-        if path == "/healthz":
+        elif path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
-        if path == "/readyz":
+        elif path == "/readyz":
             problems = readiness.problems()
             if problems:
                 start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
@@ -75,9 +106,16 @@ def make_app(
 
 
 class AdminServer:
-    def __init__(self, host: str, port: int, readiness: ReadinessState) -> None:
+    def __init__(
+        self, host: str, port: int, readiness: ReadinessState, routes: Routes | None = None
+    ) -> None:
+        self.routes = routes or Routes()
         self._server = make_server(
-            host, port, make_app(readiness), server_class=_Server, handler_class=_QuietHandler
+            host,
+            port,
+            make_app(readiness, self.routes),
+            server_class=_Server,
+            handler_class=_QuietHandler,
         )
         self.address: tuple[str, int] = (
             str(self._server.server_address[0]),

@@ -1,4 +1,5 @@
-"""The ``phi-gateway`` command: run, check-config, geo lookup, audit list.
+"""The ``phi-gateway`` command: run, check-config, geo lookup, audit list/verify/fingerprint,
+report.
 
 ``run`` needs mitmproxy, which only ``addons/`` may import: the entry point in
 ``addons.runner`` hands its server function in, keeping imports pointing one way.
@@ -13,8 +14,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway.audit.store import AuditError, AuditStore
-from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from gateway.api_auth import new_token
+from gateway.audit.backend import AuditError
+from gateway.audit.chain import fingerprint
+from gateway.audit.factory import audit_secret, checkpoint_key, fingerprint_key, open_backend
+from gateway.audit.query import QueryError, parse_period
+from gateway.audit.store import AuditStore
+from gateway.audit.verify import verify
+from gateway.config import ApiToken, ConfigError, GatewayConfig, load_config, parse_config
 from gateway.geo import GeoDatabaseError, Locator
 from gateway.geo.locator import stale_sources
 from gateway.geo.providers import PROVIDERS, ProviderDataError
@@ -23,6 +30,7 @@ from gateway.geo.resolver import Resolver
 from gateway.geo.update import update_ranges
 from gateway.model import Destination
 from gateway.policy import effective_location
+from gateway.report import FORMATS, build_report, render
 
 DEFAULT_CONFIG = Path("configs/gateway.yaml")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -92,6 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--config", type=Path, default=None)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    check = audit_sub.add_parser(
+        "verify", help="check the hash chains and keyed checkpoints: intact, or the first problem"
+    )
+    check.add_argument("--config", type=Path, default=None)
+    check.add_argument("--json", action="store_true", help="the result as one JSON object")
+    fp = audit_sub.add_parser(
+        "fingerprint", help="the keyed fingerprint of a message file, to match an audit event"
+    )
+    fp.add_argument("file", type=Path)
+    fp.add_argument("--config", type=Path, default=None)
+    admin = sub.add_parser("admin", help="admin API tools")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    token = admin_sub.add_parser(
+        "token", help="make a bearer token; prints it once and the line for admin.tokens"
+    )
+    token.add_argument("--name", required=True, help="who holds it (recorded with every use)")
+    token.add_argument("--role", choices=("auditor", "admin"), default="auditor")
+    report = sub.add_parser(
+        "report", help="block report for auditors: summary, timeline, incidents, verification"
+    )
+    report.add_argument("--from", dest="first", metavar="YYYY-MM-DD", help="default: 30 days ago")
+    report.add_argument("--to", dest="last", metavar="YYYY-MM-DD", help="default: today (UTC)")
+    report.add_argument("--format", choices=FORMATS, default="html")
+    report.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    report.add_argument("--config", type=Path, default=None)
     return parser
 
 
@@ -130,7 +163,11 @@ def check_config(path: Path) -> int:
             ProviderRanges.load(config.geo.provider_ranges)
         except RangesError as exc:
             problems.append(("geo.provider_ranges", str(exc)))
-    if not config.audit.database.parent.exists() and not _creatable(config.audit.database.parent):
+    if (
+        config.audit.backend == "sqlite"
+        and not config.audit.database.parent.exists()
+        and not _creatable(config.audit.database.parent)
+    ):
         problems.append(
             (
                 "audit.database",
@@ -257,23 +294,107 @@ def geo_update(args: argparse.Namespace) -> int:
 def audit_list(config_path: Path | None, limit: int, as_json: bool) -> int:
     try:
         config = _config_or_default(config_path)
-        store = AuditStore(config.audit.database)
+        store = AuditStore(open_backend(config.audit))
+        rows = store.recent(limit)
     except (ConfigError, AuditError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    rows = store.recent(limit)
     if as_json:
         for row in rows:
             print(json.dumps(row))
         return EXIT_OK
     if not rows:
-        print(f"no audit events in {config.audit.database}")
+        print(f"no audit events in {store.location}")
     for row in reversed(rows):
         print(
             f"{row['time']}  {row['incident_id']}  {row['action']:<7} {row['rule']:<14} "
             f"{row['client']} -> {row['host']}:{row['port']} [{row['ip']} {row['country']}]  "
             f"{row['format']} {row['message_type']}  {row['categories']}"
         )
+    return EXIT_OK
+
+
+def audit_verify(config_path: Path | None, as_json: bool) -> int:
+    """Exit 0: every chain intact and every checkpoint genuine; 1: tampered (or unverifiable:
+    no site secret to check the checkpoints with)."""
+    try:
+        config = _config_or_default(config_path)
+        backend = open_backend(config.audit)
+        result = verify(backend, checkpoint_key(config.audit))
+    except (ConfigError, AuditError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # a driver error while reading: the trail is not verified
+        print(
+            f"audit verify: cannot read {config.audit.backend} audit database: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if as_json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(f"{backend.location}:")
+        print(result.describe())
+        if not result.keyed:
+            print(f"set ${config.audit.secret_env} to the site secret to verify checkpoints")
+    return EXIT_OK if result.intact and result.keyed else EXIT_FAILURE
+
+
+def audit_fingerprint(path: Path, config_path: Path | None) -> int:
+    try:
+        config = _config_or_default(config_path)
+        payload = path.read_bytes()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"{path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    secret = audit_secret(config.audit)
+    if secret is None:
+        print(f"${config.audit.secret_env} is not set: no key to fingerprint with", file=sys.stderr)
+        return EXIT_FAILURE
+    print(fingerprint(fingerprint_key(secret), payload))
+    return EXIT_OK
+
+
+def block_report(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 1 when the chain is not intact (the report says so)."""
+    try:
+        config = _config_or_default(args.config)
+        period = parse_period(args.first, args.last)
+        report = build_report(open_backend(config.audit), period, checkpoint_key(config.audit))
+    except (ConfigError, AuditError, QueryError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    content = render(report, args.format)
+    if args.out is None:
+        sys.stdout.buffer.write(content)
+    else:
+        try:
+            args.out.write_bytes(content)
+        except OSError as exc:
+            print(f"{args.out}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"{args.out}: {args.format} block report {period.since} to {period.last}, "
+            f"{len(report.incidents)} incident(s), chain "
+            f"{'intact' if report.verification.intact else 'TAMPERED'}",
+            file=sys.stderr,
+        )
+    return EXIT_OK if report.verification.intact else EXIT_FAILURE
+
+
+def admin_token(name: str, role: str) -> int:
+    try:
+        ApiToken(name=name, role=role, sha256="0" * 64)  # type: ignore[arg-type]
+    except ValueError:
+        print(f"token name {name!r}: letters, digits and ._@- only", file=sys.stderr)
+        return EXIT_CONFIG
+    token, digest = new_token()
+    print(f"token (give it to {name}; it is not stored anywhere): {token}")
+    print("add under admin.tokens in the config:")
+    print(f"  - {{name: {name}, role: {role}, sha256: {digest}}}")
     return EXIT_OK
 
 
@@ -290,6 +411,14 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return geo_update(args)
     if args.command == "geo":
         return geo_lookup(args.target, args.config)
+    if args.command == "admin":
+        return admin_token(args.name, args.role)
+    if args.command == "report":
+        return block_report(args)
     if args.command == "audit":
+        if args.audit_command == "verify":
+            return audit_verify(args.config, args.json)
+        if args.audit_command == "fingerprint":
+            return audit_fingerprint(args.file, args.config)
         return audit_list(args.config, args.limit, args.json)
     return EXIT_FAILURE

@@ -244,7 +244,40 @@ class Limits(_Strict):
 
 
 class Audit(_Strict):
+    """The tamper-evident audit trail (see docs/audit.md)."""
+
+    # sqlite: one embedded file (one gateway). postgresql: one database for several gateways,
+    # each writing its own chain.
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     database: Path = Path("var/audit.db")
+    # libpq connection string for backend: postgresql, without a password (libpq reads it from
+    # PGPASSWORD or ~/.pgpass), e.g. "host=db.example port=5432 dbname=audit user=gateway".
+    postgresql_dsn: str = ""
+    # Names this gateway's chain; stable across restarts. Empty: the machine's host name.
+    instance_id: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,64}$")
+    # Environment variable holding the site secret that keys checkpoints and payload
+    # fingerprints (HMAC-SHA256). Unset: a random key per process, which nobody can verify later.
+    secret_env: str = Field(default="PHI_GATEWAY_SECRET", min_length=1)
+    # A keyed checkpoint seals the chain's head this often (and at start and shutdown).
+    checkpoint_interval_seconds: int = Field(default=300, ge=1, le=86400)
+    # Events older than this are removed; the removal is itself recorded in the chain.
+    # Default six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)).
+    retention_days: int = Field(default=2192, ge=1, le=36500)
+
+    @field_validator("postgresql_dsn")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if re.search(r"(^|\s)password\s*=|://[^/@\s]*:[^/@\s]*@", value):
+            raise ValueError(
+                "do not put the password in the config: libpq reads it from PGPASSWORD or ~/.pgpass"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs_dsn(self) -> Self:
+        if self.backend == "postgresql" and not self.postgresql_dsn.strip():
+            raise ValueError("backend postgresql needs postgresql_dsn")
+        return self
 
 
 def _host_port(value: object) -> object:
@@ -319,8 +352,34 @@ class Proxy(_Strict):
     upstream_ca_bundle: Path | None = None
 
 
+class ApiToken(_Strict):
+    """One bearer token of the admin API, stored only as its SHA-256
+    (``phi-gateway admin token`` makes one)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")
+    role: Literal["auditor", "admin"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Admin(_Strict):
     listen: HostPort = "127.0.0.1:9464"
+    # Serve /metrics, /healthz and /readyz on this address instead (the API stays on listen).
+    metrics_listen: HostPort | None = None
+    # Ask for a bearer token (any role) on /metrics too.
+    metrics_require_token: bool = False
+    # Who may use /api/v1/: auditor (incidents, reports), admin (also policy reload).
+    tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique(cls, tokens: tuple[ApiToken, ...]) -> tuple[ApiToken, ...]:
+        names = [t.name for t in tokens]
+        hashes = [t.sha256 for t in tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("token names must be unique")
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two tokens have the same hash")
+        return tokens
 
 
 class GatewayConfig(_Strict):

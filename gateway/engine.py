@@ -8,15 +8,17 @@ new one and swaps it in only when it is complete, so a bad reload keeps the last
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 
 from gateway import metrics
 from gateway.audit import AuditEvent, AuditStore
+from gateway.audit.chain import fingerprint
 from gateway.audit.event import new_incident_id
+from gateway.audit.factory import fingerprint_key, location, open_store
 from gateway.audit.store import AuditError
 from gateway.config import GatewayConfig
 from gateway.enforce import BlockResponse, block_response, warm_up
@@ -40,7 +42,6 @@ from gateway.policy import decide, needs_inspection
 from gateway.redact.redactor import RedactionOutcome, Redactor, site_secret
 
 log = logging.getLogger(__name__)
-INSTANCE_ID = uuid.uuid4().hex[:12]
 # Channels whose payload is never readable: counted by channel rather than by cause.
 _NOT_INSPECTED_REASONS = {
     Protocol.TCP: "raw-tcp",
@@ -58,7 +59,12 @@ class GatewayStartError(Exception):
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, locator: Locator, audit: AuditStore) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        locator: Locator,
+        audit: AuditStore,
+    ) -> None:
         self.config = config
         self.policy_version = config.version
         self.locator = locator
@@ -67,7 +73,16 @@ class Gateway:
         secret, self.secret_from_environment = site_secret(config.redaction)
         self.redactor = Redactor(config.redaction, config.limits, secret)
         self.audit = audit
-        self.instance_id = INSTANCE_ID
+        self.instance_id = audit.instance_id
+        self._fingerprint_key = fingerprint_key(audit.settings.secret)
+        self.audit_key_from_environment = audit.settings.secret_from_environment
+        self._geo_databases = json.dumps(
+            [
+                {"name": db.name, "build": db.build_time.date().isoformat()}
+                for db in locator.databases
+            ],
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_config(cls, config: GatewayConfig, audit: AuditStore | None = None) -> Gateway:
@@ -75,9 +90,10 @@ class Gateway:
             locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
         except GeoDatabaseError as exc:
             raise GatewayStartError(str(exc)) from None
-        if audit is None or audit.path != config.audit.database:
+        if audit is None or audit.location != location(config.audit):
             try:
-                audit = AuditStore(config.audit.database)
+                audit = open_store(config.audit)
+                audit.start()
             except AuditError as exc:
                 raise GatewayStartError(str(exc)) from None
         warm_up()
@@ -199,7 +215,12 @@ class Gateway:
             metrics.child(metrics.FINDINGS, category).inc(count)
         if verdict.record:
             event = AuditEvent.from_decision(
-                decision, self.instance_id, self.policy_version, counts
+                decision,
+                self.instance_id,
+                self.policy_version,
+                counts,
+                payload_fingerprint=fingerprint(self._fingerprint_key, decision.message.body),
+                geo_databases=self._geo_databases,
             )
             self.audit.append(event)
             metrics.child(metrics.AUDIT_EVENTS, action).inc()

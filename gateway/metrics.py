@@ -89,6 +89,28 @@ AUDIT_WRITE_ERRORS = Counter(
     f"{PREFIX}_audit_write_errors_total",
     "Audit events that could not be written to the audit database.",
 )
+AUDIT_CHECKPOINT_ERRORS = Counter(
+    f"{PREFIX}_audit_checkpoint_errors_total",
+    "Keyed checkpoints of the audit hash chain that could not be written.",
+)
+AUDIT_CHAIN_HEAD = Gauge(
+    f"{PREFIX}_audit_chain_head_seq",
+    "Sequence number of the last event in this instance's audit hash chain (an outside "
+    "witness: it never goes down, so a chain found shorter later was truncated).",
+)
+AUDIT_LAST_CHECKPOINT = Gauge(
+    f"{PREFIX}_audit_last_checkpoint_timestamp_seconds",
+    "When (Unix seconds) the last keyed checkpoint of the audit chain was written.",
+)
+AUDIT_EXPIRED_EVENTS = Counter(
+    f"{PREFIX}_audit_expired_events_total",
+    "Audit events removed by retention (each expiry is itself recorded in the chain).",
+)
+ADMIN_API_REQUESTS = Counter(
+    f"{PREFIX}_admin_api_requests_total",
+    "Admin API requests by route and HTTP status code (each one is also an audit event).",
+    ["route", "code"],
+)
 AUDIT_EVENTS = Counter(
     f"{PREFIX}_audit_events_total",
     "Audit events queued for the audit database, by action.",

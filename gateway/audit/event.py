@@ -40,6 +40,15 @@ class AuditEvent:
     reason: str
     error: str
     redaction: str = ""  # JSON: {"categories": {...}, "locations": [...]} of what was redacted
+    # HMAC-SHA256 of the payload as sent, keyed by the site secret: an auditor holding the
+    # message can match it (`phi-gateway audit fingerprint FILE`); the trail holds no PHI.
+    payload_fingerprint: str = ""
+    # JSON: [{"name": ..., "build": ISO date}] of the geo databases that judged the destination.
+    geo_databases: str = ""
+    # decision (one message judged) | access (an admin API request) | expiry (retention ran)
+    kind: str = "decision"
+    # JSON with the kind's own facts (access: method, path, status, token; expiry: range).
+    detail: str = ""
 
     @classmethod
     def from_decision(
@@ -48,6 +57,9 @@ class AuditEvent:
         instance_id: str,
         policy_version: str,
         counts: dict[str, int] | None = None,
+        *,
+        payload_fingerprint: str = "",
+        geo_databases: str = "",
     ) -> AuditEvent:
         verdict = decision.verdict
         destination = decision.destination
@@ -95,10 +107,103 @@ class AuditEvent:
             reason=verdict.reason,
             error=inspection.error,
             redaction=_redaction_summary(decision),
+            payload_fingerprint=payload_fingerprint,
+            geo_databases=geo_databases,
         )
 
     def as_row(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def access_event(
+    *,
+    instance_id: str,
+    policy_version: str,
+    client: str,
+    method: str,
+    path: str,
+    status: int,
+    token: str,
+    role: str,
+) -> AuditEvent:
+    """An admin API request: who (token name and role, client address) asked for what."""
+    return AuditEvent(
+        incident_id=f"API-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}",
+        time=_now_iso(),
+        instance_id=instance_id,
+        policy_version=policy_version,
+        client=client,
+        host="",
+        ip="",
+        port=0,
+        country="",
+        location="",
+        geo_evidence="[]",
+        protocol="http/1",
+        format="",
+        message_type="",
+        categories="{}",
+        locations="[]",
+        action="api-access",
+        rule=role,
+        reason=f"{method} {path} -> {status}",
+        error="",
+        kind="access",
+        detail=_compact(
+            {"method": method, "path": path, "status": status, "token": token, "role": role}
+        ),
+    )
+
+
+def expiry_event(
+    *,
+    instance_id: str,
+    policy_version: str,
+    through_seq: int,
+    through_hash: str,
+    count: int,
+    before: str,
+) -> AuditEvent:
+    """Retention removed the chain's oldest events: the chain records where it now starts."""
+    return AuditEvent(
+        incident_id=f"EXP-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}",
+        time=_now_iso(),
+        instance_id=instance_id,
+        policy_version=policy_version,
+        client="",
+        host="",
+        ip="",
+        port=0,
+        country="",
+        location="",
+        geo_evidence="[]",
+        protocol="",
+        format="",
+        message_type="",
+        categories="{}",
+        locations="[]",
+        action="retention-expiry",
+        rule="retention",
+        reason=f"{count} event(s) older than {before} expired (chain seq {through_seq} and before)",
+        error="",
+        kind="expiry",
+        detail=_compact(
+            {
+                "through_seq": through_seq,
+                "through_hash": through_hash,
+                "count": count,
+                "before": before,
+            }
+        ),
+    )
 
 
 def _redaction_summary(decision: Decision) -> str:

@@ -1,77 +1,59 @@
-"""Append-only SQLite audit store (WAL, synchronous=FULL so a committed event survives a crash).
-
-Writes go through one background thread: the proxy's event loop only puts events on a queue.
+"""The audit trail writer: one background thread appends queued events to this instance's hash
+chain, writes keyed checkpoints (at start, every ``checkpoint_seconds``, at shutdown) and runs
+retention. The proxy's event loop only puts events on a queue: it never waits for a disk.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
-import sqlite3
 import threading
 import time
-from dataclasses import fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway import metrics
+from gateway.audit.backend import ROW_COLUMNS, AuditBackend, AuditError, Connection
+from gateway.audit.chain import derive_key, make_checkpoint
 from gateway.audit.event import AuditEvent
+from gateway.audit.sqlite_backend import SqliteBackend
 
 log = logging.getLogger(__name__)
-_COLUMNS = [f.name for f in fields(AuditEvent)]
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS audit_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    {", ".join(f"{c} {'INTEGER' if c == 'port' else 'TEXT'} NOT NULL" for c in _COLUMNS)}
-);
-CREATE UNIQUE INDEX IF NOT EXISTS audit_events_incident ON audit_events(incident_id);
-CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
-CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
-"""
-# Column names are ours, values are bound parameters.
-_INSERT = f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"  # noqa: E501, S608
 _STOP = object()
 _GROUP_COMMIT_SECONDS = 0.005
+_RETENTION_EVERY_SECONDS = 24 * 3600
+DEFAULT_RETENTION_DAYS = 2192  # six years (HIPAA documentation retention, 45 CFR 164.316)
+
+__all__ = ["AuditError", "AuditStore", "ChainSettings"]
 
 
-class AuditError(Exception):
-    """The audit database cannot be opened or written."""
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    return conn
-
-
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Databases written by an older version get the newer columns (empty for old rows)."""
-    present = {row[1] for row in conn.execute("PRAGMA table_info(audit_events)")}
-    for column in _COLUMNS:
-        if column not in present:
-            kind = "INTEGER" if column == "port" else "TEXT"
-            conn.execute(f"ALTER TABLE audit_events ADD COLUMN {column} {kind} NOT NULL DEFAULT ''")
+@dataclass(frozen=True, slots=True)
+class ChainSettings:
+    instance_id: str = "gateway"
+    secret: bytes = b""  # site secret; checkpoints are keyed by a key derived from it
+    secret_from_environment: bool = False  # else a random key: checkpoints nobody can verify
+    checkpoint_seconds: float = 300.0
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
 
 class AuditStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(path)
-            try:
-                conn.executescript(_SCHEMA)
-                _add_missing_columns(conn)
-            finally:
-                conn.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise AuditError(f"{path}: cannot open audit database: {exc}") from None
+    def __init__(self, backend: AuditBackend | Path, settings: ChainSettings | None = None) -> None:
+        self.backend = SqliteBackend(backend) if isinstance(backend, Path) else backend
+        self.settings = settings or ChainSettings()
+        self._checkpoint_key = derive_key(self.settings.secret, "checkpoint")
         self._queue: queue.Queue[object] = queue.Queue()
         self.write_errors = 0
+        self.head: tuple[int, str] | None = None  # (seq, hash) last written by this process
         self._thread: threading.Thread | None = None
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    @property
+    def instance_id(self) -> str:
+        return self.settings.instance_id
 
     def start(self) -> None:
         if self._thread is None:
@@ -89,78 +71,155 @@ class AuditStore:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued event is committed."""
+        if self._thread is None:
+            return
         done = threading.Event()
         self._queue.put(done)
         done.wait(timeout)
 
     def close(self) -> None:
+        """Commit what is queued, write the shutdown checkpoint, stop the writer."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(10)
             self._thread = None
 
+    # -- the writer thread -------------------------------------------------------------------
     def _writer(self) -> None:
         try:
-            conn = connect(self.path)
-        except sqlite3.Error as exc:
+            conn = self.backend.connect()
+        except self.backend.errors as exc:
             log.error("audit database unusable: %s", exc)
             self._drain_failed()
             return
         try:
+            self._checkpoint(conn, "startup")
+            self._expire(conn)
+            next_checkpoint = time.monotonic() + self.settings.checkpoint_seconds
+            next_expiry = time.monotonic() + _RETENTION_EVERY_SECONDS
+            dirty = False
             while True:
-                batch = [self._queue.get()]
-                # Group what arrives within a few milliseconds into one transaction: one
-                # fsync for many events under load, one event's latency otherwise.
-                time.sleep(_GROUP_COMMIT_SECONDS)
-                while len(batch) < 500:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                try:
+                    first = self._queue.get(timeout=max(0.0, next_checkpoint - time.monotonic()))
+                except queue.Empty:
+                    first = None
+                if time.monotonic() >= next_checkpoint:
+                    if dirty:
+                        self._checkpoint(conn, "interval")
+                        dirty = False
+                    else:  # nothing new: the last checkpoint still seals the head
+                        metrics.AUDIT_LAST_CHECKPOINT.set(time.time())
+                    next_checkpoint = time.monotonic() + self.settings.checkpoint_seconds
+                if time.monotonic() >= next_expiry:
+                    self._expire(conn)
+                    next_expiry = time.monotonic() + _RETENTION_EVERY_SECONDS
+                if first is None:
+                    continue
+                batch = self._gather(first)
                 events = [e for e in batch if isinstance(e, AuditEvent)]
                 if events:
-                    self._write(conn, events)
+                    dirty = self._write(conn, events) or dirty
                 for item in batch:
                     if isinstance(item, threading.Event):
                         item.set()
                 if any(item is _STOP for item in batch):
+                    self._checkpoint(conn, "shutdown")
                     return
         finally:
             conn.close()
+
+    def _gather(self, first: object) -> list[object]:
+        # Group what arrives within a few milliseconds into one transaction: one fsync for
+        # many events under load, one event's latency otherwise.
+        batch = [first]
+        time.sleep(_GROUP_COMMIT_SECONDS)
+        while len(batch) < 500:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _drain_failed(self) -> None:
         """The database went away: count every queued event as failed, release waiters."""
         while True:
             item = self._queue.get()
             if isinstance(item, AuditEvent):
-                self.write_errors += 1
-                metrics.AUDIT_WRITE_ERRORS.inc()
+                self._failed(1)
             elif isinstance(item, threading.Event):
                 item.set()
             elif item is _STOP:
                 return
 
-    def _write(self, conn: sqlite3.Connection, events: list[AuditEvent]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, [e.as_row() for e in events])
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self.write_errors += len(events)
-            metrics.AUDIT_WRITE_ERRORS.inc(len(events))
-            log.error("audit write failed for %d event(s): %s", len(events), exc)
+    def _failed(self, count: int) -> None:
+        self.write_errors += count
+        metrics.AUDIT_WRITE_ERRORS.inc(count)
 
-    def recent(self, limit: int = 50) -> list[dict[str, object]]:
-        conn = connect(self.path)
+    def _write(self, conn: Connection, events: list[AuditEvent]) -> bool:
+        # The chain is this store's: every event it appends carries its instance id.
+        events = [
+            e if e.instance_id == self.instance_id else replace(e, instance_id=self.instance_id)
+            for e in events
+        ]
         try:
-            conn.row_factory = sqlite3.Row
-            rows = conn.execute(
-                f"SELECT seq, {', '.join(_COLUMNS)} FROM audit_events "  # noqa: S608
+            self.head = self.backend.append(conn, self.instance_id, events)
+        except self.backend.errors as exc:
+            self._failed(len(events))
+            log.error("audit write failed for %d event(s): %s", len(events), exc)
+            return False
+        metrics.AUDIT_CHAIN_HEAD.set(self.head[0])
+        return True
+
+    def _checkpoint(self, conn: Connection, reason: str) -> None:
+        """Seal the chain's current head with the keyed checkpoint (nothing to seal: skip)."""
+        try:
+            cur = conn.cursor()
+            seq, head = self.backend.head(cur, self.instance_id)
+            if seq == 0:
+                return
+            now = dt.datetime.now(dt.UTC)
+            checkpoint = make_checkpoint(
+                self._checkpoint_key,
+                instance_id=self.instance_id,
+                chain_seq=seq,
+                head=head,
+                time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                reason=reason,
+            )
+            self.backend.add_checkpoint(conn, checkpoint)
+        except self.backend.errors as exc:
+            metrics.AUDIT_CHECKPOINT_ERRORS.inc()
+            log.error("audit checkpoint failed: %s", exc)
+            return
+        metrics.AUDIT_CHAIN_HEAD.set(seq)
+        metrics.AUDIT_LAST_CHECKPOINT.set(now.timestamp())
+        log.info(
+            "audit checkpoint (%s): %s seq %d %s", reason, self.instance_id, seq, checkpoint.mac
+        )
+
+    def _expire(self, conn: Connection) -> None:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self.settings.retention_days)
+        before = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        try:
+            expired = self.backend.expire(conn, self.instance_id, "", before)
+        except self.backend.errors as exc:
+            metrics.AUDIT_WRITE_ERRORS.inc()
+            log.error("audit retention failed: %s", exc)
+            return
+        if expired:
+            metrics.AUDIT_EXPIRED_EVENTS.inc(expired)
+            log.warning("audit retention: %d event(s) older than %s expired", expired, before)
+            self._checkpoint(conn, "expiry")
+
+    # -- reading -----------------------------------------------------------------------------
+    def recent(self, limit: int = 50) -> list[dict[str, object]]:
+        conn = self.backend.connect()
+        try:
+            return self.backend.fetch(
+                conn,
+                f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
                 "ORDER BY seq DESC LIMIT ?",
                 (limit,),
-            ).fetchall()
-            return [dict(r) for r in rows]
+            )
         finally:
             conn.close()

@@ -39,8 +39,10 @@ class GatewayProcess:
         workdir: Path,
         config: dict[str, Any],
         extra_args: list[str] = (),  # type: ignore[assignment]
+        *,
         netns: Netns | None = None,
         listen_host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.netns = netns
@@ -71,7 +73,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).parents[2],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.wait_ready()
 
@@ -170,6 +172,13 @@ class GatewayProcess:
 
     def reload(self) -> None:
         self.proc.send_signal(signal.SIGHUP)
+
+    def kill(self) -> int:
+        """SIGKILL: no shutdown code runs (a crash, an OOM kill, a power cut of the process)."""
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
 
     def stop(self) -> int:
         if self.proc.poll() is None:

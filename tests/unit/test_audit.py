@@ -67,6 +67,7 @@ def test_event_holds_categories_not_values(tmp_path: Path) -> None:
     assert len(rows) == 50
     assert rows[0]["country"] == "IN"
     assert '"ssn":1' in str(rows[0]["categories"])
+    assert rows[0]["chain_seq"] == 50 and len(str(rows[0]["hash"])) == 64
     assert "db:dbip-country-lite" in str(rows[0]["geo_evidence"])
 
 

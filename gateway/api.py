@@ -1,0 +1,186 @@
+"""The admin HTTP API (``/api/v1/``): incidents and block reports for auditors, policy reload
+for admins. Bearer tokens with roles; every request, allowed or not, is an audit event.
+
+    GET  /api/v1/incidents?from=YYYY-MM-DD&to=YYYY-MM-DD&action=&country=&limit=&offset=
+    GET  /api/v1/incidents/{incident_id}
+    GET  /api/v1/reports/blocks?from=&to=&format=json|csv|html|pdf
+    POST /api/v1/policy/reload                                   (admin)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway import metrics
+from gateway.api_auth import allowed, authenticate
+from gateway.audit.event import access_event
+from gateway.audit.factory import checkpoint_key
+from gateway.audit.query import (
+    MAX_PAGE,
+    IncidentFilter,
+    QueryError,
+    incident,
+    incidents,
+    parse_period,
+)
+from gateway.config import ApiToken
+from gateway.report import FORMATS, build_report, render
+from gateway.report.render import CONTENT_TYPES
+
+if TYPE_CHECKING:
+    from gateway.engine import Gateway
+
+log = logging.getLogger(__name__)
+StartResponse = Callable[..., Any]
+ReloadFunction = Callable[[], tuple[bool, str]]
+_INCIDENT_PATH = re.compile(r"^/api/v1/incidents/([A-Za-z0-9-]{1,64})$")
+_JSON_COLUMNS = ("categories", "locations", "geo_evidence", "geo_databases", "redaction")
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    409: "409 Conflict",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    body: bytes
+    content_type: str = "application/json"
+    route: str = "unknown"
+
+
+def _json(code: int, value: object, route: str) -> Reply:
+    return Reply(code, json.dumps(value, indent=1).encode(), "application/json", route)
+
+
+def _error(code: int, message: str, route: str = "unknown") -> Reply:
+    return _json(code, {"error": message}, route)
+
+
+def incident_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for column in _JSON_COLUMNS:
+        with contextlib.suppress(ValueError):
+            out[column] = json.loads(str(row[column])) if row[column] else None
+    return out
+
+
+class Api:
+    def __init__(self, gateway: Callable[[], Gateway], reload: ReloadFunction | None) -> None:
+        self._gateway = gateway
+        self._reload = reload
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        gateway = self._gateway()
+        token = authenticate(environ.get("HTTP_AUTHORIZATION", ""), gateway.config.admin.tokens)
+        try:
+            reply = self._dispatch(environ, gateway, token)
+        except QueryError as exc:
+            reply = _error(400, str(exc))
+        except Exception:  # never a traceback (or a value from it) to the client
+            reply = _error(500, "internal error: see the gateway log")
+            log.exception("admin API request failed")
+        path = environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING", "")
+        gateway.audit.append(
+            access_event(
+                instance_id=gateway.instance_id,
+                policy_version=gateway.policy_version,
+                client=f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}",
+                method=environ.get("REQUEST_METHOD", ""),
+                path=(path + ("?" + query if query else ""))[:300],
+                status=reply.code,
+                token=token.name if token else "-",
+                role=token.role if token else "-",
+            )
+        )
+        metrics.ADMIN_API_REQUESTS.labels(reply.route, str(reply.code)).inc()
+        headers = [("Content-Type", reply.content_type), ("Cache-Control", "no-store")]
+        if reply.code == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="phi-gateway"'))
+        start_response(_STATUS.get(reply.code, f"{reply.code} Error"), headers)
+        return [reply.body]
+
+    def _dispatch(self, environ: dict[str, Any], gateway: Gateway, token: ApiToken | None) -> Reply:
+        path = str(environ.get("PATH_INFO", ""))
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+
+        def arg(name: str) -> str:
+            return query.get(name, [""])[0]
+
+        if token is None:
+            return _error(401, "a bearer token is required")
+        if path == "/api/v1/policy/reload":
+            if method != "POST":
+                return _error(405, "use POST", "policy-reload")
+            if not allowed(token, "admin"):
+                return _error(403, "the admin role is required", "policy-reload")
+            if self._reload is None:
+                return _error(503, "reload is not available", "policy-reload")
+            ok, message = self._reload()
+            return _json(200 if ok else 409, {"reloaded": ok, "message": message}, "policy-reload")
+        if method != "GET":
+            return _error(405, "use GET")
+        if not allowed(token, "auditor"):
+            return _error(403, "the auditor role is required")
+        backend = gateway.audit.backend
+        if path == "/api/v1/incidents":
+            where = IncidentFilter(
+                parse_period(arg("from") or None, arg("to") or None), arg("action"), arg("country")
+            )
+            limit = _integer(arg("limit"), 100, 1, MAX_PAGE)
+            offset = _integer(arg("offset"), 0, 0, 10**9)
+            rows, total = incidents(backend, where, limit, offset)
+            following = offset + len(rows)
+            next_page = None
+            if following < total:
+                params = {k: v[0] for k, v in query.items()} | {"offset": str(following)}
+                next_page = f"{path}?{urllib.parse.urlencode(params)}"
+            return _json(
+                200,
+                {
+                    "total": total,
+                    "limit": limit,
+                    "offset": offset,
+                    "next": next_page,
+                    "incidents": [incident_json(r) for r in rows],
+                },
+                "incidents",
+            )
+        match = _INCIDENT_PATH.match(path)
+        if match:
+            row = incident(backend, match.group(1))
+            if row is None:
+                return _error(404, "no such incident", "incident")
+            return _json(200, incident_json(row), "incident")
+        if path == "/api/v1/reports/blocks":
+            fmt = arg("format") or "json"
+            if fmt not in FORMATS:
+                return _error(400, f"format must be one of {', '.join(FORMATS)}", "reports-blocks")
+            period = parse_period(arg("from") or None, arg("to") or None)
+            report = build_report(backend, period, checkpoint_key(gateway.config.audit))
+            return Reply(200, render(report, fmt), CONTENT_TYPES[fmt], "reports-blocks")
+        return _error(404, "no such endpoint")
+
+
+def _integer(text: str, default: int, low: int, high: int) -> int:
+    if not text:
+        return default
+    if not text.isdigit():
+        raise QueryError("limit and offset must be whole numbers")
+    return max(low, min(high, int(text)))

@@ -1,0 +1,61 @@
+"""Build the audit store a config asks for: backend, chain name, keys."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+
+from gateway.audit.backend import AuditBackend
+from gateway.audit.chain import derive_key
+from gateway.audit.sqlite_backend import SqliteBackend
+from gateway.audit.store import AuditStore, ChainSettings
+from gateway.config import Audit
+
+
+def instance_name(settings: Audit) -> str:
+    return settings.instance_id or socket.gethostname().split(".")[0] or "gateway"
+
+
+def audit_secret(settings: Audit) -> bytes | None:
+    """The site secret from the environment, or None when it is not set."""
+    value = os.environ.get(settings.secret_env, "")
+    return value.encode() if value else None
+
+
+def checkpoint_key(settings: Audit) -> bytes | None:
+    secret = audit_secret(settings)
+    return None if secret is None else derive_key(secret, "checkpoint")
+
+
+def fingerprint_key(secret: bytes) -> bytes:
+    return derive_key(secret, "fingerprint")
+
+
+def location(settings: Audit) -> str:
+    """What the store is, comparable across reloads (a path or a DSN)."""
+    if settings.backend == "postgresql":
+        return f"postgresql:{settings.postgresql_dsn}"
+    return str(settings.database)
+
+
+def open_backend(settings: Audit) -> AuditBackend:
+    """Raises AuditError when the database cannot be opened."""
+    if settings.backend == "postgresql":
+        from gateway.audit.postgres_backend import PostgresBackend
+
+        return PostgresBackend(settings.postgresql_dsn)
+    return SqliteBackend(settings.database)
+
+
+def open_store(settings: Audit) -> AuditStore:
+    """The store; without the site secret in the environment its key is random (this process)."""
+    secret = audit_secret(settings)
+    chain = ChainSettings(
+        instance_id=instance_name(settings),
+        secret=secret if secret is not None else secrets.token_bytes(32),
+        secret_from_environment=secret is not None,
+        checkpoint_seconds=settings.checkpoint_interval_seconds,
+        retention_days=settings.retention_days,
+    )
+    return AuditStore(open_backend(settings), chain)
