@@ -18,8 +18,8 @@ import gateway.metrics  # noqa: F401  (declares the metrics)
 CONFIGS = Path(__file__).parents[2] / "configs"
 PROMETHEUS = CONFIGS / "prometheus"
 DASHBOARD = CONFIGS / "grafana" / "dashboards" / "phi-gateway.json"
-# Named by the geo engineer's multi-source work (declared there); `up` is Prometheus's own.
-EXTERNAL = {"up", "phi_gateway_geo_source_age_seconds"}
+# Prometheus's own.
+EXTERNAL = {"up"}
 _NAME = re.compile(r"\b(phi_gateway_[a-z0-9_]+|up)\b")
 
 
