@@ -1,9 +1,12 @@
-"""One MaxMind-format database: GeoIP2/GeoLite2 Country, City or Enterprise, the embedded DB-IP
-Lite (converted to the GeoIP2-Country schema) or an ip-location-db country database (records
-``{"country_code": "US"}``, such as the embedded geo-whois-asn-country), read with maxminddb.
+"""One MaxMind-format database read through geoip2: a GeoIP2/GeoLite2 Country, City or
+Enterprise database, or one converted to the GeoIP2-Country schema (the embedded DB-IP Lite and
+geo-whois-asn-country; ``geo_db/build_geowhois.py`` converts any ip-location-db country file).
 
-maxminddb's records are read directly (about 4 µs a lookup here; geoip2's model objects cost
-about 20 µs), taking ``country``, then ``registered_country``, then ``country_code``."""
+The geoip2 method is chosen once, at open, from the metadata's ``database_type`` (geoip2's own
+rule: ``country()`` for a type naming Country, ``city()`` for City, ``enterprise()`` for
+Enterprise); a lookup takes ``country.iso_code``, then ``registered_country.iso_code``.
+Building geoip2's model objects costs about 15 µs a lookup (maxminddb's bare record: 6 µs); the
+locator caches the combined answer per address, so only an address's first lookup pays it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,20 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import maxminddb
+import geoip2.database
+import geoip2.errors
+import geoip2.models
+from maxminddb import InvalidDatabaseError
+
+# geoip2 accepts a method when its word is part of the database type (case-sensitive).
+_METHODS = ("Enterprise", "City", "Country")
+# Public addresses a country database knows: at open, at least one answer must carry a country
+# (catches a file whose type says Country but whose records are in another schema).
+_PROBES = ("8.8.8.8", "1.1.1.1", "9.9.9.9", "2001:4860:4860::8888", "2606:4700:4700::1111")
+_CONVERT = (
+    "an ip-location-db country database (records {'country_code': ..}) can be converted: "
+    "python geo_db/build_geowhois.py --input FILE --output NEW.mmdb (docs/geo.md)"
+)
 
 
 class GeoDatabaseError(Exception):
@@ -25,22 +41,51 @@ class GeoDatabaseReader:
         self.name = path.stem
         self.answers_reserved = answers_reserved
         try:
-            self._reader = maxminddb.open_database(str(path))
-        except (OSError, maxminddb.InvalidDatabaseError, ValueError) as exc:
+            self._reader = geoip2.database.Reader(str(path))
+        except (OSError, InvalidDatabaseError, ValueError) as exc:
             raise GeoDatabaseError(f"{path}: cannot open MaxMind database: {exc}") from None
         meta = self._reader.metadata()
         self.database_type: str = meta.database_type
-        kind = self.database_type.lower()
-        if not any(word in kind for word in ("city", "enterprise", "country")):
+        try:
+            self._lookup = self._method()
+            self._check_records()
+        except GeoDatabaseError:
             self._reader.close()
-            raise GeoDatabaseError(
-                f"{path}: database type {self.database_type!r} carries no country "
-                "(need a GeoIP2/GeoLite2 Country, City or Enterprise database)"
-            )
-        self._get: Callable[[str], object] = self._reader.get
+            raise
         self.build_time = dt.datetime.fromtimestamp(meta.build_epoch, tz=dt.UTC)
         self.attribution = ""
         self._read_sidecar(path.with_suffix(".json"))
+
+    def _method(self) -> Callable[[str], geoip2.models.Country]:
+        """The geoip2 reader method for this database type (geoip2 refuses any other)."""
+        word = next((w for w in _METHODS if w in self.database_type), None)
+        if word == "Enterprise":
+            return self._reader.enterprise
+        if word == "City":
+            return self._reader.city
+        if word == "Country":
+            return self._reader.country
+        raise GeoDatabaseError(
+            f"{self.path}: geoip2 cannot read a country from a {self.database_type!r} database "
+            "(need a GeoIP2/GeoLite2 Country, City or Enterprise database, or one in their "
+            f"schema whose type names Country, City or Enterprise); {_CONVERT}"
+        )
+
+    def _check_records(self) -> None:
+        found = 0
+        for probe in _PROBES:
+            try:
+                model = self._lookup(probe)
+            except (geoip2.errors.AddressNotFoundError, ValueError):
+                continue
+            if model.country.iso_code or model.registered_country.iso_code:
+                return
+            found += 1
+        if found:
+            raise GeoDatabaseError(
+                f"{self.path}: {self.database_type!r} records carry no country.iso_code or "
+                f"registered_country.iso_code (asked {', '.join(_PROBES)}); {_CONVERT}"
+            )
 
     def _read_sidecar(self, sidecar: Path) -> None:
         """The embedded database records its upstream build date and attribution beside it."""
@@ -57,15 +102,11 @@ class GeoDatabaseReader:
     def country(self, ip: str) -> str | None:
         """ISO country code for an address, or None when the database has no answer."""
         try:
-            record = self._get(ip)
-        except ValueError:
-            return None
-        if not isinstance(record, dict):
-            return None
-        code = _iso_code(record.get("country")) or _iso_code(record.get("registered_country"))
-        if code is None:
-            code = record.get("country_code")
-        if not isinstance(code, str) or len(code) != 2 or code.upper() == "ZZ":
+            model = self._lookup(ip)
+        except (geoip2.errors.AddressNotFoundError, ValueError):
+            return None  # not in the database; not an address; IPv6 in an IPv4-only file
+        code = model.country.iso_code or model.registered_country.iso_code
+        if not code or len(code) != 2 or code.upper() == "ZZ":
             return None
         return code.upper()
 
@@ -80,11 +121,3 @@ class GeoDatabaseReader:
 
     def close(self) -> None:
         self._reader.close()
-
-
-def _iso_code(place: object) -> str | None:
-    if isinstance(place, dict):
-        code = place.get("iso_code")
-        if isinstance(code, str):
-            return code
-    return None
