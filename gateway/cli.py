@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -17,7 +18,12 @@ from pathlib import Path
 from gateway.api_auth import new_token
 from gateway.audit.backend import AuditError
 from gateway.audit.chain import fingerprint
-from gateway.audit.factory import audit_secret, checkpoint_key, fingerprint_key, open_backend
+from gateway.audit.factory import (
+    audit_secret,
+    checkpoint_key,
+    fingerprint_key,
+    open_backend,
+)
 from gateway.audit.query import QueryError, parse_period
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
@@ -30,7 +36,8 @@ from gateway.geo.resolver import Resolver
 from gateway.geo.update import update_ranges
 from gateway.model import Destination
 from gateway.policy import effective_location
-from gateway.report import FORMATS, build_report, render
+from gateway.report import FORMATS
+from gateway.report.job import write_report
 
 DEFAULT_CONFIG = Path("configs/gateway.yaml")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -363,11 +370,15 @@ def block_report(args: argparse.Namespace) -> int:
     try:
         config = _config_or_default(args.config)
         period = parse_period(args.first, args.last)
-        report = build_report(open_backend(config.audit), period, checkpoint_key(config.audit))
+        out = io.BytesIO()
+        report = write_report(config, period, args.format, out)
     except (ConfigError, AuditError, QueryError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    content = render(report, args.format)
+    except OSError as exc:
+        print(f"report: cannot read a checkpoint log: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    content = out.getvalue()
     if args.out is None:
         sys.stdout.buffer.write(content)
     else:

@@ -280,6 +280,20 @@ class Audit(_Strict):
         return self
 
 
+class Report(_Strict):
+    """Block reports (``phi-gateway report`` and the admin API; see docs/audit.md)."""
+
+    # HTML and PDF are read by people: they list at most this many incidents (the most severe,
+    # newest first) and say how many more there are. Summaries, the timeline and the chain
+    # verification always cover the whole period; CSV and JSON always list every incident.
+    max_listed_incidents: int = Field(default=1000, ge=1, le=1_000_000)
+    # The admin API builds each report in a child process (never in the proxy's interpreter),
+    # killed after this many seconds (answer 504).
+    api_timeout_seconds: int = Field(default=600, ge=10, le=86400)
+    # Reports the admin API builds at once; one more is answered 503 (retry later).
+    api_max_concurrent: int = Field(default=2, ge=1, le=16)
+
+
 def _host_port(value: object) -> object:
     if not isinstance(value, str):
         return value
@@ -389,6 +403,7 @@ class GatewayConfig(_Strict):
     limits: Limits = Limits()
     redaction: RedactionSettings = RedactionSettings()
     audit: Audit = Audit()
+    report: Report = Report()
     proxy: Proxy = Proxy()
     admin: Admin = Admin()
 
