@@ -21,6 +21,7 @@ from gateway.audit.chain import fingerprint
 from gateway.audit.factory import (
     audit_secret,
     checkpoint_key,
+    checkpoint_log_path,
     fingerprint_key,
     open_backend,
 )
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", type=Path, default=None)
     check.add_argument("--json", action="store_true", help="the result as one JSON object")
+    check.add_argument(
+        "--checkpoints",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="checkpoint log to check the chains against (repeatable, e.g. one per PostgreSQL "
+        "instance); default: the configured audit.checkpoint_log",
+    )
     fp = audit_sub.add_parser(
         "fingerprint", help="the keyed fingerprint of a message file, to match an audit event"
     )
@@ -321,16 +330,33 @@ def audit_list(config_path: Path | None, limit: int, as_json: bool) -> int:
     return EXIT_OK
 
 
-def audit_verify(config_path: Path | None, as_json: bool) -> int:
-    """Exit 0: every chain intact and every checkpoint genuine; 1: tampered (or unverifiable:
-    no site secret to check the checkpoints with)."""
+def audit_verify(config_path: Path | None, as_json: bool, logs: list[Path] | None = None) -> int:
+    """Exit 0: every chain intact, every checkpoint genuine and the checkpoint log read; 1:
+    tampered (or unverifiable: no site secret to check the checkpoints with, no checkpoint
+    log)."""
     try:
         config = _config_or_default(config_path)
-        backend = open_backend(config.audit)
-        result = verify(backend, checkpoint_key(config.audit))
-    except (ConfigError, AuditError) as exc:
+    except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
+    missing_log = ""
+    if logs is None:
+        default = checkpoint_log_path(config.audit)
+        logs = [default] if default.is_file() else []
+        missing_log = "" if logs else str(default)
+    for log in logs:
+        if not log.is_file():
+            print(f"{log}: no such checkpoint log", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        backend = open_backend(config.audit)
+        result = verify(backend, checkpoint_key(config.audit), checkpoint_logs=logs)
+    except AuditError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"audit verify: cannot read a checkpoint log: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as exc:  # a driver error while reading: the trail is not verified
         print(
             f"audit verify: cannot read {config.audit.backend} audit database: {exc}",
@@ -338,13 +364,19 @@ def audit_verify(config_path: Path | None, as_json: bool) -> int:
         )
         return EXIT_FAILURE
     if as_json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps(result.as_dict() | {"missing_checkpoint_log": missing_log}))
     else:
         print(f"{backend.location}:")
         print(result.describe())
         if not result.keyed:
             print(f"set ${config.audit.secret_env} to the site secret to verify checkpoints")
-    return EXIT_OK if result.intact and result.keyed else EXIT_FAILURE
+        if missing_log:
+            print(
+                f"NOT checked against a checkpoint log: {missing_log} does not exist (deleting "
+                "the last events and the checkpoint rows would go unnoticed); give "
+                "--checkpoints FILE, e.g. the copy shipped elsewhere"
+            )
+    return EXIT_OK if result.intact and result.keyed and not missing_log else EXIT_FAILURE
 
 
 def audit_fingerprint(path: Path, config_path: Path | None) -> int:
@@ -428,7 +460,7 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return block_report(args)
     if args.command == "audit":
         if args.audit_command == "verify":
-            return audit_verify(args.config, args.json)
+            return audit_verify(args.config, args.json, args.checkpoints)
         if args.audit_command == "fingerprint":
             return audit_fingerprint(args.file, args.config)
         return audit_list(args.config, args.limit, args.json)

@@ -260,6 +260,11 @@ class Audit(_Strict):
     secret_env: str = Field(default="PHI_GATEWAY_SECRET", min_length=1)
     # A keyed checkpoint seals the chain's head this often (and at start and shutdown).
     checkpoint_interval_seconds: int = Field(default=300, ge=1, le=86400)
+    # Every checkpoint is also appended (fsync'd) to this file outside the database, so deleting
+    # the last events *and* the checkpoint rows is still caught by `audit verify`. null: next to
+    # the database (<database>.checkpoints; postgresql: audit-<instance_id>.checkpoints in the
+    # database's directory, one file per instance).
+    checkpoint_log: Path | None = None
     # Events older than this are removed; the removal is itself recorded in the chain.
     # Default six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)).
     retention_days: int = Field(default=2192, ge=1, le=36500)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway.audit.backend import AuditBackend
@@ -166,6 +168,7 @@ def build_report(
     period: Period,
     checkpoint_key: bytes | None,
     max_listed: int = DEFAULT_MAX_LISTED,
+    checkpoint_logs: Sequence[Path] = (),
 ) -> BlockReport:
     rows = all_incidents(backend, IncidentFilter(period))
     totals = dict.fromkeys(DECISION_ACTIONS, 0)
@@ -192,7 +195,7 @@ def build_report(
         version["events"] += 1
         for db in _json(row["geo_databases"], []):
             geo[(str(db.get("name", "")), str(db.get("build", "")))] += 1
-    verification = verify(backend, checkpoint_key, period.since, period.until)
+    verification = verify(backend, checkpoint_key, period.since, period.until, checkpoint_logs)
     return BlockReport(
         period=period,
         generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.audit.backend import AuditError
-from gateway.audit.factory import checkpoint_key, open_backend
+from gateway.audit.factory import checkpoint_key, checkpoint_log_path, open_backend
 from gateway.audit.query import Period, QueryError, parse_period
 from gateway.config import ConfigError, GatewayConfig, parse_config
 from gateway.report.build import BlockReport, build_report
@@ -95,13 +95,16 @@ def build_in_child(config: GatewayConfig, period: Period, fmt: str, timeout: flo
 
 
 def write_report(config: GatewayConfig, period: Period, fmt: str, out: BinaryIO) -> BlockReport:
-    """Build the report the config asks for and write it. Raises AuditError when the trail
-    cannot be read."""
+    """Build the report the config asks for (checked against the checkpoint log when there is
+    one) and write it. Raises AuditError when the trail cannot be read, OSError when the log
+    cannot."""
+    log = checkpoint_log_path(config.audit)
     report = build_report(
         open_backend(config.audit),
         period,
         checkpoint_key(config.audit),
         max_listed=config.report.max_listed_incidents,
+        checkpoint_logs=[log] if log.is_file() else [],
     )
     out.write(render(report, fmt))
     return report
