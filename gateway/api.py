@@ -13,25 +13,27 @@ import contextlib
 import json
 import logging
 import re
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
 from gateway.api_auth import allowed, authenticate
 from gateway.audit.event import access_event
-from gateway.audit.factory import checkpoint_key
 from gateway.audit.query import (
     MAX_PAGE,
     IncidentFilter,
+    Period,
     QueryError,
     incident,
     incidents,
     parse_period,
 )
 from gateway.config import ApiToken
-from gateway.report import FORMATS, build_report, render
+from gateway.report import FORMATS
+from gateway.report.job import ReportFailed, ReportTimeout, build_in_child
 from gateway.report.render import CONTENT_TYPES
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ _STATUS = {
     409: "409 Conflict",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
+    504: "504 Gateway Timeout",
 }
 
 
@@ -61,6 +64,10 @@ class Reply:
     body: bytes
     content_type: str = "application/json"
     route: str = "unknown"
+    # A large answer (a report) read in chunks instead of ``body``, with its length.
+    stream: Iterable[bytes] | None = None
+    length: int = 0
+    headers: tuple[tuple[str, str], ...] = field(default=())
 
 
 def _json(code: int, value: object, route: str) -> Reply:
@@ -83,6 +90,8 @@ class Api:
     def __init__(self, gateway: Callable[[], Gateway], reload: ReloadFunction | None) -> None:
         self._gateway = gateway
         self._reload = reload
+        self._reports_lock = threading.Lock()
+        self._reports_running = 0
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         gateway = self._gateway()
@@ -110,8 +119,13 @@ class Api:
         )
         metrics.ADMIN_API_REQUESTS.labels(reply.route, str(reply.code)).inc()
         headers = [("Content-Type", reply.content_type), ("Cache-Control", "no-store")]
+        headers += reply.headers
         if reply.code == 401:
             headers.append(("WWW-Authenticate", 'Bearer realm="phi-gateway"'))
+        if reply.stream is not None:
+            headers.append(("Content-Length", str(reply.length)))
+            start_response(_STATUS.get(reply.code, f"{reply.code} Error"), headers)
+            return reply.stream
         start_response(_STATUS.get(reply.code, f"{reply.code} Error"), headers)
         return [reply.body]
 
@@ -173,9 +187,39 @@ class Api:
             if fmt not in FORMATS:
                 return _error(400, f"format must be one of {', '.join(FORMATS)}", "reports-blocks")
             period = parse_period(arg("from") or None, arg("to") or None)
-            report = build_report(backend, period, checkpoint_key(gateway.config.audit))
-            return Reply(200, render(report, fmt), CONTENT_TYPES[fmt], "reports-blocks")
+            return self._report(gateway, period, fmt)
         return _error(404, "no such endpoint")
+
+    def _report(self, gateway: Gateway, period: Period, fmt: str) -> Reply:
+        """Built in a child process: report work never runs in the proxy's interpreter."""
+        settings = gateway.config.report
+        with self._reports_lock:
+            if self._reports_running >= settings.api_max_concurrent:
+                return Reply(
+                    503,
+                    json.dumps({"error": "reports are being built: retry later"}).encode(),
+                    route="reports-blocks",
+                    headers=(("Retry-After", "30"),),
+                )
+            self._reports_running += 1
+        try:
+            done = build_in_child(gateway.config, period, fmt, settings.api_timeout_seconds)
+        except ReportTimeout as exc:
+            return _error(504, str(exc), "reports-blocks")
+        except ReportFailed as exc:
+            return _error(500, str(exc), "reports-blocks")
+        finally:
+            with self._reports_lock:
+                self._reports_running -= 1
+        return Reply(
+            200,
+            b"",
+            CONTENT_TYPES[fmt],
+            "reports-blocks",
+            stream=done.chunks(),
+            length=done.size,
+            headers=(("X-Audit-Chain", "intact" if done.intact else "TAMPERED"),),
+        )
 
 
 def _integer(text: str, default: int, low: int, high: int) -> int:

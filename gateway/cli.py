@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -17,7 +18,13 @@ from pathlib import Path
 from gateway.api_auth import new_token
 from gateway.audit.backend import AuditError
 from gateway.audit.chain import fingerprint
-from gateway.audit.factory import audit_secret, checkpoint_key, fingerprint_key, open_backend
+from gateway.audit.factory import (
+    audit_secret,
+    checkpoint_key,
+    checkpoint_log_path,
+    fingerprint_key,
+    open_backend,
+)
 from gateway.audit.query import QueryError, parse_period
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
@@ -30,7 +37,8 @@ from gateway.geo.resolver import Resolver
 from gateway.geo.update import update_ranges
 from gateway.model import Destination
 from gateway.policy import effective_location
-from gateway.report import FORMATS, build_report, render
+from gateway.report import FORMATS
+from gateway.report.job import write_report
 
 DEFAULT_CONFIG = Path("configs/gateway.yaml")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -105,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", type=Path, default=None)
     check.add_argument("--json", action="store_true", help="the result as one JSON object")
+    check.add_argument(
+        "--checkpoints",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="checkpoint log to check the chains against (repeatable, e.g. one per PostgreSQL "
+        "instance); default: the configured audit.checkpoint_log",
+    )
     fp = audit_sub.add_parser(
         "fingerprint", help="the keyed fingerprint of a message file, to match an audit event"
     )
@@ -314,16 +330,33 @@ def audit_list(config_path: Path | None, limit: int, as_json: bool) -> int:
     return EXIT_OK
 
 
-def audit_verify(config_path: Path | None, as_json: bool) -> int:
-    """Exit 0: every chain intact and every checkpoint genuine; 1: tampered (or unverifiable:
-    no site secret to check the checkpoints with)."""
+def audit_verify(config_path: Path | None, as_json: bool, logs: list[Path] | None = None) -> int:
+    """Exit 0: every chain intact, every checkpoint genuine and the checkpoint log read; 1:
+    tampered (or unverifiable: no site secret to check the checkpoints with, no checkpoint
+    log)."""
     try:
         config = _config_or_default(config_path)
-        backend = open_backend(config.audit)
-        result = verify(backend, checkpoint_key(config.audit))
-    except (ConfigError, AuditError) as exc:
+    except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
+    missing_log = ""
+    if logs is None:
+        default = checkpoint_log_path(config.audit)
+        logs = [default] if default.is_file() else []
+        missing_log = "" if logs else str(default)
+    for log in logs:
+        if not log.is_file():
+            print(f"{log}: no such checkpoint log", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        backend = open_backend(config.audit)
+        result = verify(backend, checkpoint_key(config.audit), checkpoint_logs=logs)
+    except AuditError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"audit verify: cannot read a checkpoint log: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as exc:  # a driver error while reading: the trail is not verified
         print(
             f"audit verify: cannot read {config.audit.backend} audit database: {exc}",
@@ -331,13 +364,19 @@ def audit_verify(config_path: Path | None, as_json: bool) -> int:
         )
         return EXIT_FAILURE
     if as_json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps(result.as_dict() | {"missing_checkpoint_log": missing_log}))
     else:
         print(f"{backend.location}:")
         print(result.describe())
         if not result.keyed:
             print(f"set ${config.audit.secret_env} to the site secret to verify checkpoints")
-    return EXIT_OK if result.intact and result.keyed else EXIT_FAILURE
+        if missing_log:
+            print(
+                f"NOT checked against a checkpoint log: {missing_log} does not exist (deleting "
+                "the last events and the checkpoint rows would go unnoticed); give "
+                "--checkpoints FILE, e.g. the copy shipped elsewhere"
+            )
+    return EXIT_OK if result.intact and result.keyed and not missing_log else EXIT_FAILURE
 
 
 def audit_fingerprint(path: Path, config_path: Path | None) -> int:
@@ -363,11 +402,15 @@ def block_report(args: argparse.Namespace) -> int:
     try:
         config = _config_or_default(args.config)
         period = parse_period(args.first, args.last)
-        report = build_report(open_backend(config.audit), period, checkpoint_key(config.audit))
+        out = io.BytesIO()
+        report = write_report(config, period, args.format, out)
     except (ConfigError, AuditError, QueryError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    content = render(report, args.format)
+    except OSError as exc:
+        print(f"report: cannot read a checkpoint log: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    content = out.getvalue()
     if args.out is None:
         sys.stdout.buffer.write(content)
     else:
@@ -417,7 +460,7 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return block_report(args)
     if args.command == "audit":
         if args.audit_command == "verify":
-            return audit_verify(args.config, args.json)
+            return audit_verify(args.config, args.json, args.checkpoints)
         if args.audit_command == "fingerprint":
             return audit_fingerprint(args.file, args.config)
         return audit_list(args.config, args.limit, args.json)

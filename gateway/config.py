@@ -260,6 +260,11 @@ class Audit(_Strict):
     secret_env: str = Field(default="PHI_GATEWAY_SECRET", min_length=1)
     # A keyed checkpoint seals the chain's head this often (and at start and shutdown).
     checkpoint_interval_seconds: int = Field(default=300, ge=1, le=86400)
+    # Every checkpoint is also appended (fsync'd) to this file outside the database, so deleting
+    # the last events *and* the checkpoint rows is still caught by `audit verify`. null: next to
+    # the database (<database>.checkpoints; postgresql: audit-<instance_id>.checkpoints in the
+    # database's directory, one file per instance).
+    checkpoint_log: Path | None = None
     # Events older than this are removed; the removal is itself recorded in the chain.
     # Default six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)).
     retention_days: int = Field(default=2192, ge=1, le=36500)
@@ -278,6 +283,20 @@ class Audit(_Strict):
         if self.backend == "postgresql" and not self.postgresql_dsn.strip():
             raise ValueError("backend postgresql needs postgresql_dsn")
         return self
+
+
+class Report(_Strict):
+    """Block reports (``phi-gateway report`` and the admin API; see docs/audit.md)."""
+
+    # HTML and PDF are read by people: they list at most this many incidents (the most severe,
+    # newest first) and say how many more there are. Summaries, the timeline and the chain
+    # verification always cover the whole period; CSV and JSON always list every incident.
+    max_listed_incidents: int = Field(default=1000, ge=1, le=1_000_000)
+    # The admin API builds each report in a child process (never in the proxy's interpreter),
+    # killed after this many seconds (answer 504).
+    api_timeout_seconds: int = Field(default=600, ge=10, le=86400)
+    # Reports the admin API builds at once; one more is answered 503 (retry later).
+    api_max_concurrent: int = Field(default=2, ge=1, le=16)
 
 
 def _host_port(value: object) -> object:
@@ -389,6 +408,7 @@ class GatewayConfig(_Strict):
     limits: Limits = Limits()
     redaction: RedactionSettings = RedactionSettings()
     audit: Audit = Audit()
+    report: Report = Report()
     proxy: Proxy = Proxy()
     admin: Admin = Admin()
 

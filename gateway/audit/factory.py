@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from pathlib import Path
 
 from gateway.audit.backend import AuditBackend
 from gateway.audit.chain import derive_key
+from gateway.audit.checkpoint_log import open_checkpoint_log
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.audit.store import AuditStore, ChainSettings
 from gateway.config import Audit
@@ -39,6 +41,15 @@ def location(settings: Audit) -> str:
     return str(settings.database)
 
 
+def checkpoint_log_path(settings: Audit) -> Path:
+    """Where this instance appends its checkpoints outside the database."""
+    if settings.checkpoint_log is not None:
+        return settings.checkpoint_log
+    if settings.backend == "postgresql":
+        return settings.database.parent / f"audit-{instance_name(settings)}.checkpoints"
+    return settings.database.with_name(settings.database.name + ".checkpoints")
+
+
 def open_backend(settings: Audit) -> AuditBackend:
     """Raises AuditError when the database cannot be opened."""
     if settings.backend == "postgresql":
@@ -57,5 +68,6 @@ def open_store(settings: Audit) -> AuditStore:
         secret_from_environment=secret is not None,
         checkpoint_seconds=settings.checkpoint_interval_seconds,
         retention_days=settings.retention_days,
+        checkpoint_log=open_checkpoint_log(checkpoint_log_path(settings)),
     )
     return AuditStore(open_backend(settings), chain)

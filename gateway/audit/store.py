@@ -16,6 +16,7 @@ from pathlib import Path
 from gateway import metrics
 from gateway.audit.backend import ROW_COLUMNS, AuditBackend, AuditError, Connection
 from gateway.audit.chain import derive_key, make_checkpoint
+from gateway.audit.checkpoint_log import append_checkpoint
 from gateway.audit.event import AuditEvent
 from gateway.audit.sqlite_backend import SqliteBackend
 
@@ -35,6 +36,8 @@ class ChainSettings:
     secret_from_environment: bool = False  # else a random key: checkpoints nobody can verify
     checkpoint_seconds: float = 300.0
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # Every checkpoint is also appended here, outside the database (None: not kept).
+    checkpoint_log: Path | None = None
 
 
 class AuditStore:
@@ -191,6 +194,17 @@ class AuditStore:
             metrics.AUDIT_CHECKPOINT_ERRORS.inc()
             log.error("audit checkpoint failed: %s", exc)
             return
+        if self.settings.checkpoint_log is not None:
+            try:
+                append_checkpoint(self.settings.checkpoint_log, checkpoint)
+            except OSError as exc:
+                metrics.AUDIT_CHECKPOINT_ERRORS.inc()
+                log.error(
+                    "audit checkpoint log %s not written: %s",
+                    self.settings.checkpoint_log,
+                    exc.strerror,
+                )
+                return
         metrics.AUDIT_CHAIN_HEAD.set(seq)
         metrics.AUDIT_LAST_CHECKPOINT.set(now.timestamp())
         log.info(

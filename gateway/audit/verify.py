@@ -5,13 +5,18 @@ content), an inserted or replaced one (it does not follow its predecessor), dele
 gap in the sequence, a chain that starts late without a retention record, or a checkpoint
 naming an event that is no longer there), a rewritten stretch (a checkpoint disagrees with the
 event it sealed), or a checkpoint that is not genuine (its HMAC does not verify).
+
+The checkpoints of the checkpoint log (a file outside the database, see checkpoint_log.py) are
+checked like those of the database: a chain that ends before a logged checkpoint was truncated,
+even when the checkpoint rows were deleted with its last events.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway.audit.backend import (
@@ -22,6 +27,7 @@ from gateway.audit.backend import (
     Connection,
 )
 from gateway.audit.chain import GENESIS, Checkpoint, checkpoint_valid, event_hash, key_id
+from gateway.audit.checkpoint_log import read_checkpoint_logs
 
 
 @dataclass(slots=True)
@@ -33,6 +39,7 @@ class ChainResult:
     first_time: str = ""
     last_time: str = ""
     checkpoints: int = 0  # checkpoints checked against the chain
+    logged_checkpoints: int = 0  # of which from a checkpoint log outside the database
     last_checkpoint_seq: int = 0
     expired_through: int = 0  # events up to this seq were removed by retention (recorded)
     problem: str = ""  # empty: intact
@@ -57,6 +64,8 @@ class ChainResult:
             f"seq {self.first_seq}-{self.last_seq}, {self.first_time} .. {self.last_time}, "
             f"{self.checkpoints} checkpoint(s)"
         )
+        if self.logged_checkpoints:
+            text += f" ({self.logged_checkpoints} in the checkpoint log)"
         if self.expired_through:
             text += f", seq 1-{self.expired_through} expired by retention"
         if self.unsealed:
@@ -69,10 +78,12 @@ class Verification:
     chains: list[ChainResult] = field(default_factory=list)
     legacy_events: int = 0  # rows written before the hash chain existed (not covered)
     keyed: bool = True  # False: no key, checkpoint signatures were not checked
+    checkpoint_logs: list[str] = field(default_factory=list)  # the logs read
+    log_problems: list[str] = field(default_factory=list)  # lines that are not checkpoints
 
     @property
     def intact(self) -> bool:
-        return all(c.intact for c in self.chains)
+        return all(c.intact for c in self.chains) and not self.log_problems
 
     @property
     def events(self) -> int:
@@ -86,6 +97,9 @@ class Verification:
             )
         if not self.keyed:
             lines.append("checkpoint signatures NOT verified: the site secret is not set")
+        lines += [f"checkpoint log: TAMPERED: {problem}" for problem in self.log_problems]
+        for log in self.checkpoint_logs:
+            lines.append(f"checkpoint log {log} checked")
         verdict = "intact" if self.intact else "TAMPERED"
         lines.append(
             f"result: {verdict} ({self.events} events in {len(self.chains)} chain(s) checked)"
@@ -98,6 +112,8 @@ class Verification:
             "keyed": self.keyed,
             "events": self.events,
             "legacy_events": self.legacy_events,
+            "checkpoint_logs": self.checkpoint_logs,
+            "log_problems": self.log_problems,
             "chains": [
                 {
                     "instance_id": c.instance_id,
@@ -110,6 +126,7 @@ class Verification:
                     "first_time": c.first_time,
                     "last_time": c.last_time,
                     "checkpoints": c.checkpoints,
+                    "logged_checkpoints": c.logged_checkpoints,
                     "unsealed": c.unsealed,
                     "expired_through": c.expired_through,
                 }
@@ -123,13 +140,20 @@ def verify(
     checkpoint_key: bytes | None,
     since: str = "",
     until: str = "",
+    checkpoint_logs: Sequence[Path] = (),
 ) -> Verification:
-    """Check every chain in the database. ``since``/``until`` (ISO times) only count the events
-    of a report's range; the whole chain is always checked (a range is only as good as the
-    chain that leads to it)."""
+    """Check every chain in the database, with the checkpoints of the database and of the given
+    checkpoint logs. ``since``/``until`` (ISO times) only count the events of a report's range;
+    the whole chain is always checked (a range is only as good as the chain that leads to it).
+    Raises OSError when a checkpoint log cannot be read."""
+    logged, log_problems = read_checkpoint_logs(checkpoint_logs)
     conn = backend.connect()
     try:
-        result = Verification(keyed=checkpoint_key is not None)
+        result = Verification(
+            keyed=checkpoint_key is not None,
+            checkpoint_logs=[str(p) for p in checkpoint_logs],
+            log_problems=log_problems,
+        )
         legacy = backend.fetch(conn, "SELECT COUNT(*) AS n FROM audit_events WHERE hash IS NULL")
         result.legacy_events = int(legacy[0]["n"])
         instances = backend.fetch(
@@ -137,8 +161,12 @@ def verify(
             "SELECT instance_id FROM audit_events WHERE hash IS NOT NULL "
             "UNION SELECT instance_id FROM audit_checkpoints ORDER BY instance_id",
         )
-        for row in instances:
-            chain = _verify_chain(backend, conn, str(row["instance_id"]), checkpoint_key)
+        names = sorted(
+            {str(r["instance_id"]) for r in instances} | {c.instance_id for c, _ in logged}
+        )
+        for name in names:
+            from_log = [(c, log) for c, log in logged if c.instance_id == name]
+            chain = _verify_chain(backend, conn, name, checkpoint_key, from_log)
             if since or until:
                 chain.in_range = _count_in_range(backend, conn, chain.instance_id, since, until)
             else:
@@ -162,7 +190,11 @@ def _count_in_range(
 
 
 def _verify_chain(
-    backend: AuditBackend, conn: Connection, instance_id: str, key: bytes | None
+    backend: AuditBackend,
+    conn: Connection,
+    instance_id: str,
+    key: bytes | None,
+    logged: list[tuple[Checkpoint, str]],
 ) -> ChainResult:
     result = ChainResult(instance_id)
     rows = backend.fetch(
@@ -178,7 +210,7 @@ def _verify_chain(
         (instance_id,),
     )
     checkpoints = [
-        Checkpoint(**r)
+        (Checkpoint(**r), "")
         for r in backend.fetch(
             conn,
             f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM audit_checkpoints "  # noqa: S608
@@ -186,6 +218,9 @@ def _verify_chain(
             (instance_id,),
         )
     ]
+    stored = {c for c, _ in checkpoints}
+    checkpoints += [(c, log) for c, log in logged if c not in stored]
+    result.logged_checkpoints = len(logged)
     if rows:
         result.events = len(rows)
         result.first_seq, result.last_seq = int(rows[0]["chain_seq"]), int(rows[-1]["chain_seq"])
@@ -245,14 +280,17 @@ def _expiry_covers(row: dict[str, Any], record: dict[str, Any]) -> bool:
 
 def _check_checkpoints(
     rows: list[dict[str, Any]],
-    checkpoints: Iterable[Checkpoint],
+    checkpoints: Iterable[tuple[Checkpoint, str]],
     key: bytes | None,
     result: ChainResult,
 ) -> str:
+    """``checkpoints``: each with the log it came from ("" for the database's own table)."""
     by_seq = {int(r["chain_seq"]): r for r in rows}
     expected_key = key_id(key) if key is not None else ""
-    for checkpoint in checkpoints:
+    for checkpoint, log in checkpoints:
         label = f"checkpoint of {checkpoint.time} ({checkpoint.reason}, seq {checkpoint.chain_seq})"
+        if log:
+            label += f" in the checkpoint log {log}"
         if key is not None:
             if checkpoint.key_id != expected_key:
                 return f"{label} was made with another key (was the site secret different?)"
@@ -264,9 +302,12 @@ def _check_checkpoints(
             continue
         row = by_seq.get(checkpoint.chain_seq)
         if row is None:
+            truncated = (
+                ": its last events were deleted" if checkpoint.chain_seq > result.last_seq else ""
+            )
             return (
                 f"deleted: event {checkpoint.chain_seq}, sealed by the {label}, is missing "
-                f"(the chain ends at seq {result.last_seq})"
+                f"(the chain ends at seq {result.last_seq}{truncated})"
             )
         if row["hash"] != checkpoint.hash:
             return (

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway.audit.backend import AuditBackend
@@ -23,6 +25,8 @@ DIMENSIONS = (
     ("message_type", "Message type"),
     ("category", "PHI category"),
 )
+DEFAULT_MAX_LISTED = 1000
+_SEVERITY = {action: rank for rank, action in enumerate(DECISION_ACTIONS)}
 INCIDENT_COLUMNS = (
     "incident_id",
     "time",
@@ -68,10 +72,37 @@ class BlockReport:
     verification: Verification
     policy_versions: list[dict[str, Any]]
     geo_databases: list[dict[str, Any]]
+    # HTML and PDF list at most this many incidents (report.max_listed_incidents).
+    max_listed: int = DEFAULT_MAX_LISTED
 
     @property
     def total(self) -> int:
         return sum(self.totals.values())
+
+    def listed(self) -> list[dict[str, Any]]:
+        """The incidents a report for people lists: every one when they fit, otherwise the
+        ``max_listed`` most severe (blocked, redacted, monitor-only, allowed), newest first
+        within each. Either way in that order, so the list reads the same."""
+        chosen = sorted(self.incidents, key=lambda r: (str(r["time"]), int(r["seq"])), reverse=True)
+        chosen.sort(key=lambda r: _SEVERITY.get(str(r["action"]), len(_SEVERITY)))
+        return chosen[: self.max_listed]
+
+    @property
+    def unlisted(self) -> int:
+        """Incidents a report for people leaves out (CSV and JSON carry them all)."""
+        return max(0, len(self.incidents) - self.max_listed)
+
+    def listing_note(self) -> str:
+        """One line above the incident list of HTML and PDF."""
+        count = len(self.incidents)
+        if not self.unlisted:
+            return f"All {count:,} incidents of the period, most severe first, newest first."
+        return (
+            f"The {self.max_listed:,} most severe incidents, newest first, of {count:,}: "
+            f"{self.unlisted:,} more are not listed here. The CSV and JSON reports of the same "
+            "period list every incident; the totals, summaries, timeline and verification above "
+            "cover all of them."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -133,7 +164,11 @@ def _sorted(tallies: dict[str, Tally]) -> list[Tally]:
 
 
 def build_report(
-    backend: AuditBackend, period: Period, checkpoint_key: bytes | None
+    backend: AuditBackend,
+    period: Period,
+    checkpoint_key: bytes | None,
+    max_listed: int = DEFAULT_MAX_LISTED,
+    checkpoint_logs: Sequence[Path] = (),
 ) -> BlockReport:
     rows = all_incidents(backend, IncidentFilter(period))
     totals = dict.fromkeys(DECISION_ACTIONS, 0)
@@ -160,7 +195,7 @@ def build_report(
         version["events"] += 1
         for db in _json(row["geo_databases"], []):
             geo[(str(db.get("name", "")), str(db.get("build", "")))] += 1
-    verification = verify(backend, checkpoint_key, period.since, period.until)
+    verification = verify(backend, checkpoint_key, period.since, period.until, checkpoint_logs)
     return BlockReport(
         period=period,
         generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -175,6 +210,7 @@ def build_report(
             {"name": name, "build": build, "events": count}
             for (name, build), count in sorted(geo.items())
         ],
+        max_listed=max_listed,
     )
 
 

@@ -9,7 +9,7 @@ from gateway.audit.query import DECISION_ACTIONS
 from gateway.report.build import DIMENSIONS, BlockReport, categories_text
 from gateway.report.timeline import ACTION_COLOURS, ACTION_LABELS, bars
 
-_GREEN, _RED = (232, 246, 236), (253, 236, 234)
+_GREEN, _RED, _AMBER = (232, 246, 236), (253, 236, 234), (255, 246, 221)
 
 
 def _text(value: object) -> str:
@@ -103,6 +103,15 @@ def render_pdf(report: BlockReport) -> bytes:
     )
     pdf.add_page(orientation="landscape")
     pdf.heading(f"Incidents ({len(report.incidents)})")
+    if report.unlisted:
+        pdf.set_fill_color(*_AMBER)
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.multi_cell(
+            0, 5, _text(report.listing_note()), fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
+        pdf.ln(1)
+    else:
+        pdf.paragraph(report.listing_note(), 8)
     pdf.grid(
         ["Incident", "Time (UTC)", "Action", "Client", "Destination", "Ctry", "Message",
          "Identifiers found", "Rule"],
@@ -110,7 +119,7 @@ def render_pdf(report: BlockReport) -> bytes:
             [r["incident_id"], r["time"], r["action"], r["client"], f"{r['host']}:{r['port']}",
              r["country"], f"{r['format']} {r['message_type']}", categories_text(r["categories"]),
              r["rule"]]
-            for r in report.incidents
+            for r in report.listed()
         ],
         [45, 38, 15, 28, 42, 10, 30, 38, 21],
     )  # fmt: skip

@@ -1,11 +1,16 @@
 """Several gateway instances write one PostgreSQL audit trail, each its own chain; verification
-checks them together and names the instance whose chain was tampered with."""
+checks them together and names the instance whose chain was tampered with. First with stores in
+this process, then with two real `phi-gateway run` processes. PostgreSQL comes from Debian's
+packages (scripts/pg-test-server.sh); where it cannot be started these tests skip, saying why."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -14,11 +19,16 @@ from gateway.audit.chain import derive_key
 from gateway.audit.postgres_backend import PostgresBackend
 from gateway.audit.store import ChainSettings
 from gateway.audit.verify import verify
+from tests.e2e.conftest import Upstreams, gateway_config
+from tests.support.gateway_process import BIN, GatewayProcess
+from tests.support.patients import hl7_adt, make_patient
 from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.upstream import Pki
 from tests.unit.test_audit import decision_for
 
 pytestmark = pytest.mark.e2e
 SECRET = b"postgres test secret"
+SECRET_ENV = {"PHI_GATEWAY_SECRET": SECRET.decode()}
 KEY = derive_key(SECRET, "checkpoint")
 
 
@@ -74,3 +84,69 @@ def test_instances_write_their_own_chains_verified_together(postgres: PostgresSe
     assert problems["gw-east"] == ""
     assert problems["gw-west"].startswith("altered: event 17 ")
     assert problems["gw-north"].startswith("deleted: event 60, sealed by the checkpoint")
+
+
+def test_two_real_gateways_write_one_postgres_trail(
+    postgres: PostgresServer, tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams
+) -> None:
+    """Two `phi-gateway run` processes, one database: traffic through both, then the operator's
+    `phi-gateway audit verify` finds both chains intact, and names the one tampered with."""
+    sent = {"gw-east": 3, "gw-west": 5}
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:  # not the other test's trail
+        conn.execute("CREATE DATABASE processes")
+    dsn = postgres.dsn.replace("dbname=postgres", "dbname=processes")
+    gateways = {
+        name: GatewayProcess(
+            tmp_path / name,
+            gateway_config(
+                test_mmdb,
+                pki,
+                audit={"backend": "postgresql", "postgresql_dsn": dsn, "instance_id": name},
+            ),
+            env=SECRET_ENV,
+        )
+        for name in sent
+    }
+    try:
+        for name, count in sent.items():
+            gateway = gateways[name]
+            with httpx.Client(proxy=gateway.proxy_url, timeout=10) as client:
+                for seed in range(count):
+                    body = hl7_adt(make_patient(500 + seed)).encode()
+                    assert client.post(f"{upstreams.foreign.url}/gw", content=body).is_error
+    finally:
+        for gateway in gateways.values():
+            assert gateway.stop() == 0, gateway.output()[-2000:]
+    logs = [tmp_path / name / f"audit-{name}.checkpoints" for name in sent]
+    assert all(log.is_file() for log in logs)
+
+    def audit_verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN), "audit", "verify", "--config", str(gateways["gw-east"].config_path),
+             *(arg for log in logs for arg in ("--checkpoints", str(log)))],
+            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **SECRET_ENV},
+            check=False,
+        )  # fmt: skip
+
+    verified = audit_verify()
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    for name, count in sent.items():
+        assert f"instance {name}: intact, {count} events, seq 1-{count}, " in verified.stdout
+    assert "result: intact (8 events in 2 chain(s) checked)" in verified.stdout
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT incident_id FROM audit_events WHERE instance_id = 'gw-west' AND chain_seq = 2"
+        ).fetchone()
+        assert row is not None
+        incident = row[0]
+        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+        conn.execute(
+            "UPDATE audit_events SET action = 'allow' "
+            "WHERE instance_id = 'gw-west' AND chain_seq = 2"
+        )
+        conn.execute("ALTER TABLE audit_events ENABLE TRIGGER ALL")
+    verified = audit_verify()
+    assert verified.returncode == 1
+    assert f"instance gw-west: TAMPERED: altered: event 2 ({incident}, " in verified.stdout
+    assert "instance gw-east: intact, 3 events" in verified.stdout

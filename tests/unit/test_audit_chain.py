@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ from gateway.audit.chain import derive_key
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.audit.store import ChainSettings
 from gateway.audit.verify import verify
+from gateway.cli import main
 from tests.unit.test_audit import decision_for
 
 SECRET = b"site secret for the tests"
@@ -206,3 +208,80 @@ def test_write_throughput(tmp_path: Path) -> None:
     store.close()
     assert verify(SqliteBackend(db), KEY).intact
     assert 2000 / elapsed > 500, f"{2000 / elapsed:.0f} events/s"
+
+
+def test_truncation_with_the_checkpoint_rows_deleted_is_caught_by_the_checkpoint_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone deletes the last events *and* every checkpoint row: the database alone looks
+    intact, the checkpoint log outside it does not agree. Through the real CLI."""
+    db = tmp_path / "audit.db"
+    log = tmp_path / "audit.db.checkpoints"  # the default place for this database
+    write_events(db, 10, checkpoint_log=log)
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c["chain_seq"] for c in logged] == [10] and logged[0]["reason"] == "shutdown"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"audit: {{database: {db}, instance_id: gw-a}}\n")
+    monkeypatch.setenv("PHI_GATEWAY_SECRET", SECRET.decode())
+    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert "(1 in the checkpoint log)" in capsys.readouterr().out
+
+    tamper(
+        db,
+        "DELETE FROM audit_events WHERE chain_seq > 7",
+        "DELETE FROM audit_checkpoints",
+    )
+    assert check(db)[0]  # the database alone cannot tell
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"instance gw-a: TAMPERED: deleted: event 10, sealed by the checkpoint of "
+        f"{logged[0]['time']} (shutdown, seq 10) in the checkpoint log {log}, is missing "
+        "(the chain ends at seq 7: its last events were deleted)"
+    ) in out
+    # The same with the log named explicitly (a copy the admin shipped elsewhere).
+    shipped = tmp_path / "shipped.checkpoints"
+    shipped.write_bytes(log.read_bytes())
+    assert main(["audit", "verify", "--config", str(config), "--checkpoints", str(shipped)]) == 1
+    assert "its last events were deleted" in capsys.readouterr().out
+
+
+def test_a_whole_chain_deleted_is_caught_by_the_checkpoint_log(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    log = tmp_path / "audit.checkpoints"
+    write_events(db, 4, instance="gw-a", checkpoint_log=log)
+    write_events(db, 3, instance="gw-b", checkpoint_log=log)
+    tamper(
+        db,
+        "DELETE FROM audit_events WHERE instance_id = 'gw-b'",
+        "DELETE FROM audit_checkpoints WHERE instance_id = 'gw-b'",
+    )
+    result = verify(SqliteBackend(db), KEY, checkpoint_logs=[log])
+    problems = {c.instance_id: c.problem for c in result.chains}
+    assert problems["gw-a"] == ""
+    assert problems["gw-b"].startswith("deleted: event 3, sealed by the checkpoint")
+
+
+def test_a_damaged_checkpoint_log_is_reported(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    log = tmp_path / "audit.checkpoints"
+    write_events(db, 3, checkpoint_log=log)
+    with log.open("a") as f:
+        f.write('{"instance_id": "gw-a", "chain_seq": "x"}\n')
+    result = verify(SqliteBackend(db), KEY, checkpoint_logs=[log])
+    assert not result.intact
+    assert f"{log} line 2 is not a checkpoint" in result.describe()
+
+
+def test_no_checkpoint_log_fails_verification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "audit.db"
+    write_events(db, 3)  # written without a log (or the log was removed)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"audit: {{database: {db}}}\n")
+    monkeypatch.setenv("PHI_GATEWAY_SECRET", SECRET.decode())
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    assert "NOT checked against a checkpoint log" in capsys.readouterr().out
+    missing = tmp_path / "nowhere.checkpoints"
+    assert main(["audit", "verify", "--config", str(config), "--checkpoints", str(missing)]) == 2

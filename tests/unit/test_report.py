@@ -20,7 +20,9 @@ from gateway.audit.chain import derive_key
 from gateway.audit.query import parse_period
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.audit.store import ChainSettings
+from gateway.config import parse_config
 from gateway.report import build_report, render
+from gateway.report.job import ReportFailed, build_in_child
 from tests.support.patients import hl7_adt, make_patient
 from tests.unit.test_audit import decision_for
 
@@ -148,3 +150,54 @@ def test_a_tampered_trail_is_reported(trail: Path, tmp_path: Path) -> None:
     data = json.loads(report_for(copy))
     assert not data["verification"]["intact"]
     assert "altered: event 2 (INC-TEST-001" in data["verification"]["chains"][0]["problem"]
+
+
+def test_reports_for_people_list_the_most_severe_and_say_how_many_more(trail: Path) -> None:
+    period = parse_period("2026-03-01", "2026-03-31")
+    report = build_report(SqliteBackend(trail), period, KEY, max_listed=3)
+    listed = report.listed()
+    # 5 blocks in the period: the newest three (day 2 before day 0), none of the others.
+    assert [r["action"] for r in listed] == ["block"] * 3
+    assert [r["time"][:10] for r in listed] == ["2026-03-03", "2026-03-03", "2026-03-01"]
+    assert report.unlisted == 5
+    html = render(report, "html").decode()
+    assert html.count("<tr><td>INC-TEST-") == 3
+    assert "The 3 most severe incidents, newest first, of 8: 5 more are not listed" in html
+    assert "Audit trail check: intact" in html  # the whole chain is still verified
+    data = json.loads(render(report, "json"))
+    assert len(data["incidents"]) == 8 and data["totals"]["block"] == 5  # JSON carries all
+    rows = list(csv.reader(io.StringIO(render(report, "csv").decode())))
+    assert sum(1 for r in rows if r and r[0].startswith("INC-TEST-")) == 8  # CSV too
+    pdf = render(report, "pdf")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext not installed (make test installs poppler-utils as root)")
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True
+    ).stdout.decode()
+    assert "5 more are not listed here" in " ".join(text.split())
+    assert sum(text.count(f"INC-TEST-00{n}") for n in range(8)) == 3
+
+
+def test_everything_fits_everything_is_listed(trail: Path) -> None:
+    period = parse_period("2026-03-01", "2026-03-31")
+    report = build_report(SqliteBackend(trail), period, KEY, max_listed=8)
+    assert report.unlisted == 0 and len(report.listed()) == 8
+    assert "All 8 incidents of the period" in render(report, "html").decode()
+
+
+def test_a_report_built_in_a_child_process(
+    trail: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHI_GATEWAY_SECRET", SECRET.decode())
+    config = parse_config(
+        {"audit": {"database": str(trail)}, "report": {"max_listed_incidents": 2}}
+    )
+    period = parse_period("2026-03-01", "2026-03-31")
+    done = build_in_child(config, period, "html", timeout=60)
+    html = b"".join(done.chunks()).decode()
+    assert done.intact and len(html) == done.size
+    assert html.count("<tr><td>INC-TEST-") == 2 and "6 more are not listed" in html
+    (tmp_path / "broken.db").write_bytes(b"not a database" * 100)
+    broken = parse_config({"audit": {"database": str(tmp_path / "broken.db")}})
+    with pytest.raises(ReportFailed):
+        build_in_child(broken, period, "json", timeout=60)
