@@ -22,6 +22,7 @@ detectors, texts without ``@`` skip e-mail.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import enum
 import re
@@ -369,6 +370,7 @@ NOT_NAMES = frozenset(
     Type Unit Update Updates Volume Volumes Wait Wednesday Wellness Wristband Wristbands Zone
     January February March April May June July August September October November December
     Monitor Monitors Lift Lifts Flow Placement Belongings Valuables Meeting Week Month Year
+    Mr Mrs Ms Miss Mx Dr Sir Madam
     Today Tomorrow Yesterday Next Prior Previous New Old Level Levels Acuity Census Tag Tags
     """
     )
@@ -588,13 +590,18 @@ def _distinct(hits: list[Hit]) -> list[Hit]:
 def _rule(text: str, hits: list[Hit]) -> str:
     if any(h.strength is Strength.STRONG for h in hits):
         return "strong"
-    anchors = [h for h in hits if h.strength is Strength.ANCHOR]
+    anchors = [h.start for h in hits if h.strength is Strength.ANCHOR]  # in text order
     if not anchors:
         return ""
-    weak = [h for h in hits if h.strength >= Strength.WEAK]
-    for anchor in anchors:
-        for other in weak:
-            if other.category is not C.NAME and _same_record(text, anchor, other):
+    for other in hits:
+        if other.category is C.NAME or other.strength < Strength.WEAK:
+            continue
+        # Only the nearest name on each side can pair: a paragraph break between the nearest
+        # one and ``other`` also lies between any farther one and ``other``. Linear overall,
+        # where anchors x weak hits would be quadratic on hostile input.
+        i = bisect.bisect_left(anchors, other.start)
+        for j in (i - 1, i):
+            if 0 <= j < len(anchors) and _same_record(text, anchors[j], other.start):
                 return "name+weak"
     return ""
 
@@ -602,13 +609,13 @@ def _rule(text: str, hits: list[Hit]) -> str:
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n")
 
 
-def _same_record(text: str, a: Hit, b: Hit) -> bool:
+def _same_record(text: str, a: int, b: int) -> bool:
     """Close together (``WINDOW``) and in the same paragraph: a name in an e-mail's text and the
     clinic's phone in its signature, a blank line apart, are not one person's details."""
-    first, second = (a, b) if a.start <= b.start else (b, a)
-    if second.start - first.start > WINDOW:
+    first, second = min(a, b), max(a, b)
+    if second - first > WINDOW:
         return False
-    return _PARAGRAPH_BREAK.search(text, first.start, second.start) is None
+    return _PARAGRAPH_BREAK.search(text, first, second) is None
 
 
 def scan_text(text: str, location: str = "text") -> TextScan:
