@@ -164,7 +164,12 @@ def valid_ssn(area: str, group: str, serial: str) -> bool:
     return area not in ("000", "666") and area < "900" and group != "00" and serial != "0000"
 
 
+_SSN_TAIL = re.compile(r"\d\d[- ]?\d{4}")
+
+
 def _ssns(text: str, low: str) -> list[Hit]:
+    if not _SSN_TAIL.search(text):
+        return []
     hits = [
         Hit(C.SSN, m.start(), m.end(), Strength.STRONG)
         for m in _standalone(_SSN, text, ".-/")
@@ -186,7 +191,14 @@ _PHONE = re.compile(
 )
 
 
+# Every phone ends with exchange-separator-line. This starts with a digit class, so the regex
+# engine scans for it fast; the full pattern (optional prefix first) only runs where it occurs.
+_PHONE_TAIL = re.compile(r"\d\d\d[ .\-]\d{4}")
+
+
 def _phones(text: str) -> list[Hit]:
+    if not _PHONE_TAIL.search(text):
+        return []
     return [
         Hit(C.PHONE, m.start(), m.end(), Strength.WEAK) for m in _standalone(_PHONE, text, ".-/+")
     ]
@@ -324,11 +336,18 @@ _ZIP_CONTEXT = re.compile(
 _ZIP_WORDS = ("zip", "postal")
 
 
+_ADDRESS_START = re.compile(r"\d[A-Za-z]?[ \t]+[A-Z]")
+
+
 def _addresses(text: str, low: str) -> list[Hit]:
-    hits = [
-        Hit(C.GEOGRAPHY, m.start(), m.end(), Strength.WEAK)
-        for m in _standalone(_ADDRESS, text, ".-/:#")
-    ]
+    hits = (
+        [
+            Hit(C.GEOGRAPHY, m.start(), m.end(), Strength.WEAK)
+            for m in _standalone(_ADDRESS, text, ".-/:#")
+        ]
+        if _ADDRESS_START.search(text)
+        else []
+    )
     for m in _STATE_ZIP.finditer(text):
         city = _CITY_BEFORE.search(text, max(0, m.start() - 60), m.start())
         if city:
@@ -382,7 +401,8 @@ _PATIENT_LABEL = re.compile(
 # Labels that name someone without saying they are the patient; these need a colon or "="
 # ("contact Facilities Management" in prose is not a name).
 _PERSON_LABEL = re.compile(
-    r"(?:(?:full[ \t_-]*|legal[ \t_-]*|preferred[ \t_-]*)?name|client|resident|member|guarantor"
+    r"(?:full[ \t_-]*name|legal[ \t_-]*name|preferred[ \t_-]*name|name|client|resident|member"
+    r"|guarantor"
     r"|subscriber|insured|guardian|spouse|mother|father|next[ \t]+of[ \t]+kin"
     r"|emergency[ \t]+contact|caller)[ \t]*[:=][ \t]*",
 )
