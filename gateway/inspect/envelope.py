@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote
 
 from gateway.inspect.fields import is_phi, scan_fields
+from gateway.inspect.freetext import scan_query, scan_text
 from gateway.model import Category, Finding
 
 # Headers whose values are protocol machinery, never data someone chose to put there.
@@ -92,10 +93,19 @@ def inspect_envelope(
     path: str, query: str, headers: Iterable[tuple[str, str]]
 ) -> tuple[list[Finding], bool]:
     """(findings, contains PHI) for everything around the body."""
+    headers = list(headers)
     target = inspect_target(path, query)
     found = target + inspect_headers(headers)
     person_search = bool(target) and _PERSON_ENDPOINT.search(path) is not None
-    return found, person_search or is_phi(found)
+    # Prose in the query or in custom header values ("note=Patient: Jane Doe, DOB ...").
+    prose = [scan_query(query, "url.query")] if query else []
+    values = [v for n, v in headers if n.lower() not in _MACHINERY and n.lower() != "cookie"]
+    if values:
+        prose.append(scan_text("\n\n".join(values), "header"))
+    named_phi = person_search or is_phi(found)  # the named-value threshold, before prose
+    for scan in prose:
+        found += scan.findings
+    return found, named_phi or any(s.contains_phi for s in prose)
 
 
 def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:

@@ -17,6 +17,7 @@ from gateway.inspect.cda import CDA_NS, inspect_cda
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
 from gateway.inspect.fhir import FhirError, inspect_resources, is_resource
 from gateway.inspect.fields import scan_fields
+from gateway.inspect.freetext import scan_text
 from gateway.inspect.hl7v2 import (
     HL7_XML_NS,
     Hl7Error,
@@ -119,7 +120,7 @@ class _Scanner:
         if first in (b"{", b"["):
             return self._json(data, depth)
         if first == b"<":
-            return _scan_xml(data)
+            return self._xml(data, depth)
         if is_archive(data):
             return unpack_archive(data, depth, self.scan, self.budget)
         if is_multipart(data):
@@ -139,6 +140,38 @@ class _Scanner:
         runs inside it are unwrapped and inspected."""
         combined = Combined(Format.TEXT)
         text = data.decode("utf-8", "replace")
+        self._wrapped(text, depth, combined)
+        self._free_text(text, "text", depth, combined)
+        return combined.result()
+
+    def _xml(self, data: bytes, depth: int) -> Inspection:
+        root = parse_xml(data)
+        ns, local = split_tag(root.tag)
+        if ns == FHIR_NS:
+            return inspect_resources([fhir_xml_to_json(root)], Format.FHIR_XML)
+        if ns == HL7_XML_NS:
+            return inspect_hl7_xml(root)
+        if ns == CDA_NS and local == "ClinicalDocument":
+            return inspect_cda(root)
+        # Any other XML (a SOAP call, an export): element names as field names, texts as prose.
+        combined = Combined(Format.XML)
+        pairs: list[tuple[str, str]] = []
+        texts: list[str] = []
+        for number, element in enumerate(root.iter()):
+            if number > _MAX_JSON_STRINGS:
+                raise NestingError("XML document has too many elements", "max_inspection_seconds")
+            text = (element.text or "").strip()
+            if text:
+                if len(element) == 0:
+                    pairs.append((split_tag(str(element.tag))[1], text))
+                texts.append(text)
+            pairs.extend((split_tag(k)[1], v) for k, v in element.attrib.items())
+        combined.add_fields(scan_fields(pairs, "xml"))
+        self._free_text("\n\n".join(texts), "xml", depth, combined)
+        return combined.result()
+
+    def _wrapped(self, text: str, depth: int, combined: Combined) -> None:
+        """Documents after a preamble and base64 runs inside a text."""
         for where, start in _embedded_documents(text):
             combined.add(where, self.scan(text[start:].encode("utf-8"), depth + 1))
         for number, match in enumerate(BASE64_RUN.finditer(text)):
@@ -147,7 +180,20 @@ class _Scanner:
             inner = unpack_base64(match.group(0).encode(), depth, self.scan, self.budget)
             if inner is not None:
                 combined.add(f"text[{match.start()}]", inner)
-        return combined.result()
+
+    def _free_text(self, text: str, location: str, depth: int, combined: Combined) -> None:
+        """Identifiers in prose and tables, read in pieces so the time budget is checked."""
+        start = 0
+        while start < len(text):
+            end = min(len(text), start + _TEXT_PIECE)
+            if end < len(text):  # cut at a line end: a record is not split between pieces
+                cut = text.rfind("\n", start, end)
+                end = cut + 1 if cut > start else end
+            self.budget.enter(depth)
+            found = scan_text(text[start:end], location if start == 0 else f"{location}@{start}")
+            combined.findings += found.findings
+            combined.phi = combined.phi or found.contains_phi
+            start = end
 
     def _json(self, data: bytes, depth: int) -> Inspection:
         try:
@@ -162,14 +208,19 @@ class _Scanner:
         combined = Combined(Format.JSON)
         if resources:
             combined.add("fhir", inspect_resources(resources, Format.FHIR_JSON))
-        self._walk_json(doc, "$", depth, combined, [0])
+        strings: list[str] = []
+        self._walk_json(doc, "$", depth, combined, strings)
+        # The document's plain strings, one record per line pair (a blank line between them
+        # keeps a name in one value from pairing with a phone number in another).
+        self._free_text("\n\n".join(strings), "$.strings", depth, combined)
         return combined.result()
 
     def _walk_json(
-        self, node: Any, path: str, depth: int, combined: Combined, seen: list[int]
+        self, node: Any, path: str, depth: int, combined: Combined, strings: list[str]
     ) -> None:
-        """Named values of every object, and documents hidden in string values."""
-        if seen[0] > _MAX_JSON_STRINGS:
+        """Named values of every object, documents hidden in string values, and the plain
+        strings (collected into ``strings`` for one free-text pass)."""
+        if len(strings) > _MAX_JSON_STRINGS:
             raise NestingError(
                 "JSON document has too many values to inspect", "max_inspection_seconds"
             )
@@ -179,15 +230,16 @@ class _Scanner:
             pairs = [(k, v) for k, v in node.items() if isinstance(v, str)]
             combined.add_fields(scan_fields(pairs, path))
             for key, value in node.items():
-                self._walk_json(value, f"{path}.{_label(key)}", depth, combined, seen)
+                self._walk_json(value, f"{path}.{_label(key)}", depth, combined, strings)
         elif isinstance(node, list):
             for value in node:
-                self._walk_json(value, f"{path}[]", depth, combined, seen)
-        elif isinstance(node, str) and len(node) >= _EMBEDDED_MIN:
-            seen[0] += 1
-            inner = self._embedded(node, depth)
+                self._walk_json(value, f"{path}[]", depth, combined, strings)
+        elif isinstance(node, str):
+            inner = self._embedded(node, depth) if len(node) >= _EMBEDDED_MIN else None
             if inner is not None:
                 combined.add(path, inner)
+            elif len(node) >= _FREE_TEXT_MIN:
+                strings.append(node)
 
     def _embedded(self, value: str, depth: int) -> Inspection | None:
         """A message, document or encoded blob carried in a string."""
@@ -196,8 +248,10 @@ class _Scanner:
             return self.scan(value.encode("utf-8"), depth + 1)
         if BASE64_RUN.fullmatch(stripped.rstrip()):
             return unpack_base64(stripped.encode(), depth, self.scan, self.budget)
-        if "\n" in value or "\r" in value:
-            inner = self._text(value.encode("utf-8"), depth)
+        if "\n" in value or "\r" in value:  # a pasted note or file: what it wraps
+            combined = Combined(Format.TEXT)
+            self._wrapped(value, depth, combined)
+            inner = combined.result()
             return inner if inner.findings or inner.error else None
         return None
 
@@ -222,6 +276,8 @@ def _embedded_documents(text: str) -> Iterator[tuple[str, int]]:
 
 _MAX_JSON_STRINGS = 100_000
 _EMBEDDED_MIN = 20
+_FREE_TEXT_MIN = 8  # shorter strings cannot hold a labelled identifier
+_TEXT_PIECE = 256 * 1024
 
 
 def _label(key: str) -> str:
@@ -264,15 +320,3 @@ def _find_resources(node: Any, depth: int) -> list[dict[str, Any]]:
             if isinstance(value, dict | list):
                 found += _find_resources(value, depth + 1)
     return found
-
-
-def _scan_xml(data: bytes) -> Inspection:
-    root = parse_xml(data)
-    ns, local = split_tag(root.tag)
-    if ns == FHIR_NS:
-        return inspect_resources([fhir_xml_to_json(root)], Format.FHIR_XML)
-    if ns == HL7_XML_NS:
-        return inspect_hl7_xml(root)
-    if ns == CDA_NS and local == "ClinicalDocument":
-        return inspect_cda(root)
-    return Inspection(Format.XML)

@@ -3,10 +3,13 @@ decoded form; the domestic receiver gets each case byte-identical."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from tests.e2e.conftest import Upstreams
+from tests.support.clean_text import CLEAN_TEXTS
 from tests.support.evasion import Case, evasion_cases, identifiers_in
 from tests.support.patients import make_patient
 
@@ -56,3 +59,24 @@ def test_the_cases_do_carry_the_patient() -> None:
             or identifiers_in(case.path.encode(), PATIENT)
             or identifiers_in(str(case.headers).encode(), PATIENT)
         ), case.name
+
+
+def test_clean_operations_text_passes_abroad_untouched(
+    client: httpx.Client, upstreams: Upstreams
+) -> None:
+    # Clinical-operations text with no identifier, as a text body, inside JSON, and as a
+    # header: a gateway that blocks these breaks the hospital's ordinary work abroad.
+    for number, text in enumerate(CLEAN_TEXTS):
+        tag = f"clean-{number}"
+        bodies = {
+            "text": text.encode(),
+            "json": json.dumps({"subject": "ops", "body": text}).encode(),
+        }
+        for kind, body in bodies.items():
+            url = f"{upstreams.foreign.url}/ops?case={tag}-{kind}"
+            response = client.post(
+                url, content=body, headers={"x-summary": " ".join(text.split())[:200]}
+            )
+            assert response.status_code == 200, f"clean text {number} ({kind}) was refused"
+            arrived = [r for r in upstreams.foreign.received if f"case={tag}-{kind}" in r.path]
+            assert [r.body for r in arrived] == [body]

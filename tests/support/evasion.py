@@ -73,6 +73,20 @@ def _csv(p: Patient) -> bytes:
     ).encode()
 
 
+def _note(p: Patient) -> str:
+    return (
+        f"Follow-up call re: Patient: {p.given} {p.family.rstrip('0123456789')}, "
+        f"DOB {p.birth_date_iso}, SSN {p.ssn}. Call back at {p.phone}."
+    )
+
+
+def _generic_xml(p: Patient) -> bytes:
+    return (
+        f"<claim><member><lastName>{p.family}</lastName><dob>{p.birth_date_iso}</dob>"
+        f"<memberId>{p.insurance_id}</memberId></member></claim>"
+    ).encode()
+
+
 def evasion_cases(p: Patient) -> list[Case]:
     hl7 = hl7_adt(p).encode()
     fhir = json.dumps(fhir_patient(p)).encode()
@@ -128,6 +142,11 @@ def evasion_cases(p: Patient) -> list[Case]:
         Case("ssn-in-path", method="GET", path=f"/fhir/Patient/{p.ssn}"),
         Case("mrn-header", b"{}", {"x-patient-mrn": p.mrn, "x-patient-dob": p.birth_date_iso}),
         Case("cookie", b"{}", {"cookie": f"mrn={quote(p.mrn)}; dob={p.birth_date_iso}"}),
+        Case("csv-export", _csv(p), {"content-type": "text/csv"}),
+        Case("note-in-json", json.dumps({"ticket": 7, "text": _note(p)}).encode()),
+        Case("note-as-text", _note(p).encode(), {"content-type": "text/plain"}),
+        Case("note-in-header", b"{}", {"x-comment": _note(p)}),
+        Case("generic-xml", _generic_xml(p), {"content-type": "application/xml"}),
     ]
     return cases
 
