@@ -143,17 +143,68 @@ def may_hold_pattern(text: str) -> bool:
     return "@" in text or _NUMBER_HINT.search(text) is not None
 
 
+# Where a match can be, relative to its anchor. Every SSN and phone ends with the hint
+# ``\d[ .-]\d{4}`` (found at every position, overlapping) and is at most ~18 characters long;
+# every e-mail contains an "@" with at most 64 characters before it (RFC 5321) and a domain
+# of at most 255. The patterns start with look-behinds, which keep Python's regex engine from
+# skipping ahead: run over a whole 2 KB message they cost ~0.5 ms; run only in these windows,
+# a few µs. Look-behinds and \b see the real text before a window (``pos``); windows end a
+# few characters after the last hint, so look-aheads see real text too.
+_HINT_AT = re.compile(r"(?=\d[ .-]\d{4})")
+_NUMBER_BEFORE, _NUMBER_AFTER = 24, 8
+_EMAIL_BEFORE, _EMAIL_AFTER = 72, 264
+
+
+def _windows(starts: Iterable[int], before: int, after: int, size: int) -> list[tuple[int, int]]:
+    windows: list[tuple[int, int]] = []
+    for start in starts:
+        lo, hi = max(0, start - before), min(size, start + after)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+def _number_windows(text: str) -> list[tuple[int, int]]:
+    return _windows(
+        (m.start() for m in _HINT_AT.finditer(text)), _NUMBER_BEFORE, _NUMBER_AFTER, len(text)
+    )
+
+
+def _email_windows(text: str) -> list[tuple[int, int]]:
+    ats: list[int] = []
+    at = text.find("@")
+    while at >= 0:
+        ats.append(at)
+        at = text.find("@", at + 1)
+    return _windows(ats, _EMAIL_BEFORE, _EMAIL_AFTER, len(text))
+
+
+def _sub_in(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]) -> str:
+    pieces: list[str] = []
+    done = 0
+    for lo, hi in windows:
+        for match in pattern.finditer(text, max(lo, done), hi):
+            pieces += (text[done : match.start()], MASK)
+            done = match.end()
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def scrub_patterns(text: str) -> str:
-    """SSN and phone shapes; e-mail only where an @ makes one possible (cheap to rule out)."""
-    if _NUMBER_HINT.search(text):
-        text = _NUMBER_PATTERN.sub(MASK, text)
-    return EMAIL.sub(MASK, text) if "@" in text else text
+    """SSN and phone shapes, then e-mail addresses, each searched only where one can be."""
+    windows = _number_windows(text)
+    if windows:
+        text = _sub_in(_NUMBER_PATTERN, text, windows)
+    if "@" in text:
+        text = _sub_in(EMAIL, text, _email_windows(text))
+    return text
 
 
 def has_pattern(text: str) -> bool:
-    return bool(
-        (_NUMBER_HINT.search(text) and _NUMBER_PATTERN.search(text))
-        or ("@" in text and EMAIL.search(text))
+    return any(_NUMBER_PATTERN.search(text, lo, hi) for lo, hi in _number_windows(text)) or any(
+        EMAIL.search(text, lo, hi) for lo, hi in _email_windows(text)
     )
 
 

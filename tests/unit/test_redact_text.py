@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +60,28 @@ def test_scrubber_masks_whole_tokens_case_insensitively() -> None:
     assert scrubber.worth_scrubbing("mr smithson") == ["smith"]
     assert scrubber.worth_scrubbing("nothing here") is None
     assert scrubber.worth_scrubbing("call 555-123-4567") == []
+
+
+# Digit-heavy text with every separator the SSN, phone and e-mail patterns know about.
+_PATTERN_TEXT = st.lists(
+    st.one_of(
+        st.text(alphabet="0123456789", min_size=1, max_size=12),
+        st.sampled_from([" ", "-", ".", "(", ")", "+1 ", "@", "a", "x.org", "_", "é", "\r"]),
+        st.from_regex(r"\d{3}-\d{2}-\d{4}", fullmatch=True),
+        st.from_regex(r"\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}", fullmatch=True),
+        st.from_regex(r"[a-z.+]{1,20}@[a-z]{1,10}\.[a-z]{2,4}", fullmatch=True),
+    ),
+    max_size=30,
+).map("".join)
+
+
+_NUMBERS = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
+
+
+@settings(max_examples=600, deadline=None)
+@given(_PATTERN_TEXT)
+def test_windowed_pattern_scrub_equals_the_whole_text_regex(text: str) -> None:
+    # The scrub searches only near an anchor; over the whole text, the same regexes must
+    # find exactly the same matches.
+    assert scrub_patterns(text) == EMAIL.sub(MASK, _NUMBERS.sub(MASK, text))
+    assert has_pattern(text) == bool(_NUMBERS.search(text) or EMAIL.search(text))
