@@ -70,6 +70,7 @@ _PATTERN_TEXT = st.lists(
         st.from_regex(r"\d{3}-\d{2}-\d{4}", fullmatch=True),
         st.from_regex(r"\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}", fullmatch=True),
         st.from_regex(r"[a-z.+]{1,20}@[a-z]{1,10}\.[a-z]{2,4}", fullmatch=True),
+        st.from_regex(r"[a-z0-9_]{60,140}@[a-z0-9]{1,300}\.[a-z]{2,4}", fullmatch=True),
     ),
     max_size=30,
 ).map("".join)
