@@ -143,8 +143,27 @@ class FhirOptions:
 class FhirRedactor:
     def __init__(self, options: FhirOptions) -> None:
         self.options = options
+        # Per redaction: a Bundle names the same few resources hundreds of times (every
+        # Observation references its Patient and Encounter), and each pseudonym is an HMAC.
+        self._pseudonyms: dict[tuple[str, str], str] = {}
+        self._uuids: dict[str, str] = {}
+
+    def _pseudonym(self, kind: str, value: str) -> str:
+        key = (kind, value)
+        known = self._pseudonyms.get(key)
+        if known is None:
+            known = self._pseudonyms[key] = self.options.pseudonymizer.pseudonym(kind, value)
+        return known
+
+    def _uuid(self, value: str) -> str:
+        known = self._uuids.get(value)
+        if known is None:
+            known = self._uuids[value] = self.options.pseudonymizer.uuid(value)
+        return known
 
     def redact(self, documents: list[Any]) -> FhirRedaction:
+        self._pseudonyms.clear()  # nothing of one message is kept for the next
+        self._uuids.clear()
         result = FhirRedaction(resources=[])
         for document in documents:
             result.resources.append(self._value(document, "", result, None))
@@ -210,7 +229,7 @@ class FhirRedactor:
             if key in _IDENTIFIER_STRINGS and isinstance(value, str):
                 self._note(result, path, _IDENTIFIER_STRINGS[key], value)
                 if self.options.pseudonymize_ids:
-                    out[key] = self.options.pseudonymizer.pseudonym(key, value)
+                    out[key] = self._pseudonym(key, value)
                 continue
             out[key] = self._value(value, key, result, rtype)
         if sum(result.counts.values()) > before:
@@ -228,6 +247,12 @@ class FhirRedactor:
         for key, value in node.items():
             if key not in _ELEMENT_RULE_KEYS and not key.endswith("Identifier"):
                 # No rule names this key (most keys): redact the value by its own shape.
+                if type(value) is str:
+                    # Inlined _value for the commonest case; a string never redacts to empty.
+                    out[key] = (  # only a date or an instant can change (see _string)
+                        self._string(value, key, result, rtype) if value[:1].isdigit() else value
+                    )
+                    continue
                 redacted_value = self._value(value, key, result, rtype)
                 if redacted_value in ({}, []) and value not in ({}, []):
                     continue  # emptied by redaction (e.g. _birthDate): leave the element out
@@ -245,7 +270,7 @@ class FhirRedactor:
                 self._note(result, path, C.NAME, value if person else None)
                 continue
             if key == "id" and isinstance(value, str):  # element ids can embed anything
-                out[key] = self.options.pseudonymizer.pseudonym("fhir-element-id", value).lower()
+                out[key] = self._pseudonym("fhir-element-id", value).lower()
                 continue
             if key in ("reference", "fullUrl", "location") and isinstance(value, str):
                 out[key] = self._reference(value, path, result)
@@ -291,6 +316,9 @@ class FhirRedactor:
         return out
 
     def _string(self, value: str, key: str, result: FhirRedaction, rtype: str) -> str:
+        if not value[:1].isdigit():
+            # Every date and instant starts with a digit (isdigit() accepts all that \d does).
+            return value
         if key in _INSTANT_KEYS and _DATETIME.match(value):
             year = self.options.dates.year_of(value)
             self._note(result, f"{rtype}.{key}", C.DATE, None)
@@ -307,26 +335,22 @@ class FhirRedactor:
         # Raw ids are not remembered for the output search: "example" or "1" would match
         # unrelated text. Their pseudonyms replace them everywhere.
         self._note(result, path, C.OTHER_ID, None)
-        return self.options.pseudonymizer.pseudonym("fhir-id", value).lower()[:64]
+        return self._pseudonym("fhir-id", value).lower()[:64]
 
     def _reference(self, ref: str, path: str, result: FhirRedaction) -> str:
         if ref.startswith("#"):
             # Contained resources: their ids are pseudonymised the same way.
-            return (
-                "#" + self.options.pseudonymizer.pseudonym("fhir-id", ref[1:]).lower()[:64]
-                if len(ref) > 1
-                else ref
-            )
+            return "#" + self._pseudonym("fhir-id", ref[1:]).lower()[:64] if len(ref) > 1 else ref
         if ref.startswith("urn:uuid:"):
             self._note(result, path, C.OTHER_ID, None)
-            return "urn:uuid:" + self.options.pseudonymizer.uuid(ref[9:])
+            return "urn:uuid:" + self._uuid(ref[9:])
         match = None if "?" in ref else _REFERENCE.match(ref)
         if match is None:
             # Conditional or opaque references may carry search values: drop their content.
             self._note(result, path, C.OTHER_ID, None)
-            return self.options.pseudonymizer.pseudonym("fhir-ref", ref).lower()
+            return self._pseudonym("fhir-ref", ref).lower()
         self._note(result, path, C.OTHER_ID, None)
-        rid = self.options.pseudonymizer.pseudonym("fhir-id", match["id"]).lower()[:64]
+        rid = self._pseudonym("fhir-id", match["id"]).lower()[:64]
         return f"{match['base']}{match['type']}/{rid}"
 
     def _identifier_element(self, value: Any, path: str, result: FhirRedaction) -> Any:
@@ -348,7 +372,7 @@ class FhirRedactor:
                 continue
             kept = {k: v for k, v in ident.items() if k in ("use", "type", "system")}
             if isinstance(original, str):
-                kept["value"] = self.options.pseudonymizer.pseudonym(system, original)
+                kept["value"] = self._pseudonym(system, original)
             kept.pop("assigner", None)
             out.append(kept)
         return out
@@ -451,13 +475,21 @@ def _collect_free(node: Any, key: str, into: list[str]) -> None:
 
 
 def _replace_strings(node: Any, changes: dict[str, str], key: str) -> Any:
-    """``node`` with its free strings replaced per ``changes``; unchanged parts shared."""
+    """``node`` with its free strings replaced per ``changes``; unchanged parts shared.
+    Strings are looked up in place, not by a call each: this walk visits every node."""
     if isinstance(node, str):
         return node if key in NOT_FREE_TEXT else changes.get(node, node)
     if isinstance(node, dict):
         copy: dict[str, Any] | None = None
         for k, v in node.items():
-            new = _replace_strings(v, changes, k)
+            if type(v) is str:
+                if k in NOT_FREE_TEXT:
+                    continue
+                new = changes.get(v, v)
+            elif isinstance(v, dict | list):
+                new = _replace_strings(v, changes, k)
+            else:
+                new = _replace_strings(v, changes, k) if isinstance(v, str) else v
             if new is not v:
                 if copy is None:
                     copy = dict(node)

@@ -101,7 +101,7 @@ def _read(node: Any, key: str, strings: list[str], people: list[dict[str, Any]])
         if isinstance(rtype, str) and rtype in PERSON_TYPES:
             people.append(node)
         for k, v in node.items():
-            if isinstance(v, str):
+            if type(v) is str or isinstance(v, str):  # the exact type first: the common case
                 if k not in NOT_FREE_TEXT:
                     strings.append(v)
             elif isinstance(v, dict | list):
