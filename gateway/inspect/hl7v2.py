@@ -169,6 +169,20 @@ _PLAIN_CHECKS = {c: _has_content for c in Category}
 _DEIDENTIFIED_CHECKS = {c: _identifying_content(c) for c in Category}
 
 
+_SEGMENT_IDS_SEEN: set[str] = set()
+
+
+def _is_segment_id(seg_id: str) -> bool:
+    """``_SEGMENT_ID.match``, remembered for the ids that pass (a message repeats a few)."""
+    if seg_id in _SEGMENT_IDS_SEEN:
+        return True
+    if not _SEGMENT_ID.match(seg_id):
+        return False
+    if len(_SEGMENT_IDS_SEEN) < 4096:  # bounded: ids come from the traffic
+        _SEGMENT_IDS_SEEN.add(seg_id)
+    return True
+
+
 def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
     """Scan ER7 text (one message or a batch) for identifying fields.
 
@@ -186,7 +200,7 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
         if len(segment.strip()) < 3:
             continue
         seg_id = segment[:3]
-        if not _SEGMENT_ID.match(seg_id) or (
+        if not _is_segment_id(seg_id) or (
             len(segment) > 3
             and delimiters is not None
             and segment[3] != delimiters.field
@@ -212,8 +226,14 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
         if table is None:
             continue
         fields = segment.split(delimiters.field)
+        size = len(fields)
         for number, category in table.items():
-            if number < len(fields) and checks[category](fields[number], delimiters.empty_chars):
+            # An empty field never counts (both checks say so): no call for it.
+            if (
+                number < size
+                and fields[number]
+                and checks[category](fields[number], delimiters.empty_chars)
+            ):
                 findings.append(Finding(category, f"{seg_id}-{number}"))
         if len(findings) >= MAX_FINDINGS:
             break  # the verdict is certain; a huge batch must not cost memory per field

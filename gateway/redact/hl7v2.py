@@ -14,17 +14,17 @@ Rules (data types from hl7apy's definitions for the message's version, see hl7_t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
-from gateway.redact.text import ContextScrubber
+from gateway.redact.text import ContextScrubber, may_hold_pattern
 
 C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
@@ -207,6 +207,9 @@ class Hl7Redactor:
         # Pass 1: learn this message's identifiers from its structured fields.
         delims: _Delims | None = None
         version = "2.5"
+        # The same date comes back in several fields (birth date in PID, GT1, IN1): each is
+        # spelled out once.
+        dates: set[str] = set()
         for part in parts[0::2]:
             seg = part.lstrip("\x0b").rstrip("\x1c")
             if seg[:3] in _HEADERS:
@@ -216,9 +219,11 @@ class Hl7Redactor:
                     version = fields[11].split(delims.component)[0] if len(fields) > 11 else ""
                 continue
             if delims is not None and seg[:3] in PATIENT_SEGMENTS:
-                self._learn(seg, delims, version, scrubber)
+                self._learn(seg, delims, version, scrubber, dates)
             elif delims is not None and seg[:3] in _VISIT_SEGMENTS:
-                self._learn_dates(seg, delims, version, scrubber)
+                self._learn_dates(seg, delims, version, dates)
+        for date in dates:
+            scrubber.add_date(date)
         # Pass 2: rewrite the fields; pass 3: scrub the message's own identifiers and
         # SSN/phone/e-mail shapes from what the fields kept.
         out, pending = self._rewrite(parts, version, scrubber, result)
@@ -263,8 +268,9 @@ class Hl7Redactor:
                 continue
             if delims is None or not _SEGMENT_ID.match(seg_id):
                 raise Hl7RedactionError("a segment does not start with a segment id")
-            fields, kept, types = self._segment(seg, delims, version, scrubber, result)
-            joined = delims.field.join(fields)
+            fields, kept, types, changed = self._segment(seg, delims, version, result)
+            # Most segments (results, orders) come out as they went in: no join needed.
+            joined = delims.field.join(fields) if changed else seg
             pending.append(_Pending(len(out), prefix, joined, suffix, delims, fields, kept, types))
             out.append(prefix + joined + suffix)
         return out, pending
@@ -280,10 +286,11 @@ class Hl7Redactor:
         are scrubbed from it (a provider who shares the patient's name, an MRN inside an
         order number). One search of the whole rewritten message says which values occur at
         all and whether a pattern can: the usual segment then costs nothing."""
-        present = scrubber.worth_scrubbing("\r".join(p.text for p in pending))
+        whole = "\r".join(p.text for p in pending)
+        present = scrubber.worth_scrubbing(whole)
         if present is None:
             return
-        for piece in pending:
+        for piece in _touched(pending, whole, present):
             scrubbed = scrubber.scrub(piece.text, present)
             if scrubbed == piece.text:
                 continue
@@ -312,25 +319,21 @@ class Hl7Redactor:
         return piece.delims.field.join(after)
 
     # -- pass 1 ---------------------------------------------------------------------------------
-    def _learn(self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber) -> None:
+    def _learn(
+        self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber, dates: set[str]
+    ) -> None:
         """Remember the values that identify: names, street and city, phones and e-mail,
         identifiers, birth and death dates, and the identifier fields of IDENTIFIER_FIELDS."""
-        seg_id = seg[:3]
-        types = field_types(seg_id, version)
-        identifying = IDENTIFIER_FIELDS.get(seg_id, {})
-        for number, value in enumerate(seg.split(d.field)[1:], 1):
-            if not value or number in KEEP_FIELDS.get(seg_id, frozenset()):
+        fields = seg.split(d.field)
+        for number, kind, wanted, learn_date in _learn_plan(seg[:3], version):
+            if number >= len(fields) or not fields[number]:
                 continue
-            dtype = types.get(number, "ST")
-            kind = _kind(dtype)
-            # Organisations named in patient segments are employers (NK1-13, GT1-51, ...).
-            wanted = (0,) if dtype == "XON" else _LEARN_COMPONENTS.get(kind)
-            for rep in value.split(d.repetition):
+            for rep in fields[number].split(d.repetition):
                 # Every subcomponent counts: FN.5 is the partner's surname, for one.
                 comps = rep.split(d.component)
                 if kind == "date":
-                    if (seg_id, number) in BIRTH_FIELDS or identifying.get(number) is C.DATE:
-                        scrubber.add_date(comps[0])
+                    if learn_date:
+                        dates.add(comps[0])
                 elif wanted is not None:
                     for index in wanted:
                         if index < len(comps):
@@ -340,16 +343,16 @@ class Hl7Redactor:
                                     scrubber.add_address_line(_unescape(part, d))
                     if kind == "address" and len(comps) > 4:
                         scrubber.add(comps[4].split("-")[0])  # the ZIP, as notes write it
-                elif number in identifying:
+                else:  # an identifier field of IDENTIFIER_FIELDS (see _learn_plan)
                     scrubber.add_number(_unescape(rep, d))
 
     @staticmethod
-    def _learn_dates(seg: str, d: _Delims, version: str, scrubber: ContextScrubber) -> None:
+    def _learn_dates(seg: str, d: _Delims, version: str, dates: set[str]) -> None:
         """Admission, discharge and event dates: notes repeat them ("admitted 03/15/2024")."""
-        types = field_types(seg[:3], version)
-        for number, value in enumerate(seg.split(d.field)[1:], 1):
-            if value and _kind(types.get(number, "ST")) == "date":
-                scrubber.add_date(value.split(d.component)[0])
+        fields = seg.split(d.field)
+        for number in _date_fields(seg[:3], version):
+            if number < len(fields) and fields[number]:
+                dates.add(fields[number].split(d.component)[0])
 
     @staticmethod
     def _learn_value(kind: str, value: str, scrubber: ContextScrubber) -> None:
@@ -361,34 +364,38 @@ class Hl7Redactor:
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(
-        self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber, result: Hl7Redaction
-    ) -> tuple[list[str], set[int], dict[int, str]]:
+        self, seg: str, d: _Delims, version: str, result: Hl7Redaction
+    ) -> tuple[list[str], set[int], dict[int, str], bool]:
         """The segment's fields with every field rule applied, the contract exceptions
-        (fields the keep-list names) and the field types."""
+        (fields the keep-list names), the field types and whether any field changed."""
         seg_id = seg[:3]
         fields = seg.split(d.field)
         types = field_types(seg_id, version)
         patient = seg_id in PATIENT_SEGMENTS
         zseg = seg_id.startswith("Z")
-        value_type = fields[2] if seg_id == "OBX" and len(fields) > 2 else ""
-        unit = fields[6] if seg_id == "OBX" and len(fields) > 6 else ""
+        obx = seg_id == "OBX"
+        value_type = fields[2] if obx and len(fields) > 2 else ""
+        unit = fields[6] if obx and len(fields) > 6 else ""
+        keep = self.options.keep
+        keep_fields = KEEP_FIELDS.get(seg_id, frozenset())
         kept: set[int] = set()
-        numbers: Iterable[int] = (
-            range(1, len(fields))
-            if patient or zseg
-            else [n for n in _actionable(seg_id, version) if n < len(fields)]
-        )
+        changed = False
+        size = len(fields)
+        # Patient and Z-segments: every field; the rest: only the fields a rule may change.
+        numbers = range(1, size) if patient or zseg else _actionable(seg_id, version)
         for number in numbers:
+            if number >= size:
+                break  # _actionable is sorted
             value = fields[number]
             if not value:
                 continue
-            if self.options.keep and f"{seg_id}-{number}" in self.options.keep:
+            if keep and f"{seg_id}-{number}" in keep:
                 kept.add(number)
                 continue
             if zseg:
                 new = "" if self.options.redact_z_segments else value
-            elif patient and number in KEEP_FIELDS.get(seg_id, frozenset()):
-                new = value
+            elif patient and number in keep_fields:
+                continue
             else:
                 new = self._field(
                     seg_id,
@@ -399,14 +406,14 @@ class Hl7Redactor:
                     unit=unit,
                     patient=patient,
                     d=d,
-                    scrubber=scrubber,
                 )
             if new != value:
                 fields[number] = new
+                changed = True
                 self._changed(
                     result, f"{seg_id}-{number}", self._category(seg_id, number, types, zseg)
                 )
-        return fields, kept, types
+        return fields, kept, types, changed
 
     @staticmethod
     def _category(seg_id: str, number: int, types: dict[int, str], zseg: bool) -> Category:
@@ -423,15 +430,15 @@ class Hl7Redactor:
         unit: str = "",
         patient: bool,
         d: _Delims,
-        scrubber: ContextScrubber,
     ) -> str:
         kind = _kind(dtype)
-        if (seg_id, number) in PSEUDONYM_FIELDS:
+        key = (seg_id, number)
+        if key in PSEUDONYM_FIELDS:
             return self._ids(value, d)
-        if (seg_id, number) in PLACEHOLDER_FIELDS:
+        if key in PLACEHOLDER_FIELDS:
             return REDACTED
         if kind == "date":
-            birth = (seg_id, number) in BIRTH_FIELDS
+            birth = key in BIRTH_FIELDS
             return d.repetition.join(self._date(rep, d, birth) for rep in value.split(d.repetition))
         if kind == "address":
             return d.repetition.join(self._address(rep, d) for rep in value.split(d.repetition))
@@ -502,6 +509,59 @@ def _actionable(seg_id: str, version: str) -> tuple[int, ...]:
     if seg_id == "OBX":
         numbers.add(5)
     return tuple(sorted(numbers))
+
+
+@functools.lru_cache(maxsize=1024)
+def _learn_plan(
+    seg_id: str, version: str
+) -> tuple[tuple[int, str, tuple[int, ...] | None, bool], ...]:
+    """What pass 1 learns from a patient segment, field by field (number, kind, components,
+    whether a date is learned), in field order: only fields that teach something, so that
+    the usual empty or coded field costs nothing per message."""
+    types = field_types(seg_id, version)
+    identifying = IDENTIFIER_FIELDS.get(seg_id, {})
+    keep = KEEP_FIELDS.get(seg_id, frozenset())
+    plan = []
+    for number in sorted((types.keys() | identifying.keys()) - keep):
+        dtype = types.get(number, "ST")
+        kind = _kind(dtype)
+        # Organisations named in patient segments are employers (NK1-13, GT1-51, ...).
+        wanted = (0,) if dtype == "XON" else _LEARN_COMPONENTS.get(kind)
+        learn_date = (seg_id, number) in BIRTH_FIELDS or identifying.get(number) is C.DATE
+        if learn_date if kind == "date" else wanted is not None or number in identifying:
+            plan.append((number, kind, wanted, learn_date))
+    return tuple(plan)
+
+
+@functools.lru_cache(maxsize=1024)
+def _date_fields(seg_id: str, version: str) -> tuple[int, ...]:
+    return tuple(sorted(n for n, t in field_types(seg_id, version).items() if _kind(t) == "date"))
+
+
+def _touched(pending: list[_Pending], whole: str, present: list[str]) -> list[_Pending]:
+    """The pieces a scrub can change: those where a pattern can be or a ``present`` value
+    occurs (``whole`` is the pieces joined with "\\r", which none of them holds). One find per
+    value in the whole instead of a scrub of every piece."""
+    if not whole.isascii() or "" in present:
+        return pending  # lower() may change the length of non-ASCII text: offsets would slip
+    touched = (
+        [i for i, p in enumerate(pending) if may_hold_pattern(p.text)]
+        if may_hold_pattern(whole)
+        else []
+    )
+    ends: list[int] = []  # the offset of the "\\r" after each piece (or the end)
+    offset = -1
+    for piece in pending:
+        offset += len(piece.text) + 1
+        ends.append(offset)
+    lowered = whole.lower()
+    for value in present:
+        at = lowered.find(value)
+        while at != -1:
+            index = bisect.bisect_left(ends, at)
+            touched.append(index)
+            at = lowered.find(value, ends[index] + 1)  # the next piece on
+    return [pending[i] for i in sorted(set(touched))]
 
 
 def _is_old_age(value: str, unit: str, d: _Delims) -> bool:

@@ -28,8 +28,12 @@ _MIN_ORIGINAL = 4
 def leftover(output: str, originals: Iterable[str]) -> bool:
     """Does any removed identifier value still occur in the output, as a whole token? Values
     the scrubber deliberately leaves in free text (see ``worth_matching``) are not searched."""
-    values = {v.strip().lower() for v in originals if len(v) >= _MIN_ORIGINAL and worth_matching(v)}
-    return find_values(output, values)
+    return find_values(output, searched_values(originals))
+
+
+def searched_values(originals: Iterable[str]) -> set[str]:
+    """The removed values ``leftover`` searches for, lower-cased."""
+    return {v.strip().lower() for v in originals if len(v) >= _MIN_ORIGINAL and worth_matching(v)}
 
 
 def pattern_left(output: str) -> bool:
@@ -49,7 +53,10 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     body = "\n".join(s for s in segment_ends(output).split(output) if s.lstrip("\x0b")[:3] != "MSH")
     # Searched as sent and with HL7 escapes undone: "\X517569\llfeather" and
     # "\H\Quill\N\feather" spell a name a receiver will display.
-    if leftover(body, originals) or leftover(_unescape_text(body), originals):
+    # The values are chosen once for both searches; without a backslash there is no escape
+    # to undo, and the second search would read the same text again.
+    values = searched_values(originals)
+    if find_values(body, values) or ("\\" in body and find_values(_unescape_text(body), values)):
         return "an identifier value survived redaction"
     if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
