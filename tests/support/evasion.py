@@ -33,19 +33,21 @@ class Case:
     path: str = "/upload"  # may carry a query string
 
 
-def _zip(name: str, data: bytes) -> bytes:
+def zip_archive(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(name, data)
+        for name, data in members.items():
+            archive.writestr(name, data)
     return buffer.getvalue()
 
 
-def _tar(name: str, data: bytes) -> bytes:
+def tar_archive(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -119,8 +121,8 @@ def evasion_cases(p: Patient) -> list[Case]:
         Case("gzip-file-no-header", gzip.compress(hl7)),
         Case("bzip2-file", bz2.compress(fhir)),
         Case("xz-file", lzma.compress(hl7)),
-        Case("zip-upload", _zip("export.hl7", hl7)),
-        Case("tar-upload", _tar("export.ndjson", fhir)),
+        Case("zip-upload", zip_archive({"export.hl7": hl7})),
+        Case("tar-upload", tar_archive({"export.ndjson": fhir})),
         Case("multipart-upload", multipart, {"content-type": multipart_type}),
         Case(
             "form-field",
@@ -136,7 +138,7 @@ def evasion_cases(p: Patient) -> list[Case]:
         ),
         Case(
             "zip-in-base64-in-json",
-            json.dumps({"file": base64.b64encode(_zip("a.hl7", hl7)).decode()}).encode(),
+            json.dumps({"file": base64.b64encode(zip_archive({"a.hl7": hl7})).decode()}).encode(),
         ),
         Case("fhir-search", method="GET", path=f"/fhir/Patient?{search}"),
         Case("ssn-in-path", method="GET", path=f"/fhir/Patient/{p.ssn}"),

@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 import bz2
 import gzip
-import io
 import json
 import lzma
-import tarfile
-import zipfile
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -22,6 +19,7 @@ from gateway.inspect.envelope import inspect_envelope
 from gateway.inspect.inspector import Inspector
 from gateway.model import Category, Format
 from tests.support.corpus import CORPUS, labelled
+from tests.support.evasion import tar_archive, zip_archive
 from tests.support.patients import fhir_patient_json, hl7_adt, make_patient
 
 INSPECTOR = Inspector(Limits(max_body_bytes=8 * 1024 * 1024))
@@ -31,20 +29,12 @@ FHIR = fhir_patient_json(PATIENT)
 
 
 def _zip(name: str, data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("readme.txt", "quarterly export")
-        archive.writestr(name, data)
-    return buffer.getvalue()
+    """An export with a harmless first member, so the PHI sits in member [1]."""
+    return zip_archive({"readme.txt": b"quarterly export", name: data})
 
 
 def _tar(name: str, data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return tar_archive({name: data})
 
 
 def _multipart(filename: str, data: bytes) -> bytes:
