@@ -244,8 +244,15 @@ class _Scanner:
     def _embedded(self, value: str, depth: int) -> Inspection | None:
         """A message, document or encoded blob carried in a string."""
         stripped = value.lstrip()
-        if stripped[:3] in ("MSH", "FHS", "BHS") or stripped[:1] in ("{", "[", "<"):
+        if stripped[:3] in ("MSH", "FHS", "BHS"):
             return self.scan(value.encode("utf-8"), depth + 1)
+        if stripped[:1] in ("{", "[", "<"):
+            inner = self.scan(value.encode("utf-8"), depth + 1)
+            # A string that only starts like a document ("<p>Hi<br>", "{name} is...") is
+            # prose, read by the free-text pass; a limit that fired still fails closed.
+            if inner.error and not inner.limit and inner.format in _PROSE_ON_PARSE_ERROR:
+                return None
+            return inner
         if BASE64_RUN.fullmatch(stripped.rstrip()):
             return unpack_base64(stripped.encode(), depth, self.scan, self.budget)
         if "\n" in value or "\r" in value:  # a pasted note or file: what it wraps
@@ -276,6 +283,7 @@ def _embedded_documents(text: str) -> Iterator[tuple[str, int]]:
 
 _MAX_JSON_STRINGS = 100_000
 _EMBEDDED_MIN = 20
+_PROSE_ON_PARSE_ERROR = frozenset({Format.JSON, Format.XML, Format.BINARY})
 _FREE_TEXT_MIN = 8  # shorter strings cannot hold a labelled identifier
 _TEXT_PIECE = 256 * 1024
 

@@ -188,3 +188,13 @@ def test_mutated_corpus_files_never_raise(data: st.DataObject) -> None:
     wrapped = data.draw(st.sampled_from(sorted(WRAPPERS)))
     result = INSPECTOR.inspect(WRAPPERS[wrapped](bytes(body)) if wrapped != "form" else bytes(body))
     assert result.format in Format
+
+
+def test_strings_that_only_look_like_documents_are_prose() -> None:
+    # HTML snippets and templates in JSON must not fail closed as "malformed" documents...
+    for value in ("<p>Hello there<br></p> and more", "{name} is a placeholder", "[1, 2, oops"):
+        result = INSPECTOR.inspect(json.dumps({"v": value}).encode())
+        assert not result.error and not result.contains_phi, value
+    # ...while a broken resource still reads as prose with a birth date in it.
+    broken = '{"resourceType": "Patient", "birthDate": "1960-01-02", "name": oops'
+    assert INSPECTOR.inspect(json.dumps({"v": broken}).encode()).contains_phi
