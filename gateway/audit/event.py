@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass
 from gateway.model import Decision
 
 
-def new_incident_id(now: dt.datetime | None = None) -> str:
-    """Time-ordered and human-readable: INC-20261126T224911Z-3f9a1c0b."""
+def new_incident_id(now: dt.datetime | None = None, prefix: str = "INC") -> str:
+    """Time-ordered and human-readable: INC-20261126T224911Z-3f9a1c0b (API-… and EXP-… for
+    the trail's own events)."""
     now = now or dt.datetime.now(dt.UTC)
-    return f"INC-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    return f"{prefix}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,34 @@ def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def _trail_event(
+    *, prefix: str, instance_id: str, policy_version: str, **fields: str | int
+) -> AuditEvent:
+    """An event about the trail or the gateway itself: no destination, no payload."""
+    blank: dict[str, str | int] = {
+        "client": "",
+        "host": "",
+        "ip": "",
+        "port": 0,
+        "country": "",
+        "location": "",
+        "geo_evidence": "[]",
+        "protocol": "",
+        "format": "",
+        "message_type": "",
+        "categories": "{}",
+        "locations": "[]",
+        "error": "",
+    }
+    return AuditEvent(
+        incident_id=new_incident_id(prefix=prefix),
+        time=_now_iso(),
+        instance_id=instance_id,
+        policy_version=policy_version,
+        **(blank | fields),  # type: ignore[arg-type]
+    )
+
+
 def access_event(
     *,
     instance_id: str,
@@ -135,27 +164,15 @@ def access_event(
     role: str,
 ) -> AuditEvent:
     """An admin API request: who (token name and role, client address) asked for what."""
-    return AuditEvent(
-        incident_id=f"API-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}",
-        time=_now_iso(),
+    return _trail_event(
+        prefix="API",
         instance_id=instance_id,
         policy_version=policy_version,
         client=client,
-        host="",
-        ip="",
-        port=0,
-        country="",
-        location="",
-        geo_evidence="[]",
         protocol="http/1",
-        format="",
-        message_type="",
-        categories="{}",
-        locations="[]",
         action="api-access",
         rule=role,
         reason=f"{method} {path} -> {status}",
-        error="",
         kind="access",
         detail=_compact(
             {"method": method, "path": path, "status": status, "token": token, "role": role}
@@ -173,27 +190,13 @@ def expiry_event(
     before: str,
 ) -> AuditEvent:
     """Retention removed the chain's oldest events: the chain records where it now starts."""
-    return AuditEvent(
-        incident_id=f"EXP-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}",
-        time=_now_iso(),
+    return _trail_event(
+        prefix="EXP",
         instance_id=instance_id,
         policy_version=policy_version,
-        client="",
-        host="",
-        ip="",
-        port=0,
-        country="",
-        location="",
-        geo_evidence="[]",
-        protocol="",
-        format="",
-        message_type="",
-        categories="{}",
-        locations="[]",
         action="retention-expiry",
         rule="retention",
         reason=f"{count} event(s) older than {before} expired (chain seq {through_seq} and before)",
-        error="",
         kind="expiry",
         detail=_compact(
             {
