@@ -112,7 +112,7 @@ def scan_fields(
     for name, value in pairs:
         category = field_category(aliases.get(name, name) if aliases else name, value)
         if category is not None:
-            found.append(Finding(category, f"{location}.{_safe(name)}"))
+            found.append(Finding(category, f"{location}.{safe_label(name)}"))
     return found
 
 
@@ -126,7 +126,8 @@ def is_phi(findings: Iterable[Finding]) -> bool:
     return len(weak) >= 2
 
 
-def _safe(name: str) -> str:
-    """A field name fit for an audit row: names are chosen by programs, but cap them anyway."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name[:40])
+def safe_label(name: str, keep: str = "_-") -> str:
+    """A name fit for a finding's location (and so an audit row): names are chosen by
+    programs, not people, but cap them and keep only letters, digits and ``keep`` anyway."""
+    cleaned = "".join(ch if ch.isalnum() or ch in keep else "_" for ch in name[:40])
     return cleaned or "_"

@@ -16,7 +16,7 @@ from gateway.config import Limits
 from gateway.inspect.cda import CDA_NS, inspect_cda
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
 from gateway.inspect.fhir import FhirError, inspect_resources, is_resource
-from gateway.inspect.fields import scan_fields
+from gateway.inspect.fields import safe_label, scan_fields
 from gateway.inspect.freetext import scan_text
 from gateway.inspect.hl7v2 import (
     HL7_XML_NS,
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 class Inspector:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.max_body_bytes = limits.max_body_bytes
         self.decode_limits = DecodeLimits(
             max_output_bytes=limits.max_decompressed_bytes,
             max_ratio=limits.max_decompression_ratio,
@@ -65,7 +64,7 @@ class Inspector:
         return replace(result, seconds=time.perf_counter() - started)
 
     def _inspect(self, body: bytes, content_encoding: str, started: float) -> Inspection:
-        if len(body) > self.max_body_bytes:
+        if len(body) > self.limits.max_body_bytes:
             return Inspection(
                 Format.BINARY, error="body exceeds max_body_bytes", limit="max_body_bytes"
             )
@@ -230,7 +229,7 @@ class _Scanner:
             pairs = [(k, v) for k, v in node.items() if isinstance(v, str)]
             combined.add_fields(scan_fields(pairs, path))
             for key, value in node.items():
-                self._walk_json(value, f"{path}.{_label(key)}", depth, combined, strings)
+                self._walk_json(value, f"{path}.{safe_label(key)}", depth, combined, strings)
         elif isinstance(node, list):
             for value in node:
                 self._walk_json(value, f"{path}[]", depth, combined, strings)
@@ -286,10 +285,6 @@ _EMBEDDED_MIN = 20
 _PROSE_ON_PARSE_ERROR = frozenset({Format.JSON, Format.XML, Format.BINARY})
 _FREE_TEXT_MIN = 8  # shorter strings cannot hold a labelled identifier
 _TEXT_PIECE = 256 * 1024
-
-
-def _label(key: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in key[:40]) or "_"
 
 
 def _mostly_text(sample: bytes) -> bool:

@@ -22,7 +22,7 @@ from email.policy import HTTP
 from urllib.parse import parse_qsl
 
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
-from gateway.inspect.fields import is_phi, scan_fields
+from gateway.inspect.fields import is_phi, safe_label, scan_fields
 from gateway.model import Finding, Format, Inspection
 
 
@@ -250,7 +250,7 @@ def unpack_multipart(data: bytes, depth: int, scan: Scan, budget: Budget) -> Ins
         name = part.get_param("name", header="content-disposition")
         label = str(name) if isinstance(name, str) else str(number)
         inner = scan(payload, depth + 1)
-        combined.add(f"part[{_short(label)}]", inner)
+        combined.add(f"part[{safe_label(label, keep='._-')}]", inner)
         if isinstance(name, str) and part.get_filename() is None and len(payload) < 1024:
             fields.append((name, payload.decode("utf-8", "replace")))
     combined.add_fields(scan_fields(fields, "form"))
@@ -268,7 +268,10 @@ def unpack_form(data: bytes, depth: int, scan: Scan, budget: Budget) -> Inspecti
     for name, value in pairs:
         if len(value) >= 32:  # long enough to hold a message or an encoded document
             budget.spend(len(value))
-            combined.add(f"form.{_short(name)}", scan(value.encode("utf-8", "replace"), depth + 1))
+            combined.add(
+                f"form.{safe_label(name, keep='._-')}",
+                scan(value.encode("utf-8", "replace"), depth + 1),
+            )
     return combined.result()
 
 
@@ -335,7 +338,3 @@ def decode_wide(data: bytes, encoding: str) -> bytes:
         return data[len(bom) :].decode(encoding).encode("utf-8")
     except UnicodeDecodeError:
         raise NestingError(f"malformed {encoding} text") from None
-
-
-def _short(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in label[:40]) or "_"
