@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 PHONE = re.compile(r"(?<!\d)(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
@@ -155,10 +155,10 @@ _NUMBER_BEFORE, _NUMBER_AFTER = 24, 8
 _DOMAIN_RUN = re.compile(r"[\w.-]*")
 
 
-def _windows(starts: Iterable[int], before: int, after: int, size: int) -> list[tuple[int, int]]:
+def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans in ascending start order, overlapping ones joined."""
     windows: list[tuple[int, int]] = []
-    for start in starts:
-        lo, hi = max(0, start - before), min(size, start + after)
+    for lo, hi in spans:
         if windows and lo <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
         else:
@@ -167,8 +167,10 @@ def _windows(starts: Iterable[int], before: int, after: int, size: int) -> list[
 
 
 def _number_windows(text: str) -> list[tuple[int, int]]:
-    return _windows(
-        (m.start() for m in _HINT_AT.finditer(text)), _NUMBER_BEFORE, _NUMBER_AFTER, len(text)
+    size = len(text)
+    return _merged(
+        (max(0, m.start() - _NUMBER_BEFORE), min(size, m.start() + _NUMBER_AFTER))
+        for m in _HINT_AT.finditer(text)
     )
 
 
@@ -176,19 +178,22 @@ def _email_windows(text: str) -> list[tuple[int, int]]:
     """Around each "@": back to the start of the run of characters a local part can hold,
     on to the end of the run a domain can hold (an address may be longer than the RFC
     allows, and the whole-text regex would mask all of it)."""
-    windows: list[tuple[int, int]] = []
-    at = text.find("@")
+    return _merged(_email_span(text, at) for at in _positions(text, "@"))
+
+
+def _positions(text: str, char: str) -> Iterator[int]:
+    at = text.find(char)
     while at >= 0:
-        lo = at
-        while lo > 0 and (text[lo - 1].isalnum() or text[lo - 1] in "._+-"):
-            lo -= 1
-        hi = min(len(text), _DOMAIN_RUN.match(text, at + 1).end() + 2)  # type: ignore[union-attr]
-        if windows and lo <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
-        else:
-            windows.append((lo, hi))
-        at = text.find("@", at + 1)
-    return windows
+        yield at
+        at = text.find(char, at + 1)
+
+
+def _email_span(text: str, at: int) -> tuple[int, int]:
+    lo = at
+    while lo > 0 and (text[lo - 1].isalnum() or text[lo - 1] in "._+-"):
+        lo -= 1
+    domain = _DOMAIN_RUN.match(text, at + 1)
+    return lo, min(len(text), (domain.end() if domain else at + 1) + 2)
 
 
 def _sub_in(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]) -> str:
