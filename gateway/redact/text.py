@@ -360,3 +360,26 @@ class ContextScrubber:
         text = scrub_patterns(text)
         hits = _present(text.lower(), self._lowered if values is None else values)
         return mask_values(text, hits) if hits else text
+
+    def scrub_pieces(self, pieces: list[str], separator: str) -> dict[int, str]:
+        """``scrub`` of every piece, as {index: scrubbed} for the pieces it changes. The
+        pieces are scrubbed as one text joined by ``separator``: no pattern, value or token
+        boundary reaches across a character that is not a token character and that none of
+        them holds, so the result is the same as piece by piece, for one pass of each search
+        instead of one per piece. The separator is a control character (no pattern holds
+        one); where a piece holds it, piece by piece."""
+        joined = separator.join(pieces)
+        if separator.isprintable() or joined.count(separator) != len(pieces) - 1:
+            return self._scrub_each(pieces)
+        scrubbed = self.scrub(joined)
+        if scrubbed == joined:
+            return {}
+        after = scrubbed.split(separator)
+        if len(after) != len(pieces):  # a learned value held the separator: be exact
+            return self._scrub_each(pieces)
+        pairs = enumerate(zip(after, pieces, strict=True))
+        return {i: new for i, (new, old) in pairs if new != old}
+
+    def _scrub_each(self, pieces: list[str]) -> dict[int, str]:
+        changed = {i: self.scrub(piece) for i, piece in enumerate(pieces)}
+        return {i: new for i, new in changed.items() if new != pieces[i]}

@@ -86,3 +86,20 @@ def test_windowed_pattern_scrub_equals_the_whole_text_regex(text: str) -> None:
     # find exactly the same matches.
     assert scrub_patterns(text) == EMAIL.sub(MASK, _NUMBERS.sub(MASK, text))
     assert has_pattern(text) == bool(_NUMBERS.search(text) or EMAIL.search(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pieces=st.lists(st.text(alphabet=_ALPHABET + "5\r", max_size=30), min_size=1, max_size=6),
+    values=_VALUES,
+    separator=st.sampled_from(["\r", "\x00"]),
+)
+def test_scrubbing_pieces_together_equals_piece_by_piece(
+    pieces: list[str], values: list[str], separator: str
+) -> None:
+    scrubber = ContextScrubber()
+    for value in values:
+        scrubber.add(value)
+    scrubber.add("555-0" + "\r" + "1234")  # a value holding a separator: exact all the same
+    expected = {i: scrubber.scrub(p) for i, p in enumerate(pieces) if scrubber.scrub(p) != p}
+    assert scrubber.scrub_pieces(pieces, separator) == expected
