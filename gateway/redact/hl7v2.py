@@ -14,17 +14,17 @@ Rules (data types from hl7apy's definitions for the message's version, see hl7_t
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
-from gateway.redact.text import ContextScrubber, may_hold_pattern
+from gateway.redact.text import ContextScrubber
 
 C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
@@ -180,19 +180,32 @@ class _Delims:
         self.subcomponent = enc[3] if len(enc) > 3 else "&"
 
 
-@dataclass
 class _Pending:
     """A piece of the rewritten message the scrub still has to search: ``out[index]`` is
     ``prefix + text + suffix``; segments also carry their fields as the rules left them."""
 
-    index: int
-    prefix: str
-    text: str
-    suffix: str
-    delims: _Delims | None = None
-    fields: list[str] | None = None
-    kept: set[int] = field(default_factory=set)
-    types: dict[int, str] = field(default_factory=dict)
+    __slots__ = ("delims", "fields", "index", "kept", "plan", "prefix", "suffix", "text")
+
+    def __init__(
+        self,
+        index: int,
+        prefix: str,
+        text: str,
+        suffix: str,
+        *,
+        delims: _Delims | None = None,
+        fields: list[str] | None = None,
+        kept: AbstractSet[int] = frozenset(),
+        plan: _SegmentPlan | None = None,
+    ) -> None:
+        self.index = index
+        self.prefix = prefix
+        self.text = text
+        self.suffix = suffix
+        self.delims = delims
+        self.fields = fields
+        self.kept = kept
+        self.plan = plan
 
 
 class Hl7Redactor:
@@ -210,6 +223,7 @@ class Hl7Redactor:
         # The same date comes back in several fields (birth date in PID, GT1, IN1): each is
         # spelled out once.
         dates: set[str] = set()
+        learned: set[tuple[str, tuple[int, ...] | None, bool, str]] = set()
         for part in parts[0::2]:
             seg = part.lstrip("\x0b").rstrip("\x1c")
             if seg[:3] in _HEADERS:
@@ -219,7 +233,7 @@ class Hl7Redactor:
                     version = fields[11].split(delims.component)[0] if len(fields) > 11 else ""
                 continue
             if delims is not None and seg[:3] in PATIENT_SEGMENTS:
-                self._learn(seg, delims, version, scrubber, dates)
+                self._learn(seg, delims, version, scrubber, dates=dates, learned=learned)
             elif delims is not None and seg[:3] in _VISIT_SEGMENTS:
                 self._learn_dates(seg, delims, version, dates)
         for date in dates:
@@ -244,10 +258,11 @@ class Hl7Redactor:
             if index % 2 == 1:
                 out.append(part)  # the segment terminator, as sent
                 continue
-            prefix = part[: len(part) - len(part.lstrip("\x0b"))]
-            seg = part.lstrip("\x0b")
-            suffix = ""
-            if seg.endswith("\x1c"):
+            seg, prefix, suffix = part, "", ""
+            if part[:1] == "\x0b":
+                seg = part.lstrip("\x0b")
+                prefix = part[: len(part) - len(seg)]
+            if seg[-1:] == "\x1c":
                 seg, suffix = seg[:-1], "\x1c"
             seg_id = seg[:3]
             if seg_id in _HEADERS:
@@ -268,10 +283,13 @@ class Hl7Redactor:
                 continue
             if delims is None or not _SEGMENT_ID.match(seg_id):
                 raise Hl7RedactionError("a segment does not start with a segment id")
-            fields, kept, types, changed = self._segment(seg, delims, version, result)
+            plan = _plan(seg_id, version)
+            fields, kept, changed = self._segment(seg, plan, delims, result)
             # Most segments (results, orders) come out as they went in: no join needed.
             joined = delims.field.join(fields) if changed else seg
-            pending.append(_Pending(len(out), prefix, joined, suffix, delims, fields, kept, types))
+            piece = _Pending(len(out), prefix, joined, suffix, delims=delims, fields=fields)
+            piece.kept, piece.plan = kept, plan
+            pending.append(piece)
             out.append(prefix + joined + suffix)
         return out, pending
 
@@ -284,16 +302,10 @@ class Hl7Redactor:
     ) -> None:
         """Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes
         are scrubbed from it (a provider who shares the patient's name, an MRN inside an
-        order number). One search of the whole rewritten message says which values occur at
-        all and whether a pattern can: the usual segment then costs nothing."""
-        whole = "\r".join(p.text for p in pending)
-        present = scrubber.worth_scrubbing(whole)
-        if present is None:
-            return
-        for piece in _touched(pending, whole, present):
-            scrubbed = scrubber.scrub(piece.text, present)
-            if scrubbed == piece.text:
-                continue
+        order number). All pieces are scrubbed as one text: one pass of each search."""
+        changed = scrubber.scrub_pieces([p.text for p in pending], "\r")
+        for number, scrubbed in changed.items():
+            piece = pending[number]
             if piece.delims is None:  # FHS/BHS: scrubbed like any text
                 out[piece.index] = piece.prefix + scrubbed + piece.suffix
                 continue
@@ -304,31 +316,42 @@ class Hl7Redactor:
     def _rescrubbed(self, piece: _Pending, scrubbed: str, result: Hl7Redaction) -> str:
         """A segment after the scrub, with its contract exceptions as sent; every field the
         scrub changed is counted (the mask holds no delimiter, so fields stay in place)."""
-        assert piece.delims is not None and piece.fields is not None
-        seg_id = piece.text[:3]
-        zseg = seg_id.startswith("Z")
+        assert piece.delims is not None and piece.fields is not None and piece.plan is not None
         after = scrubbed.split(piece.delims.field)
         for number in range(1, len(after)):
             if after[number] != piece.fields[number]:
                 if number in piece.kept:
                     after[number] = piece.fields[number]  # a contract exception stays as sent
                     continue
-                self._changed(
-                    result, f"{seg_id}-{number}", self._category(seg_id, number, piece.types, zseg)
-                )
+                piece.plan.count(number, result)
         return piece.delims.field.join(after)
 
     # -- pass 1 ---------------------------------------------------------------------------------
     def _learn(
-        self, seg: str, d: _Delims, version: str, scrubber: ContextScrubber, dates: set[str]
+        self,
+        seg: str,
+        d: _Delims,
+        version: str,
+        scrubber: ContextScrubber,
+        *,
+        dates: set[str],
+        learned: set[tuple[str, tuple[int, ...] | None, bool, str]],
     ) -> None:
         """Remember the values that identify: names, street and city, phones and e-mail,
-        identifiers, birth and death dates, and the identifier fields of IDENTIFIER_FIELDS."""
+        identifiers, birth and death dates, and the identifier fields of IDENTIFIER_FIELDS.
+        ``learned``: the (rule, field value) pairs of this message already learned from (the
+        patient's name and address come back in NK1, GT1 and IN1)."""
         fields = seg.split(d.field)
+        size = len(fields)
         for number, kind, wanted, learn_date in _learn_plan(seg[:3], version):
-            if number >= len(fields) or not fields[number]:
+            if number >= size or not fields[number]:
                 continue
-            for rep in fields[number].split(d.repetition):
+            value = fields[number]
+            seen = (kind, wanted, learn_date, value)
+            if seen in learned:
+                continue
+            learned.add(seen)
+            for rep in value.split(d.repetition):
                 # Every subcomponent counts: FN.5 is the partner's surname, for one.
                 comps = rep.split(d.component)
                 if kind == "date":
@@ -338,6 +361,8 @@ class Hl7Redactor:
                     for index in wanted:
                         if index < len(comps):
                             for part in comps[index].split(d.subcomponent):
+                                if not part:
+                                    continue
                                 self._learn_value(kind, _unescape(part, d), scrubber)
                                 if kind == "address" and index == 0:  # XAD.1 street
                                     scrubber.add_address_line(_unescape(part, d))
@@ -364,105 +389,69 @@ class Hl7Redactor:
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(
-        self, seg: str, d: _Delims, version: str, result: Hl7Redaction
-    ) -> tuple[list[str], set[int], dict[int, str], bool]:
+        self, seg: str, plan: _SegmentPlan, d: _Delims, result: Hl7Redaction
+    ) -> tuple[list[str], AbstractSet[int], bool]:
         """The segment's fields with every field rule applied, the contract exceptions
-        (fields the keep-list names), the field types and whether any field changed."""
-        seg_id = seg[:3]
+        (fields the keep-list names) and whether any field changed."""
         fields = seg.split(d.field)
-        types = field_types(seg_id, version)
-        patient = seg_id in PATIENT_SEGMENTS
-        zseg = seg_id.startswith("Z")
-        obx = seg_id == "OBX"
-        value_type = fields[2] if obx and len(fields) > 2 else ""
-        unit = fields[6] if obx and len(fields) > 6 else ""
         keep = self.options.keep
-        keep_fields = KEEP_FIELDS.get(seg_id, frozenset())
         kept: set[int] = set()
         changed = False
         size = len(fields)
+        rules = plan.rules
+        default = plan.default
+        if plan.zseg and not self.options.redact_z_segments:
+            default = _UNCHANGED
         # Patient and Z-segments: every field; the rest: only the fields a rule may change.
-        numbers = range(1, size) if patient or zseg else _actionable(seg_id, version)
-        for number in numbers:
+        for number in range(1, size) if plan.every_field else plan.numbers:
             if number >= size:
-                break  # _actionable is sorted
+                break  # plan.numbers is sorted
             value = fields[number]
             if not value:
                 continue
-            if keep and f"{seg_id}-{number}" in keep:
+            if keep and plan.location(number) in keep:
                 kept.add(number)
                 continue
-            if zseg:
-                new = "" if self.options.redact_z_segments else value
-            elif patient and number in keep_fields:
+            rule = rules.get(number, default)
+            if rule == _UNCHANGED:
                 continue
-            else:
-                new = self._field(
-                    seg_id,
-                    number,
-                    value,
-                    dtype=types.get(number, "ST"),
-                    value_type=value_type,
-                    unit=unit,
-                    patient=patient,
-                    d=d,
-                )
+            new = "" if rule == _CLEAR else self._field(rule, number, value, fields, d)
             if new != value:
                 fields[number] = new
                 changed = True
-                self._changed(
-                    result, f"{seg_id}-{number}", self._category(seg_id, number, types, zseg)
-                )
-        return fields, kept, types, changed
+                plan.count(number, result)
+        return fields, kept or _NOTHING_KEPT, changed
 
-    @staticmethod
-    def _category(seg_id: str, number: int, types: dict[int, str], zseg: bool) -> Category:
-        return C.OTHER_ID if zseg else _category(seg_id, number, types.get(number, "ST"))
-
-    def _field(
-        self,
-        seg_id: str,
-        number: int,
-        value: str,
-        *,
-        dtype: str,
-        value_type: str,
-        unit: str = "",
-        patient: bool,
-        d: _Delims,
-    ) -> str:
-        kind = _kind(dtype)
-        key = (seg_id, number)
-        if key in PSEUDONYM_FIELDS:
-            return self._ids(value, d)
-        if key in PLACEHOLDER_FIELDS:
-            return REDACTED
-        if kind == "date":
-            birth = key in BIRTH_FIELDS
+    def _field(self, rule: int, number: int, value: str, fields: list[str], d: _Delims) -> str:
+        if rule in (_DATE, _BIRTH):
+            birth = rule == _BIRTH
             return d.repetition.join(self._date(rep, d, birth) for rep in value.split(d.repetition))
-        if kind == "address":
-            return d.repetition.join(self._address(rep, d) for rep in value.split(d.repetition))
-        if patient or kind in ("name", "phone"):
-            return ""
-        if kind == "id":
+        if rule in (_ID, _PSEUDONYM):
             return self._ids(value, d)
-        if seg_id == "OBX" and number == 5:
-            if value_type in OPAQUE_VALUE_TYPES:
-                return ""
-            if value_type in ("NM", "SN") and _is_old_age(value, unit, d):
-                return "90"  # Safe Harbor: ages over 89 are reported as one category
-            value_kind = _kind(value_type)
-            if value_kind == "date":
-                return d.repetition.join(
-                    d.component.join(self._date(c, d, birth=False) for c in rep.split(d.component))
-                    for rep in value.split(d.repetition)
-                )
-            if value_kind == "address":
-                return d.repetition.join(self._address(r, d) for r in value.split(d.repetition))
-            if value_kind in ("name", "phone"):
-                return ""
-            if value_kind == "id":
-                return self._ids(value, d)
+        if rule == _ADDRESS:
+            return d.repetition.join(self._address(rep, d) for rep in value.split(d.repetition))
+        if rule == _PLACEHOLDER:
+            return REDACTED
+        assert rule == _OBX_VALUE
+        value_type = fields[2] if len(fields) > 2 else ""
+        if value_type in OPAQUE_VALUE_TYPES:
+            return ""
+        if value_type in ("NM", "SN"):
+            unit = fields[6] if len(fields) > 6 else ""
+            # Safe Harbor: ages over 89 are reported as one category
+            return "90" if _is_old_age(value, unit, d) else value
+        value_kind = _kind(value_type)
+        if value_kind == "date":
+            return d.repetition.join(
+                d.component.join(self._date(c, d, birth=False) for c in rep.split(d.component))
+                for rep in value.split(d.repetition)
+            )
+        if value_kind == "address":
+            return d.repetition.join(self._address(r, d) for r in value.split(d.repetition))
+        if value_kind in ("name", "phone"):
+            return ""
+        if value_kind == "id":
+            return self._ids(value, d)
         # Free text (OBX-5 of text types, NTE-3, TX/FT) is scrubbed with the whole segment.
         return value
 
@@ -493,22 +482,81 @@ class Hl7Redactor:
         kept = ["", "", "", _code(state), zip3(postal) if postal else "", _code(country)]
         return d.component.join(kept).rstrip(d.component)
 
-    @staticmethod
-    def _changed(result: Hl7Redaction, location: str, category: Category) -> None:
-        result.counts[category.value] += 1
-        result.locations.add(location)
+
+# A field's rule, decided once per segment type and version (see _plan).
+_UNCHANGED, _CLEAR, _PSEUDONYM, _PLACEHOLDER, _DATE, _BIRTH, _ADDRESS, _ID, _OBX_VALUE = range(9)
+_NOTHING_KEPT: frozenset[int] = frozenset()
+
+
+class _SegmentPlan:
+    """What pass 2 does to each field of one segment type in one version: the rule, the
+    location ("PID-11") and the category it is counted as. Built once, so that a message
+    pays a dictionary lookup per field, not the type lookups and rule tests."""
+
+    def __init__(self, seg_id: str, version: str) -> None:
+        types = field_types(seg_id, version)
+        self.seg_id = seg_id
+        self.zseg = seg_id.startswith("Z")
+        patient = seg_id in PATIENT_SEGMENTS
+        self.every_field = patient or self.zseg
+        keep_fields = KEEP_FIELDS.get(seg_id, frozenset())
+        special = {n for s, n in PSEUDONYM_FIELDS | PLACEHOLDER_FIELDS if s == seg_id}
+        top = max(types.keys() | keep_fields | special | {0})
+        # Fields past the definition: cleared in patient and Z-segments, else as text.
+        self.default = _CLEAR if self.every_field else _UNCHANGED
+        self.rules: dict[int, int] = {}
+        for number in range(1, top + 1):
+            if self.zseg:
+                rule = _CLEAR
+            elif patient and number in keep_fields:
+                rule = _UNCHANGED
+            else:
+                rule = _rule(seg_id, number, types.get(number, "ST"), patient)
+            self.rules[number] = rule
+        # Non-patient segments visit only the fields a rule may change.
+        self.numbers = tuple(n for n, rule in self.rules.items() if rule != _UNCHANGED)
+        self._locations = {n: f"{seg_id}-{n}" for n in range(1, top + 1)}
+        self._categories = {
+            n: (C.OTHER_ID if self.zseg else _category(seg_id, n, types.get(n, "ST"))).value
+            for n in range(1, top + 1)
+        }
+
+    def location(self, number: int) -> str:
+        known = self._locations.get(number)
+        return known if known is not None else f"{self.seg_id}-{number}"
+
+    def count(self, number: int, result: Hl7Redaction) -> None:
+        """One changed field, counted by category and location."""
+        category = self._categories.get(number)
+        if category is None:  # past the definition: text, unless named as an identifier
+            category = (C.OTHER_ID if self.zseg else _category(self.seg_id, number, "ST")).value
+        result.counts[category] += 1
+        result.locations.add(self.location(number))
+
+
+def _rule(seg_id: str, number: int, dtype: str, patient: bool) -> int:
+    key = (seg_id, number)
+    kind = _kind(dtype)
+    if key in PSEUDONYM_FIELDS:
+        return _PSEUDONYM
+    if key in PLACEHOLDER_FIELDS:
+        return _PLACEHOLDER
+    if kind == "date":
+        return _BIRTH if key in BIRTH_FIELDS else _DATE
+    if kind == "address":
+        return _ADDRESS
+    if patient or kind in ("name", "phone"):
+        return _CLEAR
+    if kind == "id":
+        return _ID
+    if seg_id == "OBX" and number == 5:
+        return _OBX_VALUE
+    return _UNCHANGED
 
 
 @functools.lru_cache(maxsize=1024)
-def _actionable(seg_id: str, version: str) -> tuple[int, ...]:
-    """Fields of a non-patient segment that a rule may change (dates, names, addresses,
-    phones, identifiers, OBX-5, the pseudonym and placeholder fields)."""
-    types = field_types(seg_id, version)
-    numbers = {n for n, t in types.items() if _kind(t) != "text"}
-    numbers |= {n for s, n in PSEUDONYM_FIELDS | PLACEHOLDER_FIELDS if s == seg_id}
-    if seg_id == "OBX":
-        numbers.add(5)
-    return tuple(sorted(numbers))
+def _plan(seg_id: str, version: str) -> _SegmentPlan:
+    return _SegmentPlan(seg_id, version)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -536,32 +584,6 @@ def _learn_plan(
 @functools.lru_cache(maxsize=1024)
 def _date_fields(seg_id: str, version: str) -> tuple[int, ...]:
     return tuple(sorted(n for n, t in field_types(seg_id, version).items() if _kind(t) == "date"))
-
-
-def _touched(pending: list[_Pending], whole: str, present: list[str]) -> list[_Pending]:
-    """The pieces a scrub can change: those where a pattern can be or a ``present`` value
-    occurs (``whole`` is the pieces joined with "\\r", which none of them holds). One find per
-    value in the whole instead of a scrub of every piece."""
-    if not whole.isascii() or "" in present:
-        return pending  # lower() may change the length of non-ASCII text: offsets would slip
-    touched = (
-        [i for i, p in enumerate(pending) if may_hold_pattern(p.text)]
-        if may_hold_pattern(whole)
-        else []
-    )
-    ends: list[int] = []  # the offset of the "\\r" after each piece (or the end)
-    offset = -1
-    for piece in pending:
-        offset += len(piece.text) + 1
-        ends.append(offset)
-    lowered = whole.lower()
-    for value in present:
-        at = lowered.find(value)
-        while at != -1:
-            index = bisect.bisect_left(ends, at)
-            touched.append(index)
-            at = lowered.find(value, ends[index] + 1)  # the next piece on
-    return [pending[i] for i in sorted(set(touched))]
 
 
 def _is_old_age(value: str, unit: str, d: _Delims) -> bool:

@@ -4,9 +4,7 @@ verify redacted output before it leaves)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
@@ -47,6 +45,28 @@ _SAFE_TOKEN = re.compile(r"^(REDACTED|PSN[A-Z2-7]{16}|\d{4})$")
 _SAFE_ADDRESS_TOKEN = re.compile(r"^(\d{3}|[A-Za-z]{2,3})$")
 
 
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_BASE32_PAIRS = tuple(a + b for a in _BASE32 for b in _BASE32)  # every 10-bit group
+
+
+def base32_80(data: bytes) -> str:
+    """``base64.b32encode`` of exactly 10 bytes (16 characters, no padding), without its
+    pure-Python loop: a pseudonym is computed for every identifier of every message. The
+    format must never change: pseudonyms stay stable across releases."""
+    n = int.from_bytes(data, "big")
+    pairs = _BASE32_PAIRS
+    return (
+        pairs[n >> 70]
+        + pairs[(n >> 60) & 1023]
+        + pairs[(n >> 50) & 1023]
+        + pairs[(n >> 40) & 1023]
+        + pairs[(n >> 30) & 1023]
+        + pairs[(n >> 20) & 1023]
+        + pairs[(n >> 10) & 1023]
+        + pairs[n & 1023]
+    )
+
+
 def zip3(value: str) -> str:
     """ZIP (5 or 9 digits) → its first three digits, or 000 for a restricted area."""
     match = _ZIP.match(value.strip())
@@ -72,18 +92,18 @@ class Pseudonymizer:
     secret: bytes
 
     def pseudonym(self, kind: str, value: str) -> str:
-        digest = hmac.new(self.secret, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
-        return PSEUDONYM_PREFIX + base64.b32encode(digest[:10]).decode()
+        digest = hmac.digest(self.secret, f"{kind}\0{value}".encode(), "sha256")
+        return PSEUDONYM_PREFIX + base32_80(digest[:10])
 
     def uuid(self, value: str) -> str:
         """A pseudonymous urn:uuid (keeps Bundle fullUrl/reference pairs valid and linked)."""
-        digest = hmac.new(self.secret, b"uuid\0" + value.encode(), hashlib.sha256).hexdigest()
+        digest = hmac.digest(self.secret, b"uuid\0" + value.encode(), "sha256").hex()
         return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
 
     def shift_days(self, patient_key: str, max_days: int) -> int:
         """A per-patient date shift in [-max_days, max_days], stable for that patient."""
-        digest = hmac.new(self.secret, b"shift\0" + patient_key.encode(), hashlib.sha256)
-        return int.from_bytes(digest.digest()[:4], "big") % (2 * max_days + 1) - max_days
+        digest = hmac.digest(self.secret, b"shift\0" + patient_key.encode(), "sha256")
+        return int.from_bytes(digest[:4], "big") % (2 * max_days + 1) - max_days
 
 
 @dataclass

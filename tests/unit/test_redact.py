@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -20,7 +21,7 @@ from gateway.inspect.xmltree import fhir_xml_to_json, parse_xml
 from gateway.model import Format
 from gateway.redact.fhir_xml import fhir_json_to_xml
 from gateway.redact.redactor import Redactor
-from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, zip3
+from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, base32_80, zip3
 from gateway.redact.text import street_spellings
 from gateway.redact.verify import verify_hl7
 from tests.support.corpus import CORPUS, labelled
@@ -239,6 +240,22 @@ def test_unsupported_formats_are_refused_not_forwarded() -> None:
 def test_pseudonymizer_uuid_shape() -> None:
     value = Pseudonymizer(SECRET).uuid("61ebe359-bfdc-4613-8bf2-c5e300945f0a")
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}", value)
+
+
+def test_pseudonyms_never_change_across_releases() -> None:
+    """Known answers, computed once with hmac.new and base64.b32encode: a receiver links
+    records by these values, so a faster implementation must give exactly the same."""
+    known = Pseudonymizer(b"known-answer-secret")
+    assert known.pseudonym("hl7-id", "MRN86848884") == "PSN2AJHYY5HNPBUI42Y"
+    assert known.pseudonym("fhir-id", "example") == "PSNSEPNORREIZJ446B5"
+    assert known.uuid("61ebe359") == "0fc06130-8b7b-40ec-af10-0a464eac4f5f"
+    assert known.shift_days("MRN1", 365) == -223
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=10, max_size=10))
+def test_base32_of_ten_bytes_is_the_standard_encoding(data: bytes) -> None:
+    assert base32_80(data) == base64.b32encode(data).decode()
 
 
 REDACTABLE = (Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON, Format.FHIR_XML)

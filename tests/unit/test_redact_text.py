@@ -8,11 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.redact.text import (
+    _HINT_AT,
     EMAIL,
     MASK,
     PHONE,
     SSN,
     ContextScrubber,
+    _hints,
     find_values,
     has_pattern,
     mask_values,
@@ -103,3 +105,9 @@ def test_scrubbing_pieces_together_equals_piece_by_piece(
     scrubber.add("555-0" + "\r" + "1234")  # a value holding a separator: exact all the same
     expected = {i: scrubber.scrub(p) for i, p in enumerate(pieces) if scrubber.scrub(p) != p}
     assert scrubber.scrub_pieces(pieces, separator) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_PATTERN_TEXT)
+def test_number_hints_are_where_the_look_ahead_matches(text: str) -> None:
+    assert _hints(text) == [m.start() for m in _HINT_AT.finditer(text)]
