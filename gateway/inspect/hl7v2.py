@@ -172,7 +172,7 @@ _DEIDENTIFIED_CHECKS = {c: _identifying_content(c) for c in Category}
 _SEGMENT_IDS_SEEN: set[str] = set()
 
 
-def _is_segment_id(seg_id: str) -> bool:
+def is_segment_id(seg_id: str) -> bool:
     """``_SEGMENT_ID.match``, remembered for the ids that pass (a message repeats a few)."""
     if seg_id in _SEGMENT_IDS_SEEN:
         return True
@@ -200,7 +200,7 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
         if len(segment.strip()) < 3:
             continue
         seg_id = segment[:3]
-        if not _is_segment_id(seg_id) or (
+        if not is_segment_id(seg_id) or (
             len(segment) > 3
             and delimiters is not None
             and segment[3] != delimiters.field

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS
+from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS, is_segment_id
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
@@ -28,7 +28,6 @@ from gateway.redact.text import ContextScrubber
 
 C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
-_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _CR_ENDS = re.compile(r"(\r\n?)")
 _LF_ENDS = re.compile(r"(\n)")
 PATIENT_SEGMENTS = frozenset(
@@ -217,41 +216,27 @@ class Hl7Redactor:
         parts = (_CR_ENDS if "\r" in text else _LF_ENDS).split(text)
         result = Hl7Redaction(text="")
         scrubber = ContextScrubber()
-        # Pass 1: learn this message's identifiers from its structured fields.
-        delims: _Delims | None = None
-        version = "2.5"
-        # The same date comes back in several fields (birth date in PID, GT1, IN1): each is
-        # spelled out once.
-        dates: set[str] = set()
-        learned: set[tuple[str, tuple[int, ...] | None, bool, str]] = set()
-        for part in parts[0::2]:
-            seg = part.lstrip("\x0b").rstrip("\x1c")
-            if seg[:3] in _HEADERS:
-                delims = _Delims(seg)
-                if seg[:3] == "MSH":
-                    fields = seg.split(delims.field)
-                    version = fields[11].split(delims.component)[0] if len(fields) > 11 else ""
-                continue
-            if delims is not None and seg[:3] in PATIENT_SEGMENTS:
-                self._learn(seg, delims, version, scrubber, dates=dates, learned=learned)
-            elif delims is not None and seg[:3] in _VISIT_SEGMENTS:
-                self._learn_dates(seg, delims, version, dates)
-        for date in dates:
-            scrubber.add_date(date)
-        # Pass 2: rewrite the fields; pass 3: scrub the message's own identifiers and
-        # SSN/phone/e-mail shapes from what the fields kept.
-        out, pending = self._rewrite(parts, version, scrubber, result)
+        # One pass over the segments: learn this message's identifiers from the structured
+        # fields, and apply every field rule; then scrub the learned identifiers and the
+        # SSN/phone/e-mail shapes from what the fields kept (only then are all known).
+        out, pending = self._rewrite(parts, scrubber, result)
         self._scrub(out, pending, scrubber, result)
         result.text = "".join(out)
         result.originals = scrubber.values()
         return result
 
     def _rewrite(
-        self, parts: list[str], version: str, scrubber: ContextScrubber, result: Hl7Redaction
+        self, parts: list[str], scrubber: ContextScrubber, result: Hl7Redaction
     ) -> tuple[list[str], list[_Pending]]:
-        """The message with every field rule applied; ``pending`` says which pieces of it
-        the scrub still has to search (every piece but MSH and the terminators)."""
+        """The message with every field rule applied, and the identifiers learned from it;
+        ``pending`` says which pieces of it the scrub still has to search (every piece but
+        MSH and the terminators)."""
         delims: _Delims | None = None
+        version = "2.5"
+        # The same date comes back in several fields (birth date in PID, GT1, IN1): each is
+        # spelled out once.
+        dates: set[str] = set()
+        learned: set[tuple[str, tuple[int, ...] | None, bool, str]] = set()
         out: list[str] = []
         pending: list[_Pending] = []
         for index, part in enumerate(parts):
@@ -278,19 +263,26 @@ class Hl7Redactor:
                     pending.append(_Pending(len(out), prefix + seg[:4], seg[4:], suffix))
                     out.append(part)
                 continue
-            if not seg.strip():
+            if not seg or seg.isspace():
                 out.append(part)
                 continue
-            if delims is None or not _SEGMENT_ID.match(seg_id):
+            if delims is None or not is_segment_id(seg_id):
                 raise Hl7RedactionError("a segment does not start with a segment id")
+            fields = seg.split(delims.field)
+            if seg_id in PATIENT_SEGMENTS:
+                self._learn(fields, seg_id, delims, version, scrubber, dates, learned)
+            elif seg_id in _VISIT_SEGMENTS:
+                _learn_dates(fields, seg_id, delims, version, dates)
             plan = _plan(seg_id, version)
-            fields, kept, changed = self._segment(seg, plan, delims, result)
+            kept, changed = self._segment(fields, plan, delims, result)
             # Most segments (results, orders) come out as they went in: no join needed.
             joined = delims.field.join(fields) if changed else seg
             piece = _Pending(len(out), prefix, joined, suffix, delims=delims, fields=fields)
             piece.kept, piece.plan = kept, plan
             pending.append(piece)
             out.append(prefix + joined + suffix)
+        for date in dates:
+            scrubber.add_date(date)
         return out, pending
 
     def _scrub(
@@ -327,13 +319,13 @@ class Hl7Redactor:
         return piece.delims.field.join(after)
 
     # -- pass 1 ---------------------------------------------------------------------------------
-    def _learn(
+    def _learn(  # noqa: PLR0917 - one call site, in the hot loop
         self,
-        seg: str,
+        fields: list[str],
+        seg_id: str,
         d: _Delims,
         version: str,
         scrubber: ContextScrubber,
-        *,
         dates: set[str],
         learned: set[tuple[str, tuple[int, ...] | None, bool, str]],
     ) -> None:
@@ -341,9 +333,8 @@ class Hl7Redactor:
         identifiers, birth and death dates, and the identifier fields of IDENTIFIER_FIELDS.
         ``learned``: the (rule, field value) pairs of this message already learned from (the
         patient's name and address come back in NK1, GT1 and IN1)."""
-        fields = seg.split(d.field)
         size = len(fields)
-        for number, kind, wanted, learn_date in _learn_plan(seg[:3], version):
+        for number, kind, wanted, learn_date in _learn_plan(seg_id, version):
             if number >= size or not fields[number]:
                 continue
             value = fields[number]
@@ -372,14 +363,6 @@ class Hl7Redactor:
                     scrubber.add_number(_unescape(rep, d))
 
     @staticmethod
-    def _learn_dates(seg: str, d: _Delims, version: str, dates: set[str]) -> None:
-        """Admission, discharge and event dates: notes repeat them ("admitted 03/15/2024")."""
-        fields = seg.split(d.field)
-        for number in _date_fields(seg[:3], version):
-            if number < len(fields) and fields[number]:
-                dates.add(fields[number].split(d.component)[0])
-
-    @staticmethod
     def _learn_value(kind: str, value: str, scrubber: ContextScrubber) -> None:
         scrubber.add_number(value)
         if kind == "name":
@@ -389,11 +372,10 @@ class Hl7Redactor:
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def _segment(
-        self, seg: str, plan: _SegmentPlan, d: _Delims, result: Hl7Redaction
-    ) -> tuple[list[str], AbstractSet[int], bool]:
-        """The segment's fields with every field rule applied, the contract exceptions
-        (fields the keep-list names) and whether any field changed."""
-        fields = seg.split(d.field)
+        self, fields: list[str], plan: _SegmentPlan, d: _Delims, result: Hl7Redaction
+    ) -> tuple[AbstractSet[int], bool]:
+        """Every field rule applied to the segment's ``fields`` (in place); the contract
+        exceptions (fields the keep-list names) and whether any field changed."""
         keep = self.options.keep
         kept: set[int] = set()
         changed = False
@@ -420,7 +402,7 @@ class Hl7Redactor:
                 fields[number] = new
                 changed = True
                 plan.count(number, result)
-        return fields, kept or _NOTHING_KEPT, changed
+        return kept or _NOTHING_KEPT, changed
 
     def _field(self, rule: int, number: int, value: str, fields: list[str], d: _Delims) -> str:
         if rule in (_DATE, _BIRTH):
@@ -579,6 +561,14 @@ def _learn_plan(
         if learn_date if kind == "date" else wanted is not None or number in identifying:
             plan.append((number, kind, wanted, learn_date))
     return tuple(plan)
+
+
+def _learn_dates(fields: list[str], seg_id: str, d: _Delims, version: str, dates: set[str]) -> None:
+    """Admission, discharge and event dates: notes repeat them ("admitted 03/15/2024")."""
+    size = len(fields)
+    for number in _date_fields(seg_id, version):
+        if number < size and fields[number]:
+            dates.add(fields[number].split(d.component)[0])
 
 
 @functools.lru_cache(maxsize=1024)
