@@ -179,32 +179,13 @@ class _Delims:
         self.subcomponent = enc[3] if len(enc) > 3 else "&"
 
 
-class _Pending:
-    """A piece of the rewritten message the scrub still has to search: ``out[index]`` is
-    ``prefix + text + suffix``; segments also carry their fields as the rules left them."""
-
-    __slots__ = ("delims", "fields", "index", "kept", "plan", "prefix", "suffix", "text")
-
-    def __init__(
-        self,
-        index: int,
-        prefix: str,
-        text: str,
-        suffix: str,
-        *,
-        delims: _Delims | None = None,
-        fields: list[str] | None = None,
-        kept: AbstractSet[int] = frozenset(),
-        plan: _SegmentPlan | None = None,
-    ) -> None:
-        self.index = index
-        self.prefix = prefix
-        self.text = text
-        self.suffix = suffix
-        self.delims = delims
-        self.fields = fields
-        self.kept = kept
-        self.plan = plan
+# A piece of the rewritten message the scrub still has to search, besides its text: ``out[index]``
+# is ``prefix + text + suffix``; segments also carry their delimiters, their fields as the
+# rules left them, the contract exceptions and their plan (header pieces: None). A plain
+# tuple: one is made per segment of every message.
+_Piece = tuple[
+    int, str, str, "_Delims | None", "list[str] | None", AbstractSet[int], "_SegmentPlan | None"
+]
 
 
 class Hl7Redactor:
@@ -219,18 +200,18 @@ class Hl7Redactor:
         # One pass over the segments: learn this message's identifiers from the structured
         # fields, and apply every field rule; then scrub the learned identifiers and the
         # SSN/phone/e-mail shapes from what the fields kept (only then are all known).
-        out, pending = self._rewrite(parts, scrubber, result)
-        self._scrub(out, pending, scrubber, result)
+        out, texts, pieces = self._rewrite(parts, scrubber, result)
+        self._scrub(out, texts, pieces, scrubber, result)
         result.text = "".join(out)
         result.originals = scrubber.values()
         return result
 
     def _rewrite(
         self, parts: list[str], scrubber: ContextScrubber, result: Hl7Redaction
-    ) -> tuple[list[str], list[_Pending]]:
+    ) -> tuple[list[str], list[str], list[_Piece]]:
         """The message with every field rule applied, and the identifiers learned from it;
-        ``pending`` says which pieces of it the scrub still has to search (every piece but
-        MSH and the terminators)."""
+        ``texts`` and ``pieces`` say what of it the scrub still has to search (every segment
+        but MSH; not the terminators)."""
         delims: _Delims | None = None
         version = "2.5"
         # The same date comes back in several fields (birth date in PID, GT1, IN1): each is
@@ -238,11 +219,12 @@ class Hl7Redactor:
         dates: set[str] = set()
         learned: set[tuple[str, tuple[int, ...] | None, bool, str]] = set()
         out: list[str] = []
-        pending: list[_Pending] = []
-        for index, part in enumerate(parts):
-            if index % 2 == 1:
-                out.append(part)  # the segment terminator, as sent
-                continue
+        texts: list[str] = []
+        pieces: list[_Piece] = []
+        for index in range(0, len(parts), 2):
+            if index:
+                out.append(parts[index - 1])  # the segment terminator, as sent
+            part = parts[index]
             seg, prefix, suffix = part, "", ""
             if part[:1] == "\x0b":
                 seg = part.lstrip("\x0b")
@@ -260,7 +242,9 @@ class Hl7Redactor:
                 else:
                     # File and batch headers keep their delimiters; their names and comments
                     # are scrubbed like any text.
-                    pending.append(_Pending(len(out), prefix + seg[:4], seg[4:], suffix))
+                    texts.append(seg[4:])
+                    header = prefix + seg[:4]
+                    pieces.append((len(out), header, suffix, None, None, _NOTHING_KEPT, None))
                     out.append(part)
                 continue
             if not seg or seg.isspace():
@@ -277,46 +261,51 @@ class Hl7Redactor:
             kept, changed = self._segment(fields, plan, delims, result)
             # Most segments (results, orders) come out as they went in: no join needed.
             joined = delims.field.join(fields) if changed else seg
-            piece = _Pending(len(out), prefix, joined, suffix, delims=delims, fields=fields)
-            piece.kept, piece.plan = kept, plan
-            pending.append(piece)
-            out.append(prefix + joined + suffix)
+            texts.append(joined)
+            pieces.append((len(out), prefix, suffix, delims, fields, kept, plan))
+            out.append(prefix + joined + suffix if prefix or suffix else joined)
         for date in dates:
             scrubber.add_date(date)
-        return out, pending
+        return out, texts, pieces
 
     def _scrub(
         self,
         out: list[str],
-        pending: list[_Pending],
+        texts: list[str],
+        pieces: list[_Piece],
         scrubber: ContextScrubber,
         result: Hl7Redaction,
     ) -> None:
         """Whatever a field kept, the message's own identifiers and SSN/phone/e-mail shapes
         are scrubbed from it (a provider who shares the patient's name, an MRN inside an
         order number). All pieces are scrubbed as one text: one pass of each search."""
-        changed = scrubber.scrub_pieces([p.text for p in pending], "\r")
-        for number, scrubbed in changed.items():
-            piece = pending[number]
-            if piece.delims is None:  # FHS/BHS: scrubbed like any text
-                out[piece.index] = piece.prefix + scrubbed + piece.suffix
+        for number, scrubbed in scrubber.scrub_pieces(texts, "\r").items():
+            index, prefix, suffix, delims, fields, kept, plan = pieces[number]
+            if delims is None or fields is None or plan is None:  # FHS/BHS: any text
+                out[index] = prefix + scrubbed + suffix
                 continue
-            out[piece.index] = (
-                piece.prefix + self._rescrubbed(piece, scrubbed, result) + piece.suffix
-            )
+            segment = self._rescrubbed(scrubbed, delims, fields, kept, plan, result)
+            out[index] = prefix + segment + suffix
 
-    def _rescrubbed(self, piece: _Pending, scrubbed: str, result: Hl7Redaction) -> str:
+    @staticmethod
+    def _rescrubbed(  # noqa: PLR0917 - the parts of one piece
+        scrubbed: str,
+        d: _Delims,
+        fields: list[str],
+        kept: AbstractSet[int],
+        plan: _SegmentPlan,
+        result: Hl7Redaction,
+    ) -> str:
         """A segment after the scrub, with its contract exceptions as sent; every field the
         scrub changed is counted (the mask holds no delimiter, so fields stay in place)."""
-        assert piece.delims is not None and piece.fields is not None and piece.plan is not None
-        after = scrubbed.split(piece.delims.field)
+        after = scrubbed.split(d.field)
         for number in range(1, len(after)):
-            if after[number] != piece.fields[number]:
-                if number in piece.kept:
-                    after[number] = piece.fields[number]  # a contract exception stays as sent
+            if after[number] != fields[number]:
+                if number in kept:
+                    after[number] = fields[number]  # a contract exception stays as sent
                     continue
-                piece.plan.count(number, result)
-        return piece.delims.field.join(after)
+                plan.count(number, result)
+        return d.field.join(after)
 
     # -- pass 1 ---------------------------------------------------------------------------------
     def _learn(  # noqa: PLR0917 - one call site, in the hot loop
