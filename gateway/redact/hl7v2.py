@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -304,7 +305,7 @@ class Hl7Redactor:
                 if number in kept:
                     after[number] = fields[number]  # a contract exception stays as sent
                     continue
-                plan.count(number, result)
+                plan.count((number,), result)
         return d.field.join(after)
 
     # -- pass 1 ---------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ class Hl7Redactor:
     @staticmethod
     def _learn_value(kind: str, value: str, scrubber: ContextScrubber) -> None:
         scrubber.add_number(value)
-        if kind == "name":
+        if kind == "name" and not value.isalnum():
             # Parts of compound names ("Garcia-Lopez", "Van Der Berg") are written alone too.
             for part in _NAME_PARTS.split(value):
                 scrubber.add(part)
@@ -367,7 +368,7 @@ class Hl7Redactor:
         exceptions (fields the keep-list names) and whether any field changed."""
         keep = self.options.keep
         kept: set[int] = set()
-        changed = False
+        changed: list[int] = []
         size = len(fields)
         rules = plan.rules
         default = plan.default
@@ -389,9 +390,10 @@ class Hl7Redactor:
             new = "" if rule == _CLEAR else self._field(rule, number, value, fields, d)
             if new != value:
                 fields[number] = new
-                changed = True
-                plan.count(number, result)
-        return kept or _NOTHING_KEPT, changed
+                changed.append(number)
+        if changed:
+            plan.count(changed, result)
+        return kept or _NOTHING_KEPT, bool(changed)
 
     def _field(self, rule: int, number: int, value: str, fields: list[str], d: _Delims) -> str:
         if rule in (_DATE, _BIRTH):
@@ -496,13 +498,16 @@ class _SegmentPlan:
         known = self._locations.get(number)
         return known if known is not None else f"{self.seg_id}-{number}"
 
-    def count(self, number: int, result: Hl7Redaction) -> None:
-        """One changed field, counted by category and location."""
-        category = self._categories.get(number)
-        if category is None:  # past the definition: text, unless named as an identifier
-            category = (C.OTHER_ID if self.zseg else _category(self.seg_id, number, "ST")).value
-        result.counts[category] += 1
-        result.locations.add(self.location(number))
+    def count(self, numbers: Iterable[int], result: Hl7Redaction) -> None:
+        """Changed fields, counted by category and location."""
+        counts, locations = result.counts, result.locations
+        for number in numbers:
+            category = self._categories.get(number)
+            if category is None:  # past the definition: text, unless named as an identifier
+                seg_id = self.seg_id
+                category = (C.OTHER_ID if self.zseg else _category(seg_id, number, "ST")).value
+            counts[category] = counts.get(category, 0) + 1
+            locations.add(self.location(number))
 
 
 def _rule(seg_id: str, number: int, dtype: str, patient: bool) -> int:

@@ -246,6 +246,7 @@ def has_pattern(text: str) -> bool:
 
 _NON_DIGITS = re.compile(r"\D")
 _NUMBER_CHARS = re.compile(r"[-\d. ()/+]")
+_NUMBER_START = frozenset("-. ()/+")  # with the digits (\d is str.isdecimal): _NUMBER_CHARS
 
 
 # USPS street suffix abbreviations (Publication 28, the common ones): notes spell them either way.
@@ -312,6 +313,8 @@ class ContextScrubber:
         self._lowered: set[str] = set()
 
     def add(self, value: str) -> None:
+        if value in self._values:
+            return  # a message repeats its values (name and address in PID, NK1, GT1, IN1)
         value = value.strip()
         if worth_matching(value):
             self._values.add(value)
@@ -326,8 +329,8 @@ class ContextScrubber:
     def add_number(self, value: str) -> None:
         """A value, and for numbers written with separators (SSN, phone) its bare digits."""
         self.add(value)
-        if len(value) < 7:  # too short to hold the 7 digits below
-            return
+        if len(value) < 7 or not (value[0].isdecimal() or value[0] in _NUMBER_START):
+            return  # too short to hold the 7 digits below, or not a number at all
         digits = _NON_DIGITS.sub("", value)
         if len(digits) >= 7 and not _NUMBER_CHARS.sub("", value):
             self.add(digits)
