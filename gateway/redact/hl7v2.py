@@ -143,6 +143,7 @@ _NAME_PARTS = re.compile(r"[\s\-']+")
 _VISIT_SEGMENTS = frozenset({"PV1", "PV2", "EVN"})
 # OBX units that make a numeric value an age (UCUM "a", and what senders write instead).
 _AGE_UNITS = frozenset({"a", "yr", "yrs", "year", "years", "y"})
+_AGE_UNIT_INITIALS = frozenset({"a", "A", "y", "Y"})
 
 
 class Hl7RedactionError(ValueError):
@@ -398,10 +399,14 @@ class Hl7Redactor:
     def _field(self, rule: int, number: int, value: str, fields: list[str], d: _Delims) -> str:
         if rule in (_DATE, _BIRTH):
             birth = rule == _BIRTH
+            if d.repetition not in value:  # the usual case: one date
+                return self._date(value, d, birth)
             return d.repetition.join(self._date(rep, d, birth) for rep in value.split(d.repetition))
         if rule in (_ID, _PSEUDONYM):
             return self._ids(value, d)
         if rule == _ADDRESS:
+            if d.repetition not in value:
+                return self._address(value, d)
             return d.repetition.join(self._address(rep, d) for rep in value.split(d.repetition))
         if rule == _PLACEHOLDER:
             return REDACTED
@@ -572,6 +577,8 @@ def _date_fields(seg_id: str, version: str) -> tuple[int, ...]:
 
 def _is_old_age(value: str, unit: str, d: _Delims) -> bool:
     """An age of 90 or more: a number with a years unit (OBX-6 CE: code first)."""
+    if unit.lstrip()[:1] not in _AGE_UNIT_INITIALS:
+        return False  # the usual unit (mg/dL, %): no number to read
     unit_code = unit.partition(d.component)[0].strip().lower()
     number = value.rpartition(d.component)[2].strip()
     try:
