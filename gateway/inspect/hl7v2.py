@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
-from gateway.redact.safe_harbor import is_safe_token
+from gateway.redact.safe_harbor import SAFE_ADDRESS_TOKEN, SAFE_TOKEN
 
 _CR_ENDS = re.compile(r"\r\n?")
 _LF_ENDS = re.compile(r"\n")
@@ -153,14 +153,21 @@ def _identifying_content(category: Category) -> Callable[[str, str], bool]:
     # component of each repetition is the identifier itself.
     identifier = category in _RECORD_ID_CATEGORIES
 
+    safe = SAFE_ADDRESS_TOKEN.match if address else SAFE_TOKEN.match
+
     def check(value: str, empty_chars: str) -> bool:
-        if not _has_content(value, empty_chars):
+        if not value.strip(empty_chars):
             return False
         if identifier:
             component, repetition = empty_chars[0], empty_chars[1]
-            value = repetition.join(r.split(component)[0] for r in value.split(repetition))
-        tokens = _token_splitter(empty_chars).split(value)
-        return any(t and not is_safe_token(t, address) for t in tokens)
+            if repetition in value:
+                value = repetition.join([r.split(component, 1)[0] for r in value.split(repetition)])
+            else:
+                value = value.split(component, 1)[0]
+        for token in _token_splitter(empty_chars).split(value):
+            if token and safe(token) is None:
+                return True
+        return False
 
     return check
 
