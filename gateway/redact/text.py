@@ -55,6 +55,9 @@ _COMMON = frozenset(
 )
 
 
+_LONGEST_COMMON = max(len(word) for word in _COMMON)
+
+
 def values_pattern(values: list[str]) -> re.Pattern[str]:
     ordered = sorted(values, key=len, reverse=True)
     alternatives = "|".join(re.escape(v) for v in ordered)
@@ -300,7 +303,7 @@ def street_spellings(line: str) -> set[str]:
 def worth_matching(value: str) -> bool:
     """Is a removed value specific enough to scrub from (and search for in) free text?
     "TEST" as a given name, or a 2-digit number, would hit ordinary clinical text."""
-    if value.upper() in _COMMON:
+    if len(value) <= _LONGEST_COMMON and value.upper() in _COMMON:
         return False
     if value.isdigit() and len(value) < _MIN_DIGITS:
         return False

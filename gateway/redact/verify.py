@@ -50,7 +50,7 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     if any(f.category in IDENTIFYING and f.category not in ignore for f in again.findings):
         return "an identifying field survived redaction"
     # MSH is forwarded as sent, for routing and the ACK; everything else is searched.
-    body = "\n".join(s for s in segment_ends(output).split(output) if s.lstrip("\x0b")[:3] != "MSH")
+    body = "\n".join([s for s in segment_ends(output).split(output) if not _is_msh(s)])
     # Searched as sent and with HL7 escapes undone: "\X517569\llfeather" and
     # "\H\Quill\N\feather" spell a name a receiver will display.
     # The values are chosen once for both searches; without a backslash there is no escape
@@ -61,6 +61,12 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
     return ""
+
+
+def _is_msh(segment: str) -> bool:
+    if segment[:1] == "\x0b":  # an MLLP start block
+        segment = segment.lstrip("\x0b")
+    return segment[:3] == "MSH"
 
 
 _HEX_ESCAPE = re.compile(r"\\X([0-9A-Fa-f]+)\\")
