@@ -203,8 +203,11 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
     delimiters: _Delimiters | None = None
     messages = 0
     for raw_segment in segment_ends(text).split(text):
-        segment = raw_segment.lstrip("\x0b").rstrip("\x1c")
-        if len(segment.strip()) < 3:
+        segment = raw_segment
+        if segment[:1] == "\x0b" or segment[-1:] == "\x1c":  # MLLP block characters
+            segment = segment.lstrip("\x0b").rstrip("\x1c")
+        # Three letters or digits first (every real segment): no need to strip to see that.
+        if not segment[:3].isalnum() and len(segment.strip()) < 3:
             continue
         seg_id = segment[:3]
         if not is_segment_id(seg_id) or (

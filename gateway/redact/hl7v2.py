@@ -193,6 +193,9 @@ _Piece = tuple[
 class Hl7Redactor:
     def __init__(self, options: Hl7Options) -> None:
         self.options = options
+        self._keep = options.keep
+        # What a Z-segment's fields become when no plan says otherwise.
+        self._z_default = _CLEAR if options.redact_z_segments else _UNCHANGED
 
     def redact(self, text: str) -> Hl7Redaction:
         # Segment ends as a receiver reads them (see inspect.hl7v2.segment_ends).
@@ -367,14 +370,12 @@ class Hl7Redactor:
     ) -> tuple[AbstractSet[int], bool]:
         """Every field rule applied to the segment's ``fields`` (in place); the contract
         exceptions (fields the keep-list names) and whether any field changed."""
-        keep = self.options.keep
-        kept: set[int] = set()
-        changed: list[int] = []
+        keep = self._keep
+        kept: set[int] | None = None
+        changed: list[int] | None = None
         size = len(fields)
         rules = plan.rules
-        default = plan.default
-        if plan.zseg and not self.options.redact_z_segments:
-            default = _UNCHANGED
+        default = self._z_default if plan.zseg else plan.default
         # Patient and Z-segments: every field; the rest: only the fields a rule may change.
         for number in range(1, size) if plan.every_field else plan.numbers:
             if number >= size:
@@ -383,20 +384,25 @@ class Hl7Redactor:
             if not value:
                 continue
             if keep and plan.location(number) in keep:
+                if kept is None:
+                    kept = set()
                 kept.add(number)
                 continue
             rule = rules.get(number, default)
             if rule == _UNCHANGED:
                 continue
-            new = "" if rule == _CLEAR else self._field(rule, number, value, fields, d)
+            new = "" if rule == _CLEAR else self._field(rule, value, fields, d)
             if new != value:
                 fields[number] = new
+                if changed is None:
+                    changed = []
                 changed.append(number)
-        if changed:
-            plan.count(changed, result)
-        return kept or _NOTHING_KEPT, bool(changed)
+        if changed is None:
+            return kept or _NOTHING_KEPT, False
+        plan.count(changed, result)
+        return kept or _NOTHING_KEPT, True
 
-    def _field(self, rule: int, number: int, value: str, fields: list[str], d: _Delims) -> str:
+    def _field(self, rule: int, value: str, fields: list[str], d: _Delims) -> str:
         if rule in (_DATE, _BIRTH):
             birth = rule == _BIRTH
             if d.repetition not in value:  # the usual case: one date
@@ -512,7 +518,8 @@ class _SegmentPlan:
                 seg_id = self.seg_id
                 category = (C.OTHER_ID if self.zseg else _category(seg_id, number, "ST")).value
             counts[category] = counts.get(category, 0) + 1
-            locations.add(self.location(number))
+            location = self._locations.get(number)
+            locations.add(location if location is not None else f"{self.seg_id}-{number}")
 
 
 def _rule(seg_id: str, number: int, dtype: str, patient: bool) -> int:
