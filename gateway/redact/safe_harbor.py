@@ -5,7 +5,7 @@ verify redacted output before it leaves)."""
 from __future__ import annotations
 
 import datetime as dt
-import hmac
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -89,25 +89,51 @@ SAFE_TOKEN = _SAFE_TOKEN
 SAFE_ADDRESS_TOKEN = re.compile(r"^(REDACTED|PSN[A-Z2-7]{16}|\d{4}|\d{3}|[A-Za-z]{2,3})$")
 
 
+class KeyedHash:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer blocks hashed once: a message
+    then costs two copies and two small updates (~1.7 us), where ``hmac.digest`` sets up
+    OpenSSL's HMAC for every call (~4.4 us). Every identifier of every message is hashed."""
+
+    _BLOCK = 64  # SHA-256's block size
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self._BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 @dataclass
 class Pseudonymizer:
     """Keyed pseudonyms: HMAC-SHA256 with the site secret. Same input, same pseudonym; without
     the secret (which never leaves the hospital) nobody can reverse or recompute them."""
 
     secret: bytes
+    _hash: KeyedHash = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._hash = KeyedHash(self.secret)
 
     def pseudonym(self, kind: str, value: str) -> str:
-        digest = hmac.digest(self.secret, f"{kind}\0{value}".encode(), "sha256")
+        digest = self._hash.digest(f"{kind}\0{value}".encode())
         return PSEUDONYM_PREFIX + base32_80(digest[:10])
 
     def uuid(self, value: str) -> str:
         """A pseudonymous urn:uuid (keeps Bundle fullUrl/reference pairs valid and linked)."""
-        digest = hmac.digest(self.secret, b"uuid\0" + value.encode(), "sha256").hex()
+        digest = self._hash.digest(b"uuid\0" + value.encode()).hex()
         return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
 
     def shift_days(self, patient_key: str, max_days: int) -> int:
         """A per-patient date shift in [-max_days, max_days], stable for that patient."""
-        digest = hmac.digest(self.secret, b"shift\0" + patient_key.encode(), "sha256")
+        digest = self._hash.digest(b"shift\0" + patient_key.encode())
         return int.from_bytes(digest[:4], "big") % (2 * max_days + 1) - max_days
 
 

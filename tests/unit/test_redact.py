@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 from typing import Any
@@ -21,7 +22,13 @@ from gateway.inspect.xmltree import fhir_xml_to_json, parse_xml
 from gateway.model import Format
 from gateway.redact.fhir_xml import fhir_json_to_xml
 from gateway.redact.redactor import Redactor
-from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer, base32_80, zip3
+from gateway.redact.safe_harbor import (
+    DatePolicy,
+    KeyedHash,
+    Pseudonymizer,
+    base32_80,
+    zip3,
+)
 from gateway.redact.text import street_spellings
 from gateway.redact.verify import verify_hl7
 from tests.support.corpus import CORPUS, labelled
@@ -250,6 +257,12 @@ def test_pseudonyms_never_change_across_releases() -> None:
     assert known.pseudonym("fhir-id", "example") == "PSNSEPNORREIZJ446B5"
     assert known.uuid("61ebe359") == "0fc06130-8b7b-40ec-af10-0a464eac4f5f"
     assert known.shift_days("MRN1", 365) == -223
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(max_size=150), message=st.binary(max_size=300))
+def test_keyed_hash_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert KeyedHash(key).digest(message) == hmac.digest(key, message, "sha256")
 
 
 @settings(max_examples=300, deadline=None)
