@@ -250,6 +250,8 @@ def has_pattern(text: str) -> bool:
 _NON_DIGITS = re.compile(r"\D")
 _NUMBER_CHARS = re.compile(r"[-\d. ()/+]")
 _NUMBER_START = frozenset("-. ()/+")  # with the digits (\d is str.isdecimal): _NUMBER_CHARS
+_ASCII_NUMBER_CHARS = "-0123456789. ()/+"  # _NUMBER_CHARS, for ASCII text
+_DROP_SEPARATORS = str.maketrans("", "", "-. ()/+")
 
 
 # USPS street suffix abbreviations (Publication 28, the common ones): notes spell them either way.
@@ -334,8 +336,15 @@ class ContextScrubber:
         self.add(value)
         if len(value) < 7 or not (value[0].isdecimal() or value[0] in _NUMBER_START):
             return  # too short to hold the 7 digits below, or not a number at all
-        digits = _NON_DIGITS.sub("", value)
-        if len(digits) >= 7 and not _NUMBER_CHARS.sub("", value):
+        if value.isascii():  # the same test without two regular expressions
+            if value.strip(_ASCII_NUMBER_CHARS):
+                return  # something besides digits and separators
+            digits = value.translate(_DROP_SEPARATORS)
+        else:
+            if _NUMBER_CHARS.sub("", value):
+                return
+            digits = _NON_DIGITS.sub("", value)
+        if len(digits) >= 7:
             self.add(digits)
             if len(digits) == 11 and digits.startswith("1"):
                 self.add(digits[1:])
@@ -345,21 +354,26 @@ class ContextScrubber:
         digits = _NON_DIGITS.sub("", value)[:8]
         if len(digits) == 8:
             year, month, day = digits[:4], digits[4:6], digits[6:]
-            month_name = _MONTHS[int(month) - 1] if 1 <= int(month) <= 12 else ""
-            for spelling in (
+            m, d, yy = int(month), int(day), year[2:]
+            month_name = _MONTHS[m - 1] if 1 <= m <= 12 else ""
+            numeric = (
                 digits,
                 f"{year}-{month}-{day}",
                 f"{month}/{day}/{year}",
-                f"{int(month)}/{int(day)}/{year}",
-                f"{month}/{day}/{year[2:]}",
-                f"{int(month)}/{int(day)}/{year[2:]}",
+                f"{m}/{d}/{year}",
+                f"{month}/{day}/{yy}",
+                f"{m}/{d}/{yy}",
                 f"{day}.{month}.{year}",
-                f"{month_name} {int(day)}, {year}",
-                f"{int(day)} {month_name} {year}",
-                f"{month_name[:3]} {int(day)}, {year}",
-            ):
-                self._values.add(spelling)
-                self._lowered.add(spelling.lower())
+            )
+            named = (
+                f"{month_name} {d}, {year}",
+                f"{d} {month_name} {year}",
+                f"{month_name[:3]} {d}, {year}",
+            )
+            self._values.update(numeric)
+            self._values.update(named)
+            self._lowered.update(numeric)  # digits and punctuation: their own lower case
+            self._lowered.update(s.lower() for s in named)
 
     def values(self) -> set[str]:
         return set(self._values)

@@ -111,3 +111,23 @@ def test_scrubbing_pieces_together_equals_piece_by_piece(
 @given(text=_PATTERN_TEXT)
 def test_number_hints_are_where_the_look_ahead_matches(text: str) -> None:
     assert _hints(text) == [m.start() for m in _HINT_AT.finditer(text)]
+
+
+def _reference_number_values(value: str) -> set[str]:
+    """add_number as first written: the regular expressions on every value."""
+    scrubber = ContextScrubber()
+    scrubber.add(value)
+    digits = re.sub(r"\D", "", value)
+    if len(digits) >= 7 and not re.sub(r"[-\d. ()/+]", "", value):
+        scrubber.add(digits)
+        if len(digits) == 11 and digits.startswith("1"):
+            scrubber.add(digits[1:])
+    return scrubber.values()
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.text(alphabet="0123456789-. ()/+x\u0661\u0662", max_size=20))
+def test_number_values_are_learned_as_the_regular_expressions_say(value: str) -> None:
+    scrubber = ContextScrubber()
+    scrubber.add_number(value)
+    assert scrubber.values() == _reference_number_values(value)
