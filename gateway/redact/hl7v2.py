@@ -196,6 +196,8 @@ class Hl7Redactor:
         self._keep = options.keep
         # What a Z-segment's fields become when no plan says otherwise.
         self._z_default = _CLEAR if options.redact_z_segments else _UNCHANGED
+        # Values rewritten in the message at hand (cleared once it is rewritten).
+        self._rewritten: dict[tuple[int, str, _Delims], str] = {}
 
     def redact(self, text: str) -> Hl7Redaction:
         # Segment ends as a receiver reads them (see inspect.hl7v2.segment_ends).
@@ -205,7 +207,10 @@ class Hl7Redactor:
         # One pass over the segments: learn this message's identifiers from the structured
         # fields, and apply every field rule; then scrub the learned identifiers and the
         # SSN/phone/e-mail shapes from what the fields kept (only then are all known).
-        out, texts, pieces = self._rewrite(parts, scrubber, result)
+        try:
+            out, texts, pieces = self._rewrite(parts, scrubber, result)
+        finally:
+            self._rewritten.clear()
         self._scrub(out, texts, pieces, scrubber, result)
         result.text = "".join(out)
         result.originals = scrubber.values()
@@ -391,7 +396,18 @@ class Hl7Redactor:
             rule = rules.get(number, default)
             if rule == _UNCHANGED:
                 continue
-            new = "" if rule == _CLEAR else self._field(rule, value, fields, d)
+            if rule == _CLEAR:
+                new = ""
+            elif rule == _OBX_VALUE:  # depends on the value type and unit fields too
+                new = self._field(rule, value, fields, d)
+            else:
+                # A message repeats its patient's address and birth date (PID, NK1, GT1,
+                # IN1): each distinct value is rewritten once.
+                key = (rule, value, d)
+                known = self._rewritten.get(key)
+                if known is None:
+                    known = self._rewritten[key] = self._field(rule, value, fields, d)
+                new = known
             if new != value:
                 fields[number] = new
                 if changed is None:
