@@ -494,6 +494,9 @@ for _names_, _kind in (
 _HEADER_CELL = re.compile(r"[A-Za-z][A-Za-z0-9 _.#\-]{0,39}")
 _COLUMN_CLEAN = re.compile(r"[ .#\-]+")
 _DELIMITERS = ",\t;|"
+# Every character a header row can hold: _HEADER_CELL's, the delimiters, quotes and the
+# blanks strip() removes. A cheap test that rules out prose before the CSV parse.
+_HEADER_CHARS = re.compile(r'[A-Za-z0-9_.#\-,;|"\s]*')
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,6 +509,8 @@ class Column:
 def _header_columns(line: str) -> tuple[str, list[Column]] | None:
     """The delimiter and identifying columns of a header row, or None when ``line`` is not
     one (every cell must look like a column name)."""
+    if not _HEADER_CHARS.fullmatch(line):
+        return None  # a character no header cell, delimiter or quote holds: prose, not a header
     delimiter = max(_DELIMITERS, key=line.count)
     if line.count(delimiter) == 0:
         return None

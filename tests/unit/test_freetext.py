@@ -4,12 +4,14 @@ raises and nothing is slow, whatever the input."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.inspect import freetext
 from gateway.inspect.freetext import (
     MAX_FINDINGS,
     TextScan,
@@ -293,3 +295,14 @@ def test_corpus_no_phi_files_read_as_plain_text() -> None:
     flagged = [p for p in files if scan_bytes((CORPUS / p).read_bytes()).contains_phi]
     print(f"corpus no-phi files read as text: {len(files)}, flagged {len(flagged)}")
     assert flagged == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(line=st.text(alphabet='PatienNmDOBdob_ .#-,;|\t"[(x1\u00a0é', max_size=40))
+def test_the_header_prefilter_never_hides_a_header(line: str) -> None:
+    """The character test before the CSV parse only ever answers "not a header" where the
+    parse would have too."""
+    filtered = freetext._header_columns(line)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(freetext, "_HEADER_CHARS", re.compile(r"(?s).*"))
+        assert freetext._header_columns(line) == filtered
