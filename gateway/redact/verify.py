@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.inspect.fhir import PERSON_TYPES, as_list
+from gateway.inspect.freetext import scan_text
 from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7, segment_ends
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.fhir import NOT_FREE_TEXT
@@ -50,7 +51,8 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     if any(f.category in IDENTIFYING and f.category not in ignore for f in again.findings):
         return "an identifying field survived redaction"
     # MSH is forwarded as sent, for routing and the ACK; everything else is searched.
-    body = "\n".join([s for s in segment_ends(output).split(output) if not _is_msh(s)])
+    segments = [s for s in segment_ends(output).split(output) if not _is_msh(s)]
+    body = "\n".join(segments)
     # Searched as sent and with HL7 escapes undone: "\X517569\llfeather" and
     # "\H\Quill\N\feather" spell a name a receiver will display.
     # The values are chosen once for both searches; without a backslash there is no escape
@@ -60,7 +62,32 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
         return "an identifier value survived redaction"
     if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
+    if _prose_identifies(segments):
+        return "free text still identifies a patient"
     return ""
+
+
+# A field with this many spaces is read as prose by the free-text detectors: notes (NTE-3,
+# OBX-5), kept Z-segments, order comments. Coded values and single words are not.
+_PROSE_SPACES = 2
+
+
+def _prose_identifies(segments: list[str]) -> bool:
+    """The inspector's free-text detectors over every field that reads like prose
+    (HL7 escapes undone): a relative's address or birth date written in a note is nowhere in
+    the structured fields, so neither the scrub nor the value search knows it. Fields are
+    separate paragraphs, so identifiers in two different fields never pair up."""
+    prose: list[str] = []
+    for raw in segments:
+        if raw.count(" ") >= _PROSE_SPACES and len(raw) > 3:
+            segment = raw.lstrip("\x0b")  # an MLLP start block before the segment id
+            prose += (f for f in segment.split(segment[3]) if f.count(" ") >= _PROSE_SPACES)
+    if not prose:
+        return False
+    text = "\n\n".join(dict.fromkeys(prose))  # a note copied into OBX-5 and NTE-3: read once
+    if "\\" in text:  # line breaks stay breaks: a detector reads lines, not run-on words
+        text = _unescape_text(_LINE_BREAK_ESCAPE.sub("\n", text))
+    return scan_text(text).contains_phi
 
 
 def _is_msh(segment: str) -> bool:
@@ -69,6 +96,7 @@ def _is_msh(segment: str) -> bool:
     return segment[:3] == "MSH"
 
 
+_LINE_BREAK_ESCAPE = re.compile(r"\\\.(?:br|sp\d*)\\")
 _HEX_ESCAPE = re.compile(r"\\X([0-9A-Fa-f]+)\\")
 _FORMAT_ESCAPE = re.compile(r"\\(?:H|N|\.br|\.sp\d*|\.in[+-]?\d*|\.ti[+-]?\d*|\.fi|\.nf|\.ce)\\")
 

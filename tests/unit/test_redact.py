@@ -239,6 +239,23 @@ def test_verification_refuses_a_half_redacted_message() -> None:
     assert problem
 
 
+@pytest.mark.parametrize(
+    ("note", "refused"),
+    [
+        # A relative's name and street, nowhere in the structured fields: not scrubbed.
+        ("Mother: Mrs. Jane Smith, 12 Oak Street, Springfield", True),
+        ("Relative at 12 Oak Street\\.br\\Mother: Mrs. Jane Smith", True),  # escapes undone
+        ("Patient doing well, follow up in 2 weeks with Dr. Careful.", False),
+        ("Mother: Mrs. Jane Smith", False),  # a name alone is not PHI (docs/phi-detection.md)
+    ],
+)
+def test_verification_reads_notes_with_the_free_text_detectors(note: str, refused: bool) -> None:
+    body = (hl7_rich(make_patient(8)) + f"NTE|2||{note}\r").encode()
+    outcome = redactor().redact(body, "", Format.HL7V2)
+    assert (outcome.error == "free text still identifies a patient") is refused
+    assert refused or not outcome.error
+
+
 def test_unsupported_formats_are_refused_not_forwarded() -> None:
     outcome = redactor().redact(b"<ClinicalDocument/>", "", Format.CDA)
     assert outcome.error
