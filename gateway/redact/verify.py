@@ -12,7 +12,7 @@ Two independent checks, both must pass:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gateway.inspect.fhir import PERSON_TYPES, as_list
@@ -62,7 +62,7 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
         return "an identifier value survived redaction"
     if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
-    if _prose_identifies(segments):
+    if _prose_identifies(_hl7_fields(segments), hl7_escapes=True):
         return "free text still identifies a patient"
     return ""
 
@@ -72,22 +72,26 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
 _PROSE_SPACES = 2
 
 
-def _prose_identifies(segments: list[str]) -> bool:
-    """The inspector's free-text detectors over every field that reads like prose
-    (HL7 escapes undone): a relative's address or birth date written in a note is nowhere in
-    the structured fields, so neither the scrub nor the value search knows it. Fields are
-    separate paragraphs, so identifiers in two different fields never pair up."""
-    prose: list[str] = []
-    for raw in segments:
-        if raw.count(" ") >= _PROSE_SPACES and len(raw) > 3:
-            segment = raw.lstrip("\x0b")  # an MLLP start block before the segment id
-            prose += (f for f in segment.split(segment[3]) if f.count(" ") >= _PROSE_SPACES)
+def _prose_identifies(texts: Iterable[str], hl7_escapes: bool = False) -> bool:
+    """The inspector's free-text detectors over every text that reads like prose: a
+    relative's address or birth date written in a note is in no structured field, so neither
+    the scrub nor the value search knows it. Each distinct text is read once, as its own
+    paragraph, so identifiers in two different texts never pair up."""
+    prose = dict.fromkeys(t for t in texts if t.count(" ") >= _PROSE_SPACES)
     if not prose:
         return False
-    text = "\n\n".join(dict.fromkeys(prose))  # a note copied into OBX-5 and NTE-3: read once
-    if "\\" in text:  # line breaks stay breaks: a detector reads lines, not run-on words
+    text = "\n\n".join(prose)
+    if hl7_escapes and "\\" in text:  # line breaks stay breaks: detectors read lines
         text = _unescape_text(_LINE_BREAK_ESCAPE.sub("\n", text))
     return scan_text(text).contains_phi
+
+
+def _hl7_fields(segments: list[str]) -> Iterator[str]:
+    """The fields of the segments that hold a space at all (most hold none)."""
+    for raw in segments:
+        if " " in raw and len(raw) > 3:
+            segment = raw.lstrip("\x0b")  # an MLLP start block before the segment id
+            yield from segment.split(segment[3])
 
 
 def _is_msh(segment: str) -> bool:
