@@ -256,6 +256,24 @@ def test_verification_reads_notes_with_the_free_text_detectors(note: str, refuse
     assert refused or not outcome.error
 
 
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("Mother: Mrs. Jane Smith, 12 Oak Street, Springfield", True),
+        ("Stable, no acute distress; recheck in two weeks", False),
+    ],
+)
+def test_fhir_verification_reads_strings_with_the_free_text_detectors(
+    text: str, refused: bool
+) -> None:
+    bundle: dict[str, Any] = fhir_rich_bundle(make_patient(9))
+    observation = {"resourceType": "Observation", "status": "final", "valueString": text}
+    bundle["entry"].append({"resource": observation})
+    outcome = redactor().redact(json.dumps(bundle).encode(), "", Format.FHIR_JSON)
+    assert (outcome.error == "free text still identifies a patient") is refused
+    assert refused or not outcome.error
+
+
 def test_unsupported_formats_are_refused_not_forwarded() -> None:
     outcome = redactor().redact(b"<ClinicalDocument/>", "", Format.CDA)
     assert outcome.error
