@@ -1,19 +1,24 @@
 """The fast paths of FHIR redaction do what the plain ones did: the scrub, which writes into
 the output where the walk recorded each free string, changes exactly the strings a walk of the
-output finds; the input is never written."""
+output finds; the input is never written; and orjson's output is the same JSON as json's."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import math
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.config import parse_config
+from gateway.model import Format
 from gateway.redact import fhir
 from gateway.redact.fhir import NOT_FREE_TEXT, FhirOptions, FhirRedactor
+from gateway.redact.redactor import Redactor
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer
 from gateway.redact.text import ContextScrubber
 
@@ -170,3 +175,46 @@ def test_scrub_in_place_matches_a_walk_of_the_output_for_any_shape(
     kept = frozenset({"Patient.address", "Patient.meta", "Observation.name"} if keep else ())
     with contextlib.suppress(TypeError, ValueError):  # a meta _label cannot copy: refused
         _check(document, kept, pseudonymize)
+
+
+def _redactor() -> Redactor:
+    config = parse_config({})
+    return Redactor(config.redaction, config.limits, SECRET)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"NaN", b"-Infinity", b"1e400", b"123456789012345678901234567890", b"-9223372036854775809"],
+)
+def test_numbers_orjson_cannot_write_are_written_as_before(value: bytes) -> None:
+    body = b'{"resourceType": "Observation", "valueQuantity": {"value": %s}}' % value
+    for fmt, sent in ((Format.FHIR_JSON, body), (Format.FHIR_NDJSON, body + b"\n" + body)):
+        outcome = _redactor().redact(sent, "", fmt)
+        assert not outcome.error
+        for line in outcome.body.splitlines():
+            written = json.loads(line)["valueQuantity"]["value"]
+            expected = json.loads(value)
+            assert written == expected or (math.isnan(written) and math.isnan(expected))
+
+
+def test_deep_nesting_and_lone_surrogates() -> None:
+    deep = b'{"resourceType": "Observation", "component": %s1%s}' % (b'{"a":' * 300, b"}" * 300)
+    outcome = _redactor().redact(deep, "", Format.FHIR_JSON)  # deeper than orjson writes
+    assert not outcome.error
+    assert json.loads(outcome.body) == json.loads(deep)
+    lone = b'{"resourceType": "Observation", "valueString": "\\ud800"}'
+    assert _redactor().redact(lone, "", Format.FHIR_JSON).error  # not UTF-8: blocked
+
+
+def test_orjson_output_is_the_same_json() -> None:
+    document = {
+        "resourceType": "Observation",
+        "valueQuantity": {"value": 1e16, "low": 0.1, "zero": -0.0, "tiny": 5e-324, "n": 2**63},
+        "note": [],
+        "component": [{"valueString": 'é "quoted" \\ \u2028 \x01 ✓'}, {"valueBoolean": False}],
+    }
+    outcome = _redactor().redact(json.dumps(document).encode(), "", Format.FHIR_JSON)
+    assert not outcome.error
+    written = json.loads(outcome.body)
+    assert json.dumps(written["valueQuantity"]) == json.dumps(document["valueQuantity"])
+    assert written["component"] == document["component"]
