@@ -1,6 +1,6 @@
-"""The fast paths of FHIR redaction do what the plain ones did: the scrub, which writes into
-the output where the walk recorded each free string, changes exactly the strings a walk of the
-output finds; the input is never written; and orjson's output is the same JSON as json's."""
+"""The fast paths of FHIR redaction do what the plain ones did: the scrub, which writes where
+the (in-place) walk recorded each free string, changes exactly the strings a walk of the output
+finds; and orjson's output is the same JSON as json's."""
 
 from __future__ import annotations
 
@@ -75,9 +75,7 @@ def _options(keep: frozenset[str], pseudonymize: bool) -> FhirOptions:
 
 
 def _check(document: Any, keep: frozenset[str], pseudonymize: bool) -> None:
-    original = copy.deepcopy(document)
-    redacted = FhirRedactor(_options(keep, pseudonymize)).redact([document])
-    assert document == original  # the scrub wrote into the output only
+    redacted = FhirRedactor(_options(keep, pseudonymize)).redact([copy.deepcopy(document)])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fhir, "_scrub_slots", lambda slots, scrubber: None)
         unscrubbed = FhirRedactor(_options(keep, pseudonymize)).redact([copy.deepcopy(document)])
@@ -129,6 +127,8 @@ TRICKY: dict[str, Any] = {
             }
         },
         {"resource": {"resourceType": "Coverage", "subscriberId": "SUB-1", "note": NAME}},
+        # A meta that is not an object: _label makes one of it (here {"source": NAME}).
+        {"resource": {"resourceType": "Device", "id": "d", "meta": [["source", NAME]]}},
         NAME,
     ],
 }
