@@ -99,6 +99,19 @@ _ELEMENT_RULE_KEYS = frozenset(
         *_IDENTIFIER_KEYS,
     }
 )
+# Every key _resource has a rule for (besides identifiers).
+_RESOURCE_RULE_KEYS = frozenset(
+    {
+        "id",
+        "data",
+        "link",
+        "address",
+        "birthDate",
+        *_PERSON_DROP,
+        *_DROP_EVERYWHERE,
+        *_IDENTIFIER_STRINGS,
+    }
+)
 _INSTANT_KEYS = frozenset({"issued", "lastUpdated", "timestamp", "recorded", "instant"})
 _IDENTIFYING_EXTENSION_VALUES = frozenset(
     {
@@ -166,7 +179,9 @@ class FhirRedactor:
         # Every free string of the output where it sits, recorded as the walk writes it: the
         # scrub then needs no second walk, and writes its changes in place.
         self._slots: list[_Slot] = []
-        self._noted = 0  # _note calls so far: has a resource changed?
+        # What each _note counted, in order (counted once at the end; its length tells
+        # whether a resource changed).
+        self._noted: list[str] = []
         self._result = FhirRedaction(resources=[])
 
     def _pseudonym(self, kind: str, value: str) -> str:
@@ -190,7 +205,7 @@ class FhirRedactor:
         self._kinds.clear()
         self._dates.clear()
         self._slots = []
-        self._noted = 0
+        self._noted = []
         result = self._result = FhirRedaction(resources=[])
         resources = result.resources
         for document in documents:
@@ -198,6 +213,7 @@ class FhirRedactor:
             if isinstance(redacted, str):
                 self._slots.append((resources, len(resources), redacted))
             resources.append(redacted)
+        result.counts.update(self._noted)
         # Whatever an element kept, the document's own identifiers and SSN/phone/e-mail shapes
         # are scrubbed from every free string (a practitioner who shares the patient's name,
         # an MRN quoted in a display or a search URL).
@@ -276,7 +292,7 @@ class FhirRedactor:
     def _resource(self, res: dict[str, Any]) -> dict[str, Any]:
         rtype = str(res["resourceType"])
         inner = rtype or "?"  # what the elements inside name it
-        before = self._noted
+        before = len(self._noted)
         keep = self.options.keep
         person = rtype in PERSON_TYPES
         slots = self._slots
@@ -284,6 +300,14 @@ class FhirRedactor:
         for key, value in res.items():
             if keep and f"{rtype}.{key}" in keep:
                 self._keep(res, key, value)
+                continue
+            if key not in _RESOURCE_RULE_KEYS and not _is_identifier_key(key):
+                # No rule below names this key (most keys): straight to the last one.
+                redacted = self._value(value, key, inner)
+                if redacted is not value:
+                    res[key] = redacted
+                if isinstance(redacted, str) and key not in NOT_FREE_TEXT:
+                    slots.append((res, key, redacted))
                 continue
             if key == "id" and isinstance(value, str):
                 res[key] = self._pseudonym_id(value, f"{rtype}.{key}")
@@ -339,7 +363,7 @@ class FhirRedactor:
                 slots.append((res, key, redacted))
         for key in dropped:
             del res[key]
-        if self._noted > before:
+        if len(self._noted) > before:
             meta = res.get("meta")
             _label(res, pseudonymized=self.options.pseudonymize_ids)
             if type(meta) is not dict:  # _label made a new meta: record it
@@ -357,7 +381,7 @@ class FhirRedactor:
             return node
         kinds = self._kinds
         slots = self._slots
-        dropped: list[str] = []
+        dropped: list[str] | None = None  # keys to remove, after the loop
         coding = False
         sent_reference = ""  # a Reference's reference as sent (it may change below)
         if "display" in node:
@@ -370,9 +394,8 @@ class FhirRedactor:
                 kind = kinds[key]
             except KeyError:
                 kind = kinds[key] = _key_kind(key)
-            if kind == _DISPLAY and coding:
-                kind = _FREE  # a Coding's display is a term: no rule names it
-            if kind < _DISPLAY:
+            # A Coding's display is a term: no rule names it.
+            if kind < _DISPLAY or (kind == _DISPLAY and coding):
                 # No rule names this key (most keys): redact the value by its own shape.
                 shape = type(value)
                 if shape is str:
@@ -380,20 +403,21 @@ class FhirRedactor:
                     text = value
                     if value[:1].isdigit():  # only a date or an instant can change
                         text = node[key] = self._string(value, key, rtype)
-                    if kind == _FREE:
+                    if kind != _CODED:
                         slots.append((node, key, text))
                 elif shape is dict:
                     if value:  # (an empty one stays: there is nothing to redact)
                         if "resourceType" in value and isinstance(value["resourceType"], str):
                             self._resource(value)
                         elif not self._element(value, rtype):
-                            dropped.append(key)  # emptied by redaction (e.g. _birthDate)
+                            # Emptied by redaction (e.g. _birthDate): leave it out.
+                            dropped = [key] if dropped is None else [*dropped, key]
                 elif shape is list:
                     self._list(value, key, rtype)  # never emptied: items are never dropped
                 elif shape is int or shape is float or shape is bool or value is None:
                     pass
                 elif not self._generic(node, key, value, rtype):
-                    dropped.append(key)
+                    dropped = [key] if dropped is None else [*dropped, key]
                 continue
             path = f"{rtype}.{key}"
             if key == "display":
@@ -448,9 +472,11 @@ class FhirRedactor:
                     continue
                 elif self._generic(node, key, value, rtype):
                     continue
-            dropped.append(key)  # every rule that gets here removes the element
-        for key in dropped:
-            del node[key]
+            # Every rule that gets here removes the element.
+            dropped = [key] if dropped is None else [*dropped, key]
+        if dropped is not None:
+            for key in dropped:
+                del node[key]
         return node
 
     def _generic(self, node: dict[str, Any], key: str, value: Any, rtype: str) -> bool:
@@ -558,9 +584,8 @@ class FhirRedactor:
         return kept
 
     def _note(self, path: str, category: Category, original: Any) -> None:
-        self._noted += 1
+        self._noted.append(category._value_)  # = .value, without the enum's descriptor
         result = self._result
-        result.counts[category.value] += 1
         result.locations.add(path)
         if original is not None:
             _collect(original, result.originals)
