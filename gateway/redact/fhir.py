@@ -99,6 +99,19 @@ _ELEMENT_RULE_KEYS = frozenset(
         *_IDENTIFIER_KEYS,
     }
 )
+# Every key _resource has a rule for (besides identifiers).
+_RESOURCE_RULE_KEYS = frozenset(
+    {
+        "id",
+        "data",
+        "link",
+        "address",
+        "birthDate",
+        *_PERSON_DROP,
+        *_DROP_EVERYWHERE,
+        *_IDENTIFIER_STRINGS,
+    }
+)
 _INSTANT_KEYS = frozenset({"issued", "lastUpdated", "timestamp", "recorded", "instant"})
 _IDENTIFYING_EXTENSION_VALUES = frozenset(
     {
@@ -140,6 +153,20 @@ class FhirOptions:
     keep: frozenset[str] = frozenset()  # e.g. "Patient.address" where a contract allows it
 
 
+# A free string's place in the output: its container, its key or index there, the string.
+_Slot = tuple[Any, Any, str]
+# What _element does with a key (memoised per redaction: the same few keys recur).
+_FREE, _CODED, _DISPLAY, _RULE = 0, 1, 2, 3
+
+
+def _key_kind(key: str) -> int:
+    if key == "display":
+        return _DISPLAY
+    if key in _ELEMENT_RULE_KEYS or key.endswith("Identifier"):
+        return _RULE
+    return _CODED if key in NOT_FREE_TEXT else _FREE
+
+
 class FhirRedactor:
     def __init__(self, options: FhirOptions) -> None:
         self.options = options
@@ -147,6 +174,15 @@ class FhirRedactor:
         # Observation references its Patient and Encounter), and each pseudonym is an HMAC.
         self._pseudonyms: dict[tuple[str, str], str] = {}
         self._uuids: dict[str, str] = {}
+        self._kinds: dict[str, int] = {}
+        self._dates: dict[str, tuple[str, bool]] = {}  # value → (redacted, changed)
+        # Every free string of the output where it sits, recorded as the walk writes it: the
+        # scrub then needs no second walk, and writes its changes in place.
+        self._slots: list[_Slot] = []
+        # What each _note counted, in order (counted once at the end; its length tells
+        # whether a resource changed).
+        self._noted: list[str] = []
+        self._result = FhirRedaction(resources=[])
 
     def _pseudonym(self, kind: str, value: str) -> str:
         key = (kind, value)
@@ -162,239 +198,397 @@ class FhirRedactor:
         return known
 
     def redact(self, documents: list[Any]) -> FhirRedaction:
+        """The documents redacted in place (they must be trees, as json.loads makes them:
+        a container reached twice would be redacted twice)."""
         self._pseudonyms.clear()  # nothing of one message is kept for the next
         self._uuids.clear()
-        result = FhirRedaction(resources=[])
+        self._kinds.clear()
+        self._dates.clear()
+        self._slots = []
+        self._noted = []
+        result = self._result = FhirRedaction(resources=[])
+        resources = result.resources
         for document in documents:
-            result.resources.append(self._value(document, "", result, None))
+            redacted = self._value(document, "", "?")
+            if isinstance(redacted, str):
+                self._slots.append((resources, len(resources), redacted))
+            resources.append(redacted)
+        result.counts.update(self._noted)
         # Whatever an element kept, the document's own identifiers and SSN/phone/e-mail shapes
         # are scrubbed from every free string (a practitioner who shares the patient's name,
         # an MRN quoted in a display or a search URL).
         scrubber = ContextScrubber()
         for value in result.originals:
             scrubber.add_address_line(value)  # = add(), plus street spellings for street lines
-        result.resources = _scrub_document(result.resources, scrubber)
+        _scrub_slots(self._slots, scrubber)
+        self._slots = []
+        self._kinds.clear()
+        self._dates.clear()
         return result
 
     # -- walking --------------------------------------------------------------------------------
-    def _value(self, node: Any, key: str, result: FhirRedaction, rtype: str | None) -> Any:
+    # In place: a value the rules leave alone is not written at all, and no container is
+    # copied (half the cost of a 2.7 MB Bundle was building its copy, and collecting it).
+    # Keys are removed after the loop over their dict; what a rule reads of a node (its keys,
+    # a Reference's reference) is read before anything in it changes.
+    def _value(self, node: Any, key: str, rtype: str) -> Any:
+        """Any value, redacted by its shape (``rtype``: the resource it is in, or "?")."""
         if isinstance(node, list):
-            return [self._value(item, key, result, rtype) for item in node]
+            return self._list(node, key, rtype)
         if isinstance(node, dict):
             if isinstance(node.get("resourceType"), str):  # is_resource, inlined: hot
-                return self._resource(node, result)
-            return self._element(node, result, rtype or "?")
+                return self._resource(node)
+            return self._element(node, rtype)
         if isinstance(node, str):
-            return self._string(node, key, result, rtype or "?")
+            return self._string(node, key, rtype)
         return node
 
-    def _resource(self, res: dict[str, Any], result: FhirRedaction) -> dict[str, Any]:
+    def _list(self, node: list[Any], key: str, rtype: str) -> list[Any]:
+        free = key not in NOT_FREE_TEXT
+        slots = self._slots
+        for index, item in enumerate(node):
+            kind = type(item)
+            if kind is dict:  # the commonest items: _value inlined
+                if "resourceType" in item and isinstance(item["resourceType"], str):
+                    self._resource(item)
+                else:
+                    self._element(item, rtype)
+                continue
+            if kind is str:
+                text = item
+                if item[:1].isdigit():  # only a date or an instant can change (see _string)
+                    text = node[index] = self._string(item, key, rtype)
+                if free:
+                    slots.append((node, index, text))
+                continue
+            redacted = self._value(item, key, rtype)
+            if redacted is not item:
+                node[index] = redacted
+            if free and isinstance(redacted, str):
+                slots.append((node, index, redacted))
+        return node
+
+    def _keep(self, out: dict[str, Any], key: str, value: Any) -> None:
+        """``out[key]`` is an input value the rules keep as it is: record its free strings."""
+        if isinstance(value, str):
+            if key not in NOT_FREE_TEXT:
+                self._slots.append((out, key, value))
+        else:
+            self._record(value, key)
+
+    def _record(self, node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                self._keep(node, k, v)
+        elif isinstance(node, list):
+            free = key not in NOT_FREE_TEXT
+            for index, v in enumerate(node):
+                if isinstance(v, str):
+                    if free:
+                        self._slots.append((node, index, v))
+                else:
+                    self._record(v, key)
+
+    def _resource(self, res: dict[str, Any]) -> dict[str, Any]:
         rtype = str(res["resourceType"])
-        before = sum(result.counts.values())
-        out: dict[str, Any] = {}
+        inner = rtype or "?"  # what the elements inside name it
+        before = len(self._noted)
+        keep = self.options.keep
+        person = rtype in PERSON_TYPES
+        slots = self._slots
+        dropped: list[str] = []
         for key, value in res.items():
-            path = f"{rtype}.{key}"
-            if path in self.options.keep:
-                out[key] = value
+            if keep and f"{rtype}.{key}" in keep:
+                self._keep(res, key, value)
+                continue
+            if key not in _RESOURCE_RULE_KEYS and not _is_identifier_key(key):
+                # No rule below names this key (most keys): straight to the last one.
+                redacted = self._value(value, key, inner)
+                if redacted is not value:
+                    res[key] = redacted
+                if isinstance(redacted, str) and key not in NOT_FREE_TEXT:
+                    slots.append((res, key, redacted))
                 continue
             if key == "id" and isinstance(value, str):
-                out[key] = self._pseudonym_id(value, path, result)
+                res[key] = self._pseudonym_id(value, f"{rtype}.{key}")
                 continue
             if key == "data" and isinstance(value, str):  # Binary.data: an opaque document
-                self._note(result, path, C.OPAQUE_CONTENT, None)
+                self._note(f"{rtype}.{key}", C.OPAQUE_CONTENT, None)
+                dropped.append(key)
                 continue
             if key == "link" and rtype == "Bundle":  # search URLs: family=...&birthdate=...
-                self._note(result, path, C.OTHER_ID, None)
+                self._note(f"{rtype}.{key}", C.OTHER_ID, None)
+                dropped.append(key)
                 continue
-            if rtype in PERSON_TYPES and key in _PERSON_DROP:
-                self._note(result, path, _PERSON_CATEGORY.get(key, C.OTHER_ID), value)
+            if person and key in _PERSON_DROP:
+                self._note(f"{rtype}.{key}", _PERSON_CATEGORY.get(key, C.OTHER_ID), value)
+                dropped.append(key)
                 continue
             if key in _DROP_EVERYWHERE:
-                self._note(result, path, C.OTHER_ID, None)
+                self._note(f"{rtype}.{key}", C.OTHER_ID, None)
+                dropped.append(key)
                 continue
-            if rtype in PERSON_TYPES and key == "address":
-                out[key] = [self._address(a, path, result) for a in as_list(value)]
+            if person and key == "address":
+                path = f"{rtype}.{key}"
+                res[key] = [self._address(a, path) for a in as_list(value)]
                 continue
-            if rtype in PERSON_TYPES and key == "birthDate" and isinstance(value, str):
+            if person and key == "birthDate" and isinstance(value, str):
                 year = self.options.dates.birth_year(value)
-                self._note(result, path, C.DATE, value)
+                self._note(f"{rtype}.{key}", C.DATE, value)
                 if year:
-                    out[key] = year
+                    res[key] = year
+                    slots.append((res, key, year))
+                else:
+                    dropped.append(key)
                 continue
             if _is_identifier_key(key):
-                kept = self._identifier_element(value, path, result)
+                kept = self._identifier_element(value, f"{rtype}.{key}")
                 if kept is not None:
-                    out[key] = kept
+                    res[key] = kept
+                else:
+                    dropped.append(key)
                 continue
             if key in _IDENTIFIER_STRINGS and isinstance(value, str):
-                self._note(result, path, _IDENTIFIER_STRINGS[key], value)
+                self._note(f"{rtype}.{key}", _IDENTIFIER_STRINGS[key], value)
                 if self.options.pseudonymize_ids:
-                    out[key] = self._pseudonym(key, value)
+                    pseudonym = res[key] = self._pseudonym(key, value)
+                    slots.append((res, key, pseudonym))
+                else:
+                    dropped.append(key)
                 continue
-            out[key] = self._value(value, key, result, rtype)
-        if sum(result.counts.values()) > before:
-            _label(out, pseudonymized=self.options.pseudonymize_ids)
-        return out
+            redacted = self._value(value, key, inner)
+            if redacted is not value:
+                res[key] = redacted
+            if isinstance(redacted, str) and key not in NOT_FREE_TEXT:
+                slots.append((res, key, redacted))
+        for key in dropped:
+            del res[key]
+        if len(self._noted) > before:
+            meta = res.get("meta")
+            _label(res, pseudonymized=self.options.pseudonymize_ids)
+            if type(meta) is not dict:  # _label made a new meta: record it
+                self._keep(res, "meta", res["meta"])
+        return res
 
-    def _element(self, node: dict[str, Any], result: FhirRedaction, rtype: str) -> Any:
+    def _element(self, node: dict[str, Any], rtype: str) -> dict[str, Any]:
         if "value" in node and _is_old_age(node):
             # Safe Harbor: ages over 89 are one category, "90 or older".
-            self._note(result, f"{rtype}.age", C.DATE, None)
-            return {**node, "value": 90, "comparator": ">="}
-        out: dict[str, Any] = {}
-        coding = "system" in node or "code" in node
-        is_attachment = not _ATTACHMENT_HINTS.isdisjoint(node)
+            self._note(f"{rtype}.age", C.DATE, None)
+            self._record(node, "")  # the rest is kept as it is
+            node["value"] = 90
+            node["comparator"] = ">="
+            self._slots.append((node, "comparator", ">="))
+            return node
+        kinds = self._kinds
+        slots = self._slots
+        dropped: list[str] | None = None  # keys to remove, after the loop
+        coding = False
+        sent_reference = ""  # a Reference's reference as sent (it may change below)
+        if "display" in node:
+            coding = "system" in node or "code" in node
+            if not coding:
+                sent_reference = str(node.get("reference", ""))
+        is_attachment: bool | None = None  # computed when a rule first asks
         for key, value in node.items():
-            if key not in _ELEMENT_RULE_KEYS and not key.endswith("Identifier"):
+            try:
+                kind = kinds[key]
+            except KeyError:
+                kind = kinds[key] = _key_kind(key)
+            # A Coding's display is a term: no rule names it.
+            if kind < _DISPLAY or (kind == _DISPLAY and coding):
                 # No rule names this key (most keys): redact the value by its own shape.
-                if type(value) is str:
+                shape = type(value)
+                if shape is str:
                     # Inlined _value for the commonest case; a string never redacts to empty.
-                    out[key] = (  # only a date or an instant can change (see _string)
-                        self._string(value, key, result, rtype) if value[:1].isdigit() else value
-                    )
-                    continue
-                redacted_value = self._value(value, key, result, rtype)
-                if redacted_value in ({}, []) and value not in ({}, []):
-                    continue  # emptied by redaction (e.g. _birthDate): leave the element out
-                out[key] = redacted_value
+                    text = value
+                    if value[:1].isdigit():  # only a date or an instant can change
+                        text = node[key] = self._string(value, key, rtype)
+                    if kind != _CODED:
+                        slots.append((node, key, text))
+                elif shape is dict:
+                    if value:  # (an empty one stays: there is nothing to redact)
+                        if "resourceType" in value and isinstance(value["resourceType"], str):
+                            self._resource(value)
+                        elif not self._element(value, rtype):
+                            # Emptied by redaction (e.g. _birthDate): leave it out.
+                            dropped = [key] if dropped is None else [*dropped, key]
+                elif shape is list:
+                    self._list(value, key, rtype)  # never emptied: items are never dropped
+                elif shape is int or shape is float or shape is bool or value is None:
+                    pass
+                elif not self._generic(node, key, value, rtype):
+                    dropped = [key] if dropped is None else [*dropped, key]
                 continue
             path = f"{rtype}.{key}"
-            if key == "display" and not coding:
-                # A Reference's display names what it points at (a Coding's display is a term).
-                reference = str(node.get("reference", ""))
+            if key == "display":
+                # A Reference's display names what it points at.
                 person = (
-                    not reference
-                    or _PERSON_REFERENCE.search(reference)
-                    or reference.startswith("urn:")
+                    not sent_reference
+                    or _PERSON_REFERENCE.search(sent_reference)
+                    or sent_reference.startswith("urn:")
                 )
-                self._note(result, path, C.NAME, value if person else None)
+                self._note(path, C.NAME, value if person else None)
+            elif key == "id" and isinstance(value, str):  # element ids can embed anything
+                node[key] = self._pseudonym("fhir-element-id", value).lower()
                 continue
-            if key == "id" and isinstance(value, str):  # element ids can embed anything
-                out[key] = self._pseudonym("fhir-element-id", value).lower()
+            elif key in ("reference", "fullUrl", "location") and isinstance(value, str):
+                reference = node[key] = self._reference(value, path)
+                if key not in NOT_FREE_TEXT:
+                    slots.append((node, key, reference))
                 continue
-            if key in ("reference", "fullUrl", "location") and isinstance(value, str):
-                out[key] = self._reference(value, path, result)
-                continue
-            if (key == "data" and isinstance(value, str)) or (
-                is_attachment and key in _ATTACHMENT_DROP
-            ):
-                self._note(result, path, C.OPAQUE_CONTENT, None)
-                continue
-            if key in ("extension", "modifierExtension"):
-                kept = [e for e in as_list(value) if not _identifying_extension(e)]
-                if len(kept) != len(as_list(value)):
-                    self._note(result, path, C.OTHER_ID, None)
-                if kept:
-                    out[key] = [self._value(e, key, result, rtype) for e in kept]
-                continue
-            if (
-                key in _DROP_EVERYWHERE
-                or key in _DROP_VALUES
-                or (key == "link" and rtype == "Bundle")
-            ):
-                # Bundle.link holds search URLs (family=...&birthdate=...).
-                self._note(result, path, C.OTHER_ID, value if key in _DROP_VALUES else None)
-                continue
-            if key == "valueAddress":
-                out[key] = self._address(value, path, result)
-                continue
-            if _is_identifier_key(key):
-                kept = self._identifier_element(value, path, result)
-                if kept is not None:
-                    out[key] = kept
-                continue
-            if key == "url" and "method" in node and isinstance(value, str):
-                # Bundle.entry.request.url ("Patient/123", "Patient?identifier=..."): an id.
-                out[key] = (
-                    self._reference(value, path, result) if "/" in value or "?" in value else value
-                )
-                continue
-            redacted_value = self._value(value, key, result, rtype)
-            if redacted_value in ({}, []) and value not in ({}, []):
-                continue  # emptied by redaction (e.g. _birthDate): leave the element out
-            out[key] = redacted_value
-        return out
+            else:
+                if key in _ATTACHMENT_DROP and is_attachment is None:
+                    is_attachment = not _ATTACHMENT_HINTS.isdisjoint(node)
+                if (key == "data" and isinstance(value, str)) or (
+                    key in _ATTACHMENT_DROP and is_attachment
+                ):
+                    self._note(path, C.OPAQUE_CONTENT, None)
+                elif key in ("extension", "modifierExtension"):
+                    kept = [e for e in as_list(value) if not _identifying_extension(e)]
+                    if len(kept) != len(as_list(value)):
+                        self._note(path, C.OTHER_ID, None)
+                    if kept:  # dicts only (anything else is dropped as identifying)
+                        node[key] = [self._value(e, key, rtype) for e in kept]
+                        continue
+                elif (
+                    key in _DROP_EVERYWHERE
+                    or key in _DROP_VALUES
+                    or (key == "link" and rtype == "Bundle")
+                ):
+                    # Bundle.link holds search URLs (family=...&birthdate=...).
+                    self._note(path, C.OTHER_ID, value if key in _DROP_VALUES else None)
+                elif key == "valueAddress":
+                    node[key] = self._address(value, path)
+                    continue
+                elif _is_identifier_key(key):
+                    kept_identifier = self._identifier_element(value, path)
+                    if kept_identifier is not None:
+                        node[key] = kept_identifier
+                        continue
+                elif key == "url" and "method" in node and isinstance(value, str):
+                    # Bundle.entry.request.url ("Patient/123", "Patient?identifier=..."): an id.
+                    if "/" in value or "?" in value:
+                        node[key] = self._reference(value, path)
+                    continue
+                elif self._generic(node, key, value, rtype):
+                    continue
+            # Every rule that gets here removes the element.
+            dropped = [key] if dropped is None else [*dropped, key]
+        if dropped is not None:
+            for key in dropped:
+                del node[key]
+        return node
 
-    def _string(self, value: str, key: str, result: FhirRedaction, rtype: str) -> str:
+    def _generic(self, node: dict[str, Any], key: str, value: Any, rtype: str) -> bool:
+        """``node[key]`` redacted by its shape; False when redaction emptied it (leave it
+        out)."""
+        was_empty = value in ({}, [])  # asked before the value is redacted in place
+        redacted = self._value(value, key, rtype)
+        if redacted in ({}, []) and not was_empty:
+            return False
+        if redacted is not value:
+            node[key] = redacted
+        if isinstance(redacted, str) and key not in NOT_FREE_TEXT:
+            self._slots.append((node, key, redacted))
+        return True
+
+    def _string(self, value: str, key: str, rtype: str) -> str:
         if not value[:1].isdigit():
             # Every date and instant starts with a digit (isdigit() accepts all that \d does).
             return value
         if key in _INSTANT_KEYS and _DATETIME.match(value):
             year = self.options.dates.year_of(value)
-            self._note(result, f"{rtype}.{key}", C.DATE, None)
+            self._note(f"{rtype}.{key}", C.DATE, None)
             return f"{year}-01-01T00:00:00Z"
-        if _DATE.match(value) or _DATETIME.match(value):
-            new = self.options.dates.generalize(value)
-            if new != value:
-                self._note(result, f"{rtype}.{key}", C.DATE, None)
-            return new or value[:4]
-        return value
+        # Codes and dates recur (a LOINC code per Observation, an Encounter's period in its
+        # Claim): each distinct value is matched and generalized once.
+        known = self._dates.get(value)
+        if known is None:
+            if _DATE.match(value) or _DATETIME.match(value):
+                new = self.options.dates.generalize(value)
+                known = (new or value[:4], new != value)
+            else:
+                known = (value, False)
+            self._dates[value] = known
+        if known[1]:
+            self._note(f"{rtype}.{key}", C.DATE, None)
+        return known[0]
 
     # -- rules ----------------------------------------------------------------------------------
-    def _pseudonym_id(self, value: str, path: str, result: FhirRedaction) -> str:
+    def _pseudonym_id(self, value: str, path: str) -> str:
         # Raw ids are not remembered for the output search: "example" or "1" would match
         # unrelated text. Their pseudonyms replace them everywhere.
-        self._note(result, path, C.OTHER_ID, None)
+        self._note(path, C.OTHER_ID, None)
         return self._pseudonym("fhir-id", value).lower()[:64]
 
-    def _reference(self, ref: str, path: str, result: FhirRedaction) -> str:
+    def _reference(self, ref: str, path: str) -> str:
         if ref.startswith("#"):
             # Contained resources: their ids are pseudonymised the same way.
             return "#" + self._pseudonym("fhir-id", ref[1:]).lower()[:64] if len(ref) > 1 else ref
         if ref.startswith("urn:uuid:"):
-            self._note(result, path, C.OTHER_ID, None)
+            self._note(path, C.OTHER_ID, None)
             return "urn:uuid:" + self._uuid(ref[9:])
         match = None if "?" in ref else _REFERENCE.match(ref)
         if match is None:
             # Conditional or opaque references may carry search values: drop their content.
-            self._note(result, path, C.OTHER_ID, None)
+            self._note(path, C.OTHER_ID, None)
             return self._pseudonym("fhir-ref", ref).lower()
-        self._note(result, path, C.OTHER_ID, None)
+        self._note(path, C.OTHER_ID, None)
         rid = self._pseudonym("fhir-id", match["id"]).lower()[:64]
         return f"{match['base']}{match['type']}/{rid}"
 
-    def _identifier_element(self, value: Any, path: str, result: FhirRedaction) -> Any:
+    def _identifier_element(self, value: Any, path: str) -> Any:
         """An Identifier (0..1) or a list of them, redacted, in the same shape; None if empty."""
-        redacted = self._identifiers(value, path, result)
+        redacted = self._identifiers(value, path)
         if not redacted:
             return None
         return redacted[0] if isinstance(value, dict) else redacted
 
-    def _identifiers(self, value: Any, path: str, result: FhirRedaction) -> list[Any]:
+    def _identifiers(self, value: Any, path: str) -> list[Any]:
         out = []
         for ident in as_list(value):
             if not isinstance(ident, dict):
                 continue
             system = str(ident.get("system", ""))
             original = ident.get("value")
-            self._note(result, path, C.SSN if system in _SSN_SYSTEMS else C.MRN, original)
+            self._note(path, C.SSN if system in _SSN_SYSTEMS else C.MRN, original)
             if system in _SSN_SYSTEMS or not self.options.pseudonymize_ids:
                 continue
-            kept = {k: v for k, v in ident.items() if k in ("use", "type", "system")}
+            kept: dict[str, Any] = {}
+            for k, v in ident.items():
+                if k in ("use", "type", "system"):
+                    kept[k] = v
+                    self._keep(kept, k, v)
             if isinstance(original, str):
-                kept["value"] = self._pseudonym(system, original)
-            kept.pop("assigner", None)
+                pseudonym = kept["value"] = self._pseudonym(system, original)
+                self._slots.append((kept, "value", pseudonym))
             out.append(kept)
         return out
 
-    def _address(self, address: Any, path: str, result: FhirRedaction) -> dict[str, Any]:
-        self._note(result, path, C.GEOGRAPHY, None)
+    def _address(self, address: Any, path: str) -> dict[str, Any]:
+        self._note(path, C.GEOGRAPHY, None)
         if not isinstance(address, dict):
             return {}
         for key in ("line", "city", "district", "text"):
             for item in as_list(address.get(key)):
                 if isinstance(item, str):
-                    result.originals.add(item)
-        kept = {k: address[k] for k in ("use", "type", "state", "country") if k in address}
+                    self._result.originals.add(item)
+        kept: dict[str, Any] = {}
+        for key in ("use", "type", "state", "country"):
+            if key in address:
+                kept[key] = address[key]
+                self._keep(kept, key, kept[key])
         if isinstance(address.get("postalCode"), str):
-            kept["postalCode"] = zip3(address["postalCode"])
+            area = kept["postalCode"] = zip3(address["postalCode"])
+            self._slots.append((kept, "postalCode", area))
         return kept
 
-    @staticmethod
-    def _note(result: FhirRedaction, path: str, category: Category, original: Any) -> None:
-        result.counts[category.value] += 1
+    def _note(self, path: str, category: Category, original: Any) -> None:
+        self._noted.append(category._value_)  # = .value, without the enum's descriptor
+        result = self._result
         result.locations.add(path)
-        _collect(original, result.originals)
+        if original is not None:
+            _collect(original, result.originals)
 
 
 _PERSON_CATEGORY = {"name": C.NAME, "telecom": C.PHONE, "photo": C.PHOTO, "contact": C.NAME}
@@ -435,71 +629,26 @@ def _collect(value: Any, into: set[str]) -> None:
                 _collect(item, into)
 
 
-def _scrub_document(resources: list[Any], scrubber: ContextScrubber) -> list[Any]:
-    """Every free string scrubbed. The document's text is searched once for which values
-    occur at all; each distinct string is scrubbed once; containers are copied only on the
-    way to a string that changed."""
-    strings: list[str] = []
-    _collect_free(resources, "", strings)
-    present = scrubber.worth_scrubbing("\n".join(strings))
-    if present is None:
-        return resources
-    changes: dict[str, str] = {}
-    for text in set(strings):
-        scrubbed = scrubber.scrub(text, present)
-        if scrubbed != text:
-            changes[text] = scrubbed
-    if not changes:
-        return resources
-    return [_replace_strings(r, changes, "") for r in resources]
-
-
-def _collect_free(node: Any, key: str, into: list[str]) -> None:
-    """Every string a reader sees as text (what the scrub searches), in document order."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if isinstance(v, str):
-                if k not in NOT_FREE_TEXT:
-                    into.append(v)
-            elif isinstance(v, dict | list):
-                _collect_free(v, k, into)
-    elif isinstance(node, list):
-        for v in node:
-            if isinstance(v, str):
-                if key not in NOT_FREE_TEXT:
-                    into.append(v)
-            elif isinstance(v, dict | list):
-                _collect_free(v, key, into)
-    elif isinstance(node, str) and key not in NOT_FREE_TEXT:
-        into.append(node)
-
-
-def _replace_strings(node: Any, changes: dict[str, str], key: str) -> Any:
-    """``node`` with its free strings replaced per ``changes``; unchanged parts shared.
-    Strings are looked up in place, not by a call each: this walk visits every node."""
-    if isinstance(node, str):
-        return node if key in NOT_FREE_TEXT else changes.get(node, node)
-    if isinstance(node, dict):
-        copy: dict[str, Any] | None = None
-        for k, v in node.items():
-            if type(v) is str:
-                if k in NOT_FREE_TEXT:
-                    continue
-                new = changes.get(v, v)
-            elif isinstance(v, dict | list):
-                new = _replace_strings(v, changes, k)
-            else:
-                new = _replace_strings(v, changes, k) if isinstance(v, str) else v
-            if new is not v:
-                if copy is None:
-                    copy = dict(node)
-                copy[k] = new
-        return node if copy is None else copy
-    if isinstance(node, list):
-        replaced = [_replace_strings(v, changes, key) for v in node]
-        if any(new is not old for new, old in zip(replaced, node, strict=True)):
-            return replaced
-    return node
+def _scrub_slots(slots: list[_Slot], scrubber: ContextScrubber) -> None:
+    """Every free string scrubbed where it sits. The distinct strings are scrubbed as one
+    text (``scrub_pieces``: the same result as one by one); the few that change are written
+    into their containers, which the walk built (the input is never written)."""
+    distinct = list(dict.fromkeys([text for _, _, text in slots]))
+    if not distinct:
+        return
+    changed = scrubber.scrub_pieces(distinct, "\x00")
+    if not changed:
+        return
+    changes = {distinct[i]: new for i, new in changed.items()}
+    for container, key, old in slots:
+        new = changes.get(old)
+        if new is None:
+            continue
+        # A slot may be stale (a meta's lastUpdated, an age's old comparator, a security
+        # list _label rebuilt): write only where the recorded string still is.
+        now = container.get(key) if isinstance(container, dict) else container[key]
+        if now is old:
+            container[key] = new
 
 
 def _identifying_extension(extension: Any) -> bool:
@@ -511,7 +660,9 @@ def _identifying_extension(extension: Any) -> bool:
 
 
 def _label(resource: dict[str, Any], pseudonymized: bool) -> None:
-    meta = dict(resource.get("meta") or {})
+    meta = resource.get("meta")
+    if type(meta) is not dict:  # none (or not an object): a new one
+        meta = dict(meta or {})
     meta.pop("lastUpdated", None)
     security = [s for s in as_list(meta.get("security")) if isinstance(s, dict)]
     codes = {s.get("code") for s in security}

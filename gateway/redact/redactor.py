@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from gateway.config import Limits, RedactionSettings
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
@@ -70,10 +73,13 @@ class Redactor:
             if fmt is Format.HL7V2:
                 return self._hl7(data)
             if fmt is Format.FHIR_JSON:
-                return self._fhir([json.loads(data)], _json_document)
+                document, finite = _loads(data)
+                return self._fhir([document], _json_document if finite else _json_document_as_is)
             if fmt is Format.FHIR_NDJSON:
-                lines = [json.loads(line) for line in data.splitlines() if line.strip()]
-                return self._fhir(lines, _ndjson_documents)
+                lines = [_loads(line) for line in data.splitlines() if line.strip()]
+                finite = all(line_finite for _, line_finite in lines)
+                write = _ndjson_documents if finite else _ndjson_documents_as_is
+                return self._fhir([document for document, _ in lines], write)
             if fmt is Format.FHIR_XML:
                 return self._fhir([fhir_xml_to_json(parse_xml(data))], _xml_document)
         except (
@@ -135,13 +141,63 @@ class Redactor:
 _FhirWriter = Callable[[list[Any]], tuple[bytes, str]]
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400
+        raise _NotFinite
+    return number
+
+
+def _not_finite(text: str) -> float:  # NaN, Infinity, -Infinity
+    raise _NotFinite
+
+
+# Made once: json.loads(data, parse_float=...) builds a new decoder on every call (~10 µs).
+_FINITE = json.JSONDecoder(parse_float=_finite, parse_constant=_not_finite)
+
+
+def _loads(data: bytes) -> tuple[Any, bool]:
+    """The document, and whether it holds only finite numbers. orjson would write NaN and
+    Infinity as null: such a document is written by json, as it always was."""
+    text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
+    try:
+        return _FINITE.decode(text), True
+    except _NotFinite:
+        return json.loads(text), False
+
+
+def _dumps(document: Any) -> bytes:
+    """Compact JSON from orjson (~10x faster than json.dumps; the same JSON once parsed).
+    What orjson refuses — integers beyond 64 bits, nesting deeper than 255 — json writes,
+    exactly as before; a lone surrogate fails in both (the message is then blocked)."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # orjson.JSONEncodeError
+        return _dumps_as_is(document)
+
+
+def _dumps_as_is(document: Any) -> bytes:
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
 def _json_document(resources: list[Any]) -> tuple[bytes, str]:
-    return json.dumps(resources[0], ensure_ascii=False).encode(), "application/fhir+json"
+    return _dumps(resources[0]), "application/fhir+json"
+
+
+def _json_document_as_is(resources: list[Any]) -> tuple[bytes, str]:
+    return _dumps_as_is(resources[0]), "application/fhir+json"
 
 
 def _ndjson_documents(resources: list[Any]) -> tuple[bytes, str]:
-    lines = b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in resources)
-    return lines + b"\n", "application/fhir+ndjson"
+    return b"\n".join(_dumps(r) for r in resources) + b"\n", "application/fhir+ndjson"
+
+
+def _ndjson_documents_as_is(resources: list[Any]) -> tuple[bytes, str]:
+    return b"\n".join(_dumps_as_is(r) for r in resources) + b"\n", "application/fhir+ndjson"
 
 
 def _xml_document(resources: list[Any]) -> tuple[bytes, str]:
