@@ -183,6 +183,9 @@ class FhirRedactor:
         # whether a resource changed).
         self._noted: list[str] = []
         self._result = FhirRedaction(resources=[])
+        # A Bundle's urn:uuid fullUrls and the resource type each names: the display of a
+        # reference to one is a person's name only when it points at a person.
+        self._urn_types: dict[str, str] = {}
 
     def _pseudonym(self, kind: str, value: str) -> str:
         key = (kind, value)
@@ -206,6 +209,7 @@ class FhirRedactor:
         self._dates.clear()
         self._slots = []
         self._noted = []
+        self._urn_types = _urn_types(documents)
         result = self._result = FhirRedaction(resources=[])
         resources = result.resources
         for document in documents:
@@ -224,6 +228,7 @@ class FhirRedactor:
         self._slots = []
         self._kinds.clear()
         self._dates.clear()
+        self._urn_types = {}
         return result
 
     # -- walking --------------------------------------------------------------------------------
@@ -425,7 +430,11 @@ class FhirRedactor:
                 person = (
                     not sent_reference
                     or _PERSON_REFERENCE.search(sent_reference)
-                    or sent_reference.startswith("urn:")
+                    # A urn names no type: a person unless the Bundle says otherwise.
+                    or (
+                        sent_reference.startswith("urn:")
+                        and self._urn_types.get(sent_reference, "Patient") in PERSON_TYPES
+                    )
                 )
                 self._note(path, C.NAME, value if person else None)
             elif key == "id" and isinstance(value, str):  # element ids can embed anything
@@ -659,10 +668,27 @@ def _identifying_extension(extension: Any) -> bool:
     return any(_identifying_extension(e) for e in as_list(extension.get("extension")))
 
 
+def _urn_types(documents: list[Any]) -> dict[str, str]:
+    """{fullUrl: resourceType} for the urn: entries of the Bundles among ``documents``."""
+    types: dict[str, str] = {}
+    for document in documents:
+        if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+            continue
+        for entry in as_list(document.get("entry")):
+            if not isinstance(entry, dict):
+                continue
+            url, resource = entry.get("fullUrl"), entry.get("resource")
+            if isinstance(url, str) and url.startswith("urn:") and isinstance(resource, dict):
+                rtype = resource.get("resourceType")
+                if isinstance(rtype, str):
+                    types[url] = rtype
+    return types
+
+
 def _label(resource: dict[str, Any], pseudonymized: bool) -> None:
     meta = resource.get("meta")
-    if type(meta) is not dict:  # none (or not an object): a new one
-        meta = dict(meta or {})
+    if type(meta) is not dict:  # none, or not an object (invalid FHIR): a new one
+        meta = dict(meta) if isinstance(meta, dict) else {}
     meta.pop("lastUpdated", None)
     security = [s for s in as_list(meta.get("security")) if isinstance(s, dict)]
     codes = {s.get("code") for s in security}

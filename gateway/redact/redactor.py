@@ -91,6 +91,10 @@ class Redactor:
             RecursionError,
         ) as exc:
             return RedactionOutcome(error=f"cannot redact: {type(exc).__name__}")
+        except Exception as exc:
+            # Only the type: an exception's text can quote the payload.
+            log.error("redaction failed unexpectedly (%s); message blocked", type(exc).__name__)
+            return RedactionOutcome(error=f"cannot redact: unexpected {type(exc).__name__}")
         return RedactionOutcome(error=f"redaction is not available for {fmt.value} payloads")
 
     def _hl7(self, data: bytes) -> RedactionOutcome:

@@ -274,6 +274,61 @@ def test_fhir_verification_reads_strings_with_the_free_text_detectors(
     assert refused or not outcome.error
 
 
+def test_a_display_is_learned_as_a_name_only_when_it_can_point_at_a_person() -> None:
+    """A Bundle says what each urn:uuid is: the display of a reference to a lab result is
+    the lab's name, and must not be masked wherever the lab is named."""
+    patient, observation = "urn:uuid:0f6b6d4e-0001", "urn:uuid:0f6b6d4e-0002"
+    lab = "Hemoglobin A1c panel result"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": patient, "resource": {"resourceType": "Patient"}},
+            {
+                "fullUrl": observation,
+                "resource": {
+                    "resourceType": "Observation",
+                    "code": {"coding": [{"system": "http://loinc.org", "display": lab}]},
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "DiagnosticReport",
+                    "subject": {"reference": patient, "display": "Quillfeather Smith"},
+                    "result": [{"reference": observation, "display": lab}],
+                    "conclusion": "Reviewed with Quillfeather Smith",
+                }
+            },
+        ],
+    }
+    outcome = redactor().redact(json.dumps(bundle).encode(), "", Format.FHIR_JSON)
+    assert not outcome.error
+    assert lab.encode() in outcome.body  # the Observation's coding keeps its display
+    assert b"Quillfeather" not in outcome.body  # the patient's display is learned and masked
+
+
+@pytest.mark.parametrize("meta", [5, "text", ["a"], None])
+def test_a_malformed_meta_is_replaced_not_a_crash(meta: object) -> None:
+    patient = {"resourceType": "Patient", "meta": meta, "name": [{"family": "Quillfeather"}]}
+    outcome = redactor().redact(json.dumps(patient).encode(), "", Format.FHIR_JSON)
+    assert not outcome.error
+    assert json.loads(outcome.body)["meta"]["security"][0]["code"] == "REDACTED"
+
+
+def test_an_unexpected_redactor_error_blocks(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("Quillfeather")  # an exception quoting a value
+
+    monkeypatch.setattr("gateway.redact.redactor.Hl7Redactor.redact", broken)
+    outcome = redactor().redact(hl7_rich(make_patient(1)).encode(), "", Format.HL7V2)
+    assert outcome.error == "cannot redact: unexpected KeyError"
+    assert not outcome.body
+    assert "KeyError" in caplog.text
+    assert "Quillfeather" not in caplog.text
+
+
 def test_unsupported_formats_are_refused_not_forwarded() -> None:
     outcome = redactor().redact(b"<ClinicalDocument/>", "", Format.CDA)
     assert outcome.error
