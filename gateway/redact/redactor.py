@@ -4,6 +4,7 @@ engine then blocks it (never forward a half-redacted message)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -63,6 +64,22 @@ class Redactor:
         return DatePolicy(mode="shift", shift_days=days)
 
     def redact(self, body: bytes, content_encoding: str, fmt: Format) -> RedactionOutcome:
+        # The cyclic garbage collector is paused while a message is redacted: a decoded
+        # document is a tree (no cycles to find), yet its tens of thousands of fresh
+        # containers would trigger dozens of collections, each walking them again (~8 % of a
+        # 2.7 MB Bundle here, more in a proxy with a larger heap). Reference counting still
+        # frees acyclic garbage at once. Only the caller that paused the collector resumes
+        # it, so concurrent redactions cannot leave it off.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._redact(body, content_encoding, fmt)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _redact(self, body: bytes, content_encoding: str, fmt: Format) -> RedactionOutcome:
         try:
             data = (
                 decode_content(body, content_encoding, self.decode_limits)

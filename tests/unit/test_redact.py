@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hmac
 import json
 import re
@@ -327,6 +328,20 @@ def test_an_unexpected_redactor_error_blocks(
     assert not outcome.body
     assert "KeyError" in caplog.text
     assert "Quillfeather" not in caplog.text
+
+
+def test_the_garbage_collector_is_left_as_it_was_found() -> None:
+    body = hl7_rich(make_patient(2)).encode()
+    assert gc.isenabled()
+    redactor().redact(body, "", Format.HL7V2)
+    redactor().redact(b"MSH|broken", "", Format.HL7V2)  # refused: the error path too
+    assert gc.isenabled()
+    gc.disable()  # someone else paused it: it stays paused
+    try:
+        redactor().redact(body, "", Format.HL7V2)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_unsupported_formats_are_refused_not_forwarded() -> None:
