@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS, is_segment_id
+from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS, SEGMENT_IDS_SEEN, is_segment_id
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
@@ -144,6 +144,7 @@ _VISIT_SEGMENTS = frozenset({"PV1", "PV2", "EVN"})
 # OBX units that make a numeric value an age (UCUM "a", and what senders write instead).
 _AGE_UNITS = frozenset({"a", "yr", "yrs", "year", "years", "y"})
 _AGE_UNIT_INITIALS = frozenset({"a", "A", "y", "Y"})
+_NUMERIC_TYPES = frozenset({"NM", "SN"})
 
 
 class Hl7RedactionError(ValueError):
@@ -260,7 +261,7 @@ class Hl7Redactor:
             if not seg or seg.isspace():
                 out.append(part)
                 continue
-            if delims is None or not is_segment_id(seg_id):
+            if delims is None or (seg_id not in SEGMENT_IDS_SEEN and not is_segment_id(seg_id)):
                 raise Hl7RedactionError("a segment does not start with a segment id")
             fields = seg.split(delims.field)
             if seg_id in PATIENT_SEGMENTS:
@@ -399,6 +400,10 @@ class Hl7Redactor:
             if rule == _CLEAR:
                 new = ""
             elif rule == _OBX_VALUE:  # depends on the value type and unit fields too
+                if fields[2] in _NUMERIC_TYPES and (
+                    size < 7 or fields[6].lstrip()[:1] not in _AGE_UNIT_INITIALS
+                ):
+                    continue  # a number that is no age (the usual result): as sent
                 new = self._field(rule, value, fields, d)
             else:
                 # A message repeats its patient's address and birth date (PID, NK1, GT1,

@@ -156,6 +156,7 @@ def may_hold_pattern(text: str) -> bool:
 _HINT_AT = re.compile(r"(?=\d[ .-]\d{4})")
 _NUMBER_BEFORE, _NUMBER_AFTER = 24, 8
 _DOMAIN_RUN = re.compile(r"[\w.-]*")
+_LOCAL_RUN = re.compile(r"[\w.+-]*")
 
 
 def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -213,9 +214,16 @@ def _positions(text: str, char: str) -> Iterator[int]:
 
 
 def _email_span(text: str, at: int) -> tuple[int, int]:
-    lo = at
-    while lo > 0 and (text[lo - 1].isalnum() or text[lo - 1] in "._+-"):
-        lo -= 1
+    # Back over the characters a local part can hold (\w is isalnum() or "_"): matched on
+    # the reversed text before the "@", a window at a time, instead of a step per character.
+    lo, window = at, 64
+    while True:
+        start = max(0, lo - window)
+        run = _LOCAL_RUN.match(text[start:lo][::-1])
+        lo -= run.end() if run else 0
+        if lo > start or start == 0:
+            break
+        window *= 4  # the run reached the window's edge: it may go on
     domain = _DOMAIN_RUN.match(text, at + 1)
     return lo, min(len(text), (domain.end() if domain else at + 1) + 2)
 
