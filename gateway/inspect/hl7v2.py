@@ -190,6 +190,9 @@ def is_segment_id(seg_id: str) -> bool:
     return True
 
 
+_NOT_A_SEGMENT = "a segment does not start with a segment id and field separator"
+
+
 def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
     """Scan ER7 text (one message or a batch) for identifying fields.
 
@@ -201,24 +204,21 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
     message_type = control_id = version = ""
     endpoints: tuple[str, str, str, str] | None = None
     delimiters: _Delimiters | None = None
+    field_separator = ""
     messages = 0
     for raw_segment in segment_ends(text).split(text):
         segment = raw_segment
         if segment[:1] == "\x0b" or segment[-1:] == "\x1c":  # MLLP block characters
             segment = segment.lstrip("\x0b").rstrip("\x1c")
-        # Three letters or digits first (every real segment): no need to strip to see that.
-        if not segment[:3].isalnum() and len(segment.strip()) < 3:
-            continue
         seg_id = segment[:3]
-        if (seg_id not in SEGMENT_IDS_SEEN and not is_segment_id(seg_id)) or (
-            len(segment) > 3
-            and delimiters is not None
-            and segment[3] != delimiters.field
-            and seg_id not in _HEADERS
-        ):
-            raise Hl7Error("a segment does not start with a segment id and field separator")
+        # Three letters or digits first (every real segment): no need to strip to see that.
+        if not seg_id.isalnum() and len(segment.strip()) < 3:
+            continue
+        if seg_id not in SEGMENT_IDS_SEEN and not is_segment_id(seg_id):
+            raise Hl7Error(_NOT_A_SEGMENT)
         if seg_id in _HEADERS:
             delimiters = _Delimiters(segment)
+            field_separator = delimiters.field
             if seg_id == "MSH":
                 messages += 1
                 fields = segment.split(delimiters.field)
@@ -232,6 +232,8 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
             continue
         if delimiters is None:
             raise Hl7Error("segment before any MSH/FHS/BHS header")
+        if len(segment) > 3 and segment[3] != field_separator:
+            raise Hl7Error(_NOT_A_SEGMENT)
         table = IDENTIFIER_FIELDS.get(seg_id)
         if table is None:
             continue

@@ -25,7 +25,7 @@ from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS, SEGMENT_IDS_SEEN, is_segmen
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
-from gateway.redact.text import ContextScrubber
+from gateway.redact.text import MIN_SEARCHED, ContextScrubber
 
 C = Category
 _HEADERS = ("MSH", "FHS", "BHS")
@@ -157,6 +157,8 @@ class Hl7Redaction:
     counts: Counter[str] = field(default_factory=Counter)
     locations: set[str] = field(default_factory=set)
     originals: set[str] = field(default_factory=set)  # identifier values removed
+    # What verification searches the output for: those values lower-cased, long enough.
+    searched: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -215,6 +217,9 @@ class Hl7Redactor:
         self._scrub(out, texts, pieces, scrubber, result)
         result.text = "".join(out)
         result.originals = scrubber.values()
+        # The scrubber keeps only values worth matching, lower-cased: what searched_values
+        # would choose of ``originals``, without choosing again.
+        result.searched = {v for v in scrubber.lowered_values() if len(v) >= MIN_SEARCHED}
         return result
 
     def _rewrite(

@@ -129,7 +129,7 @@ class Redactor:
             keep=frozenset(self.settings.keep),
         )
         result = Hl7Redactor(options).redact(text)
-        problem = verify_hl7(result.text, result.originals, self.shift)
+        problem = verify_hl7(result.text, result.searched, self.shift)
         if problem:
             return RedactionOutcome(error=problem)
         return RedactionOutcome(

@@ -32,6 +32,9 @@ _MONTHS = (
     "December",
 )
 _MIN_DIGITS = 4
+# Removed values shorter than this are scrubbed but not searched for by verification: as
+# whole words they are too often ordinary text ("Lee", "Ray").
+MIN_SEARCHED = 4
 # Words too common to treat as identifiers wherever they occur.
 _COMMON = frozenset(
     {
@@ -385,6 +388,10 @@ class ContextScrubber:
 
     def values(self) -> set[str]:
         return set(self._values)
+
+    def lowered_values(self) -> set[str]:
+        """The values, lower-cased (as ``scrub`` and ``matches`` compare them)."""
+        return set(self._lowered)
 
     def is_identifier(self, value: str) -> bool:
         """Is this whole value one of the learned identifiers?"""

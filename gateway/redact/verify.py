@@ -21,9 +21,7 @@ from gateway.inspect.hl7v2 import Hl7Error, inspect_hl7, segment_ends
 from gateway.model import IDENTIFYING, Category
 from gateway.redact.fhir import NOT_FREE_TEXT
 from gateway.redact.safe_harbor import is_generalized_date, is_pseudonym, is_safe_token
-from gateway.redact.text import find_values, has_pattern, worth_matching
-
-_MIN_ORIGINAL = 4
+from gateway.redact.text import MIN_SEARCHED, find_values, has_pattern, worth_matching
 
 
 def leftover(output: str, originals: Iterable[str]) -> bool:
@@ -34,15 +32,16 @@ def leftover(output: str, originals: Iterable[str]) -> bool:
 
 def searched_values(originals: Iterable[str]) -> set[str]:
     """The removed values ``leftover`` searches for, lower-cased."""
-    return {v.strip().lower() for v in originals if len(v) >= _MIN_ORIGINAL and worth_matching(v)}
+    return {v.strip().lower() for v in originals if len(v) >= MIN_SEARCHED and worth_matching(v)}
 
 
 def pattern_left(output: str) -> bool:
     return has_pattern(output)
 
 
-def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> str:
-    """'' when the redacted message is clean, else the reason (never a value)."""
+def verify_hl7(output: str, searched: set[str], shifted_dates: bool) -> str:
+    """'' when the redacted message is clean, else the reason (never a value). ``searched``:
+    the removed values to look for, as ``searched_values`` chooses them (lower-cased)."""
     try:
         again = inspect_hl7(output, deidentified=True)
     except Hl7Error:
@@ -57,7 +56,7 @@ def verify_hl7(output: str, originals: Iterable[str], shifted_dates: bool) -> st
     # "\H\Quill\N\feather" spell a name a receiver will display.
     # The values are chosen once for both searches; without a backslash there is no escape
     # to undo, and the second search would read the same text again.
-    values = searched_values(originals)
+    values = searched
     if find_values(body, values) or ("\\" in body and find_values(_unescape_text(body), values)):
         return "an identifier value survived redaction"
     if pattern_left(body):

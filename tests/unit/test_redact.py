@@ -31,7 +31,7 @@ from gateway.redact.safe_harbor import (
     zip3,
 )
 from gateway.redact.text import street_spellings
-from gateway.redact.verify import verify_hl7
+from gateway.redact.verify import searched_values, verify_hl7
 from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
     Patient,
@@ -236,7 +236,9 @@ def test_verification_refuses_a_half_redacted_message() -> None:
     patient = make_patient(6)
     original = hl7_rich(patient)
     assert verify_hl7(original, set(), shifted_dates=False)
-    problem = verify_hl7(original.replace(patient.ssn, ""), {patient.family}, False)
+    problem = verify_hl7(
+        original.replace(patient.ssn, ""), searched_values({patient.family}), False
+    )
     assert problem
 
 
