@@ -174,6 +174,7 @@ class FhirRedactor:
         # Observation references its Patient and Encounter), and each pseudonym is an HMAC.
         self._pseudonyms: dict[tuple[str, str], str] = {}
         self._uuids: dict[str, str] = {}
+        self._references: dict[str, str] = {}  # reference as sent → as rewritten
         self._kinds: dict[str, int] = {}
         self._dates: dict[str, tuple[str, bool]] = {}  # value → (redacted, changed)
         # Every free string of the output where it sits, recorded as the walk writes it: the
@@ -205,6 +206,7 @@ class FhirRedactor:
         a container reached twice would be redacted twice)."""
         self._pseudonyms.clear()  # nothing of one message is kept for the next
         self._uuids.clear()
+        self._references.clear()
         self._kinds.clear()
         self._dates.clear()
         self._slots = []
@@ -228,6 +230,7 @@ class FhirRedactor:
         self._slots = []
         self._kinds.clear()
         self._dates.clear()
+        self._references.clear()
         self._urn_types = {}
         return result
 
@@ -531,18 +534,24 @@ class FhirRedactor:
         return self._pseudonym("fhir-id", value).lower()[:64]
 
     def _reference(self, ref: str, path: str) -> str:
+        # A Bundle's 2,600 references name some 400 targets: each is rewritten once.
+        known = self._references.get(ref)
+        if known is None:
+            known = self._references[ref] = self._new_reference(ref)
+        if not ref.startswith("#"):
+            self._note(path, C.OTHER_ID, None)
+        return known
+
+    def _new_reference(self, ref: str) -> str:
         if ref.startswith("#"):
             # Contained resources: their ids are pseudonymised the same way.
             return "#" + self._pseudonym("fhir-id", ref[1:]).lower()[:64] if len(ref) > 1 else ref
         if ref.startswith("urn:uuid:"):
-            self._note(path, C.OTHER_ID, None)
             return "urn:uuid:" + self._uuid(ref[9:])
         match = None if "?" in ref else _REFERENCE.match(ref)
         if match is None:
             # Conditional or opaque references may carry search values: drop their content.
-            self._note(path, C.OTHER_ID, None)
             return self._pseudonym("fhir-ref", ref).lower()
-        self._note(path, C.OTHER_ID, None)
         rid = self._pseudonym("fhir-id", match["id"]).lower()[:64]
         return f"{match['base']}{match['type']}/{rid}"
 

@@ -184,11 +184,44 @@ _FINITE = json.JSONDecoder(parse_float=_finite, parse_constant=_not_finite)
 def _loads(data: bytes) -> tuple[Any, bool]:
     """The document, and whether it holds only finite numbers. orjson would write NaN and
     Infinity as null: such a document is written by json, as it always was."""
+    # orjson reads the same values for half the cost (2.7 MB: ~50 M instructions less). It
+    # refuses NaN, Infinity, 1e400, lone surrogates and non-UTF-8 text, and those go to json
+    # below as before; but it reads an integer beyond 64 bits as a float: json reads those.
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if not _long_number(data):
+            return document, True
     text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
     try:
         return _FINITE.decode(text), True
     except _NotFinite:
         return json.loads(text), False
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19  # 2**63 has 19 digits, and orjson reads -2**63 - 1 as a float
+
+
+def _long_number(data: bytes) -> bool:
+    """Might ``data``, valid JSON, hold a number of 19 digits or more? A digit run that long
+    inside a string (a Synthea narrative's seed) is told apart by counting the quotes before
+    it: an odd count of unescaped ones. Valid JSON has backslashes only in strings, each
+    starting an escape; past an escaped backslash the count is not tried."""
+    digits = data.translate(_DIGITS_AS_ZERO)  # ~9 instructions a byte: a regex costs ~20x
+    at = digits.find(_LONG_DIGITS)
+    start = quotes = 0
+    while at >= 0:
+        if data.find(b"\\\\", start, at) >= 0:
+            return True
+        quotes += data.count(b'"', start, at) - data.count(b'\\"', start, at)
+        if quotes % 2 == 0:
+            return True  # outside every string: a number
+        start = at  # a digit: no escape or quote straddles it
+        at = digits.find(_LONG_DIGITS, at + len(_LONG_DIGITS))
+    return False
 
 
 def _dumps(document: Any) -> bytes:

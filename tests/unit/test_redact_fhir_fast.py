@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.config import parse_config
 from gateway.model import Format
-from gateway.redact import fhir
+from gateway.redact import fhir, redactor
 from gateway.redact.fhir import NOT_FREE_TEXT, FhirOptions, FhirRedactor
 from gateway.redact.redactor import Redactor
 from gateway.redact.safe_harbor import DatePolicy, Pseudonymizer
@@ -218,3 +218,20 @@ def test_orjson_output_is_the_same_json() -> None:
     written = json.loads(outcome.body)
     assert json.dumps(written["valueQuantity"]) == json.dumps(document["valueQuantity"])
     assert written["component"] == document["component"]
+
+
+@pytest.mark.parametrize(
+    ("body", "long_number"),
+    [
+        (b'{"a": 18446744073709551616}', True),
+        (b"[1, -9223372036854775809]", True),
+        (b'{"a": "seed: 1234567890123456789012"}', False),  # in a string: orjson reads it
+        (b'{"a": "q\\" 1234567890123456789012"}', False),  # after an escaped quote
+        (b'{"a": "1234567890123456789", "b": 12345678901234567890123}', True),
+        (b'{"a": "q\\\\", "b": "1234567890123456789012"}', True),  # escaped backslash: json
+        (b'{"a": 123456789012345678}', False),
+    ],
+)
+def test_decode_reads_long_numbers_with_json(body: bytes, long_number: bool) -> None:
+    assert redactor._long_number(body) is long_number
+    assert redactor._loads(body) == (json.loads(body), True)
