@@ -139,16 +139,6 @@ def _cached_pattern(hits: frozenset[str]) -> re.Pattern[str]:
 
 
 _NUMBER_PATTERN = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
-# Every SSN (ddd-dd-dddd) and phone (...ddd[ .-]dddd) contains this: a scan for it is ~8x
-# cheaper than the full pattern, and most text has none.
-_NUMBER_HINT = re.compile(r"\d[ .-]\d{4}")
-
-
-def may_hold_pattern(text: str) -> bool:
-    """False when no SSN, phone or e-mail can be in the text (a cheap necessary condition)."""
-    return "@" in text or _NUMBER_HINT.search(text) is not None
-
-
 # Where a match can be, relative to its anchor. Every SSN and phone ends with the hint
 # ``\d[ .-]\d{4}`` (found at every position, overlapping) and is at most ~18 characters long;
 # every e-mail contains an "@" inside a run of the characters an address can hold. The
@@ -400,21 +390,10 @@ class ContextScrubber:
     def matches(self, text: str) -> bool:
         return find_values(text, self._lowered)
 
-    def worth_scrubbing(self, whole: str) -> list[str] | None:
-        """For the pieces of ``whole`` (joined with line ends, which no pattern crosses):
-        the values scrub(piece) could find, or None when no scrub would change any piece.
-        One search of the whole instead of every value in every piece."""
-        masked = scrub_patterns(whole)  # as scrub() does first: "[REDACTED]" is searched too
-        present = _present(masked.lower(), self._lowered)
-        if not present and masked == whole:
-            return None
-        return present
-
-    def scrub(self, text: str, values: Iterable[str] | None = None) -> str:
-        """SSN/phone/e-mail shapes and the learned values (or only ``values``, a subset
-        from worth_scrubbing()) masked."""
+    def scrub(self, text: str) -> str:
+        """SSN/phone/e-mail shapes and the learned values masked."""
         text = scrub_patterns(text)
-        hits = _present(text.lower(), self._lowered if values is None else values)
+        hits = _present(text.lower(), self._lowered)
         return mask_values(text, hits) if hits else text
 
     def scrub_pieces(self, pieces: list[str], separator: str) -> dict[int, str]:
