@@ -249,10 +249,12 @@ def has_pattern(text: str) -> bool:
 
 
 _NON_DIGITS = re.compile(r"\D")
-_NUMBER_CHARS = re.compile(r"[-\d. ()/+]")
-_NUMBER_START = frozenset("-. ()/+")  # with the digits (\d is str.isdecimal): _NUMBER_CHARS
-_ASCII_NUMBER_CHARS = "-0123456789. ()/+"  # _NUMBER_CHARS, for ASCII text
-_DROP_SEPARATORS = str.maketrans("", "", "-. ()/+")
+# What a number written with separators (SSN, phone) holds besides its digits.
+_NUMBER_SEPARATORS = "-. ()/+"
+_NUMBER_CHARS = re.compile(rf"[\d{re.escape(_NUMBER_SEPARATORS)}]")
+_NUMBER_START = frozenset(_NUMBER_SEPARATORS)  # with the digits (\d is str.isdecimal)
+_ASCII_NUMBER_CHARS = "0123456789" + _NUMBER_SEPARATORS  # _NUMBER_CHARS, for ASCII text
+_DROP_SEPARATORS = str.maketrans("", "", _NUMBER_SEPARATORS)
 
 
 # USPS street suffix abbreviations (Publication 28, the common ones): notes spell them either way.
