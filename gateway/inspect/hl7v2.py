@@ -176,17 +176,17 @@ _PLAIN_CHECKS = {c: _has_content for c in Category}
 _DEIDENTIFIED_CHECKS = {c: _identifying_content(c) for c in Category}
 
 
-SEGMENT_IDS_SEEN: set[str] = set()
+_SEGMENT_IDS_SEEN: set[str] = set()
 
 
 def is_segment_id(seg_id: str) -> bool:
     """``_SEGMENT_ID.match``, remembered for the ids that pass (a message repeats a few)."""
-    if seg_id in SEGMENT_IDS_SEEN:
+    if seg_id in _SEGMENT_IDS_SEEN:
         return True
     if not _SEGMENT_ID.match(seg_id):
         return False
-    if len(SEGMENT_IDS_SEEN) < 4096:  # bounded: ids come from the traffic
-        SEGMENT_IDS_SEEN.add(seg_id)
+    if len(_SEGMENT_IDS_SEEN) < 4096:  # bounded: ids come from the traffic
+        _SEGMENT_IDS_SEEN.add(seg_id)
     return True
 
 
@@ -214,7 +214,7 @@ def inspect_hl7(text: str, deidentified: bool = False) -> Inspection:
         # Three letters or digits first (every real segment): no need to strip to see that.
         if not seg_id.isalnum() and len(segment.strip()) < 3:
             continue
-        if seg_id not in SEGMENT_IDS_SEEN and not is_segment_id(seg_id):
+        if not is_segment_id(seg_id):
             raise Hl7Error(_NOT_A_SEGMENT)
         if seg_id in _HEADERS:
             delimiters = _Delimiters(segment)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS, SEGMENT_IDS_SEEN, is_segment_id
+from gateway.inspect.hl7v2 import IDENTIFIER_FIELDS, is_segment_id
 from gateway.model import Category
 from gateway.redact.hl7_types import field_types
 from gateway.redact.safe_harbor import REDACTED, DatePolicy, Pseudonymizer, zip3
@@ -266,7 +266,7 @@ class Hl7Redactor:
             if not seg or seg.isspace():
                 out.append(part)
                 continue
-            if delims is None or (seg_id not in SEGMENT_IDS_SEEN and not is_segment_id(seg_id)):
+            if delims is None or not is_segment_id(seg_id):
                 raise Hl7RedactionError("a segment does not start with a segment id")
             fields = seg.split(delims.field)
             if seg_id in PATIENT_SEGMENTS:
