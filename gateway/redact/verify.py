@@ -53,11 +53,11 @@ def verify_hl7(output: str, searched: set[str], shifted_dates: bool) -> str:
     segments = [s for s in segment_ends(output).split(output) if not _is_msh(s)]
     body = "\n".join(segments)
     # Searched as sent and with HL7 escapes undone: "\X517569\llfeather" and
-    # "\H\Quill\N\feather" spell a name a receiver will display.
-    # The values are chosen once for both searches; without a backslash there is no escape
-    # to undo, and the second search would read the same text again.
-    values = searched
-    if find_values(body, values) or ("\\" in body and find_values(_unescape_text(body), values)):
+    # "\H\Quill\N\feather" spell a name a receiver will display. Without a backslash there
+    # is no escape to undo, and the second search would read the same text again.
+    if find_values(body, searched) or (
+        "\\" in body and find_values(_unescape_text(body), searched)
+    ):
         return "an identifier value survived redaction"
     if pattern_left(body):
         return "an SSN, phone or e-mail pattern survived redaction"
