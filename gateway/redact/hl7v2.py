@@ -156,8 +156,8 @@ class Hl7Redaction:
     text: str
     counts: Counter[str] = field(default_factory=Counter)
     locations: set[str] = field(default_factory=set)
-    originals: set[str] = field(default_factory=set)  # identifier values removed
-    # What verification searches the output for: those values lower-cased, long enough.
+    # What verification searches the output for: the identifier values the redactor learned,
+    # lower-cased, long enough (as verify.searched_values would choose them).
     searched: set[str] = field(default_factory=set)
 
 
@@ -196,7 +196,6 @@ _Piece = tuple[
 class Hl7Redactor:
     def __init__(self, options: Hl7Options) -> None:
         self.options = options
-        self._keep = options.keep
         # What a Z-segment's fields become when no plan says otherwise.
         self._z_default = _CLEAR if options.redact_z_segments else _UNCHANGED
         # Values rewritten in the message at hand (cleared once it is rewritten).
@@ -216,9 +215,7 @@ class Hl7Redactor:
             self._rewritten.clear()
         self._scrub(out, texts, pieces, scrubber, result)
         result.text = "".join(out)
-        result.originals = scrubber.values()
-        # The scrubber keeps only values worth matching, lower-cased: what searched_values
-        # would choose of ``originals``, without choosing again.
+        # The scrubber keeps only values worth matching, lower-cased: no need to choose again.
         result.searched = {v for v in scrubber.lowered_values() if len(v) >= MIN_SEARCHED}
         return result
 
@@ -381,7 +378,7 @@ class Hl7Redactor:
     ) -> tuple[AbstractSet[int], bool]:
         """Every field rule applied to the segment's ``fields`` (in place); the contract
         exceptions (fields the keep-list names) and whether any field changed."""
-        keep = self._keep
+        keep = self.options.keep
         kept: set[int] | None = None
         changed: list[int] | None = None
         size = len(fields)
