@@ -650,7 +650,7 @@ def _collect(value: Any, into: set[str]) -> None:
 def _scrub_slots(slots: list[_Slot], scrubber: ContextScrubber) -> None:
     """Every free string scrubbed where it sits. The distinct strings are scrubbed as one
     text (``scrub_pieces``: the same result as one by one); the few that change are written
-    into their containers, which the walk built (the input is never written)."""
+    into their containers (the walk redacts the decoded document in place)."""
     distinct = list(dict.fromkeys([text for _, _, text in slots]))
     if not distinct:
         return
