@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test netns-tools test-tools lint typecheck bench geo-db geo-ranges geo-table lock clean
+.PHONY: run native test netns-tools test-tools lint typecheck bench geo-db geo-ranges geo-table lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -16,7 +16,12 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+# The hot-path modules compiled with mypyc (gateway/native.py; docs/native.md): quick when
+# they already match the sources; PHI_GATEWAY_NATIVE=0 runs everything interpreted.
+native: $(STAMP)
+	$(PY) scripts/build_native.py
+
+run: native
 	$(VENV)/bin/phi-gateway run --config configs/gateway.yaml
 
 lint: $(STAMP)
@@ -36,10 +41,10 @@ netns-tools:
 test-tools:
 	@bash scripts/install-test-tools.sh
 
-test: lint typecheck netns-tools test-tools
+test: lint typecheck native netns-tools test-tools
 	$(VENV)/bin/pytest -q tests
 
-bench: $(STAMP)
+bench: native
 	$(PY) -m bench
 	$(PY) -m bench.mllp
 	$(PY) -m bench.redaction
@@ -58,7 +63,8 @@ geo-table: $(STAMP)
 	$(PY) -m bench.geo_accuracy
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build/native
+	$(PYTHON) scripts/build_native.py --remove
 
 # Regenerate both lock files from pyproject.toml (runtime for the container, dev for make test).
 lock:

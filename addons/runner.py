@@ -23,7 +23,7 @@ from mitmproxy.options import Options
 from mitmproxy.tools.dump import DumpMaster
 
 from addons.phi_gateway import PhiGateway
-from gateway import cli
+from gateway import cli, native
 from gateway.admin import AdminServer, ReadinessState, Routes
 from gateway.api import Api
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config, split_host_port
@@ -106,6 +106,7 @@ def banner(
         f"  CA:      {(config.proxy.confdir / CA_FILE).resolve()} "
         "(clients must trust it for HTTPS)",
         f"  audit:   {gateway.audit.location} (chain {gateway.instance_id})",
+        f"  code:    {native.STATE.describe()}",
     ]
     if not gateway.audit_key_from_environment:
         lines.append(

@@ -48,6 +48,7 @@ from bench.procs import (
 )
 from bench.report import Comparison
 from bench.tools import Tools, ensure_tools, version
+from gateway import native
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_SECONDS = 2
@@ -344,6 +345,7 @@ def metadata(args: argparse.Namespace, tools: Tools, payloads: list[Payload]) ->
         "nginx": version(tools.nginx),
         "wrk": version(tools.wrk),
         "commit": git_commit(),
+        "gateway_code": native.STATE.describe(),
         "settings": {
             "duration_s": args.duration,
             "warmup_s": WARMUP_SECONDS,
@@ -390,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_window = CpuWindow()
     print(
         f"phi-gateway vs bare mitmdump {meta['mitmproxy']} | {meta['nginx']} | {meta['wrk']}\n"
+        f"gateway code: {meta['gateway_code']}\n"
         f"nproc {meta['nproc']} | wrk -t{load.THREADS} -c{load.CONNECTIONS} POST, "
         f"{WARMUP_SECONDS}s warm-up + {args.duration}s measured, {args.rounds} round(s)\n"
         + "\n".join(f"payload {p.name}: {p.description}" for p in payloads),

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway import native
 from gateway.config import parse_config
 from gateway.model import Format
 from gateway.redact.redactor import Redactor
@@ -115,6 +116,7 @@ def main() -> int:
     else:
         print(f"(corpus not found at {CORPUS}: Synthea bundle skipped)")
     parse = yardstick()
+    print(f"gateway code: {native.STATE.describe()}")
     print(
         f"yardstick: hl7apy parse_message of a small ADT, {REFERENCE_PARSE_MS:.0f} CPU ms on the "
         "reference machine ('parse'), timed here beside each payload, round by round"
