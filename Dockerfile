@@ -29,7 +29,9 @@ COPY --from=native /app/gateway ./gateway
 COPY addons ./addons
 COPY geo_db ./geo_db
 COPY configs ./configs
+# The check runs where the image runs the gateway from: site-packages, not /app.
 RUN pip install --no-deps . \
+    && cd / && python -c "from gateway import native; assert native.STATE.in_use, native.STATE.describe()" \
     && useradd --system --uid 10001 --home-dir /app gateway \
     && mkdir -p /app/var && chown gateway /app/var
 

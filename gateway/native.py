@@ -2,13 +2,14 @@
 the compiled code and the source in step.
 
 `make` compiles the modules below (scripts/build_native.py) next to their .py files, where
-Python imports an extension module before the source. The build records each source's
-SHA-256 in ``_native.json``. When gateway is imported, every compiled module's source is
-hashed again: if any differs from what it was built from (an edit since the last build),
-every one of them is loaded from its .py instead. A compiled module calls the others of its
-group directly, so they are used together or not at all. The code that runs is then always
-the code in the tree: slower until `make native` rebuilds, never different.
-See docs/native.md.
+Python imports an extension module before the source. The build records the SHA-256 of every
+source file of the package in ``_native.json``: the compiled modules were type-checked
+against all of them (a changed signature in an interpreted module they call changes what the
+compiled code accepts). When gateway is imported, the sources are hashed again; if any
+differs from the record, or a compiled file is there that the record does not name, every
+gateway module loads from its .py. A compiled module calls the others of its group directly,
+so they are used together or not at all. The code that runs is then always the code in the
+tree: slower until `make native` rebuilds, never different. See docs/native.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import shutil
 import sys
+import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,41 +42,50 @@ NATIVE_MODULES = (
 )
 # The library the compiled modules share (mypyc's group): gateway/_native__mypyc*.so.
 GROUP = "gateway._native"
+SHARED_LIBRARY = GROUP.rpartition(".")[2] + "__mypyc"
 PACKAGE_DIR = Path(__file__).parent
 MANIFEST = PACKAGE_DIR / "_native.json"
-# "0": load every module from its source (and `make` builds none), to compare or to debug.
+# "0" (or false/no/off): load every module from its source, and `make native` builds none:
+# to compare, to debug with a Python debugger, where no compiler may be installed.
 DISABLE_ENV = "PHI_GATEWAY_NATIVE"
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in _OFF
 
 
 def source_of(module: str, root: Path = PACKAGE_DIR.parent) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def source_digests(package: Path = PACKAGE_DIR) -> dict[str, str]:
+    """Every source file of the package, by its path inside it."""
+    return {
+        path.relative_to(package).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(package.rglob("*.py"))
+    }
 
 
-def source_digests(
-    modules: Sequence[str] = NATIVE_MODULES, root: Path = PACKAGE_DIR.parent
-) -> dict[str, str]:
-    return {module: digest(source_of(module, root)) for module in modules}
-
-
-def compiled_files(module: str, root: Path = PACKAGE_DIR.parent) -> list[Path]:
-    """The extension modules built for ``module``, whatever the platform suffix."""
-    source = source_of(module, root)
-    return [
-        path
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        if (path := source.with_name(source.stem + suffix)).is_file()
-    ]
+def compiled_modules(package: Path = PACKAGE_DIR) -> dict[str, list[Path]]:
+    """Every extension module under the package (this Python's suffixes), by module name;
+    the group's shared library is not a module of the tree and is left out."""
+    found: dict[str, list[Path]] = {}
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for path in package.rglob("*" + suffix):
+            stem = path.name[: -len(suffix)]
+            if "." in stem or stem == SHARED_LIBRARY:
+                continue  # a longer suffix of the same file, or the shared library
+            parts = (package.name, *path.parent.relative_to(package).parts, stem)
+            found.setdefault(".".join(parts), []).append(path)
+    return found
 
 
 @dataclass(frozen=True)
 class NativeState:
     built: bool  # compiled modules are on disk
-    current: bool  # ... and were built from the sources in the tree
-    stale: tuple[str, ...] = ()  # the modules whose source changed since (or no record)
+    current: bool  # ... and were built from the sources in the tree, as the record says
+    stale: tuple[str, ...] = ()  # why not: the sources changed since, unknown files
     disabled: bool = False  # PHI_GATEWAY_NATIVE=0
 
     @property
@@ -86,41 +98,65 @@ class NativeState:
         if not self.built:
             return "interpreted (no compiled modules: `make native` builds them)"
         if not self.current:
+            shown = ", ".join(self.stale[:3]) + (" ..." if len(self.stale) > 3 else "")
             return (
-                f"interpreted: {', '.join(self.stale)} changed since the compiled modules were "
-                "built (`make native` rebuilds them)"
+                f"interpreted: {shown} changed since the compiled modules were built "
+                "(`make native` rebuilds them)"
             )
         return f"compiled (mypyc): {len(NATIVE_MODULES)} hot-path modules"
 
 
+def read_record(manifest: Path = MANIFEST) -> dict[str, object]:
+    try:
+        record = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def read_state(
+    package: Path = PACKAGE_DIR,
     modules: Sequence[str] = NATIVE_MODULES,
-    root: Path = PACKAGE_DIR.parent,
     manifest: Path = MANIFEST,
 ) -> NativeState:
-    disabled = os.environ.get(DISABLE_ENV, "") == "0"
-    if not any(compiled_files(module, root) for module in modules):
-        return NativeState(built=False, current=False, disabled=disabled)
-    try:
-        recorded = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        recorded = {}
-    if not isinstance(recorded, dict):
-        recorded = {}
-    digests = source_digests(modules, root)
-    stale = tuple(
-        m for m in modules if recorded.get(m) != digests[m] or not compiled_files(m, root)
+    compiled = compiled_modules(package)
+    if not compiled:
+        return NativeState(built=False, current=False, disabled=disabled())
+    record = read_record(manifest)
+    recorded = record.get("sources")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    digests = source_digests(package)
+    changed = sorted(
+        f"{package.name}/{name}"
+        for name in digests.keys() | recorded.keys()
+        if digests.get(name) != recorded.get(name)
     )
-    return NativeState(built=True, current=not stale, stale=stale, disabled=disabled)
+    unknown = sorted(f"compiled {m} (not in the record)" for m in compiled.keys() - set(modules))
+    missing = sorted(f"{m} (not compiled)" for m in set(modules) - compiled.keys())
+    if record.get("modules") != sorted(modules):
+        missing.append("the list of compiled modules")
+    stale = tuple(changed + unknown + missing)
+    return NativeState(built=True, current=not stale, stale=stale, disabled=disabled())
+
+
+def compiler_problem() -> str:
+    """'' when this Python can build extension modules here, else why not."""
+    configured = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(configured) is None and shutil.which("cc") is None:
+        return "no C compiler found"
+    include = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not include.is_file():
+        return f"no Python headers ({include} is missing: the python3-dev package)"
+    return ""
 
 
 class SourceFirst:
     """A meta path finder (importlib.abc.MetaPathFinder's protocol; that module costs ~40 ms
-    to import) that loads the named modules from their .py files, past any compiled module
-    beside them."""
+    to import) that loads every module of the package from its .py file, past any compiled
+    module beside it."""
 
-    def __init__(self, modules: Sequence[str]) -> None:
-        self.modules = frozenset(modules)
+    def __init__(self, package: str) -> None:
+        self.prefix = package + "."
 
     def find_spec(
         self,
@@ -128,16 +164,16 @@ class SourceFirst:
         path: Sequence[str] | None = None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.modules or not path:
+        if not fullname.startswith(self.prefix) or not path:
             return None
         for directory in path:
             source = Path(directory) / (fullname.rpartition(".")[2] + ".py")
             if source.is_file():
                 loader = importlib.machinery.SourceFileLoader(fullname, str(source))
                 return importlib.util.spec_from_file_location(fullname, source, loader=loader)
-        return None
+        return None  # a package or a module without a source: the usual finders decide
 
 
 STATE = read_state()
 if STATE.built and not STATE.in_use:
-    sys.meta_path.insert(0, SourceFirst(NATIVE_MODULES))
+    sys.meta_path.insert(0, SourceFirst(__package__ or "gateway"))

@@ -25,32 +25,40 @@ from gateway import native  # noqa: E402 - the project's root on the path first
 BUILD_DIR = ROOT / "build" / "native"
 
 
-def compiler() -> str | None:
-    configured = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(configured) or shutil.which("cc")
-
-
 def remove_compiled() -> None:
-    for module in native.NATIVE_MODULES:
-        for path in native.compiled_files(module, ROOT):
+    for paths in native.compiled_modules().values():
+        for path in paths:
             path.unlink()
-    for path in native.PACKAGE_DIR.glob(native.GROUP.rpartition(".")[2] + "__mypyc*"):
+    for path in native.PACKAGE_DIR.glob(native.SHARED_LIBRARY + ".*"):
         path.unlink()
     native.MANIFEST.unlink(missing_ok=True)
 
 
-def build() -> None:
+def use_available_compiler() -> None:
+    """setuptools compiles and links with the compiler Python was built with; where only
+    ``cc`` exists, that one."""
+    configured = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(configured) is None and "CC" not in os.environ:
+        os.environ["CC"] = "cc"
+        os.environ["LDSHARED"] = "cc -shared"
+
+
+def build() -> dict[str, object]:
     # Imported here: only the build needs them (dev dependencies, not the runtime's).
     from mypyc.build import mypycify
     from setuptools import setup
 
     paths = [str(native.source_of(m, ROOT).relative_to(ROOT)) for m in native.NATIVE_MODULES]
-    digests = native.source_digests(root=ROOT)  # before compiling: what is compiled
+    sources = native.source_digests()  # before compiling: what is compiled
     remove_compiled()
+    use_available_compiler()
     extensions = mypycify(
-        paths, opt_level="3", group_name=native.GROUP, target_dir=str(BUILD_DIR / "c")
+        # mypy's own cache, not the one `make typecheck` may be writing at the same time
+        [f"--cache-dir={BUILD_DIR / 'mypy-cache'}", *paths],
+        opt_level="3",
+        group_name=native.GROUP,
+        target_dir=str(BUILD_DIR / "c"),
     )
-    jobs = str(os.cpu_count() or 1)
     setup(
         name="phi-gateway-native",
         ext_modules=extensions,
@@ -58,12 +66,26 @@ def build() -> None:
             "--quiet",
             "build_ext",
             "--inplace",
-            f"--parallel={jobs}",
+            f"--parallel={os.cpu_count() or 1}",
             f"--build-temp={BUILD_DIR / 'temp'}",
             f"--build-lib={BUILD_DIR / 'lib'}",
         ],
     )
-    native.MANIFEST.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+    if native.source_digests() != sources:
+        remove_compiled()
+        raise SystemExit("native: the sources changed during the build: run it again")
+    return {
+        "modules": sorted(native.NATIVE_MODULES),
+        "sources": sources,
+        "mypy": mypy_version(),
+        "python": sys.implementation.cache_tag,
+    }
+
+
+def mypy_version() -> str:
+    from mypy.version import __version__
+
+    return __version__
 
 
 def main() -> int:
@@ -76,25 +98,29 @@ def main() -> int:
         remove_compiled()
         print("native: compiled modules removed; the gateway runs interpreted")
         return 0
-    if os.environ.get(native.DISABLE_ENV, "") == "0":
+    if native.disabled():
         print(f"native: {native.DISABLE_ENV}=0: nothing compiled; the gateway runs interpreted")
         return 0
-    state = native.read_state(root=ROOT)
-    if state.built and state.current and not args.force:
+    state = native.read_state()
+    # A new mypy in the lock rebuilds too: the code is the same, the compiler is not.
+    same_compiler = native.read_record().get("mypy") == mypy_version()
+    if state.built and state.current and same_compiler and not args.force:
         return 0
-    if compiler() is None:
+    problem = native.compiler_problem()
+    if problem:
         print(
-            "native: WARNING no C compiler found: the gateway runs interpreted (slower; "
-            "install gcc and run `make native`)",
+            f"native: WARNING {problem}: the gateway runs interpreted (slower; see "
+            "docs/native.md, then `make native`)",
             file=sys.stderr,
         )
         remove_compiled()
         return 0
     started = time.monotonic()
-    build()
-    after = native.read_state(root=ROOT)
+    record = build()
+    native.MANIFEST.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    after = native.read_state()
     if not after.current:
-        print(f"native: build left {', '.join(after.stale)} without a compiled module")
+        print(f"native: after the build: {', '.join(after.stale)}", file=sys.stderr)
         return 1
     elapsed = time.monotonic() - started
     print(f"native: {len(native.NATIVE_MODULES)} modules compiled with mypyc in {elapsed:.0f} s")

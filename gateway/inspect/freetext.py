@@ -431,19 +431,19 @@ def _name_after(text: str, pos: int, pattern: re.Pattern[str], strength: Strengt
 def _names(text: str, low: str) -> list[Hit]:
     found: list[Hit | None] = []
     if _mentions(low, ("pt", "patient")):
-        found += (
+        found += [
             _name_after(text, kw.end(), _FULL_NAME_RE, Strength.STRONG)
             for kw in _keywords(_PATIENT_LABEL, low)
-        )
+        ]
     if ":" in text or "=" in text:
-        found += (
+        found += [
             _name_after(text, kw.end(), _FULL_NAME_RE, Strength.ANCHOR)
             for kw in _keywords(_PERSON_LABEL, low)
-        )
-        found += (
+        ]
+        found += [
             _name_after(text, kw.end(), _ONE_WORD, Strength.ANCHOR)
             for kw in _keywords(_PART_LABEL, low)
-        )
+        ]
     if _mentions(text, ("Mr", "Ms", "Miss", "Mx", "Dr")):
         for kw in _keywords(_HONORIFIC, text):
             # "Dr. Lee" names a clinician: reported, but a clinician's name with the clinic's
@@ -563,7 +563,7 @@ def _table(text: str, location: str) -> list[Finding]:
         sample = text[offset : offset + _TABLE_SAMPLE_CHARS].split("\n")[:_TABLE_SAMPLE_ROWS]
         filled: set[Column] = set()
         try:
-            for row in csv.reader((r.rstrip("\r") for r in sample), delimiter=delimiter):
+            for row in csv.reader([r.rstrip("\r") for r in sample], delimiter=delimiter):
                 filled.update(c for c in columns if c.index < len(row) and _filled(row[c.index], c))
         except csv.Error:  # a malformed sample: judge the rows read so far
             pass

@@ -287,7 +287,7 @@ def inspect_hl7_xml(root: ET.Element) -> Inspection:
             continue
         seg_id, number = match.group(1), int(match.group(2))
         if seg_id == "MSH" and number in _MSH_TEXT_FIELDS and str(number) not in texts:
-            parts = (t.strip() for t in element.itertext())
+            parts = [t.strip() for t in element.itertext()]
             texts[str(number)] = "^".join(p for p in parts if p)[:200]
         category = IDENTIFIER_FIELDS.get(seg_id, {}).get(number)
         # any() stops at the first text: linear even when fields nest inside fields.

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,7 +63,10 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return value
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float's range (json reads 1e400 written out)
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value)

@@ -96,8 +96,8 @@ class KeyedHash:
         if len(key) > self._BLOCK:
             key = hashlib.sha256(key).digest()
         key = key.ljust(self._BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._inner = hashlib.sha256(bytes([b ^ 0x36 for b in key]))
+        self._outer = hashlib.sha256(bytes([b ^ 0x5C for b in key]))
 
     def digest(self, message: bytes) -> bytes:
         inner = self._inner.copy()

@@ -166,7 +166,7 @@ def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 def _number_windows(text: str) -> list[tuple[int, int]]:
     size = len(text)
     return _merged(
-        (max(0, at - _NUMBER_BEFORE), min(size, at + _NUMBER_AFTER)) for at in _hints(text)
+        [(max(0, at - _NUMBER_BEFORE), min(size, at + _NUMBER_AFTER)) for at in _hints(text)]
     )
 
 
@@ -196,7 +196,7 @@ def _email_windows(text: str) -> list[tuple[int, int]]:
     """Around each "@": back to the start of the run of characters a local part can hold,
     on to the end of the run a domain can hold (an address may be longer than the RFC
     allows, and the whole-text regex would mask all of it)."""
-    return _merged(_email_span(text, at) for at in _positions(text, "@"))
+    return _merged([_email_span(text, at) for at in _positions(text, "@")])
 
 
 def _positions(text: str, char: str) -> Iterator[int]:

@@ -76,7 +76,7 @@ def _prose_identifies(texts: Iterable[str], hl7_escapes: bool = False) -> bool:
     relative's address or birth date written in a note is in no structured field, so neither
     the scrub nor the value search knows it. Each distinct text is read once, as its own
     paragraph, so identifiers in two different texts never pair up."""
-    prose = dict.fromkeys(t for t in texts if t.count(" ") >= _PROSE_SPACES)
+    prose = dict.fromkeys([t for t in texts if t.count(" ") >= _PROSE_SPACES])
     if not prose:
         return False
     text = "\n\n".join(prose)

@@ -586,3 +586,15 @@ def test_street_spellings() -> None:
     assert "Tanager way" not in street_spellings("12 Tanager Way")  # no other spelling
     assert street_spellings("Sycamore Avenue") == {"Sycamore Avenue", "Sycamore ave"}
     assert street_spellings("Apt") == set()
+
+
+@pytest.mark.parametrize(("unit", "expected"), [("a", 90), ("mg", 10**400)])
+def test_a_number_past_float_range_is_read_not_a_crash(unit: str, expected: int) -> None:
+    """json reads 1 followed by 400 zeros as an int; as an age in years it is 90 or older."""
+    body = (
+        '{"resourceType": "Observation", "id": "o1", "valueQuantity": '
+        f'{{"value": 1{"0" * 400}, "unit": "{unit}"}}}}'
+    ).encode()
+    outcome = redactor().redact(body, "", Format.FHIR_JSON)
+    assert not outcome.error
+    assert json.loads(outcome.body)["valueQuantity"]["value"] == expected
