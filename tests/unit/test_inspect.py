@@ -1,5 +1,6 @@
 import gzip
 import json
+from typing import Any
 
 import pytest
 
@@ -262,3 +263,25 @@ def test_malformed_wide_text_fails_closed() -> None:
 
 def test_mllp_start_byte_before_bom() -> None:
     assert INSPECTOR.inspect(b"\x0b\xef\xbb\xbf" + hl7_adt(PATIENT).encode()).contains_phi
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.encode(),
+        lambda text: text.encode("utf-16"),  # orjson reads UTF-8 only: json reads the rest
+        lambda text: b"\xef\xbb\xbf" + text.encode(),
+        lambda text: text.replace('"active": true', '"active": NaN').encode(),
+        lambda text: text.replace('"active": true', '"active": 1' + "0" * 30).encode(),
+        lambda text: text.replace('"active": true', '"active": "\\ud800"').encode(),
+    ],
+    ids=["utf-8", "utf-16", "bom", "nan", "long-integer", "lone-surrogate"],
+)
+def test_json_that_orjson_refuses_is_still_read(encode: Any) -> None:
+    patient = json.dumps(
+        {"resourceType": "Patient", "active": True, "name": [{"family": "Quillfeather"}]}
+    )
+    result = INSPECTOR.inspect(encode(patient))
+    assert result.format is Format.FHIR_JSON, result.error
+    assert result.contains_phi
+    assert "Patient.name" in {f.location for f in result.findings}

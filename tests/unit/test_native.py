@@ -19,6 +19,7 @@ from gateway import native
 from gateway.config import parse_config
 from gateway.inspect.freetext import scan_text
 from gateway.inspect.hl7v2 import inspect_hl7
+from gateway.inspect.inspector import Inspector
 from gateway.model import Format
 from gateway.redact.redactor import Redactor
 from tests.support.patients import (
@@ -254,9 +255,15 @@ def odd_documents(count: int, seed: int) -> list[bytes]:
     return documents
 
 
+def inspected(body: bytes) -> list[object]:
+    inspection = Inspector(parse_config({}).limits).inspect(body)
+    findings = [str(f) for f in inspection.findings]
+    return [inspection.format.value, inspection.contains_phi, inspection.error, findings]
+
+
 def outcomes() -> list[object]:
-    """Redactions (four configurations, five formats, odd JSON) and inspections of generated
-    patients, as JSON values."""
+    """Redactions (four configurations, four formats, odd JSON) and inspections (HL7, FHIR
+    JSON and XML, free text, odd JSON) of generated patients, as JSON values."""
     results: list[object] = []
     for number, settings in enumerate(_CONFIGS):
         config = parse_config({"redaction": settings})
@@ -281,9 +288,14 @@ def outcomes() -> list[object]:
         for body in odd_documents(150, seed=number):
             outcome = redactor.redact(body, "", Format.FHIR_JSON)
             results.append([outcome.body.decode(), outcome.counts, outcome.error])
+            if number == 0:
+                results.append(inspected(body))
     for seed in range(12):
-        hl7 = hl7_rich(make_patient(seed))
+        patient = make_patient(seed)
+        hl7 = hl7_rich(patient)
         results.append([str(f) for f in inspect_hl7(hl7).findings])
+        results.append(inspected(json.dumps(fhir_rich_bundle(patient)).encode()))
+        results.append(inspected(fhir_patient_xml(patient)))
         scan = scan_text(hl7.replace("\r", "\n"))
         results.append([scan.contains_phi, [str(f) for f in scan.findings]])
     as_json: list[object] = json.loads(json.dumps(results))
@@ -317,6 +329,6 @@ def test_compiled_and_interpreted_code_give_the_same_results() -> None:
         path = sys.modules[module].__file__
         assert path is not None and path.endswith(SUFFIX), module
     compiled = outcomes()
-    assert len(compiled) == 4 * (12 * 4 + 150) + 24
+    assert len(compiled) == 4 * (12 * 4 + 150) + 150 + 12 * 4
     assert any(row[-1] == "" for row in compiled[:48] if isinstance(row, list))  # redacted
     assert compiled == interpreted["outcomes"]
