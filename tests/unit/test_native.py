@@ -150,24 +150,34 @@ def test_every_module_of_the_package_loads_from_source_past_compiled_files(
     assert run.stdout.splitlines() == ["extension tried", "source two True 3"]
 
 
-def loaded_files(cwd: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """Where a new process, started in ``cwd``, loads every compiled module from."""
-    script = (
-        "import importlib, json\n"
-        "from gateway import native\n"
-        "print(json.dumps({m: importlib.import_module(m).__file__ "
-        "for m in native.NATIVE_MODULES}))\n"
-    )
+# Run in a new process: where it loads every compiled module from, and what ``result`` holds.
+_LOADED = (
+    "import importlib, json\n"
+    "from gateway import native\n"
+    "files = {m: importlib.import_module(m).__file__ for m in native.NATIVE_MODULES}\n"
+    "%s\n"
+    "print(json.dumps({'files': files, 'result': result}))\n"
+)
+
+
+def in_new_process(cwd: Path, env: dict[str, str], code: str = "result = None") -> Any:
+    """Where a new Python process started in ``cwd`` loads the compiled modules from (a
+    dict by module name), and the ``result`` that ``code`` computes there."""
     run = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", _LOADED % code],
         capture_output=True,
         text=True,
         check=True,
         cwd=cwd,
         env=env,
     )
-    files: dict[str, str] = json.loads(run.stdout)
-    assert sorted(files) == sorted(native.NATIVE_MODULES)
+    answer = json.loads(run.stdout)
+    assert sorted(answer["files"]) == sorted(native.NATIVE_MODULES)
+    return answer
+
+
+def loaded_files(cwd: Path, env: dict[str, str]) -> dict[str, str]:
+    files: dict[str, str] = in_new_process(cwd, env)["files"]
     return files
 
 
@@ -307,28 +317,14 @@ def test_compiled_and_interpreted_code_give_the_same_results() -> None:
     process with PHI_GATEWAY_NATIVE=0, which must load every one of them from .py)."""
     if not native.STATE.in_use:
         pytest.skip(f"the compiled modules are not in use here: {native.STATE.describe()}")
-    script = (
-        "import importlib, json\n"
-        "from gateway import native\n"
-        "from tests.unit.test_native import outcomes\n"
-        "files = [importlib.import_module(m).__file__ for m in native.NATIVE_MODULES]\n"
-        "print(json.dumps({'files': files, 'outcomes': outcomes()}))\n"
-    )
     env = {**os.environ, native.DISABLE_ENV: "0"}
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        env=env,
-    )
-    interpreted = json.loads(run.stdout)
-    assert all(path.endswith(".py") for path in interpreted["files"])
+    code = "from tests.unit.test_native import outcomes\nresult = outcomes()"
+    interpreted = in_new_process(REPO, env, code)
+    assert all(path.endswith(".py") for path in interpreted["files"].values())
     for module in native.NATIVE_MODULES:
         path = sys.modules[module].__file__
         assert path is not None and path.endswith(SUFFIX), module
     compiled = outcomes()
     assert len(compiled) == 4 * (12 * 4 + 150) + 150 + 12 * 4
     assert any(row[-1] == "" for row in compiled[:48] if isinstance(row, list))  # redacted
-    assert compiled == interpreted["outcomes"]
+    assert compiled == interpreted["result"]
