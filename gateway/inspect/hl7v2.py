@@ -137,12 +137,21 @@ def _has_content(value: str, empty_chars: str) -> bool:
     return bool(value) and bool(value.strip(empty_chars))
 
 
-@functools.lru_cache(maxsize=64)
-def _token_splitter(empty_chars: str) -> re.Pattern[str]:
-    return re.compile(f"[{re.escape(empty_chars)}]+")
-
-
 _RECORD_ID_CATEGORIES = frozenset({C.MRN, C.ACCOUNT_NUMBER, C.HEALTH_PLAN_ID, C.OTHER_ID})
+
+
+@functools.lru_cache(maxsize=128)
+def _deidentified_field(empty_chars: str, address: bool) -> re.Pattern[str]:
+    """A field that holds only empty characters and safe tokens, where a token is a maximal
+    run of other characters: one match per field instead of a split and a match per token.
+    A token may end in one newline, as the anchored token pattern's ``$`` allows."""
+    safe = (SAFE_ADDRESS_TOKEN if address else SAFE_TOKEN).pattern.removeprefix("^")
+    token = safe.removesuffix("$")
+    empty = f"[{re.escape(empty_chars)}]"
+    # Possessive: runs of empty characters and tokens never share a first character (no
+    # delimiter is alphanumeric), so nothing is lost by never backtracking, and a long run
+    # of delimiters before an unsafe token cannot be split 2**n ways on the way to "no".
+    return re.compile(rf"(?:{empty}++|(?:{token})\n?(?={empty}|\Z))*+\Z")
 
 
 def _identifying_content(category: Category) -> Callable[[str, str], bool]:
@@ -153,21 +162,14 @@ def _identifying_content(category: Category) -> Callable[[str, str], bool]:
     # component of each repetition is the identifier itself.
     identifier = category in _RECORD_ID_CATEGORIES
 
-    safe = SAFE_ADDRESS_TOKEN.match if address else SAFE_TOKEN.match
-
     def check(value: str, empty_chars: str) -> bool:
-        if not value.strip(empty_chars):
-            return False
         if identifier:
             component, repetition = empty_chars[0], empty_chars[1]
             if repetition in value:
                 value = repetition.join([r.split(component, 1)[0] for r in value.split(repetition)])
             else:
                 value = value.split(component, 1)[0]
-        for token in _token_splitter(empty_chars).split(value):
-            if token and safe(token) is None:
-                return True
-        return False
+        return _deidentified_field(empty_chars, address).match(value) is None
 
     return check
 

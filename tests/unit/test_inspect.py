@@ -1,12 +1,18 @@
 import gzip
 import json
+import re
+import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import Limits
+from gateway.inspect.hl7v2 import _DEIDENTIFIED_CHECKS, _RECORD_ID_CATEGORIES
 from gateway.inspect.inspector import Inspector
 from gateway.model import Category, Format
+from gateway.redact.safe_harbor import SAFE_ADDRESS_TOKEN, SAFE_TOKEN
 from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
     CAPABILITY_STATEMENT,
@@ -285,3 +291,43 @@ def test_json_that_orjson_refuses_is_still_read(encode: Any) -> None:
     assert result.format is Format.FHIR_JSON, result.error
     assert result.contains_phi
     assert "Patient.name" in {f.location for f in result.findings}
+
+
+def _token_by_token(value: str, empty_chars: str, category: Category) -> bool:
+    """The de-identified field check as it was written first: split into tokens, match each
+    (kept here as the reference for the one-pattern check)."""
+    if not value.strip(empty_chars):
+        return False
+    if category in _RECORD_ID_CATEGORIES:
+        component, repetition = empty_chars[0], empty_chars[1]
+        value = repetition.join(r.split(component, 1)[0] for r in value.split(repetition))
+    safe = SAFE_ADDRESS_TOKEN if category is Category.GEOGRAPHY else SAFE_TOKEN
+    tokens = re.split(f"[{re.escape(empty_chars)}]+", value)
+    return any(token and safe.match(token) is None for token in tokens)
+
+
+_FIELD_PIECES = st.sampled_from(
+    ["REDACTED", "PSNABCDEFGHIJKLMNOP", "PSNABC", "2005", "200", "20051225", "OH", "USA",
+     "Ohio", "SMITH", "\n", "^", "~", "&", "\\", " ", '"', "x", "7", "é", "٣"]
+)  # fmt: skip
+
+
+@given(
+    pieces=st.lists(_FIELD_PIECES, max_size=12),
+    category=st.sampled_from([Category.NAME, Category.GEOGRAPHY, Category.MRN, Category.DATE]),
+    empty_chars=st.sampled_from(['^~\\&" ', '#!$%" ', '^~" ']),
+)
+def test_the_deidentified_field_check_is_the_token_by_token_check(
+    pieces: list[str], category: Category, empty_chars: str
+) -> None:
+    value = "".join(pieces)
+    check = _DEIDENTIFIED_CHECKS[category]
+    assert check(value, empty_chars) == _token_by_token(value, empty_chars, category)
+
+
+def test_a_long_run_of_delimiters_before_an_unsafe_token_is_decided_at_once() -> None:
+    check = _DEIDENTIFIED_CHECKS[Category.NAME]
+    started = time.perf_counter()
+    assert check("^" * 200_000 + "SMITH", '^~\\&" ')
+    assert not check("^ " * 100_000 + "2005", '^~\\&" ')
+    assert time.perf_counter() - started < 5  # exponential backtracking would never finish
