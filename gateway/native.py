@@ -140,10 +140,14 @@ def read_state(
     return NativeState(built=True, current=not stale, stale=stale, disabled=disabled())
 
 
+def configured_compiler() -> str:
+    """The C compiler this Python was built with (setuptools compiles and links with it)."""
+    return str(sysconfig.get_config_var("CC") or "cc").split()[0]
+
+
 def compiler_problem() -> str:
     """'' when this Python can build extension modules here, else why not."""
-    configured = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(configured) is None and shutil.which("cc") is None:
+    if shutil.which(configured_compiler()) is None and shutil.which("cc") is None:
         return "no C compiler found"
     include = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not include.is_file():

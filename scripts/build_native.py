@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -35,10 +34,8 @@ def remove_compiled() -> None:
 
 
 def use_available_compiler() -> None:
-    """setuptools compiles and links with the compiler Python was built with; where only
-    ``cc`` exists, that one."""
-    configured = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(configured) is None and "CC" not in os.environ:
+    """Where the compiler this Python was built with is missing, ``cc``."""
+    if shutil.which(native.configured_compiler()) is None and "CC" not in os.environ:
         os.environ["CC"] = "cc"
         os.environ["LDSHARED"] = "cc -shared"
 
