@@ -1,31 +1,45 @@
-"""Does a change to the redactor change what it forwards? Records every redaction outcome
-(body, counts, locations, error) over the corpus and generated patients under several
-configurations, and compares two such records.
+"""Does a change to inspection, redaction or refusal change what the gateway does? Records
+every outcome over the corpus, generated patients, evasion cases, clean texts and
+deterministically mutated documents, and compares two such records.
 
     .venv/bin/python -m bench.equivalence --save /tmp/before.pickle   # on the old code
     .venv/bin/python -m bench.equivalence --compare /tmp/before.pickle  # on the new code
 
-For performance work: a faster redactor must forward the same message. HL7 v2 and FHIR XML
-bodies must be the same bytes; FHIR JSON and NDJSON bodies the same JSON once parsed (since
-orjson writes them, compact: json wrote ", " and ": "); counts, locations and errors must be
-equal. Outcomes only ever hold synthetic or public sample data, and the record stays where it
-is written (never committed)."""
+Three kinds of outcome, each keyed by kind and case:
+- ``inspect/…``: the inspection of a body (format, message type, findings with locations,
+  PHI or not, error, limit, what a refusal echoes back);
+- ``redact/<config>/…``: the redaction of a body the inspection found redactable, under
+  several configurations. HL7 v2 and FHIR XML bodies must be the same bytes; FHIR JSON and
+  NDJSON bodies the same JSON once parsed (orjson writes them compact); counts, locations
+  and errors must be equal;
+- ``refuse/…``: the refusal sent back (status, content type, body, headers), for several
+  Content-Type/Accept pairs and an MLLP ACK code (the ACK's timestamp is left out).
+
+Outcomes only ever hold synthetic or public sample data, and the record stays where it is
+written (never committed)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import pickle
+import random
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.config import parse_config
-from gateway.model import Format
+from gateway.config import Limits, parse_config
+from gateway.enforce import block_response, hl7_reject_ack
+from gateway.inspect.inspector import Inspector
+from gateway.model import Action, Format, Inspection, Verdict
 from gateway.redact.redactor import Redactor
+from tests.support.clean_text import CLEAN_TEXTS
+from tests.support.evasion import evasion_cases
 from tests.support.patients import (
     fhir_observation_bundle,
     fhir_patient,
+    fhir_patient_xml,
     fhir_rich_bundle,
     hl7_adt,
     hl7_rich,
@@ -39,46 +53,123 @@ CONFIGS: dict[str, dict[str, object]] = {
     "shift": {"dates": "shift"},
     "keep": {"keep": ["PID-11", "Patient.address", "NK1-2"], "z_segments": "keep"},
 }
-_FORMATS = {".hl7": Format.HL7V2, ".json": Format.FHIR_JSON, ".ndjson": Format.FHIR_NDJSON}
-Outcome = tuple[bytes, tuple[tuple[str, int], ...], tuple[str, ...], str]
+REDACTABLE = frozenset({Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON, Format.FHIR_XML})
+REFUSALS = (
+    ("", ""),
+    ("application/fhir+json", ""),
+    ("", "application/fhir+xml"),
+    ("application/json", "application/xml"),
+)
+VERDICT = Verdict(Action.BLOCK, "foreign-phi", "a reason", record=True)
+_ACK_TIME = re.compile(rb"\|\d{14}\|")
+Outcome = tuple[object, ...]
+Case = tuple[str, bytes, str]  # name, body, content encoding
 
 
-def cases(patients: int) -> Iterator[tuple[str, bytes, Format]]:
+def cases(patients: int, mutations: int) -> Iterator[Case]:
+    documents: list[bytes] = []
     if CORPUS.is_dir():
         for path in sorted(CORPUS.rglob("*")):
-            fmt = _FORMATS.get(path.suffix) or (Format.FHIR_XML if path.suffix == ".xml" else None)
-            if fmt is not None and path.is_file():
-                yield f"corpus:{path.relative_to(CORPUS)}", path.read_bytes(), fmt
+            if path.is_file() and path.suffix in (".hl7", ".json", ".ndjson", ".xml"):
+                documents.append(path.read_bytes())
+                yield f"corpus:{path.relative_to(CORPUS)}", documents[-1], ""
     else:
-        print(f"(corpus not found at {CORPUS}: generated patients only)", file=sys.stderr)
+        print(f"(corpus not found at {CORPUS}: generated cases only)", file=sys.stderr)
     for seed in range(patients):
         patient = make_patient(seed)
-        yield f"adt:{seed}", hl7_adt(patient).encode(), Format.HL7V2
-        yield (
-            f"rich-lf:{seed}",
-            hl7_rich(patient, "ORU^R01", "2.3", segment_end="\n").encode(),
-            Format.HL7V2,
+        generated = {
+            "adt": hl7_adt(patient).encode(),
+            "rich-lf": hl7_rich(patient, "ORU^R01", "2.3", segment_end="\n").encode(),
+            "rich-odd": hl7_rich(patient, delimiters="#$*@%").encode(),
+            "rich": hl7_rich(patient).encode(),
+            "patient": json.dumps(fhir_patient(patient)).encode(),
+            "patient-xml": fhir_patient_xml(patient),
+            "bundle": json.dumps(fhir_rich_bundle(patient)).encode(),
+            "obs": json.dumps(fhir_observation_bundle(patient)).encode(),
+        }
+        for kind, body in generated.items():
+            yield f"{kind}:{seed}", body, ""
+        if seed < 10:
+            documents.extend(generated.values())
+            for case in evasion_cases(patient):
+                encoding = case.headers.get("content-encoding", "")
+                yield f"evasion-{case.name}:{seed}", case.body, encoding
+    for number, text in enumerate(CLEAN_TEXTS):
+        yield f"clean:{number}", text.encode(), ""
+    rng = random.Random(20261201)
+    for number in range(mutations if documents else 0):
+        yield f"mutated:{number}", _mutate(rng, rng.choice(documents)), ""
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        choice = rng.random()
+        at = rng.randrange(len(out) + 1)
+        if choice < 0.3 and out:
+            out[min(at, len(out) - 1)] = rng.randrange(256)
+        elif choice < 0.5:
+            out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif choice < 0.7:
+            out[at:at] = rng.choice((b"|", b"^", b"\r", b"\n", b"{", b"}", b"<", b">", b'"', b"\\"))
+        elif choice < 0.85:
+            del out[at : at + rng.randint(1, 16)]
+        else:
+            out = out[: max(1, at)]
+    return bytes(out)
+
+
+def inspection_outcome(inspection: Inspection) -> Outcome:
+    findings = tuple((f.category.value, f.location) for f in inspection.findings)
+    reply = (inspection.control_id, inspection.hl7_version, inspection.hl7_endpoints)
+    return (
+        inspection.format.value,
+        inspection.message_type,
+        findings,
+        inspection.contains_phi,
+        inspection.error,
+        inspection.limit,
+        reply,
+    )
+
+
+def refusal_outcomes(inspection: Inspection) -> dict[str, Outcome]:
+    out: dict[str, Outcome] = {}
+    for content_type, accept in REFUSALS:
+        answer = block_response(
+            VERDICT, inspection, "INC-1", content_type=content_type, accept=accept
         )
-        yield f"rich-odd:{seed}", hl7_rich(patient, delimiters="#$*@%").encode(), Format.HL7V2
-        yield f"rich:{seed}", hl7_rich(patient).encode(), Format.HL7V2
-        yield f"patient:{seed}", json.dumps(fhir_patient(patient)).encode(), Format.FHIR_JSON
-        yield f"bundle:{seed}", json.dumps(fhir_rich_bundle(patient)).encode(), Format.FHIR_JSON
-        observations = fhir_observation_bundle(patient)
-        yield f"obs:{seed}", json.dumps(observations).encode(), Format.FHIR_JSON
+        body = _ACK_TIME.sub(b"|TIME|", answer.body)
+        out[f"{content_type}|{accept}"] = (answer.status, answer.content_type, body, answer.headers)
+    ack = hl7_reject_ack(inspection, "refused", "INC-1", "AE").encode()
+    out["mllp-ae"] = (_ACK_TIME.sub(b"|TIME|", ack),)
+    return out
 
 
-def record(patients: int) -> tuple[dict[str, Outcome], dict[str, Format]]:
-    """Every outcome, and the format of each case."""
+def record(patients: int, mutations: int) -> tuple[dict[str, Outcome], dict[str, Format]]:
+    """Every outcome, and the format of each redaction case."""
     outcomes: dict[str, Outcome] = {}
     formats: dict[str, Format] = {}
+    inspector = Inspector(Limits(max_body_bytes=16 * 1024 * 1024))
+    redactors = {}
     for config_name, settings in CONFIGS.items():
         config = parse_config({"redaction": settings})
-        redactor = Redactor(config.redaction, config.limits, b"equivalence-secret-0123456789")
-        for name, body, fmt in cases(patients):
-            out = redactor.redact(body, "", fmt)
+        redactors[config_name] = Redactor(
+            config.redaction, config.limits, b"equivalence-secret-0123456789"
+        )
+    for name, body, encoding in cases(patients, mutations):
+        inspection = inspector.inspect(body, encoding)
+        outcomes[f"inspect/{name}"] = inspection_outcome(inspection)
+        for variant, outcome in refusal_outcomes(inspection).items():
+            outcomes[f"refuse/{name}/{variant}"] = outcome
+        if inspection.format not in REDACTABLE or not inspection.contains_phi:
+            continue
+        for config_name, redactor in redactors.items():
+            out = redactor.redact(body, encoding, inspection.format)
             counts = tuple(sorted(out.counts.items()))
-            outcomes[f"{config_name}/{name}"] = (out.body, counts, out.locations, out.error)
-            formats[f"{config_name}/{name}"] = fmt
+            key = f"redact/{config_name}/{name}"
+            outcomes[key] = (out.body, counts, out.locations, out.error)
+            formats[key] = inspection.format
     return outcomes, formats
 
 
@@ -93,14 +184,16 @@ def _canonical(body: bytes, fmt: Format) -> str:
 def differences(old: Outcome | None, new: Outcome | None, fmt: Format | None) -> list[str]:
     """The parts of two outcomes that differ (FHIR JSON bodies compared as parsed JSON)."""
     if old is None or new is None:
-        return [] if old == new else ["body", "counts", "locations", "error"]
-    parts = ("body", "counts", "locations", "error")
-    which = [p for i, p in enumerate(parts) if old[i] != new[i]]
+        return [] if old == new else ["missing" if new is None else "new"]
+    which = [
+        f"part {i}" for i in range(max(len(old), len(new))) if old[i : i + 1] != new[i : i + 1]
+    ]
     json_body = fmt is Format.FHIR_JSON or fmt is Format.FHIR_NDJSON
-    if "body" in which and json_body and old[0] and new[0]:
-        assert fmt is not None
-        if _canonical(old[0], fmt) == _canonical(new[0], fmt):
-            which.remove("body")
+    body_old, body_new = old[0], new[0]
+    if "part 0" in which and json_body and isinstance(body_old, bytes) and body_old:
+        assert fmt is not None and isinstance(body_new, bytes)
+        if body_new and _canonical(body_old, fmt) == _canonical(body_new, fmt):
+            which.remove("part 0")
     return which
 
 
@@ -109,9 +202,10 @@ def main() -> int:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--save", type=Path)
     action.add_argument("--compare", type=Path)
-    parser.add_argument("--patients", type=int, default=300)
+    parser.add_argument("--patients", type=int, default=150)
+    parser.add_argument("--mutations", type=int, default=3000)
     args = parser.parse_args()
-    outcomes, formats = record(args.patients)
+    outcomes, formats = record(args.patients, args.mutations)
     if args.save:
         args.save.write_bytes(pickle.dumps(outcomes))
         print(f"{len(outcomes)} outcomes saved to {args.save}")
@@ -122,16 +216,15 @@ def main() -> int:
         for key in before.keys() | outcomes.keys()
         if (which := differences(before.get(key), outcomes.get(key), formats.get(key)))
     }
-    for key in sorted(differing)[:20]:  # names and parts only, never content
+    for key in sorted(differing)[:30]:  # names and parts only, never content
         print(f"DIFFERS {key}: {', '.join(differing[key])}")
-    rewritten = sum(
-        1
-        for k in before.keys() & outcomes.keys()
-        if before[k][0] != outcomes[k][0] and "body" not in differing.get(k, [])
-    )
+    kinds = {
+        kind: sum(1 for k in outcomes if k.startswith(kind))
+        for kind in ("inspect/", "redact/", "refuse/")
+    }
     print(
-        f"{len(outcomes)} outcomes, {len(differing)} differ"
-        f" ({rewritten} FHIR JSON bodies are other bytes for the same JSON)"
+        f"{len(outcomes)} outcomes ({', '.join(f'{n} {k[:-1]}' for k, n in kinds.items())}),"
+        f" {len(differing)} differ"
     )
     return 1 if differing else 0
 
