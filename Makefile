@@ -41,8 +41,9 @@ netns-tools:
 test-tools:
 	@bash scripts/install-test-tools.sh
 
+# PHI_GATEWAY_REQUIRE_NATIVE: the suite checks that the compiled modules just built are in use.
 test: lint typecheck native netns-tools test-tools
-	$(VENV)/bin/pytest -q tests
+	PHI_GATEWAY_REQUIRE_NATIVE=1 $(VENV)/bin/pytest -q tests
 
 bench: native
 	$(PY) -m bench

@@ -20,8 +20,9 @@ from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
 from gateway import metrics
-from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.engine import Gateway, GatewayStartError
+from gateway.config import GatewayConfig, load_config
+from gateway.engine import Gateway
+from gateway.errors import ConfigError, StartError
 from gateway.geo.pinning import Key, PinTable
 from gateway.mllp import MllpSession
 from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
@@ -171,7 +172,7 @@ class PhiGateway:
         try:
             audit = old.audit if old is not None else None
             self.gateway = Gateway.from_config(config, audit=audit)
-        except GatewayStartError as exc:
+        except StartError as exc:
             metrics.CONFIG_RELOADS.labels("failure").inc()
             if old is not None:
                 log.error("policy reload failed; the last good policy stays in force:\n%s", exc)

@@ -26,8 +26,9 @@ from addons.phi_gateway import PhiGateway
 from gateway import cli, native
 from gateway.admin import AdminServer, ReadinessState, Routes
 from gateway.api import Api
-from gateway.config import ConfigError, GatewayConfig, load_config, parse_config, split_host_port
-from gateway.engine import Gateway, GatewayStartError
+from gateway.config import GatewayConfig, load_config, parse_config, split_host_port
+from gateway.engine import Gateway
+from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
 
 log = logging.getLogger("phi_gateway")
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         return cli.EXIT_CONFIG
     try:
         gateway = Gateway.from_config(config)
-    except GatewayStartError as exc:
+    except StartError as exc:
         print(f"phi-gateway: cannot start: {exc}", file=sys.stderr)
         return cli.EXIT_CONFIG
     gateway.publish_metrics()

@@ -30,10 +30,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.config import Limits, parse_config
-from gateway.enforce import block_response, hl7_reject_ack
-from gateway.inspect.inspector import Inspector
+from gateway.enforce import block_response
+from gateway.formats.fhir import FHIR_JSON, FHIR_NDJSON, FHIR_XML
+from gateway.formats.hl7v2 import HL7V2
+from gateway.formats.hl7v2.ack import hl7_reject_ack
+from gateway.inspector import Inspector
 from gateway.model import Action, Format, Inspection, Verdict
-from gateway.redact.redactor import Redactor
+from gateway.redactor import Redactor
 from tests.support.clean_text import CLEAN_TEXTS
 from tests.support.evasion import evasion_cases
 from tests.support.patients import (
@@ -53,7 +56,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "shift": {"dates": "shift"},
     "keep": {"keep": ["PID-11", "Patient.address", "NK1-2"], "z_segments": "keep"},
 }
-REDACTABLE = frozenset({Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON, Format.FHIR_XML})
+REDACTABLE = frozenset({HL7V2, FHIR_JSON, FHIR_NDJSON, FHIR_XML})
 REFUSALS = (
     ("", ""),
     ("application/fhir+json", ""),
@@ -121,7 +124,14 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 def inspection_outcome(inspection: Inspection) -> Outcome:
     findings = tuple((f.category.value, f.location) for f in inspection.findings)
-    reply = (inspection.control_id, inspection.hl7_version, inspection.hl7_endpoints)
+    sent = inspection.reply
+    ends = ("sending_application", "sending_facility", "receiving_application")
+    endpoints = (
+        (*(sent[k] for k in ends), sent["receiving_facility"])
+        if "sending_application" in sent
+        else None
+    )
+    reply = (sent.get("control_id", ""), sent.get("version", ""), endpoints)
     return (
         inspection.format.value,
         inspection.message_type,
@@ -154,9 +164,7 @@ def record(patients: int, mutations: int) -> tuple[dict[str, Outcome], dict[str,
     redactors = {}
     for config_name, settings in CONFIGS.items():
         config = parse_config({"redaction": settings})
-        redactors[config_name] = Redactor(
-            config.redaction, config.limits, b"equivalence-secret-0123456789"
-        )
+        redactors[config_name] = Redactor(config.redaction, b"equivalence-secret-0123456789")
     for name, body, encoding in cases(patients, mutations):
         inspection = inspector.inspect(body, encoding)
         outcomes[f"inspect/{name}"] = inspection_outcome(inspection)
@@ -165,7 +173,8 @@ def record(patients: int, mutations: int) -> tuple[dict[str, Outcome], dict[str,
         if inspection.format not in REDACTABLE or not inspection.contains_phi:
             continue
         for config_name, redactor in redactors.items():
-            out = redactor.redact(body, encoding, inspection.format)
+            # Each redaction mutates the parse it is handed: inspected again for each.
+            out = redactor.redact(inspector.inspect(body, encoding))
             counts = tuple(sorted(out.counts.items()))
             key = f"redact/{config_name}/{name}"
             outcomes[key] = (out.body, counts, out.locations, out.error)
@@ -176,7 +185,7 @@ def record(patients: int, mutations: int) -> tuple[dict[str, Outcome], dict[str,
 def _canonical(body: bytes, fmt: Format) -> str:
     """A JSON body parsed and written again by one writer: equal for the same values, types
     (1, 1.0 and true differ) and key order, whatever the spacing or number spelling."""
-    if fmt is Format.FHIR_NDJSON:
+    if fmt == FHIR_NDJSON:
         return "\n".join(json.dumps(json.loads(line)) for line in body.splitlines() if line.strip())
     return json.dumps(json.loads(body))
 
@@ -188,7 +197,7 @@ def differences(old: Outcome | None, new: Outcome | None, fmt: Format | None) ->
     which = [
         f"part {i}" for i in range(max(len(old), len(new))) if old[i : i + 1] != new[i : i + 1]
     ]
-    json_body = fmt is Format.FHIR_JSON or fmt is Format.FHIR_NDJSON
+    json_body = fmt in (FHIR_JSON, FHIR_NDJSON)
     body_old, body_new = old[0], new[0]
     if "part 0" in which and json_body and isinstance(body_old, bytes) and body_old:
         assert fmt is not None and isinstance(body_new, bytes)

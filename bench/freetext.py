@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from gateway.inspect.freetext import scan_text
+from gateway.phi.freetext import scan_text
 from tests.support.clean_text import CLEAN_TEXTS
 from tests.support.notes import csv_export, note
 from tests.support.patients import make_patient

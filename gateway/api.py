@@ -22,18 +22,11 @@ from typing import TYPE_CHECKING, Any
 from gateway import metrics
 from gateway.api_auth import allowed, authenticate
 from gateway.audit.event import access_event
-from gateway.audit.query import (
-    MAX_PAGE,
-    IncidentFilter,
-    Period,
-    QueryError,
-    incident,
-    incidents,
-    parse_period,
-)
+from gateway.audit.query import MAX_PAGE, IncidentFilter, Period, incident, incidents, parse_period
 from gateway.config import ApiToken
+from gateway.errors import QueryError, ReportFailed, ReportTimeout
 from gateway.report import FORMATS
-from gateway.report.job import ReportFailed, ReportTimeout, build_in_child
+from gateway.report.job import build_in_child
 from gateway.report.render import CONTENT_TYPES
 
 if TYPE_CHECKING:

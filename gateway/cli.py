@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateway.api_auth import new_token
-from gateway.audit.backend import AuditError
 from gateway.audit.chain import fingerprint
 from gateway.audit.factory import (
     audit_secret,
@@ -25,14 +24,22 @@ from gateway.audit.factory import (
     fingerprint_key,
     open_backend,
 )
-from gateway.audit.query import QueryError, parse_period
+from gateway.audit.query import parse_period
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
-from gateway.config import ApiToken, ConfigError, GatewayConfig, load_config, parse_config
-from gateway.geo import GeoDatabaseError, Locator
+from gateway.config import ApiToken, GatewayConfig, load_config, parse_config
+from gateway.errors import (
+    AuditError,
+    ConfigError,
+    GeoDatabaseError,
+    ProviderDataError,
+    QueryError,
+    RangesError,
+)
+from gateway.geo import Locator
 from gateway.geo.locator import stale_sources
-from gateway.geo.providers import PROVIDERS, ProviderDataError
-from gateway.geo.ranges import ProviderRanges, RangesError
+from gateway.geo.providers import PROVIDERS
+from gateway.geo.ranges import ProviderRanges
 from gateway.geo.resolver import Resolver
 from gateway.geo.update import update_ranges
 from gateway.model import Destination

@@ -27,21 +27,12 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.errors import ConfigError
+
 HIPAA_JURISDICTIONS = ("US", "PR", "GU", "VI", "AS", "MP", "UM")
 _HOST_RE = re.compile(
     r"^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$"
 )
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used. ``problems`` lists (key path, what is wrong)."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: invalid configuration"]
-        lines += [f"  {key}: {problem}" for key, problem in problems]
-        super().__init__("\n".join(lines))
 
 
 def _country_code(value: object) -> object:

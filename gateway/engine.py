@@ -8,54 +8,40 @@ new one and swaps it in only when it is complete, so a bad reload keeps the last
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
 
 from gateway import metrics
-from gateway.audit import AuditEvent, AuditStore
-from gateway.audit.chain import fingerprint
+from gateway.audit import AuditStore
 from gateway.audit.event import new_incident_id
 from gateway.audit.factory import fingerprint_key, location, open_store
-from gateway.audit.store import AuditError
 from gateway.config import GatewayConfig
-from gateway.enforce import BlockResponse, block_response, warm_up
-from gateway.geo import GeoDatabaseError, Locator, Resolver
-from gateway.inspect import Inspector
-from gateway.inspect.envelope import inspect_envelope
+from gateway.enforce import block_response, warm_up
+from gateway.envelope import inspect_envelope
+from gateway.errors import AuditError, GeoDatabaseError, StartError
+from gateway.geo import Locator, Resolver
+from gateway.inspector import Inspector
 from gateway.model import (
     Action,
+    BlockResponse,
     Decision,
     Destination,
     Format,
     Inspection,
-    Jurisdiction,
     Location,
     Message,
-    Protocol,
     Redaction,
+    RedactionOutcome,
     Verdict,
 )
 from gateway.policy import decide, needs_inspection
-from gateway.redact.redactor import RedactionOutcome, Redactor, site_secret
-
-log = logging.getLogger(__name__)
-# Channels whose payload is never readable: counted by channel rather than by cause.
-_NOT_INSPECTED_REASONS = {
-    Protocol.TCP: "raw-tcp",
-    Protocol.TLS_PASSTHROUGH: "tls-passthrough",
-    Protocol.UDP: "udp",
-}
+from gateway.record import Recorder, observe
+from gateway.redactor import Redactor, site_secret
 
 
 def _age_seconds(built: float) -> float:
     return time.time() - built
-
-
-class GatewayStartError(Exception):
-    """The gateway cannot run with this config (geo database or audit store unusable)."""
 
 
 class Gateway:
@@ -71,17 +57,18 @@ class Gateway:
         self.resolver = Resolver(config.geo.dns_cache_seconds)
         self.inspector = Inspector(config.limits)
         secret, self.secret_from_environment = site_secret(config.redaction)
-        self.redactor = Redactor(config.redaction, config.limits, secret)
+        self.redactor = Redactor(config.redaction, secret)
         self.audit = audit
         self.instance_id = audit.instance_id
-        self._fingerprint_key = fingerprint_key(audit.settings.secret)
         self.audit_key_from_environment = audit.settings.secret_from_environment
-        self._geo_databases = json.dumps(
+        self.recorder = Recorder(
+            audit,
+            self.policy_version,
+            fingerprint_key(audit.settings.secret),
             [
                 {"name": db.name, "build": db.build_time.date().isoformat()}
                 for db in locator.databases
             ],
-            separators=(",", ":"),
         )
 
     @classmethod
@@ -89,13 +76,13 @@ class Gateway:
         try:
             locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
         except GeoDatabaseError as exc:
-            raise GatewayStartError(str(exc)) from None
+            raise StartError(str(exc)) from None
         if audit is None or audit.location != location(config.audit):
             try:
                 audit = open_store(config.audit)
                 audit.start()
             except AuditError as exc:
-                raise GatewayStartError(str(exc)) from None
+                raise StartError(str(exc)) from None
         warm_up()
         return cls(config, locator, audit)
 
@@ -122,22 +109,12 @@ class Gateway:
             metrics.GEO_LOOKUPS.labels(Location.UNKNOWN.value, "resolution-failed").inc()
         return Destination(host, port, judged)
 
-    async def locate(self, host: str, port: int, extra: Iterable[str] = ()) -> Destination:
-        """Judge every address the host resolves to, plus addresses already connected to."""
-        addresses = await self.resolver.resolve(host)
-        return self.judge(host, port, (*addresses, *extra))
-
-    def locate_sync(self, host: str, port: int = 0) -> Destination:
-        return self.judge(host, port, self.resolver.resolve_sync(host))
-
-    def jurisdiction(self, ip: str) -> Jurisdiction:
-        return self.locator.locate(ip)
-
     # -- inspect, decide, record ----------------------------------------------------------------
     def evaluate(
         self, message: Message, destination: Destination, preset: Inspection | None = None
     ) -> Decision:
-        """Inspect (unless the destination makes it pointless), decide and record.
+        """Inspect (unless the destination makes it pointless), decide, redact where the
+        verdict says so, and record.
 
         ``preset`` is the front end's own finding when it cannot hand over a readable payload
         (raw TCP, a body too large to buffer); it is decided like any unreadable payload,
@@ -156,27 +133,24 @@ class Gateway:
         verdict = decide(destination, inspection, self.config)
         redaction = None
         if verdict.action is Action.REDACT:
-            verdict, redaction = self._redact(message, inspection, verdict)
+            verdict, redaction = self._redact(inspection, verdict)
+        if inspection.document is not None:
+            inspection = replace(inspection, document=None)  # the parse is done with
         incident_id = new_incident_id() if verdict.record else ""
         decision = Decision(
             incident_id, message, destination, inspection, verdict, time.time(), redaction
         )
-        self._record(decision)
+        observe(decision)
+        self.recorder.record(decision)
         return decision
 
-    def _redact(
-        self, message: Message, inspection: Inspection, verdict: Verdict
-    ) -> tuple[Verdict, Redaction | None]:
+    def _redact(self, inspection: Inspection, verdict: Verdict) -> tuple[Verdict, Redaction | None]:
         """Redact and verify; a failure turns the verdict into a block of its own reason."""
         if inspection.envelope_phi:
             outcome = RedactionOutcome(error="identifiers in the URL or headers cannot be redacted")
         else:
-            outcome = self.redactor.redact(
-                message.body, message.content_encoding, inspection.format
-            )
-        fmt = inspection.format.value
+            outcome = self.redactor.redact(inspection)
         if outcome.error:
-            metrics.child(metrics.REDACTIONS, "failed", fmt).inc()
             return Verdict(
                 Action.BLOCK,
                 "redaction-failed",
@@ -184,55 +158,9 @@ class Gateway:
                 enforced=verdict.enforced,
                 record=True,
             ), None
-        metrics.child(metrics.REDACTIONS, "redacted", fmt).inc()
-        for category, count in outcome.counts.items():
-            metrics.child(metrics.REDACTED_IDENTIFIERS, category).inc(count)
         return verdict, Redaction(
             outcome.counts, outcome.locations, outcome.body, outcome.content_type
         )
-
-    def _record(self, decision: Decision) -> None:
-        verdict, inspection = decision.verdict, decision.inspection
-        action = verdict.action.value if verdict.enforced else "monitor"
-        country = decision.destination.verdict.country_label
-        metrics.child(
-            metrics.DECISIONS,
-            action,
-            verdict.rule,
-            inspection.format.value,
-            decision.message.protocol.value,
-            country,
-        ).inc()
-        if inspection.error:
-            reason = _NOT_INSPECTED_REASONS.get(decision.message.protocol, "")
-            if not reason:
-                reason = "limit" if inspection.limit else "unreadable"
-            metrics.NOT_INSPECTED.labels(reason).inc()
-            if inspection.limit:
-                metrics.LIMIT_EXCEEDED.labels(inspection.limit).inc()
-        counts = inspection.category_counts()
-        for category, count in counts.items():
-            metrics.child(metrics.FINDINGS, category).inc(count)
-        if verdict.record:
-            event = AuditEvent.from_decision(
-                decision,
-                self.instance_id,
-                self.policy_version,
-                counts,
-                payload_fingerprint=fingerprint(self._fingerprint_key, decision.message.body),
-                geo_databases=self._geo_databases,
-            )
-            self.audit.append(event)
-            metrics.child(metrics.AUDIT_EVENTS, action).inc()
-            log.warning(
-                "%s %s: rule=%s format=%s country=%s categories=%s",
-                decision.incident_id,
-                action,
-                verdict.rule,
-                inspection.format.value,
-                country,
-                ",".join(counts) or "-",
-            )
 
     def respond(self, decision: Decision) -> BlockResponse | None:
         """The refusal to send instead of forwarding, or None to forward."""

@@ -53,10 +53,21 @@ GEO_LOOKUPS = Counter(
     "(override, provider, anycast, database, reserved, no-answer, resolution-failed).",
     ["result", "reason"],
 )
+# Why a payload was not inspected: every reason the gateway counts, and no other.
+NOT_INSPECTED_REASONS = (
+    "unreadable",  # the payload could not be read (malformed, unknown encoding, ...)
+    "limit",  # a named limit stopped inspection (also counted by limit name)
+    "internal-error",  # an exception no reader expected (a bug), in inspection or in a hook
+    "raw-tcp",  # a raw TCP stream that is not MLLP
+    "tls-passthrough",  # a TLS connection relayed encrypted
+    "udp",  # a UDP datagram
+    "resolution-failed",  # the destination host did not resolve
+)
 NOT_INSPECTED = Counter(
     f"{PREFIX}_flows_not_inspected_total",
-    "Messages whose payload could not be inspected, by reason "
-    "(decode-error, limit, parse-error, ...).",
+    "Messages whose payload could not be inspected, by reason ("
+    + ", ".join(NOT_INSPECTED_REASONS)
+    + ").",
     ["reason"],
 )
 LIMIT_EXCEEDED = Counter(

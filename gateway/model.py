@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class Category(enum.StrEnum):
@@ -40,22 +42,41 @@ class Category(enum.StrEnum):
 IDENTIFYING = frozenset(Category) - {Category.DATE, Category.OPAQUE_CONTENT}
 
 
-class Format(enum.StrEnum):
-    HL7V2 = "hl7v2"
-    HL7V2_XML = "hl7v2-xml"
-    FHIR_JSON = "fhir-json"
-    FHIR_XML = "fhir-xml"
-    FHIR_NDJSON = "fhir-ndjson"
-    CDA = "cda"
-    JSON = "json"
-    XML = "xml"
-    TEXT = "text"
-    MULTIPART = "multipart"  # multipart/form-data: each part inspected
-    FORM = "form"  # application/x-www-form-urlencoded
-    ARCHIVE = "archive"  # zip, tar, gzip, bzip2, xz: each member inspected
-    BINARY = "binary"
-    EMPTY = "empty"
-    SKIPPED = "skipped"  # not inspected: domestic destination, nothing to decide
+class Format(str):
+    """The name of a payload format ("hl7v2", "fhir-json", ...): a bounded metric label and
+    an audit column. Each format declares its own name in its module under gateway/formats/
+    (one module and one registry line make a new format); the kinds below are the ones the
+    generic readers and the stages themselves report."""
+
+    __slots__ = ()
+
+    JSON: ClassVar[Format]  # JSON that is no healthcare format: named values and prose
+    XML: ClassVar[Format]
+    TEXT: ClassVar[Format]
+    MULTIPART: ClassVar[Format]  # multipart/form-data: each part inspected
+    FORM: ClassVar[Format]  # application/x-www-form-urlencoded
+    ARCHIVE: ClassVar[Format]  # zip, tar, gzip, bzip2, xz: each member inspected
+    BINARY: ClassVar[Format]
+    EMPTY: ClassVar[Format]
+    SKIPPED: ClassVar[Format]  # not inspected: domestic destination, nothing to decide
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"Format({str.__repr__(self)})"
+
+
+Format.JSON = Format("json")
+Format.XML = Format("xml")
+Format.TEXT = Format("text")
+Format.MULTIPART = Format("multipart")
+Format.FORM = Format("form")
+Format.ARCHIVE = Format("archive")
+Format.BINARY = Format("binary")
+Format.EMPTY = Format("empty")
+Format.SKIPPED = Format("skipped")
 
 
 class Protocol(enum.StrEnum):
@@ -95,17 +116,21 @@ class Inspection:
 
     format: Format
     message_type: str = ""  # "ADT^A01", "Bundle", "Patient", ...
-    control_id: str = ""  # HL7 MSH-10, kept only to answer the sender with an ACK
-    hl7_version: str = ""
-    # MSH-3..6 (sending/receiving application and facility): addresses for a reply ACK.
-    hl7_endpoints: tuple[str, str, str, str] | None = None
     findings: tuple[Finding, ...] = ()
     contains_phi: bool = False
     error: str = ""  # non-empty: the payload could not be inspected (a reason, never content)
     limit: str = ""  # the named limit that stopped inspection, if any
+    # The error is an exception no reader expected (a bug), not a property of the payload.
+    internal: bool = False
     seconds: float = 0.0
     # PHI in the URL or headers: redacting the body cannot make such a request safe.
     envelope_phi: bool = False
+    # What a refusal in the sender's own protocol echoes back, by name (an HL7 ACK: the
+    # sender's control id, version and applications). Set by the format; read by its refusal.
+    reply: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The payload as inspection decoded and parsed it, for the redactor (decode once). In
+    # memory only, for the one message: never recorded, dropped once the message is decided.
+    document: Document | None = field(default=None, compare=False, repr=False)
 
     @property
     def inspected(self) -> bool:
@@ -117,6 +142,16 @@ class Inspection:
 
     def locations(self) -> list[str]:
         return sorted({f.location for f in self.findings})
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A payload as its format read it: the decoded bytes and the format's own parse (HL7 v2
+    text, a JSON tree, NDJSON lines, a FHIR resource converted from XML, ...)."""
+
+    format: Format
+    data: bytes
+    parsed: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +245,27 @@ class Redaction:
     locations: tuple[str, ...]
     body: bytes  # the redacted payload to forward (decoded: no Content-Encoding)
     content_type: str
+
+
+@dataclass(frozen=True)
+class RedactionOutcome:
+    """What a format's redactor produced: the payload to forward, or why it cannot be."""
+
+    body: bytes = b""
+    content_type: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    locations: tuple[str, ...] = ()
+    error: str = ""  # non-empty: block instead (a reason, never content)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResponse:
+    """A refusal in the sender's protocol: status, body and headers of the answer."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

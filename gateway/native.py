@@ -27,19 +27,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-# Interpreter-bound code run per message: redaction and its verification, and the FHIR, HL7
-# and free-text inspectors the proxy's hot path and the verification share. The redactor's
-# entry point (gateway.redact.redactor) stays interpreted: it is thin, and its tests replace
-# a format redactor to prove that an unexpected exception blocks.
+# Interpreter-bound code run per message: the identifier patterns and free-text detectors,
+# the HL7 v2 and FHIR inspectors, redactors and verifications. The stage entry points
+# (gateway.inspector, gateway.redactor) and the format handlers stay interpreted: they are
+# thin, and tests replace a format's redactor to prove that an unexpected exception blocks.
 NATIVE_MODULES = (
-    "gateway.inspect.fhir",
-    "gateway.inspect.freetext",
-    "gateway.inspect.hl7v2",
-    "gateway.redact.fhir",
-    "gateway.redact.hl7v2",
-    "gateway.redact.safe_harbor",
-    "gateway.redact.text",
-    "gateway.redact.verify",
+    "gateway.formats.fhir.inspect",
+    "gateway.formats.fhir.redact",
+    "gateway.formats.fhir.resources",
+    "gateway.formats.fhir.verify",
+    "gateway.formats.hl7v2.er7",
+    "gateway.formats.hl7v2.inspect",
+    "gateway.formats.hl7v2.redact",
+    "gateway.formats.hl7v2.verify",
+    "gateway.phi.freetext",
+    "gateway.phi.patterns",
+    "gateway.phi.safe_harbor",
+    "gateway.phi.scrub",
 )
 # The library the compiled modules share (mypyc's group): gateway/_native__mypyc*.so.
 GROUP = "gateway._native"

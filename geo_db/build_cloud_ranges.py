@@ -16,8 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.geo.providers import ProviderDataError
-from gateway.geo.ranges import RangesError
+from gateway.errors import ProviderDataError, RangesError
 from gateway.geo.update import update_ranges
 
 HERE = Path(__file__).resolve().parent

@@ -23,10 +23,6 @@ RETENTION_COLUMNS = ("instance_id", "time", "through_seq", "through_hash", "expi
 INTEGER_COLUMNS = frozenset({"port", "chain_seq", "through_seq", "expired"})
 
 
-class AuditError(Exception):
-    """The audit database cannot be opened, written or read."""
-
-
 class Cursor(Protocol):
     description: Any
 

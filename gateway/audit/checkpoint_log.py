@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from gateway.audit.backend import CHECKPOINT_COLUMNS, AuditError
+from gateway.audit.backend import CHECKPOINT_COLUMNS
 from gateway.audit.chain import Checkpoint, canonical
+from gateway.errors import AuditError
 
 _MODE = 0o640
 

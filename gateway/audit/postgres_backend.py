@@ -8,8 +8,9 @@ import re
 
 import psycopg
 
-from gateway.audit.backend import CHAIN_COLUMNS, INTEGER_COLUMNS, AuditBackend, AuditError, Cursor
+from gateway.audit.backend import CHAIN_COLUMNS, INTEGER_COLUMNS, AuditBackend, Cursor
 from gateway.audit.chain import EVENT_FIELDS
+from gateway.errors import AuditError
 
 
 def _column(name: str, required: bool = True) -> str:

@@ -7,13 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit.backend import ROW_COLUMNS, AuditBackend
+from gateway.errors import QueryError
 
 DECISION_ACTIONS = ("block", "redact", "monitor", "allow")
 MAX_PAGE = 1000
-
-
-class QueryError(ValueError):
-    """A filter that cannot be used (bad date, unknown action); the message says which."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway import metrics
-from gateway.audit.backend import ROW_COLUMNS, AuditBackend, AuditError, Connection
+from gateway.audit.backend import ROW_COLUMNS, AuditBackend, Connection
 from gateway.audit.chain import derive_key, make_checkpoint
 from gateway.audit.checkpoint_log import append_checkpoint
 from gateway.audit.event import AuditEvent
 from gateway.audit.sqlite_backend import SqliteBackend
+from gateway.errors import AuditError
 
 log = logging.getLogger(__name__)
 _STOP = object()

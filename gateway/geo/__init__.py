@@ -1,6 +1,7 @@
 """Locate stage: where is an address, legally?"""
 
-from gateway.geo.database import GeoDatabaseError, GeoDatabaseReader
+from gateway.errors import GeoDatabaseError
+from gateway.geo.database import GeoDatabaseReader
 from gateway.geo.locator import Locator
 from gateway.geo.resolver import Resolver
 

@@ -20,6 +20,8 @@ import geoip2.errors
 import geoip2.models
 from maxminddb import InvalidDatabaseError
 
+from gateway.errors import GeoDatabaseError
+
 # geoip2 accepts a method when its word is part of the database type (case-sensitive).
 _METHODS = ("Enterprise", "City", "Country")
 # Public addresses a country database knows: at open, at least one answer must carry a country
@@ -29,10 +31,6 @@ _CONVERT = (
     "an ip-location-db country database (records {'country_code': ..}) can be converted: "
     "python geo_db/build_geowhois.py --input FILE --output NEW.mmdb (docs/geo.md)"
 )
-
-
-class GeoDatabaseError(Exception):
-    """A geo database that cannot be opened or is not a country-bearing MaxMind database."""
 
 
 class GeoDatabaseReader:

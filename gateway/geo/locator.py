@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.config import CombineRule, Geo, Override
-from gateway.geo.database import GeoDatabaseError, GeoDatabaseReader
-from gateway.geo.ranges import Match, ProviderRanges, RangesError
+from gateway.errors import GeoDatabaseError, RangesError
+from gateway.geo.database import GeoDatabaseReader
+from gateway.geo.ranges import Match, ProviderRanges
 from gateway.geo.reserved import is_reserved
 from gateway.model import GeoAnswer, Jurisdiction, Location
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import ProviderDataError
 from gateway.geo.ranges import Label, Network, Prefix, RangeSet, SourceInfo, prefix_of
 
 PROVIDERS = ("aws", "gcp", "azure", "oracle", "cloudflare")
@@ -33,15 +34,6 @@ NO_COUNTRY = "ZZ"
 AZURE_ANYCAST_TAGS = ("AzureFrontDoor.Frontend",)
 
 RegionRow = tuple[str, str, str, bool]  # provider, region, country or ZZ, unsure
-
-
-class ProviderDataError(Exception):
-    """A provider file or region table that cannot be used; ``unmapped`` lists regions with no
-    row in the region → country table."""
-
-    def __init__(self, message: str, unmapped: Iterable[str] = ()) -> None:
-        super().__init__(message)
-        self.unmapped = sorted(set(unmapped))
 
 
 def read_region_table(path: Path) -> list[RegionRow]:

@@ -28,15 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import RangesError
+
 MAGIC = b"PHI-GATEWAY-RANGES 1\n"
 _V4 = struct.Struct(">IBH")
 _V6 = struct.Struct(">QQBH")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class RangesError(Exception):
-    """A ranges file that cannot be read or written."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -12,8 +12,9 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.geo.providers import ProviderDataError, RegionRow, read_provider, read_region_table
-from gateway.geo.ranges import RangesError, RangeSet
+from gateway.errors import ProviderDataError, RangesError
+from gateway.geo.providers import RegionRow, read_provider, read_region_table
+from gateway.geo.ranges import RangeSet
 
 
 def update_ranges(

@@ -19,8 +19,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from gateway.enforce import hl7_reject_ack, refusal_text
+from gateway.enforce import Act, act, refusal_text
 from gateway.engine import Gateway
+from gateway.formats.hl7v2.ack import hl7_reject_ack
 from gateway.mllp.framer import FramingError, MllpFramer, frame, starts_like_mllp
 from gateway.model import Decision, Destination, Format, Inspection, Message, Protocol
 from gateway.policy import needs_inspection
@@ -82,9 +83,10 @@ class MllpSession:
             self.frames += 1
             decision = gateway.evaluate(self._message(payload, len(payload)), self.destination)
             out.decisions.append(decision)
-            if decision.verdict.blocks:
+            what = act(decision)
+            if what is Act.REFUSE:
                 reply.append(frame(self.refusal(gateway, decision)))
-            elif decision.redaction is not None and decision.verdict.enforced:
+            elif what is Act.FORWARD_REDACTED and decision.redaction is not None:
                 forward.append(frame(decision.redaction.body))
             else:
                 forward.append(frame(payload))

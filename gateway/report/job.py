@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.audit.backend import AuditError
 from gateway.audit.factory import checkpoint_key, checkpoint_log_path, open_backend
-from gateway.audit.query import Period, QueryError, parse_period
-from gateway.config import ConfigError, GatewayConfig, parse_config
+from gateway.audit.query import Period, parse_period
+from gateway.config import GatewayConfig, parse_config
+from gateway.errors import AuditError, ConfigError, QueryError, ReportFailed, ReportTimeout
 from gateway.report.build import BlockReport, build_report
 from gateway.report.render import FORMATS, render
 
@@ -35,14 +35,6 @@ log = logging.getLogger(__name__)
 EXIT_INTACT, EXIT_TAMPERED, EXIT_FAILED = 0, 1, 2
 _CHUNK = 256 * 1024
 _NICENESS = 10  # the proxy comes first when both want a core
-
-
-class ReportFailed(Exception):
-    """The child wrote no report; the message says why (no values from the trail)."""
-
-
-class ReportTimeout(ReportFailed):
-    """The child ran past ``report.api_timeout_seconds`` and was killed."""
 
 
 @dataclass(slots=True)

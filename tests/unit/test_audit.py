@@ -7,7 +7,7 @@ import pytest
 from gateway.audit import AuditEvent, AuditStore
 from gateway.audit.event import new_incident_id
 from gateway.config import Limits
-from gateway.inspect.inspector import Inspector
+from gateway.inspector import Inspector
 from gateway.model import (
     Action,
     Decision,

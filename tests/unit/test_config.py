@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config, parse_config
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
 

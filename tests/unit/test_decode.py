@@ -5,7 +5,8 @@ import brotli
 import pytest
 from backports import zstd
 
-from gateway.inspect.decode import DecodeError, DecodeLimits, decode_content
+from gateway.containers.encoding import DecodeLimits, decode_content
+from gateway.errors import DecodeError
 
 LIMITS = DecodeLimits(max_output_bytes=10 * 1024 * 1024, max_ratio=200)
 

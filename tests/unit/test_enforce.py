@@ -3,8 +3,10 @@ import json
 from fhir.resources.operationoutcome import OperationOutcome
 from hl7apy.parser import parse_message
 
-from gateway.enforce import block_response, hl7_escape, hl7_reject_ack
-from gateway.inspect.hl7v2 import inspect_hl7
+from gateway.enforce import block_response
+from gateway.formats.fhir import FHIR_JSON, FHIR_XML
+from gateway.formats.hl7v2.ack import hl7_escape, hl7_reject_ack
+from gateway.formats.hl7v2.inspect import inspect_hl7
 from gateway.model import Action, Format, Inspection, Verdict
 from tests.support.patients import hl7_adt, make_patient
 
@@ -40,7 +42,7 @@ def test_hl7_escape() -> None:
 
 
 def test_fhir_json_outcome_validates() -> None:
-    response = block_response(VERDICT, Inspection(Format.FHIR_JSON), "INC-3")
+    response = block_response(VERDICT, Inspection(FHIR_JSON), "INC-3")
     assert (response.status, response.content_type) == (451, "application/fhir+json")
     outcome = OperationOutcome.model_validate(json.loads(response.body))
     assert outcome.issue[0].severity == "error"
@@ -49,7 +51,7 @@ def test_fhir_json_outcome_validates() -> None:
 
 
 def test_fhir_xml_outcome_for_xml_clients() -> None:
-    response = block_response(VERDICT, Inspection(Format.FHIR_XML), "INC-4")
+    response = block_response(VERDICT, Inspection(FHIR_XML), "INC-4")
     assert response.content_type == "application/fhir+xml"
     assert b'<code value="security"/>' in response.body
     by_accept = block_response(

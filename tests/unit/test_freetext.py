@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inspect import freetext
-from gateway.inspect.freetext import (
+from gateway.model import Category
+from gateway.phi import freetext
+from gateway.phi.freetext import (
     MAX_FINDINGS,
     TextScan,
     scan_bytes,
     scan_query,
     scan_text,
-    valid_ssn,
 )
-from gateway.model import Category
+from gateway.phi.patterns import valid_ssn
 from tests.support.clean_text import CLEAN_TEXTS
 from tests.support.corpus import CORPUS, labelled
 from tests.support.notes import csv_export, email_body, note

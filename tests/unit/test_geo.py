@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Override, parse_config
-from gateway.geo import GeoDatabaseError, GeoDatabaseReader, Locator
+from gateway.errors import GeoDatabaseError
+from gateway.geo import GeoDatabaseReader, Locator
 from gateway.model import Location
 from tests.support.mmdb import build_test_mmdb
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from gateway.cli import main
-from gateway.config import CombineRule, ConfigError, UnknownTreatment, load_config, parse_config
+from gateway.config import CombineRule, UnknownTreatment, load_config, parse_config
+from gateway.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
 

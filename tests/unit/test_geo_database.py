@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.geo import GeoDatabaseError, GeoDatabaseReader, Locator
+from gateway.errors import GeoDatabaseError
+from gateway.geo import GeoDatabaseReader, Locator
 from gateway.model import Location
 from tests.support.mmdb import (
     DOMESTIC_IP,

@@ -18,7 +18,7 @@ from gateway.audit import AuditEvent
 from gateway.audit.store import AuditStore
 from gateway.config import parse_config
 from gateway.engine import Gateway
-from gateway.model import Format, Inspection, Location, Message, Protocol
+from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
 from gateway.policy import effective_location
 from tests.support.geo_world import build_world
 from tests.support.mmdb import DOMESTIC_IP, FOREIGN_IP, build_test_mmdb
@@ -71,13 +71,18 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     gw.close()
 
 
+async def locate(gateway: Gateway, host: str) -> Destination:
+    """Every address the host resolves to, judged (as the addon judges a request's host)."""
+    return gateway.judge(host, 443, await gateway.resolver.resolve(host))
+
+
 def test_every_address_is_judged_and_one_abroad_makes_the_host_foreign(
     dns: StubDns, gateway: Gateway
 ) -> None:
-    home = asyncio.run(gateway.locate("home.test", 443))
+    home = asyncio.run(locate(gateway, "home.test"))
     assert effective_location(home, gateway.config) is Location.DOMESTIC
     for host in ("split.test", "aaaa.test"):
-        destination = asyncio.run(gateway.locate(host, 443))
+        destination = asyncio.run(locate(gateway, host))
         assert len(destination.addresses) == 2, host
         assert [j.location for j in destination.addresses] == [Location.DOMESTIC, Location.FOREIGN]
         assert destination.verdict.country == "IN"
@@ -85,7 +90,7 @@ def test_every_address_is_judged_and_one_abroad_makes_the_host_foreign(
 
 
 def test_a_name_that_does_not_resolve_is_unknown(dns: StubDns, gateway: Gateway) -> None:
-    destination = asyncio.run(gateway.locate("nowhere.test", 443))
+    destination = asyncio.run(locate(gateway, "nowhere.test"))
     assert destination.addresses == ()
     assert destination.verdict.reason == "resolution-failed"
     assert effective_location(destination, gateway.config) is Location.FOREIGN

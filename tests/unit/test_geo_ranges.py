@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.geo.providers import ProviderDataError, read_provider, read_region_table
-from gateway.geo.ranges import (
-    Label,
-    ProviderRanges,
-    RangesError,
-    RangeSet,
-    prefix_of,
-    prune_redundant,
-)
+from gateway.errors import ProviderDataError, RangesError
+from gateway.geo.providers import read_provider, read_region_table
+from gateway.geo.ranges import Label, ProviderRanges, RangeSet, prefix_of, prune_redundant
 from tests.support.geo_world import AWS, write_provider_files
 
 

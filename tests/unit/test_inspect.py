@@ -9,10 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import Limits
-from gateway.inspect.hl7v2 import _DEIDENTIFIED_CHECKS, _RECORD_ID_CATEGORIES
-from gateway.inspect.inspector import Inspector
+from gateway.formats.fhir import FHIR_JSON, FHIR_NDJSON, FHIR_XML
+from gateway.formats.hl7v2 import HL7V2
+from gateway.formats.hl7v2.identifiers import RECORD_ID_CATEGORIES
+from gateway.formats.hl7v2.verify import DEIDENTIFIED_CHECKS
+from gateway.inspector import Inspector
 from gateway.model import Category, Format
-from gateway.redact.safe_harbor import SAFE_ADDRESS_TOKEN, SAFE_TOKEN
+from gateway.phi.safe_harbor import SAFE_ADDRESS_TOKEN, SAFE_TOKEN
 from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
     CAPABILITY_STATEMENT,
@@ -33,11 +36,11 @@ def categories(body: bytes, encoding: str = "") -> set[Category]:
 
 def test_hl7_adt_finds_every_identifier_field() -> None:
     result = INSPECTOR.inspect(hl7_adt(PATIENT).encode())
-    assert result.format is Format.HL7V2
+    assert result.format == HL7V2
     assert result.contains_phi
     assert result.message_type == "ADT^A01"
-    assert result.control_id == "MSG00001"
-    assert result.hl7_version == "2.5.1"
+    assert result.reply["control_id"] == "MSG00001"
+    assert result.reply["version"] == "2.5.1"
     assert {"PID-3", "PID-5", "PID-7", "PID-11", "PID-13", "PID-18", "PID-19", "NK1-2"} <= set(
         result.locations()
     )
@@ -73,13 +76,13 @@ def test_hl7_ack_and_empty_pid_are_not_phi() -> None:
 
 def test_hl7_malformed_header_is_an_error_not_a_pass() -> None:
     result = INSPECTOR.inspect(b"MSHA^~\\&|broken\rPID|1||123||DOE^JOHN\r")
-    assert result.format is not Format.HL7V2 or result.error
+    assert result.format != HL7V2 or result.error
 
 
 def test_fhir_patient_json_and_xml() -> None:
     for body, fmt in (
-        (fhir_patient_json(PATIENT), Format.FHIR_JSON),
-        (fhir_patient_xml(PATIENT), Format.FHIR_XML),
+        (fhir_patient_json(PATIENT), FHIR_JSON),
+        (fhir_patient_xml(PATIENT), FHIR_XML),
     ):
         result = INSPECTOR.inspect(body)
         assert result.format is fmt
@@ -108,7 +111,7 @@ def test_fhir_bundle_reference_by_urn_uuid() -> None:
 def test_fhir_ndjson() -> None:
     body = b"\n".join([json.dumps(CAPABILITY_STATEMENT).encode(), fhir_patient_json(PATIENT)])
     result = INSPECTOR.inspect(body)
-    assert result.format is Format.FHIR_NDJSON
+    assert result.format == FHIR_NDJSON
     assert result.contains_phi
 
 
@@ -288,7 +291,7 @@ def test_json_that_orjson_refuses_is_still_read(encode: Any) -> None:
         {"resourceType": "Patient", "active": True, "name": [{"family": "Quillfeather"}]}
     )
     result = INSPECTOR.inspect(encode(patient))
-    assert result.format is Format.FHIR_JSON, result.error
+    assert result.format == FHIR_JSON, result.error
     assert result.contains_phi
     assert "Patient.name" in {f.location for f in result.findings}
 
@@ -298,7 +301,7 @@ def _token_by_token(value: str, empty_chars: str, category: Category) -> bool:
     (kept here as the reference for the one-pattern check)."""
     if not value.strip(empty_chars):
         return False
-    if category in _RECORD_ID_CATEGORIES:
+    if category in RECORD_ID_CATEGORIES:
         component, repetition = empty_chars[0], empty_chars[1]
         value = repetition.join(r.split(component, 1)[0] for r in value.split(repetition))
     safe = SAFE_ADDRESS_TOKEN if category is Category.GEOGRAPHY else SAFE_TOKEN
@@ -321,12 +324,12 @@ def test_the_deidentified_field_check_is_the_token_by_token_check(
     pieces: list[str], category: Category, empty_chars: str
 ) -> None:
     value = "".join(pieces)
-    check = _DEIDENTIFIED_CHECKS[category]
+    check = DEIDENTIFIED_CHECKS[category]
     assert check(value, empty_chars) == _token_by_token(value, empty_chars, category)
 
 
 def test_a_long_run_of_delimiters_before_an_unsafe_token_is_decided_at_once() -> None:
-    check = _DEIDENTIFIED_CHECKS[Category.NAME]
+    check = DEIDENTIFIED_CHECKS[Category.NAME]
     started = time.perf_counter()
     assert check("^" * 200_000 + "SMITH", '^~\\&" ')
     assert not check("^ " * 100_000 + "2005", '^~\\&" ')

@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import Limits
-from gateway.inspect.envelope import inspect_envelope
-from gateway.inspect.inspector import Inspector
-from gateway.model import Category, Format
+from gateway.envelope import inspect_envelope
+from gateway.formats import known_formats
+from gateway.formats.generic_json import GenericJson
+from gateway.inspector import INTERNAL_FAILURE, Inspector
+from gateway.model import Category, Format, Inspection
 from tests.support.corpus import CORPUS, labelled
 from tests.support.evasion import tar_archive, zip_archive
 from tests.support.patients import fhir_patient_json, hl7_adt, make_patient
@@ -153,7 +155,7 @@ def test_fhir_search_in_the_url_is_phi() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=2048))
 def test_random_bytes_never_raise(data: bytes) -> None:
-    INSPECTOR.inspect(data)
+    assert_sound(INSPECTOR.inspect(data))
 
 
 @settings(max_examples=100, deadline=None)
@@ -162,8 +164,42 @@ def test_mutated_containers_never_raise(wrapper: str, position: int, junk: bytes
     body = bytearray(WRAPPERS[wrapper](HL7))
     position %= len(body)
     body[position : position + len(junk)] = junk
-    result = INSPECTOR.inspect(bytes(body))
-    assert result.format in Format
+    assert_sound(INSPECTOR.inspect(bytes(body)))
+
+
+def assert_sound(result: Inspection) -> None:
+    """Whatever the input, the inspection is a verdict of the readers: a format they name,
+    and no exception they did not expect (which the inspector turns into an error value)."""
+    assert not result.internal, result.error
+    assert not result.error.startswith(INTERNAL_FAILURE), result.error
+    assert result.format in READABLE_FORMATS
+
+
+READABLE_FORMATS = known_formats() | {
+    Format.MULTIPART,
+    Format.FORM,
+    Format.ARCHIVE,
+    Format.BINARY,
+    Format.EMPTY,
+}
+
+
+def test_an_internal_failure_is_seen_by_the_fuzz_assertion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> Inspection:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(GenericJson, "inspect", broken)
+    result = INSPECTOR.inspect(json.dumps({"job": 7, "message": HL7.decode()}).encode())
+    assert result.internal and result.error == f"{INTERNAL_FAILURE} (KeyError)"
+    with pytest.raises(AssertionError):
+        assert_sound(result)
+    # ... and inside a container too: the part's failure is the container's.
+    inner = INSPECTOR.inspect(_zip("batch.json", json.dumps({"a": 1}).encode()))
+    assert inner.internal
+    with pytest.raises(AssertionError):
+        assert_sound(inner)
 
 
 def test_inspection_time_budget_fires() -> None:
@@ -186,8 +222,9 @@ def test_mutated_corpus_files_never_raise(data: st.DataObject) -> None:
         position = data.draw(st.integers(0, max(len(body) - 1, 0)))
         body[position : position + 1] = data.draw(st.binary(min_size=0, max_size=4))
     wrapped = data.draw(st.sampled_from(sorted(WRAPPERS)))
-    result = INSPECTOR.inspect(WRAPPERS[wrapped](bytes(body)) if wrapped != "form" else bytes(body))
-    assert result.format in Format
+    assert_sound(
+        INSPECTOR.inspect(WRAPPERS[wrapped](bytes(body)) if wrapped != "form" else bytes(body))
+    )
 
 
 def test_strings_that_only_look_like_documents_are_prose() -> None:

@@ -1,12 +1,14 @@
 from typing import Any
 
 from gateway.config import GatewayConfig, parse_config
+from gateway.formats.fhir import FHIR_JSON
+from gateway.formats.hl7v2 import HL7V2
 from gateway.model import Action, Category, Destination, Finding, Format, Inspection, Jurisdiction
 from gateway.model import Location as L
 from gateway.policy import decide, needs_inspection
 
-PHI = Inspection(Format.HL7V2, findings=(Finding(Category.SSN, "PID-19"),), contains_phi=True)
-CLEAN = Inspection(Format.FHIR_JSON)
+PHI = Inspection(HL7V2, findings=(Finding(Category.SSN, "PID-19"),), contains_phi=True)
+CLEAN = Inspection(FHIR_JSON)
 BROKEN = Inspection(Format.BINARY, error="unknown content-encoding")
 
 

@@ -17,21 +17,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.config import parse_config
-from gateway.inspect.hl7v2 import inspect_hl7
-from gateway.inspect.inspector import Inspector
-from gateway.inspect.xmltree import fhir_xml_to_json, parse_xml
-from gateway.model import Format
-from gateway.redact.fhir_xml import fhir_json_to_xml
-from gateway.redact.redactor import Redactor
-from gateway.redact.safe_harbor import (
+from gateway.formats.cda import CDA
+from gateway.formats.fhir import FHIR_JSON, FHIR_NDJSON, FHIR_XML
+from gateway.formats.fhir.xml import fhir_json_to_xml, fhir_xml_to_json
+from gateway.formats.hl7v2 import HL7V2
+from gateway.formats.hl7v2.inspect import inspect_hl7
+from gateway.formats.hl7v2.verify import DEIDENTIFIED_CHECKS, verify_hl7
+from gateway.formats.xmldoc import parse_xml
+from gateway.inspector import Inspector
+from gateway.phi.safe_harbor import (
     DatePolicy,
     KeyedHash,
     Pseudonymizer,
     base32_80,
     zip3,
 )
-from gateway.redact.text import street_spellings
-from gateway.redact.verify import searched_values, verify_hl7
+from gateway.phi.scrub import searched_values, street_spellings
 from tests.support.corpus import CORPUS, labelled
 from tests.support.patients import (
     Patient,
@@ -40,13 +41,13 @@ from tests.support.patients import (
     hl7_rich,
     make_patient,
 )
+from tests.support.redaction import InspectingRedactor
 
 SECRET = b"test-site-secret-0123456789abcdef"
 
 
-def redactor(**settings: object) -> Redactor:
-    config = parse_config({"redaction": settings})
-    return Redactor(config.redaction, config.limits, SECRET)
+def redactor(**settings: object) -> InspectingRedactor:
+    return InspectingRedactor(parse_config({"redaction": settings}), SECRET)
 
 
 def leaked(output: bytes, patient: Patient) -> list[str]:
@@ -86,11 +87,11 @@ def test_hl7_redaction_leaves_no_identifier_and_parses(seed: int, shape: tuple[s
     patient = make_patient(seed)
     message_type, version, delimiters, end = shape
     body = hl7_rich(patient, message_type, version, delimiters, end).encode()
-    outcome = redactor().redact(body, "", Format.HL7V2)
+    outcome = redactor().redact(body, "", HL7V2)
     assert not outcome.error, outcome.error
     assert leaked(outcome.body, patient) == []
     text = outcome.body.decode()
-    assert not inspect_hl7(text, deidentified=True).contains_phi
+    assert not inspect_hl7(text, DEIDENTIFIED_CHECKS).contains_phi
     if delimiters == "|^~\\&":
         parsed = parse_message(text.replace("\r\n", "\r").replace("\n", "\r"), find_groups=False)
         assert parsed.msh.msh_10.to_er7() == f"CTRL{patient.visit[1:]}"  # ACK still possible
@@ -102,7 +103,7 @@ def test_hl7_redaction_leaves_no_identifier_and_parses(seed: int, shape: tuple[s
 def test_fhir_bundle_redaction_leaves_no_identifier_and_validates(seed: int) -> None:
     patient = make_patient(seed)
     body = json.dumps(fhir_rich_bundle(patient)).encode()
-    outcome = redactor().redact(body, "", Format.FHIR_JSON)
+    outcome = redactor().redact(body, "", FHIR_JSON)
     assert not outcome.error, outcome.error
     assert leaked(outcome.body, patient) == []
     bundle = json.loads(outcome.body)
@@ -125,7 +126,7 @@ def test_fhir_xml_redaction_leaves_no_identifier_and_validates(seed: int) -> Non
     patient = make_patient(seed)
     body = as_xml(Bundle.model_validate(fhir_rich_bundle(patient)))
     assert patient.family.encode() in body
-    outcome = redactor().redact(body, "", Format.FHIR_XML)
+    outcome = redactor().redact(body, "", FHIR_XML)
     assert not outcome.error, outcome.error
     assert outcome.content_type == "application/fhir+xml"
     assert leaked(outcome.body, patient) == []
@@ -165,7 +166,7 @@ def test_fhir_xml_primitive_extensions_and_old_ages_survive_conversion() -> None
     resource = fhir_xml_to_json(parse_xml(xml))
     assert resource["_issued"] == {"extension": {"url": "http://x.org/e", "valueString": "note"}}
     assert fhir_xml_to_json(parse_xml(fhir_json_to_xml(resource))) == resource
-    outcome = redactor().redact(xml, "", Format.FHIR_XML)
+    outcome = redactor().redact(xml, "", FHIR_XML)
     assert not outcome.error, outcome.error
     assert b'value="93"' not in outcome.body  # an age of 90 or more is not kept
 
@@ -173,7 +174,7 @@ def test_fhir_xml_primitive_extensions_and_old_ages_survive_conversion() -> None
 def test_fhir_ndjson_redaction() -> None:
     patients = [make_patient(seed) for seed in range(5)]
     body = b"\n".join(json.dumps(fhir_patient(p)).encode() for p in patients)
-    outcome = redactor().redact(body, "", Format.FHIR_NDJSON)
+    outcome = redactor().redact(body, "", FHIR_NDJSON)
     assert not outcome.error
     for patient in patients:
         assert leaked(outcome.body, patient) == []
@@ -183,16 +184,16 @@ def test_fhir_ndjson_redaction() -> None:
 
 def test_pseudonyms_are_keyed_and_consistent() -> None:
     patient = make_patient(1)
-    first = redactor().redact(hl7_rich(patient).encode(), "", Format.HL7V2).body
-    again = redactor().redact(hl7_rich(patient).encode(), "", Format.HL7V2).body
+    first = redactor().redact(hl7_rich(patient).encode(), "", HL7V2).body
+    again = redactor().redact(hl7_rich(patient).encode(), "", HL7V2).body
     assert first == again
-    other = Redactor(parse_config({}).redaction, parse_config({}).limits, b"another-secret")
-    assert other.redact(hl7_rich(patient).encode(), "", Format.HL7V2).body != first
+    other = InspectingRedactor(parse_config({}), b"another-secret")
+    assert other.redact(hl7_rich(patient).encode(), "", HL7V2).body != first
 
 
 def test_remove_mode_clears_identifiers() -> None:
     patient = make_patient(2)
-    outcome = redactor(identifiers="remove").redact(hl7_rich(patient).encode(), "", Format.HL7V2)
+    outcome = redactor(identifiers="remove").redact(hl7_rich(patient).encode(), "", HL7V2)
     assert not outcome.error
     assert b"PSN" not in outcome.body
     assert leaked(outcome.body, patient) == []
@@ -200,21 +201,21 @@ def test_remove_mode_clears_identifiers() -> None:
 
 def test_date_shift_is_consistent_per_patient() -> None:
     patient = make_patient(4)
-    shifted = redactor(dates="shift").redact(hl7_rich(patient).encode(), "", Format.HL7V2)
+    shifted = redactor(dates="shift").redact(hl7_rich(patient).encode(), "", HL7V2)
     assert not shifted.error
     pid = next(s for s in shifted.body.decode().split("\r") if s.startswith("PID"))
     evn = next(s for s in shifted.body.decode().split("\r") if s.startswith("EVN"))
     assert len(pid.split("|")[7]) == 8  # a full (shifted) date, not a year
     assert pid.split("|")[7] != patient.birth_date
     assert evn.split("|")[2] != patient.admit_date
-    again = redactor(dates="shift").redact(hl7_rich(patient).encode(), "", Format.HL7V2)
+    again = redactor(dates="shift").redact(hl7_rich(patient).encode(), "", HL7V2)
     assert again.body == shifted.body
 
 
 def test_keep_list_and_z_segments() -> None:
     patient = make_patient(5)
     outcome = redactor(keep=["PID-8"], z_segments="keep").redact(
-        hl7_rich(patient).encode(), "", Format.HL7V2
+        hl7_rich(patient).encode(), "", HL7V2
     )
     segments = outcome.body.decode().split("\r")
     zpi = next(s for s in segments if s.startswith("ZPI"))
@@ -254,7 +255,7 @@ def test_verification_refuses_a_half_redacted_message() -> None:
 )
 def test_verification_reads_notes_with_the_free_text_detectors(note: str, refused: bool) -> None:
     body = (hl7_rich(make_patient(8)) + f"NTE|2||{note}\r").encode()
-    outcome = redactor().redact(body, "", Format.HL7V2)
+    outcome = redactor().redact(body, "", HL7V2)
     assert (outcome.error == "free text still identifies a patient") is refused
     assert refused or not outcome.error
 
@@ -272,7 +273,7 @@ def test_fhir_verification_reads_strings_with_the_free_text_detectors(
     bundle: dict[str, Any] = fhir_rich_bundle(make_patient(9))
     observation = {"resourceType": "Observation", "status": "final", "valueString": text}
     bundle["entry"].append({"resource": observation})
-    outcome = redactor().redact(json.dumps(bundle).encode(), "", Format.FHIR_JSON)
+    outcome = redactor().redact(json.dumps(bundle).encode(), "", FHIR_JSON)
     assert (outcome.error == "free text still identifies a patient") is refused
     assert refused or not outcome.error
 
@@ -304,7 +305,7 @@ def test_a_display_is_learned_as_a_name_only_when_it_can_point_at_a_person() -> 
             },
         ],
     }
-    outcome = redactor().redact(json.dumps(bundle).encode(), "", Format.FHIR_JSON)
+    outcome = redactor().redact(json.dumps(bundle).encode(), "", FHIR_JSON)
     assert not outcome.error
     assert lab.encode() in outcome.body  # the Observation's coding keeps its display
     assert b"Quillfeather" not in outcome.body  # the patient's display is learned and masked
@@ -313,7 +314,7 @@ def test_a_display_is_learned_as_a_name_only_when_it_can_point_at_a_person() -> 
 @pytest.mark.parametrize("meta", [5, "text", ["a"], None])
 def test_a_malformed_meta_is_replaced_not_a_crash(meta: object) -> None:
     patient = {"resourceType": "Patient", "meta": meta, "name": [{"family": "Quillfeather"}]}
-    outcome = redactor().redact(json.dumps(patient).encode(), "", Format.FHIR_JSON)
+    outcome = redactor().redact(json.dumps(patient).encode(), "", FHIR_JSON)
     assert not outcome.error
     assert json.loads(outcome.body)["meta"]["security"][0]["code"] == "REDACTED"
 
@@ -324,8 +325,8 @@ def test_an_unexpected_redactor_error_blocks(
     def broken(*_: object) -> None:
         raise KeyError("Quillfeather")  # an exception quoting a value
 
-    monkeypatch.setattr("gateway.redact.redactor.Hl7Redactor.redact", broken)
-    outcome = redactor().redact(hl7_rich(make_patient(1)).encode(), "", Format.HL7V2)
+    monkeypatch.setattr("gateway.formats.hl7v2.Hl7Redactor.redact", broken)
+    outcome = redactor().redact(hl7_rich(make_patient(1)).encode(), "", HL7V2)
     assert outcome.error == "cannot redact: unexpected KeyError"
     assert not outcome.body
     assert "KeyError" in caplog.text
@@ -335,19 +336,19 @@ def test_an_unexpected_redactor_error_blocks(
 def test_the_garbage_collector_is_left_as_it_was_found() -> None:
     body = hl7_rich(make_patient(2)).encode()
     assert gc.isenabled()
-    redactor().redact(body, "", Format.HL7V2)
-    redactor().redact(b"MSH|broken", "", Format.HL7V2)  # refused: the error path too
+    redactor().redact(body, "", HL7V2)
+    redactor().redact(b"MSH|broken", "", HL7V2)  # refused: the error path too
     assert gc.isenabled()
     gc.disable()  # someone else paused it: it stays paused
     try:
-        redactor().redact(body, "", Format.HL7V2)
+        redactor().redact(body, "", HL7V2)
         assert not gc.isenabled()
     finally:
         gc.enable()
 
 
 def test_unsupported_formats_are_refused_not_forwarded() -> None:
-    outcome = redactor().redact(b"<ClinicalDocument/>", "", Format.CDA)
+    outcome = redactor().redact(b"<ClinicalDocument/>", "", CDA)
     assert outcome.error
 
 
@@ -378,7 +379,7 @@ def test_base32_of_ten_bytes_is_the_standard_encoding(data: bytes) -> None:
     assert base32_80(data) == base64.b32encode(data).decode()
 
 
-REDACTABLE = (Format.HL7V2, Format.FHIR_JSON, Format.FHIR_NDJSON, Format.FHIR_XML)
+REDACTABLE = (HL7V2, FHIR_JSON, FHIR_NDJSON, FHIR_XML)
 
 
 def _phi_corpus() -> list[str]:
@@ -397,13 +398,13 @@ def test_corpus_phi_files_redact_and_parse(path: str) -> None:
     assert not outcome.error, outcome.error
     again = Inspector(parse_config({}).limits).inspect(outcome.body)
     assert again.format is inspection.format and not again.error
-    if inspection.format is Format.HL7V2:
-        assert not inspect_hl7(outcome.body.decode("latin-1"), deidentified=True).contains_phi
-    elif inspection.format is Format.FHIR_XML:
+    if inspection.format == HL7V2:
+        assert not inspect_hl7(outcome.body.decode("latin-1"), DEIDENTIFIED_CHECKS).contains_phi
+    elif inspection.format == FHIR_XML:
         parse_xml(outcome.body)
     else:
         for line in (
-            outcome.body.splitlines() if inspection.format is Format.FHIR_NDJSON else [outcome.body]
+            outcome.body.splitlines() if inspection.format == FHIR_NDJSON else [outcome.body]
         ):
             json.loads(line)
 
@@ -423,7 +424,7 @@ def _hl7(*segments: str) -> bytes:
 def test_bare_line_feed_inside_a_segment_hides_nothing() -> None:
     body = _hl7(PID_LINE.replace("PID|1|", "PID|1\n|"))
     assert Inspector(parse_config({}).limits).inspect(body).contains_phi
-    outcome = redactor().redact(body, "", Format.HL7V2)
+    outcome = redactor().redact(body, "", HL7V2)
     assert outcome.error or b"Quillfeather" not in outcome.body
 
 
@@ -437,7 +438,7 @@ def test_bare_line_feed_inside_a_segment_hides_nothing() -> None:
     ],
 )
 def test_identifiers_in_other_shapes_do_not_survive(segment: str) -> None:
-    outcome = redactor().redact(_hl7(PID_LINE, segment), "", Format.HL7V2)
+    outcome = redactor().redact(_hl7(PID_LINE, segment), "", HL7V2)
     assert not outcome.error, outcome.error
     for value in ("123456789", "5553217654", "Quillfeather", "MRN12345678", "Tanager"):
         assert value.encode() not in outcome.body
@@ -449,7 +450,7 @@ def test_batch_headers_and_trailers_are_scrubbed() -> None:
         + _hl7(PID_LINE).decode()
         + "BTS|1|Quillfeather\rFTS|1\r"
     ).encode()
-    outcome = redactor().redact(body, "", Format.HL7V2)
+    outcome = redactor().redact(body, "", HL7V2)
     assert not outcome.error, outcome.error
     assert b"Quillfeather" not in outcome.body
     assert b"123-45-6789" not in outcome.body
@@ -498,7 +499,7 @@ def test_fhir_review_findings() -> None:
             },
         ],
     }
-    outcome = redactor().redact(json.dumps(bundle).encode(), "", Format.FHIR_JSON)
+    outcome = redactor().redact(json.dumps(bundle).encode(), "", FHIR_JSON)
     assert not outcome.error, outcome.error
     text = outcome.body.decode()
     for value in ("Quillfeather", "ACC-2024-998877", "Ravensworth", "UXVpbGxmZWF0aGVy"):
@@ -519,7 +520,7 @@ def test_compound_names_partner_surnames_zip_and_date_spellings() -> None:
         "NTE|1||Mrs. Garcia called; Jansen family aware; born Jan 2, 1960 (01/02/60, "
         "02.01.1960); lives in 59901"
     )
-    outcome = redactor().redact(_hl7(pid, note), "", Format.HL7V2)
+    outcome = redactor().redact(_hl7(pid, note), "", HL7V2)
     assert not outcome.error, outcome.error
     for value in (
         b"Garcia",
@@ -538,7 +539,7 @@ def test_visit_dates_employers_and_old_ages() -> None:
     nk1 = "NK1|1|Quillfeather^Ottilie|SPO||||||||||Quarrybrook Tannery"
     note = "NTE|1||Admitted 03/15/2024, discharged 2024-03-20; works at Quarrybrook Tannery"
     age = "OBX|1|NM|30525-0^Age^LN||94|a^year^UCUM|||||F"
-    outcome = redactor().redact(_hl7(PID_LINE, nk1, pv1, age, note), "", Format.HL7V2)
+    outcome = redactor().redact(_hl7(PID_LINE, nk1, pv1, age, note), "", HL7V2)
     assert not outcome.error, outcome.error
     text = outcome.body.decode()
     for value in ("03/15/2024", "2024-03-20", "Quarrybrook", "|94|"):
@@ -554,14 +555,14 @@ def test_visit_dates_employers_and_old_ages() -> None:
             "code": "a",
         },
     }
-    fhir = redactor().redact(json.dumps(observation).encode(), "", Format.FHIR_JSON)
+    fhir = redactor().redact(json.dumps(observation).encode(), "", FHIR_JSON)
     onset = json.loads(fhir.body)["onsetAge"]
     assert (onset["value"], onset["comparator"]) == (90, ">=")
 
 
 def test_names_hidden_in_hl7_escapes_are_caught_by_verification() -> None:
     for note in ("NTE|1||Pt \\X517569\\llfeather seen", "NTE|1||Pt \\H\\Quill\\N\\feather seen"):
-        outcome = redactor().redact(_hl7(PID_LINE, note), "", Format.HL7V2)
+        outcome = redactor().redact(_hl7(PID_LINE, note), "", HL7V2)
         assert outcome.error or b"uill" not in outcome.body  # blocked, never forwarded as is
 
 
@@ -571,7 +572,7 @@ def test_street_spelled_another_way_in_a_note_is_scrubbed() -> None:
         "4417 Juniper Hollow Rd^^Ashtabula^OH^44004"
     )
     note = "NTE|1||Pt lives at 4417 Juniper Hollow Road; family on Juniper Hollow Rd. too"
-    outcome = redactor().redact(_hl7(MSH_LINE, pid, note), "", Format.HL7V2)
+    outcome = redactor().redact(_hl7(MSH_LINE, pid, note), "", HL7V2)
     assert not outcome.error, outcome.error
     assert b"juniper" not in outcome.body.lower()
 
@@ -595,6 +596,6 @@ def test_a_number_past_float_range_is_read_not_a_crash(unit: str, expected: int)
         '{"resourceType": "Observation", "id": "o1", "valueQuantity": '
         f'{{"value": 1{"0" * 400}, "unit": "{unit}"}}}}'
     ).encode()
-    outcome = redactor().redact(body, "", Format.FHIR_JSON)
+    outcome = redactor().redact(body, "", FHIR_JSON)
     assert not outcome.error
     assert json.loads(outcome.body)["valueQuantity"]["value"] == expected

@@ -7,16 +7,18 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.redact.text import (
+from gateway.phi.patterns import EMAIL_SHAPE as EMAIL
+from gateway.phi.patterns import PHONE_SHAPE as PHONE
+from gateway.phi.patterns import SSN_SHAPE as SSN
+from gateway.phi.patterns import pattern_spans
+from gateway.phi.scrub import (
     _HINT_AT,
-    EMAIL,
     MASK,
-    PHONE,
-    SSN,
     ContextScrubber,
     _hints,
     find_values,
     has_pattern,
+    mask_spans,
     mask_values,
     scrub_patterns,
     values_pattern,
@@ -47,10 +49,13 @@ def test_mask_values_matches_the_regex(text: str, values: list[str]) -> None:
 @settings(max_examples=400, deadline=None)
 @given(text=st.text(alphabet="0123456789 -.()+1@ab.", max_size=40))
 def test_pattern_prefilter_never_hides_a_pattern(text: str) -> None:
-    full = EMAIL.sub(MASK, PHONE.sub(MASK, SSN.sub(MASK, text))) if text else text
+    full = mask_spans(text, pattern_spans(text))
+    full = EMAIL.sub(MASK, PHONE.sub(MASK, SSN.sub(MASK, full))) if full else full
     # The combined number pattern is one alternation: compare on what it is meant to catch.
     assert (scrub_patterns(text) == text) == (full == text)
-    assert has_pattern(text) == any(p.search(text) for p in (SSN, PHONE, EMAIL))
+    assert has_pattern(text) == (
+        any(p.search(text) for p in (SSN, PHONE, EMAIL)) or bool(pattern_spans(text))
+    )
 
 
 def test_scrubber_masks_whole_tokens_case_insensitively() -> None:
@@ -85,8 +90,11 @@ _NUMBERS = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
 def test_windowed_pattern_scrub_equals_the_whole_text_regex(text: str) -> None:
     # The scrub searches only near an anchor; over the whole text, the same regexes must
     # find exactly the same matches.
-    assert scrub_patterns(text) == EMAIL.sub(MASK, _NUMBERS.sub(MASK, text))
-    assert has_pattern(text) == bool(_NUMBERS.search(text) or EMAIL.search(text))
+    found = mask_spans(text, pattern_spans(text))
+    assert scrub_patterns(text) == EMAIL.sub(MASK, _NUMBERS.sub(MASK, found))
+    assert has_pattern(text) == bool(
+        _NUMBERS.search(text) or EMAIL.search(text) or pattern_spans(text)
+    )
 
 
 @settings(max_examples=400, deadline=None)

@@ -21,8 +21,9 @@ from gateway.audit.query import parse_period
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.audit.store import ChainSettings
 from gateway.config import parse_config
+from gateway.errors import ReportFailed
 from gateway.report import build_report, render
-from gateway.report.job import ReportFailed, build_in_child
+from gateway.report.job import build_in_child
 from tests.support.patients import hl7_adt, make_patient
 from tests.unit.test_audit import decision_for
 

@@ -1,0 +1,28 @@
+"""Containers: what wraps payloads without being a format of its own — Content-Encoding
+(``encoding.py``), archives and compressed files, multipart bodies and forms, base64, UTF-16/32
+text. Each hands every member back to the registry through the inspector's ``scan``, under
+one ``Budget``; what cannot be unwrapped raises ContainerError, which fails closed abroad."""
+
+from __future__ import annotations
+
+from gateway.containers.archives import is_archive, unpack_archive
+from gateway.containers.budget import Budget, Combined, Scan
+from gateway.containers.encoded import looks_base64, unpack_base64
+from gateway.containers.multipart import is_form, is_multipart, unpack_form, unpack_multipart
+from gateway.model import Inspection
+
+__all__ = ["Budget", "Combined", "Scan", "unwrap"]
+
+
+def unwrap(data: bytes, depth: int, scan: Scan, budget: Budget) -> Inspection | None:
+    """The inspection of a container and its members, or None when ``data`` is no container
+    (or base64 that decodes to nothing recognisable)."""
+    if is_archive(data):
+        return unpack_archive(data, depth, scan, budget)
+    if is_multipart(data):
+        return unpack_multipart(data, depth, scan, budget)
+    if is_form(data):
+        return unpack_form(data, depth, scan, budget)
+    if looks_base64(data):
+        return unpack_base64(data, depth, scan, budget)
+    return None

@@ -1,0 +1,49 @@
+"""Payload formats as plug-ins: one module or package per format, one line each below.
+
+The inspector sniffs every layer of a payload against ``FORMATS`` in this order (the first
+handler whose ``sniff`` says yes inspects it; the containers stage is asked after every
+format but the fallbacks, and plain text comes last); the redactor and ``enforce`` look up
+the handler of an inspection's format here. Adding a format is writing its handler (see
+``base.py`` and docs/architecture.md) and adding one line. The order matters where formats
+share a first byte: a FHIR resource before any JSON, FHIR/HL7/CDA XML before any XML.
+"""
+
+from __future__ import annotations
+
+from gateway.formats.base import FormatHandler
+from gateway.formats.cda import Cda
+from gateway.formats.fhir import FhirJson, FhirNdjson, FhirXml
+from gateway.formats.generic_json import GenericJson
+from gateway.formats.generic_xml import GenericXml
+from gateway.formats.hl7v2 import Hl7v2Er7, Hl7v2Xml
+from gateway.formats.text import Text
+from gateway.model import Format
+
+FORMATS: tuple[FormatHandler, ...] = (
+    Hl7v2Er7(),
+    FhirJson(),
+    FhirNdjson(),
+    GenericJson(),
+    FhirXml(),
+    Hl7v2Xml(),
+    Cda(),
+    GenericXml(),
+    Text(),
+)
+
+_BY_FORMAT: dict[Format, FormatHandler] = {}
+for _handler in FORMATS:
+    for _format in _handler.formats:
+        if _format in _BY_FORMAT:
+            raise RuntimeError(f"two format handlers claim {_format.value}")
+        _BY_FORMAT[_format] = _handler
+
+
+def handler_for(fmt: Format) -> FormatHandler | None:
+    """The handler whose inspections carry ``fmt`` (None for what the stages report:
+    containers, binary, empty, skipped)."""
+    return _BY_FORMAT.get(fmt)
+
+
+def known_formats() -> frozenset[Format]:
+    return frozenset(_BY_FORMAT)

@@ -1,0 +1,232 @@
+"""What a payload format is to the rest of the gateway: one ``FormatHandler``.
+
+A handler knows one format (or one family read by the same parse) and nothing of policy,
+audit or mitmproxy:
+
+- ``sniff``: does this layer of a payload start like my format? Cheap: it looks at the first
+  bytes, or at a parse several sniffers share (``Payload.json``, ``Payload.xml_root``: each
+  made at most once per layer, whoever asks first);
+- ``signature`` / ``starts``: where a document of mine begins inside a text (after a
+  preamble, in a JSON string, in a decoded base64 run), so the generic readers can hand it
+  back to the registry;
+- ``inspect``: findings (category and location, never a value);
+- ``redact``: where the format can be rewritten to Safe Harbor, rewrite and verify it from
+  the ``Document`` inspection already parsed (decode once);
+- ``refusal``: the answer in the sender's protocol (HL7 ACK, FHIR OperationOutcome), or None.
+
+The registry (``gateway/formats/__init__.py``) lists the handlers in priority order; the
+inspector, the redactor and ``enforce`` all iterate it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Protocol
+
+from gateway.containers.budget import Combined
+from gateway.errors import XmlError
+from gateway.formats.jsondoc import read
+from gateway.formats.xmldoc import parse_xml
+from gateway.model import (
+    BlockResponse,
+    Document,
+    Format,
+    Inspection,
+    RedactionOutcome,
+    Verdict,
+)
+from gateway.phi.safe_harbor import DatePolicy, Pseudonymizer
+
+
+class Reader(Protocol):
+    """What the inspector offers a format that carries other documents inside it (the
+    generic JSON, XML and text readers): every layer goes back through the registry under
+    the same budget."""
+
+    formats: Sequence[FormatHandler]  # the registry, in priority order
+
+    def scan(self, body: bytes, depth: int) -> Inspection:
+        """One nested layer, sniffed and inspected like a payload of its own."""
+        ...
+
+    def embedded(self, value: str, depth: int) -> Inspection | None:
+        """A document, message or encoded blob carried in a string, or None for prose."""
+        ...
+
+    def wrapped(self, text: str, depth: int, into: Combined) -> None:
+        """Documents after a preamble and base64 runs inside a text, added to ``into``."""
+        ...
+
+    def free_text(self, text: str, location: str, depth: int, into: Combined) -> None:
+        """Identifiers in prose and tables, added to ``into`` (a ``Combined``)."""
+        ...
+
+
+# Every refusal: 451 Unavailable For Legal Reasons, and the incident id of its audit record.
+BLOCK_STATUS = 451
+INCIDENT_HEADER = "X-PHI-Gateway-Incident"
+
+# Why a whole-document JSON parse failed: it may be NDJSON (one document per line) or not
+# JSON at all.
+NOT_ONE_DOCUMENT = "not one document"
+MALFORMED = "malformed"
+
+
+class Payload:
+    """One layer of a payload as the sniffers see it: leading blanks and a BOM stripped, and
+    the parses that several sniffers share, each made at most once."""
+
+    __slots__ = (
+        "_json",
+        "_json_error",
+        "_text",
+        "_xml",
+        "_xml_error",
+        "data",
+        "depth",
+        "json_by_orjson",
+        "whole",
+    )
+
+    def __init__(self, data: bytes, depth: int, whole: bool = False) -> None:
+        self.data = data
+        self.depth = depth
+        # The layer is the payload itself (perhaps re-encoded from UTF-16/32), not a part of
+        # it: a format then hands its parse on for redaction (``Inspection.document``).
+        self.whole = whole
+        self._text: str | None = None
+        self._json: Any = None
+        self._json_error: str | None = None  # None: not parsed yet
+        self.json_by_orjson = False
+        self._xml: ET.Element | None = None
+        self._xml_error: XmlError | None = None
+
+    @property
+    def first(self) -> bytes:
+        return self.data[:1]
+
+    def latin1(self) -> str:
+        """The bytes as Latin-1 text (every byte a character: nothing hides behind an error)."""
+        if self._text is None:
+            self._text = self.data.decode("latin-1")
+        return self._text
+
+    def json(self) -> tuple[Any, str]:
+        """(document, "") or (None, why not): ``NOT_ONE_DOCUMENT`` or ``MALFORMED``. A
+        RecursionError (a document nested past what the parser reads) is raised."""
+        if self._json_error is None:
+            try:
+                self._json, self.json_by_orjson = read(self.data)
+                self._json_error = ""
+            except json.JSONDecodeError:
+                self._json_error = NOT_ONE_DOCUMENT
+            except (UnicodeDecodeError, ValueError):
+                self._json_error = MALFORMED
+        return self._json, self._json_error
+
+    def xml(self) -> ET.Element:
+        """The root element; raises XmlError when the XML is unreadable or unsafe."""
+        if self._xml is None:
+            if self._xml_error is None:
+                try:
+                    self._xml = parse_xml(self.data)
+                except XmlError as exc:
+                    self._xml_error = exc
+            if self._xml_error is not None:
+                raise self._xml_error
+        assert self._xml is not None
+        return self._xml
+
+    def xml_root(self) -> ET.Element | None:
+        try:
+            return self.xml()
+        except XmlError:
+            return None
+
+
+@dataclass(frozen=True)
+class RedactContext:
+    """What a format's redactor needs from the redaction settings."""
+
+    pseudonymizer: Pseudonymizer
+    dates: Callable[[str], DatePolicy]  # the date policy for one patient key
+    shift: bool  # dates are shifted (not cut to the year): verification allows them
+    pseudonymize_ids: bool
+    redact_z_segments: bool
+    keep: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RefusalRequest:
+    """A refusal to build: the verdict, what inspection learned, the incident id, and how
+    the client asked (a FHIR client wants an OperationOutcome in the format it spoke)."""
+
+    verdict: Verdict
+    inspection: Inspection
+    incident_id: str
+    text: str  # the human sentence every refusal carries
+    content_type: str = ""
+    accept: str = ""
+
+
+class FormatHandler:
+    """One payload format (or one family read by the same parse). Subclasses set the class
+    attributes and override what their format has; see the module docstring."""
+
+    # The formats this handler's inspections carry: redaction and refusals are dispatched
+    # on them.
+    formats: ClassVar[frozenset[Format]] = frozenset()
+    # Read only when no other format and no container claimed the layer (plain text).
+    fallback: ClassVar[bool] = False
+    # Where a document of this format starts inside a text, and the label its findings'
+    # locations get there ("hl7@120"); handlers sharing a label share one search result.
+    signature: ClassVar[re.Pattern[str] | None] = None
+    label: ClassVar[str] = ""
+    # A string that only starts like this format ("<p>Hi", "{name} is") but does not parse
+    # is prose, read by the free-text detectors; False where a start is never prose (MSH|).
+    prose_when_unreadable: ClassVar[bool] = True
+    # Documents of this format may sit inside JSON of no format (``within_json``).
+    claims_json_nodes: ClassVar[bool] = False
+
+    def starts(self, text: str) -> bool:
+        """Does a string (leading blanks stripped) start like a document of this format?"""
+        return False
+
+    def sniff(self, payload: Payload) -> bool:
+        raise NotImplementedError
+
+    def inspect(self, payload: Payload, reader: Reader) -> Inspection:
+        raise NotImplementedError
+
+    def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
+        return RedactionOutcome(
+            error=f"redaction is not available for {document.format.value} payloads"
+        )
+
+    def can_redact(self, fmt: Format) -> bool:
+        return False
+
+    def within_json(self, document: Any) -> tuple[str, Inspection] | None:
+        """Documents of this format inside a JSON document of no format (FHIR resources in
+        an API's own envelope): (label, their inspection), or None."""
+        return None
+
+    def owns_json_node(self, node: Any) -> bool:
+        """Is this JSON object a document of this format (read by ``within_json``, so the
+        generic JSON reader skips it)?"""
+        return False
+
+    def refusal(self, request: RefusalRequest) -> BlockResponse | None:
+        return None
+
+
+def with_document(inspection: Inspection, payload: Payload, parsed: object) -> Inspection:
+    """The inspection, carrying the format's parse for the redactor when the layer is the
+    whole payload (a part of a container is never redacted on its own)."""
+    if not payload.whole:
+        return inspection
+    return replace(inspection, document=Document(inspection.format, payload.data, parsed))

@@ -1,0 +1,235 @@
+"""FHIR: JSON resources, NDJSON bulk exports and XML resources, read into one JSON tree and
+judged by the same walker (``inspect.py``), redacted by the same redactor (``redact.py``) and
+verified by the same checks (``verify.py``); refused with an OperationOutcome."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gateway.formats import jsondoc
+from gateway.formats.base import (
+    BLOCK_STATUS,
+    INCIDENT_HEADER,
+    NOT_ONE_DOCUMENT,
+    FormatHandler,
+    Payload,
+    Reader,
+    RedactContext,
+    RefusalRequest,
+    with_document,
+)
+from gateway.formats.fhir.inspect import inspect_resources
+from gateway.formats.fhir.outcome import (
+    JSON_CONTENT_TYPE,
+    XML_CONTENT_TYPE,
+    operation_outcome_json,
+    operation_outcome_xml,
+)
+from gateway.formats.fhir.redact import FhirOptions, FhirRedactor
+from gateway.formats.fhir.resources import (
+    FHIR_FORMATS,
+    FHIR_JSON,
+    FHIR_NDJSON,
+    FHIR_XML,
+    find_resources,
+    is_resource,
+)
+from gateway.formats.fhir.verify import verify_fhir
+from gateway.formats.fhir.xml import FHIR_NS, fhir_json_to_xml, fhir_xml_to_json
+from gateway.formats.xmldoc import HL7_XML_SIGNATURE, split_tag
+from gateway.model import BlockResponse, Document, Format, Inspection, RedactionOutcome
+
+__all__ = ["FHIR_JSON", "FHIR_NDJSON", "FHIR_XML", "FhirJson", "FhirNdjson", "FhirXml"]
+
+_JSON_START = (b"{", b"[")
+# A FHIR JSON resource after a preamble in a text ("see attached: {"resourceType": ...").
+_JSON_SIGNATURE = re.compile(r'\{\s*"resourceType"\s*:')
+
+_Writer = Callable[[list[Any]], tuple[bytes, str]]
+
+
+class _Fhir(FormatHandler):
+    """What the three FHIR encodings share: the refusal and the redaction of resources."""
+
+    def refusal(self, request: RefusalRequest) -> BlockResponse | None:
+        inspection = request.inspection
+        asked = "fhir" in request.content_type.lower() or "fhir" in request.accept.lower()
+        if inspection.format not in FHIR_FORMATS and not asked:
+            return None
+        headers = ((INCIDENT_HEADER, request.incident_id),)
+        if _wants_xml(request.accept, inspection.format):
+            body = operation_outcome_xml(request.text, request.incident_id)
+            return BlockResponse(BLOCK_STATUS, XML_CONTENT_TYPE, body, headers)
+        body = operation_outcome_json(request.text, request.incident_id)
+        return BlockResponse(BLOCK_STATUS, JSON_CONTENT_TYPE, body, headers)
+
+    def can_redact(self, fmt: Format) -> bool:
+        return fmt in self.formats
+
+    @staticmethod
+    def _redact(documents: list[Any], write: _Writer, context: RedactContext) -> RedactionOutcome:
+        options = FhirOptions(
+            pseudonymizer=context.pseudonymizer,
+            dates=context.dates(patient_key(documents) if context.shift else ""),
+            pseudonymize_ids=context.pseudonymize_ids,
+            keep=context.keep,
+        )
+        result = FhirRedactor(options).redact(documents)
+        try:  # serialized once: the check that it still serializes, and the body sent
+            body, content_type = write(result.resources)
+        except (TypeError, ValueError):
+            return RedactionOutcome(error="redacted document no longer serializes")
+        problem = verify_fhir(result.resources, result.originals, context.shift)
+        if problem:
+            return RedactionOutcome(error=problem)
+        return RedactionOutcome(
+            body, content_type, dict(result.counts), tuple(sorted(result.locations))
+        )
+
+
+def _wants_xml(accept: str, fmt: Format) -> bool:
+    if fmt == FHIR_XML:
+        return True
+    if fmt in (FHIR_JSON, FHIR_NDJSON):
+        return False
+    return "xml" in accept.lower() and "json" not in accept.lower()
+
+
+class FhirJson(_Fhir):
+    """One FHIR resource (a Bundle, a Patient, ...) as a JSON document."""
+
+    formats = frozenset({FHIR_JSON})
+    signature = _JSON_SIGNATURE
+    label = "json"
+    claims_json_nodes = True
+
+    def starts(self, text: str) -> bool:
+        return text[:1] in ("{", "[")
+
+    def sniff(self, payload: Payload) -> bool:
+        return payload.first in _JSON_START and is_resource(payload.json()[0])
+
+    def inspect(self, payload: Payload, reader: Reader) -> Inspection:
+        document = payload.json()[0]
+        inspection = inspect_resources([document], FHIR_JSON)
+        return with_document(inspection, payload, (document, payload.json_by_orjson))
+
+    def within_json(self, document: Any) -> tuple[str, Inspection] | None:
+        resources = find_resources(document)
+        return ("fhir", inspect_resources(resources, FHIR_JSON)) if resources else None
+
+    def owns_json_node(self, node: Any) -> bool:
+        return is_resource(node)
+
+    def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
+        tree, by_orjson = _json_parse(document.parsed)
+        resource, finite = jsondoc.exact(document.data, tree, by_orjson)
+        return self._redact([resource], _json_document if finite else _json_as_is, context)
+
+
+class FhirNdjson(_Fhir):
+    """FHIR bulk data: one resource per line (a whole-document JSON parse fails on it)."""
+
+    formats = frozenset({FHIR_NDJSON})
+
+    def sniff(self, payload: Payload) -> bool:
+        return payload.first in _JSON_START and payload.json()[1] == NOT_ONE_DOCUMENT
+
+    def inspect(self, payload: Payload, reader: Reader) -> Inspection:
+        resources: list[dict[str, Any]] = []
+        lines: list[tuple[bytes, Any, bool]] = []
+        for number, line in enumerate(payload.data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                doc, by_orjson = jsondoc.read(line)
+            except ValueError:
+                return Inspection(Format.JSON, error=f"malformed JSON (line {number})")
+            lines.append((line, doc, by_orjson))
+            resources.extend(find_resources(doc))
+        if not resources:
+            return Inspection(Format.JSON)
+        return with_document(inspect_resources(resources, FHIR_NDJSON), payload, lines)
+
+    def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
+        read = [jsondoc.exact(line, doc, by_orjson) for line, doc, by_orjson in _lines(document)]
+        finite = all(line_finite for _, line_finite in read)
+        write = _ndjson_documents if finite else _ndjson_as_is
+        return self._redact([doc for doc, _ in read], write, context)
+
+
+class FhirXml(_Fhir):
+    """One FHIR resource as XML (read into the JSON tree, written back as XML)."""
+
+    formats = frozenset({FHIR_XML})
+    signature = HL7_XML_SIGNATURE
+    label = "xml"
+
+    def starts(self, text: str) -> bool:
+        return text[:1] == "<"
+
+    def sniff(self, payload: Payload) -> bool:
+        if payload.first != b"<":
+            return False
+        root = payload.xml_root()
+        return root is not None and split_tag(root.tag)[0] == FHIR_NS
+
+    def inspect(self, payload: Payload, reader: Reader) -> Inspection:
+        resource = fhir_xml_to_json(payload.xml())
+        return with_document(inspect_resources([resource], FHIR_XML), payload, resource)
+
+    def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
+        resource = document.parsed
+        if not is_resource(resource):
+            return RedactionOutcome(error="cannot redact: not a FHIR resource")
+        return self._redact([resource], _xml_document, context)
+
+
+def _json_parse(parsed: object) -> tuple[Any, bool]:
+    if not (isinstance(parsed, tuple) and len(parsed) == 2 and isinstance(parsed[1], bool)):
+        raise TypeError("FHIR JSON document without its parse")
+    return parsed[0], parsed[1]
+
+
+def _lines(document: Document) -> list[tuple[bytes, Any, bool]]:
+    parsed = document.parsed
+    if not isinstance(parsed, list):
+        raise TypeError("FHIR NDJSON document without its parse")
+    return parsed
+
+
+def _json_document(resources: list[Any]) -> tuple[bytes, str]:
+    return jsondoc.dumps(resources[0]), JSON_CONTENT_TYPE
+
+
+def _json_as_is(resources: list[Any]) -> tuple[bytes, str]:
+    return jsondoc.dumps_as_is(resources[0]), JSON_CONTENT_TYPE
+
+
+def _ndjson_documents(resources: list[Any]) -> tuple[bytes, str]:
+    return b"\n".join(jsondoc.dumps(r) for r in resources) + b"\n", "application/fhir+ndjson"
+
+
+def _ndjson_as_is(resources: list[Any]) -> tuple[bytes, str]:
+    return b"\n".join(jsondoc.dumps_as_is(r) for r in resources) + b"\n", "application/fhir+ndjson"
+
+
+def _xml_document(resources: list[Any]) -> tuple[bytes, str]:
+    return fhir_json_to_xml(resources[0]), XML_CONTENT_TYPE
+
+
+def patient_key(documents: list[Any]) -> str:
+    """A per-patient key (for date shifting): the first Patient's id, else its identifiers."""
+    stack = list(documents)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("resourceType") == "Patient":
+                return str(node.get("id") or json.dumps(node.get("identifier"), sort_keys=True))
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend(node)
+    return ""

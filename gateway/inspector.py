@@ -1,0 +1,186 @@
+"""The inspect stage: body → Inspection. Undo the Content-Encoding, then read every layer of
+the payload — sniffing its format regardless of Content-Type, which lies — against the
+format registry (``gateway.formats.FORMATS``), with the containers stage (archives,
+multipart, forms, base64, UTF-16/32) in between; all under one budget.
+
+Errors are values: a body we cannot read comes back with ``error`` set and the policy
+decides what that means (fail closed for foreign destinations). An exception no format
+expected is such an error too, counted by type only and flagged ``internal``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from gateway.config import Limits
+from gateway.containers import Budget, Combined, unwrap
+from gateway.containers.encoded import BASE64_RUN, unpack_base64
+from gateway.containers.encoding import DecodeLimits, decode_content
+from gateway.containers.wide import decode_wide, wide_encoding
+from gateway.errors import PayloadError
+from gateway.formats import FORMATS
+from gateway.formats.base import FormatHandler, Payload
+from gateway.model import Format, Inspection
+from gateway.phi.freetext import scan_text
+
+_BOM = b"\xef\xbb\xbf"
+_LEADING = b" \t\r\n\x0b"
+_TEXT_PIECE = 256 * 1024
+# What the inspector calls an exception no format expected (a bug): the reason starts so.
+INTERNAL_FAILURE = "inspector failed"
+log = logging.getLogger(__name__)
+
+
+class Inspector:
+    def __init__(self, limits: Limits, formats: Sequence[FormatHandler] = FORMATS) -> None:
+        self.limits = limits
+        self.formats = formats
+        self.decode_limits = DecodeLimits(
+            max_output_bytes=limits.max_decompressed_bytes,
+            max_ratio=limits.max_decompression_ratio,
+        )
+
+    def inspect(self, body: bytes, content_encoding: str = "") -> Inspection:
+        started = time.perf_counter()
+        result = self._inspect(body, content_encoding, started)
+        return replace(result, seconds=time.perf_counter() - started)
+
+    def _inspect(self, body: bytes, content_encoding: str, started: float) -> Inspection:
+        if len(body) > self.limits.max_body_bytes:
+            return Inspection(
+                Format.BINARY, error="body exceeds max_body_bytes", limit="max_body_bytes"
+            )
+        if content_encoding:
+            try:
+                body = decode_content(body, content_encoding, self.decode_limits)
+            except PayloadError as exc:
+                return Inspection(Format.BINARY, error=exc.reason, limit=exc.limit)
+        budget = Budget(
+            self.decode_limits,
+            self.limits.max_nesting_depth,
+            started + self.limits.max_inspection_seconds,
+            self.limits.max_archive_members,
+        )
+        return Scanner(budget, self.formats).scan(body, 0, whole=True)
+
+
+class Scanner:
+    """One payload, every layer of it, under one budget: the ``Reader`` the formats that
+    carry other documents (generic JSON, XML, text) call back into."""
+
+    def __init__(self, budget: Budget, formats: Sequence[FormatHandler]) -> None:
+        self.budget = budget
+        self.formats = formats
+        self._documents = [h for h in formats if not h.fallback]
+        self._fallbacks = [h for h in formats if h.fallback]
+        self._starts = [h for h in formats if type(h).starts is not FormatHandler.starts]
+        # One search per distinct (label, signature): the XML formats share theirs.
+        signatures: dict[tuple[str, re.Pattern[str]], None] = {}
+        for handler in formats:
+            if handler.signature is not None:
+                signatures[(handler.label, handler.signature)] = None
+        self._signatures = list(signatures)
+
+    def scan(self, body: bytes, depth: int, whole: bool = False) -> Inspection:
+        try:
+            self.budget.enter(depth)
+            return self._sniff(body, depth, whole)
+        except PayloadError as exc:
+            return Inspection(Format.BINARY, error=exc.reason, limit=exc.limit)
+        except RecursionError:
+            return Inspection(
+                Format.BINARY, error="payload nested too deeply", limit="max_nesting_depth"
+            )
+        except Exception as exc:  # a scanner bug is an unreadable payload, never a pass
+            log.error("inspector failed with %s", type(exc).__name__)
+            error = f"{INTERNAL_FAILURE} ({type(exc).__name__})"
+            return Inspection(Format.BINARY, error=error, internal=True)
+
+    def _sniff(self, body: bytes, depth: int, whole: bool) -> Inspection:
+        data = body.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
+        if not data:
+            return Inspection(Format.EMPTY)
+        wide = wide_encoding(data)
+        if wide is not None:  # the same payload, re-encoded: still the whole of it
+            return self.scan(decode_wide(data, wide), depth + 1, whole)
+        payload = Payload(data, depth, whole)
+        for handler in self._documents:
+            if handler.sniff(payload):
+                return handler.inspect(payload, self)
+        container = unwrap(data, depth, self.scan, self.budget)
+        if container is not None:
+            return container
+        for handler in self._fallbacks:
+            if handler.sniff(payload):
+                return handler.inspect(payload, self)
+        return Inspection(Format.BINARY)
+
+    # -- the Reader the generic formats call back into --------------------------------------
+    def wrapped(self, text: str, depth: int, into: Combined) -> None:
+        """Documents after a preamble and base64 runs inside a text."""
+        for where, start in self._embedded_documents(text):
+            into.add(where, self.scan(text[start:].encode("utf-8"), depth + 1))
+        for number, match in enumerate(BASE64_RUN.finditer(text)):
+            if number >= self.budget.max_members:
+                break
+            inner = unpack_base64(match.group(0).encode(), depth, self.scan, self.budget)
+            if inner is not None:
+                into.add(f"text[{match.start()}]", inner)
+
+    def _embedded_documents(self, text: str) -> Iterator[tuple[str, int]]:
+        """(label@offset, offset) of the first document of each label that does not start
+        the text."""
+        first: dict[str, int] = {}
+        for label, signature in self._signatures:
+            match = signature.search(text)
+            if match is not None and (label not in first or match.start() < first[label]):
+                first[label] = match.start()
+        for label, start in first.items():
+            if start > 0:
+                yield f"{label}@{start}", start
+
+    def free_text(self, text: str, location: str, depth: int, into: Combined) -> None:
+        """Identifiers in prose and tables, read in pieces so the time budget is checked."""
+        start = 0
+        while start < len(text):
+            end = min(len(text), start + _TEXT_PIECE)
+            if end < len(text):  # cut at a line end: a record is not split between pieces
+                cut = text.rfind("\n", start, end)
+                end = cut + 1 if cut > start else end
+            self.budget.enter(depth)
+            found = scan_text(text[start:end], location if start == 0 else f"{location}@{start}")
+            into.findings += found.findings
+            into.phi = into.phi or found.contains_phi
+            start = end
+
+    def embedded(self, value: str, depth: int) -> Inspection | None:
+        """A message, document or encoded blob carried in a string."""
+        stripped = value.lstrip()
+        for handler in self._starts:
+            if handler.starts(stripped):
+                inner = self.scan(value.encode("utf-8"), depth + 1)
+                # A string that only starts like a document ("<p>Hi<br>", "{name} is...") is
+                # prose, read by the free-text pass; a limit that fired still fails closed.
+                if (
+                    handler.prose_when_unreadable
+                    and inner.error
+                    and not inner.limit
+                    and inner.format in _PROSE_ON_PARSE_ERROR
+                ):
+                    return None
+                return inner
+        if BASE64_RUN.fullmatch(stripped.rstrip()):
+            return unpack_base64(stripped.encode(), depth, self.scan, self.budget)
+        if "\n" in value or "\r" in value:  # a pasted note or file: what it wraps
+            combined = Combined(Format.TEXT)
+            self.wrapped(value, depth, combined)
+            inner = combined.result()
+            return inner if inner.findings or inner.error else None
+        return None
+
+
+_PROSE_ON_PARSE_ERROR = frozenset({Format.JSON, Format.XML, Format.BINARY})
