@@ -2,9 +2,10 @@
 (decoded and parsed once), the inspection redacted and verified. A 2 KB ADT, a FHIR Patient
 and the 2.7 MB Synthea bundle of the shared corpus (when present). Targets from the redaction
 issue: 0.3 ms, 0.2 ms, 50 ms, set on the reference machine of the developers' guide, where
-hl7apy's parse_message costs about 7 ms for a small ADT. The same parse is timed here beside each payload, round by
-round: its ratio to 7 ms says how much slower this machine is at that moment, and each figure
-is also given divided by it (the verdict is on that figure; the raw one is printed too).
+hl7apy's parse_message costs about 7 ms for a small ADT. The same parse is timed here beside
+each payload, round by round: its ratio to 7 ms says how much slower this machine is at that
+moment, and each figure is also given divided by it (the verdict is on that figure; the raw
+one is printed too).
 Run: .venv/bin/python -m bench.redaction"""
 
 from __future__ import annotations
