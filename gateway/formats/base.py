@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol
 from gateway.containers.budget import Combined
 from gateway.errors import XmlError
 from gateway.formats.jsondoc import read
-from gateway.formats.xmldoc import parse_xml
+from gateway.formats.xmldoc import HL7_XML_SIGNATURE, parse_xml, split_tag
 from gateway.model import (
     BlockResponse,
     Document,
@@ -230,3 +230,25 @@ def with_document(inspection: Inspection, payload: Payload, parsed: object) -> I
     if not payload.whole:
         return inspection
     return replace(inspection, document=Document(inspection.format, payload.data, parsed))
+
+
+class XmlDocumentFormat(FormatHandler):
+    """A format that is XML with a known root: its namespace (and, where set, its local
+    name). Such documents after a preamble are found by the one HL7 XML signature."""
+
+    signature = HL7_XML_SIGNATURE
+    label = "xml"
+    namespace: ClassVar[str] = ""
+    root_name: ClassVar[str] = ""  # empty: any root element of the namespace
+
+    def starts(self, text: str) -> bool:
+        return text[:1] == "<"
+
+    def sniff(self, payload: Payload) -> bool:
+        if payload.first != b"<":
+            return False
+        root = payload.xml_root()
+        if root is None:
+            return False
+        namespace, local = split_tag(root.tag)
+        return namespace == self.namespace and (not self.root_name or local == self.root_name)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from gateway.formats.base import FormatHandler, Payload, Reader
-from gateway.formats.xmldoc import HL7_XML_SIGNATURE, split_tag
+from gateway.formats.base import Payload, Reader, XmlDocumentFormat
 from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
 
 CDA = Format("cda")
@@ -60,21 +59,12 @@ def inspect_cda(root: ET.Element) -> Inspection:
     )
 
 
-class Cda(FormatHandler):
+class Cda(XmlDocumentFormat):
     """A CDA or C-CDA ClinicalDocument (consolidated CDA is the same XML)."""
 
     formats = frozenset({CDA})
-    signature = HL7_XML_SIGNATURE
-    label = "xml"
-
-    def starts(self, text: str) -> bool:
-        return text[:1] == "<"
-
-    def sniff(self, payload: Payload) -> bool:
-        if payload.first != b"<":
-            return False
-        root = payload.xml_root()
-        return root is not None and split_tag(root.tag) == (CDA_NS, "ClinicalDocument")
+    namespace = CDA_NS
+    root_name = "ClinicalDocument"
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         return inspect_cda(payload.xml())

@@ -19,6 +19,7 @@ from gateway.formats.base import (
     Reader,
     RedactContext,
     RefusalRequest,
+    XmlDocumentFormat,
     with_document,
 )
 from gateway.formats.fhir.inspect import inspect_resources
@@ -39,7 +40,6 @@ from gateway.formats.fhir.resources import (
 )
 from gateway.formats.fhir.verify import verify_fhir
 from gateway.formats.fhir.xml import FHIR_NS, fhir_json_to_xml, fhir_xml_to_json
-from gateway.formats.xmldoc import HL7_XML_SIGNATURE, split_tag
 from gateway.model import BlockResponse, Document, Format, Inspection, RedactionOutcome
 
 __all__ = ["FHIR_JSON", "FHIR_NDJSON", "FHIR_XML", "FhirJson", "FhirNdjson", "FhirXml"]
@@ -161,21 +161,11 @@ class FhirNdjson(_Fhir):
         return self._redact([doc for doc, _ in read], write, context)
 
 
-class FhirXml(_Fhir):
+class FhirXml(_Fhir, XmlDocumentFormat):
     """One FHIR resource as XML (read into the JSON tree, written back as XML)."""
 
     formats = frozenset({FHIR_XML})
-    signature = HL7_XML_SIGNATURE
-    label = "xml"
-
-    def starts(self, text: str) -> bool:
-        return text[:1] == "<"
-
-    def sniff(self, payload: Payload) -> bool:
-        if payload.first != b"<":
-            return False
-        root = payload.xml_root()
-        return root is not None and split_tag(root.tag)[0] == FHIR_NS
+    namespace = FHIR_NS
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         resource = fhir_xml_to_json(payload.xml())

@@ -13,6 +13,7 @@ from gateway.formats.base import (
     Reader,
     RedactContext,
     RefusalRequest,
+    XmlDocumentFormat,
     with_document,
 )
 from gateway.formats.hl7v2.ack import ACK_CONTENT_TYPE, hl7_reject_ack
@@ -21,7 +22,6 @@ from gateway.formats.hl7v2.inspect import HL7V2, inspect_hl7
 from gateway.formats.hl7v2.redact import Hl7Options, Hl7Redactor
 from gateway.formats.hl7v2.verify import verify_hl7
 from gateway.formats.hl7v2.xml import HL7_XML_NS, HL7V2_XML, inspect_hl7_xml
-from gateway.formats.xmldoc import HL7_XML_SIGNATURE, split_tag
 from gateway.model import BlockResponse, Document, Format, Inspection, RedactionOutcome
 
 __all__ = ["HL7V2", "HL7V2_XML", "Hl7v2Er7", "Hl7v2Xml"]
@@ -89,21 +89,11 @@ class Hl7v2Er7(FormatHandler):
         return _refuse(request) if request.inspection.format == HL7V2 else None
 
 
-class Hl7v2Xml(FormatHandler):
+class Hl7v2Xml(XmlDocumentFormat):
     """HL7 v2 in its XML encoding (``<PID.5>`` elements); refused with an ER7 ACK."""
 
     formats = frozenset({HL7V2_XML})
-    signature = HL7_XML_SIGNATURE
-    label = "xml"
-
-    def starts(self, text: str) -> bool:
-        return text[:1] == "<"
-
-    def sniff(self, payload: Payload) -> bool:
-        if payload.first != b"<":
-            return False
-        root = payload.xml_root()
-        return root is not None and split_tag(root.tag)[0] == HL7_XML_NS
+    namespace = HL7_XML_NS
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         return inspect_hl7_xml(payload.xml())
