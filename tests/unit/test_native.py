@@ -52,6 +52,13 @@ def fake_tree(tmp_path: Path) -> tuple[Path, Path]:
     return package, manifest
 
 
+@pytest.fixture(autouse=True)
+def _native_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record's tests judge files, whatever PHI_GATEWAY_NATIVE the suite runs under (a
+    test that sets it sets it itself); the running process's own state is read at import."""
+    monkeypatch.delenv(native.DISABLE_ENV, raising=False)
+
+
 def state_of(package: Path, manifest: Path) -> native.NativeState:
     return native.read_state(package, MODULES, manifest)
 
