@@ -9,21 +9,26 @@ Standalone use (see README for the fail-open trap of ``mitmdump -s``):
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp, websocket
 from mitmproxy.addonmanager import Loader
+from mitmproxy.flow import Flow
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
 from gateway import metrics
 from gateway.config import GatewayConfig, load_config
+from gateway.enforce import Act, act
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
-from gateway.geo.pinning import Key, PinTable
+from gateway.geo.pinning import ConnectionPins, Key
 from gateway.mllp import MllpSession
 from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
 from gateway.policy import effective_location, needs_inspection
@@ -40,6 +45,7 @@ UDP_VERDICT = "phi_gateway_udp_blocked"
 _STREAM_DOMESTIC_ABOVE = 1024 * 1024
 # Bodies above this are inspected in a worker thread so the event loop keeps serving others.
 _THREAD_THRESHOLD = 256 * 1024
+_INTERNAL_ERROR_BODY = b'{"error": "blocked", "rule": "internal-error"}'
 
 
 def _protocol(flow: http.HTTPFlow) -> Protocol:
@@ -58,6 +64,10 @@ def _client(flow: http.HTTPFlow | tcp.TCPFlow | udp.UDPFlow) -> str:
 def _client_of(client: connection.Client) -> str:
     peer = client.peername
     return f"{peer[0]}:{peer[1]}" if peer else ""
+
+
+def _key(address: tuple[str, int] | None) -> Key | None:
+    return (str(address[0]), address[1]) if address else None
 
 
 def _codings(headers: http.Headers) -> str:
@@ -118,16 +128,190 @@ def _respond(
     )
 
 
+# -- the guard around every hook --------------------------------------------------------------
+# A fail-closed action: what a failed hook does instead, given the hook's argument; returns a
+# few words for the log saying what it did.
+type FailClosed = Callable[[PhiGateway, Any], str]
+
+
+def _hook[H: Callable[..., Any]](fail_closed: FailClosed | None = None) -> Callable[[H], H]:
+    """The one guard every proxy hook goes through (sync or async alike).
+
+    An exception is counted by hook, logged with the hook's name and the exception's type
+    only — its text may quote payload bytes — and answered by ``fail_closed``: the refusal
+    the hook's protocol allows toward foreign and unknown destinations (domestic traffic goes
+    on). Without ``fail_closed`` mitmproxy's default carries on. Either way the exception never
+    reaches mitmproxy, which would log its text and traceback and let the traffic through.
+    """
+
+    def decorate(method: H) -> H:
+        name = method.__name__
+        if inspect.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def guarded_async(addon: PhiGateway, arg: Any) -> None:
+                try:
+                    await method(addon, arg)
+                except Exception as exc:
+                    _hook_failed(addon, name, exc, fail_closed, arg)
+
+            return cast(H, guarded_async)
+
+        @functools.wraps(method)
+        def guarded(addon: PhiGateway, arg: Any) -> None:
+            try:
+                method(addon, arg)
+            except Exception as exc:
+                _hook_failed(addon, name, exc, fail_closed, arg)
+
+        return cast(H, guarded)
+
+    return decorate
+
+
+def _hook_failed(
+    addon: PhiGateway, hook: str, exc: Exception, fail_closed: FailClosed | None, arg: Any
+) -> None:
+    metrics.HOOK_ERRORS.labels(hook).inc()
+    outcome = "mitmproxy's default applies"
+    if fail_closed is not None:
+        try:
+            outcome = fail_closed(addon, arg)
+        except Exception as again:  # still never the text
+            outcome = f"failing closed failed too, with {type(again).__name__}"
+            outcome += _kill(arg)
+    # Type only: exception messages (parsers, decoders) may quote payload bytes.
+    log.error("%s hook failed with %s: %s", hook, type(exc).__name__, outcome)
+
+
+def _kill(arg: Any) -> str:
+    """Last resort when a fail-closed action fails: kill the flow (this stops HTTP; mitmproxy
+    12.3 ignores it for TCP and still forwards WebSocket messages)."""
+    if not isinstance(arg, Flow):
+        return ""
+    try:
+        if arg.killable:
+            arg.kill()
+            return "; flow killed"
+    except Exception:
+        return "; killing the flow failed too"
+    return ""
+
+
+def _known_domestic(addon: PhiGateway, find: Callable[[Gateway], object]) -> bool:
+    """Whether a failed hook's traffic is known to be domestic, the one case it may go on.
+    ``find`` names the destination; anything unknown or failing again counts as abroad."""
+    gateway = addon.gateway
+    if gateway is None:
+        return False
+    try:
+        destination = find(gateway)
+        return (
+            isinstance(destination, Destination)
+            and effective_location(destination, gateway.config) is Location.DOMESTIC
+        )
+    except Exception:
+        return False
+
+
+def _decide_in_request(addon: PhiGateway, flow: http.HTTPFlow) -> str:
+    """requestheaders: nothing may be streamed; request() locates and decides afresh."""
+    flow.request.stream = False
+    flow.metadata.pop(DESTINATION_METADATA, None)
+    addon._release(flow)
+    return "body buffered, the request hook decides"
+
+
+def _refuse_request(addon: PhiGateway, flow: http.HTTPFlow) -> str:
+    if flow.response is not None:
+        addon._release(flow)
+        return "already answered"
+    metrics.NOT_INSPECTED.labels("internal-error").inc()
+    if _known_domestic(addon, lambda _: flow.metadata.get(DESTINATION_METADATA)):
+        return "forwarded: domestic"
+    _respond(flow, 451, _INTERNAL_ERROR_BODY, "application/json")
+    addon._release(flow)
+    return "refused with 451"
+
+
+def _drop_websocket_message(addon: PhiGateway, flow: http.HTTPFlow) -> str:
+    metrics.NOT_INSPECTED.labels("internal-error").inc()
+    if _known_domestic(addon, lambda gateway: _websocket_destination(gateway, flow)):
+        return "forwarded: domestic"
+    assert flow.websocket is not None
+    flow.websocket.messages[-1].drop()
+    return "message dropped"
+
+
+def _close_stream(addon: PhiGateway, flow: tcp.TCPFlow) -> str:
+    # The messages were not cleared (that is the hook's last step): empty every one.
+    messages = list(flow.messages)
+    flow.messages.clear()
+    if any(m.from_client for m in messages):
+        metrics.NOT_INSPECTED.labels("internal-error").inc()
+    session = flow.metadata.get(SESSION_METADATA)
+
+    def destination(gateway: Gateway) -> Destination:
+        if isinstance(session, MllpSession):
+            return session.destination
+        return _stream_destination(gateway, flow)
+
+    if _known_domestic(addon, destination):
+        return "forwarded: domestic"
+    for message in messages:
+        message.content = b""
+    addon._close_client(flow, "PHI gateway: stream could not be judged")
+    return "stream emptied and closed"
+
+
+def _intercept_tls(addon: PhiGateway, data: tls.ClientHelloData) -> str:
+    # Never pass an unjudged connection through: intercepted, its requests are judged.
+    data.ignore_connection = False
+    return "connection intercepted, not passed through"
+
+
+def _drop_datagram(addon: PhiGateway, flow: udp.UDPFlow) -> str:
+    messages = list(flow.messages)
+    flow.messages.clear()
+    if any(m.from_client for m in messages):
+        metrics.NOT_INSPECTED.labels("internal-error").inc()
+    if _known_domestic(addon, lambda gateway: _datagram_destination(gateway, flow)):
+        return "forwarded: domestic"
+    for message in messages:
+        message.content = b""
+    return "datagram dropped"
+
+
+def _websocket_destination(gateway: Gateway, flow: http.HTTPFlow) -> Destination:
+    """The WebSocket rides on the connection the upgrade request was judged for."""
+    addresses = [flow.server_conn.peername[0]] if flow.server_conn.peername else []
+    return gateway.judge(flow.request.host, flow.request.port, addresses)
+
+
+def _stream_destination(gateway: Gateway, flow: tcp.TCPFlow) -> Destination:
+    """A stream is judged by the address it is connected to (already open at its first read)."""
+    server = flow.server_conn
+    host, port = server.address or ("", 0)
+    addresses = [server.peername[0]] if server.peername else []
+    return gateway.judge(str(host), port, addresses)
+
+
+def _datagram_destination(gateway: Gateway, flow: udp.UDPFlow) -> Destination:
+    server = flow.server_conn
+    host, port = server.address or ("", 0)
+    addresses = [server.peername[0]] if server.peername else [str(host)]
+    return gateway.judge(str(host), port, addresses)
+
+
 class PhiGateway:
-    """Thin: every decision is made by gateway.Gateway; this class only translates."""
+    """Thin: every decision is made by gateway.Gateway; this class only translates. Every
+    proxy hook goes through ``_hook`` (load and configure do not: they run at start-up and on
+    reload, and their OptionsError must reach mitmproxy to reject a bad policy)."""
 
     def __init__(self, gateway: Gateway | None = None) -> None:
         self.gateway = gateway
-        # host:port → the address judged flows connect to (DNS-rebinding guard).
-        self._pins = PinTable()
-        self._restore: dict[str, tuple[str, int]] = {}
-        # host:port → addresses of open upstream connections mitmproxy may reuse.
-        self._live: dict[Key, dict[str, int]] = {}
+        # Which address each host's connections go to (DNS-rebinding guard).
+        self.pins = ConnectionPins()
 
     # -- configuration ------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -179,7 +363,7 @@ class PhiGateway:
             raise exceptions.OptionsError(str(exc)) from None
         # The old gateway's readers are left to the garbage collector: in-flight requests
         # (some in worker threads) may still be using them.
-        self._pins.ttl = config.geo.dns_cache_seconds
+        self.pins.ttl = config.geo.dns_cache_seconds
         self.gateway.publish_metrics()
         metrics.CONFIG_RELOADS.labels("success").inc()
         log.info(
@@ -193,20 +377,17 @@ class PhiGateway:
     async def _locate(self, gateway: Gateway, host: str, port: int) -> tuple[Destination, Key]:
         """Judge a host by the address its connection will use, pinning it for this flow."""
         key = (host, port)
-        pinned = self._pins.current(key)
-        addresses = (pinned,) if pinned else await gateway.resolver.resolve(host)
-        # Another flow may have pinned the host while we resolved: judge its pin too.
-        pin = self._pins.acquire(key, addresses[0] if addresses else None)
-        live = tuple(self._live.get(key, {}))
-        extra = (pin,) if pin else ()
-        return gateway.judge(host, port, (*addresses, *extra, *live)), key
+        pinned = self.pins.pinned(key)
+        resolved = (pinned,) if pinned else await gateway.resolver.resolve(host)
+        return gateway.judge(host, port, self.pins.acquire(key, resolved)), key
 
     def _release(self, flow: http.HTTPFlow) -> None:
         key = flow.metadata.pop(PIN_METADATA, None)
         if key is not None:
-            self._pins.release(key)
+            self.pins.release(key)
 
     # -- HTTP -----------------------------------------------------------------------------------
+    @_hook(_decide_in_request)
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Locate as soon as the headers arrive: decides whether the body must be buffered."""
         gateway = self.gateway
@@ -225,6 +406,7 @@ class PhiGateway:
             # (Bodies bound abroad are buffered in full, then inspected or refused.)
             flow.request.stream = True
 
+    @_hook(_refuse_request)
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
@@ -236,6 +418,7 @@ class PhiGateway:
         if not isinstance(destination, Destination):  # e.g. the policy arrived mid-request
             destination, key = await self._locate(gateway, flow.request.host, flow.request.port)
             flow.metadata[PIN_METADATA] = key
+            flow.metadata[DESTINATION_METADATA] = destination
         if not destination.addresses:
             # Nothing judged, nothing to connect to: answer rather than let mitmproxy resolve
             # (and connect to) an address nobody looked at.
@@ -244,123 +427,95 @@ class PhiGateway:
             _respond(flow, 502, b"destination host does not resolve", "text/plain")
             return
         message = to_message(flow)
-        try:
-            heavy = message.raw_body_size > _THREAD_THRESHOLD or message.content_encoding
-            if heavy and needs_inspection(destination, gateway.config):
-                # Large or compressed bodies (which may expand a lot) are inspected in a worker
-                # thread so the event loop keeps serving everyone else.
-                decision = await asyncio.to_thread(gateway.evaluate, message, destination)
-            else:
-                decision = gateway.evaluate(message, destination)
-        except Exception as exc:  # a bug must not crash the proxy or open the border
-            self._internal_error(flow, destination, exc)
-            return
-        answer = gateway.respond(decision)
-        if answer is not None:
+        heavy = message.raw_body_size > _THREAD_THRESHOLD or message.content_encoding
+        if heavy and needs_inspection(destination, gateway.config):
+            # Large or compressed bodies (which may expand a lot) are inspected in a worker
+            # thread so the event loop keeps serving everyone else.
+            decision = await asyncio.to_thread(gateway.evaluate, message, destination)
+        else:
+            decision = gateway.evaluate(message, destination)
+        what = act(decision)
+        if what is Act.REFUSE:
+            answer = gateway.refusal(decision)
             _respond(flow, answer.status, answer.body, answer.content_type, answer.headers)
             self._release(flow)
-        elif decision.redaction is not None and decision.verdict.enforced:
+        elif what is Act.FORWARD_REDACTED and decision.redaction is not None:
             _replace_body(flow, decision.redaction.body)
         if decision.incident_id:
             flow.metadata["phi_gateway_incident"] = decision.incident_id
 
+    @_hook()
     def response(self, flow: http.HTTPFlow) -> None:
         self._release(flow)
 
+    @_hook()
     def error(self, flow: http.HTTPFlow) -> None:
         self._release(flow)
 
-    def _internal_error(
-        self, flow: http.HTTPFlow, destination: Destination, exc: Exception
-    ) -> None:
-        # Log the exception type only: messages of parser errors may quote payload bytes.
-        log.error(
-            "decision failed with %s; failing closed for non-domestic traffic", type(exc).__name__
-        )
-        metrics.NOT_INSPECTED.labels("internal-error").inc()
-        assert self.gateway is not None
-        if effective_location(destination, self.gateway.config) is not Location.DOMESTIC:
-            _respond(
-                flow, 451, b'{"error": "blocked", "rule": "internal-error"}', "application/json"
-            )
-            self._release(flow)
-
     # -- upstream connections: connect to the judged address --------------------------------
+    @_hook()
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         server = data.server
         if server.address is None or self.gateway is None:
             return
-        host, port = server.address
-        pinned = self._pins.current((host, port))
+        key: Key = (server.address[0], server.address[1])
+        pinned = self.pins.pinned(key)
         if pinned is None:
             # No HTTP request judged this connection (raw TCP, TLS passthrough): pin what we
             # resolve now; the stream is judged by its connected address (tcp_message).
-            addresses = await self.gateway.resolver.resolve(host)
+            addresses = await self.gateway.resolver.resolve(key[0])
             if not addresses:
                 return  # mitmproxy's own lookup fails the same way
             pinned = addresses[0]
-        if pinned != host:
-            self._restore[server.id] = (host, port)
-            server.address = (pinned, port)
+        target = self.pins.redirect(server.id, key, pinned)
+        if target != key:
+            server.address = target
 
+    @_hook()
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._restore.pop(data.server.id, None)
+        self.pins.failed(data.server.id)
 
+    @_hook()
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         server = data.server
-        original = self._restore.pop(server.id, None)
-        if original is not None:
-            # Restore the name so mitmproxy keeps reusing this connection for the same host.
-            server.address = original
-        if server.address and server.peername:
-            key = (server.address[0], server.address[1])
-            live = self._live.setdefault(key, {})
-            live[server.peername[0]] = live.get(server.peername[0], 0) + 1
+        peer = server.peername[0] if server.peername else None
+        address = self.pins.connected(server.id, _key(server.address), peer)
+        if address != server.address:
+            # The name again, so mitmproxy keeps reusing this connection for the same host.
+            server.address = address
 
+    @_hook()
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
         server = data.server
-        self._restore.pop(server.id, None)
-        if not server.address or not server.peername:
-            return
-        key = (server.address[0], server.address[1])
-        live = self._live.get(key)
-        if live and server.peername[0] in live:
-            live[server.peername[0]] -= 1
-            if live[server.peername[0]] <= 0:
-                del live[server.peername[0]]
-            if not live:
-                del self._live[key]
+        peer = server.peername[0] if server.peername else None
+        self.pins.disconnected(server.id, _key(server.address), peer)
 
     # -- WebSocket ----------------------------------------------------------------------------
+    @_hook(_drop_websocket_message)
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None
         ws_message: websocket.WebSocketMessage = flow.websocket.messages[-1]
         gateway = self.gateway
         if not ws_message.from_client or gateway is None:
             return
-        host, port = flow.request.host, flow.request.port
-        # The WebSocket rides on the connection the upgrade request was judged for.
-        addresses = [flow.server_conn.peername[0]] if flow.server_conn.peername else []
-        destination = gateway.judge(host, port, addresses)
+        destination = _websocket_destination(gateway, flow)
         message = Message(
             Protocol.WEBSOCKET,
             _client(flow),
-            host,
-            port,
+            destination.host,
+            destination.port,
             body=ws_message.content,
             raw_body_size=len(ws_message.content),
         )
-        try:
-            decision = await asyncio.to_thread(gateway.evaluate, message, destination)
-            blocked = decision.verdict.blocks
-        except Exception as exc:  # fail closed abroad, as for HTTP
-            log.error("websocket decision failed with %s", type(exc).__name__)
-            metrics.NOT_INSPECTED.labels("internal-error").inc()
-            blocked = effective_location(destination, gateway.config) is not Location.DOMESTIC
-        if blocked:
+        decision = await asyncio.to_thread(gateway.evaluate, message, destination)
+        what = act(decision)
+        if what is Act.REFUSE:
             ws_message.drop()
+        elif what is Act.FORWARD_REDACTED and decision.redaction is not None:
+            ws_message.content = decision.redaction.body
 
     # -- raw TCP and MLLP ------------------------------------------------------------------
+    @_hook()
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         """Streams to configured MLLP ports are raw TCP from the first byte (never parsed as
         HTTP); TLS on those ports is still decrypted first and decided again inside."""
@@ -383,6 +538,7 @@ class PhiGateway:
             return  # wait for the first bytes, or let TLS be decrypted first
         nextlayer.layer = layers.TCPLayer(context)
 
+    @_hook(_close_stream)
     async def tcp_message(self, flow: tcp.TCPFlow) -> None:
         """Each read from the sender goes through the connection's MLLP session: complete
         frames are judged one by one (forwarded, redacted or refused with an ACK), partial
@@ -390,11 +546,10 @@ class PhiGateway:
         from the receiver pass untouched. ``flow.messages`` is emptied after every read so
         long-lived interface connections stay flat in memory."""
         message = flow.messages[-1]
-        try:
-            if message.from_client:
-                await self._judge_stream(flow, message)
-        finally:
-            flow.messages.clear()
+        if message.from_client:
+            await self._judge_stream(flow, message)
+        # Last, not in a finally: after an error the guard still finds the message to empty.
+        flow.messages.clear()
 
     async def _judge_stream(self, flow: tcp.TCPFlow, message: tcp.TCPMessage) -> None:
         gateway = self.gateway
@@ -404,23 +559,12 @@ class PhiGateway:
             return
         data = message.content
         session = flow.metadata.get(SESSION_METADATA)
-        try:
-            if not isinstance(session, MllpSession):
-                session = flow.metadata[SESSION_METADATA] = self._start_session(gateway, flow)
-            if session.framer.pending + len(data) > _THREAD_THRESHOLD:
-                output = await asyncio.to_thread(session.feed, gateway, data)
-            else:
-                output = session.feed(gateway, data)
-        except Exception as exc:  # a bug must not crash the proxy or open the border
-            log.error("stream decision failed with %s", type(exc).__name__)
-            metrics.NOT_INSPECTED.labels("internal-error").inc()
-            destination = session.destination if isinstance(session, MllpSession) else None
-            if destination is None or (
-                effective_location(destination, gateway.config) is not Location.DOMESTIC
-            ):
-                message.content = b""
-                self._close_client(flow, "PHI gateway: stream could not be judged")
-            return
+        if not isinstance(session, MllpSession):
+            session = flow.metadata[SESSION_METADATA] = self._start_session(gateway, flow)
+        if session.framer.pending + len(data) > _THREAD_THRESHOLD:
+            output = await asyncio.to_thread(session.feed, gateway, data)
+        else:
+            output = session.feed(gateway, data)
         message.content = output.forward
         if output.reply:
             ctx.master.commands.call("inject.tcp", flow, True, output.reply)
@@ -429,16 +573,13 @@ class PhiGateway:
 
     @staticmethod
     def _start_session(gateway: Gateway, flow: tcp.TCPFlow) -> MllpSession:
-        """The stream is judged by the address it is connected to (already open here)."""
-        server = flow.server_conn
-        host, port = server.address or ("", 0)
-        addresses = [server.peername[0]] if server.peername else []
-        destination = gateway.judge(str(host), port, addresses)
+        destination = _stream_destination(gateway, flow)
         first = flow.messages[-1].content
-        mllp_port = port in gateway.config.proxy.mllp_ports
+        mllp_port = destination.port in gateway.config.proxy.mllp_ports
         return MllpSession(gateway, destination, _client(flow), first, mllp_port)
 
     # -- TLS passthrough --------------------------------------------------------------------
+    @_hook(_intercept_tls)
     async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         """Hosts in ``proxy.tls_passthrough`` are relayed encrypted: judged here, by the address
         the connection will use (pinned now: no later hook sees this connection)."""
@@ -464,29 +605,27 @@ class PhiGateway:
             server.address = (addresses[0], port)
 
     # -- UDP (QUIC) -------------------------------------------------------------------------
+    @_hook(_drop_datagram)
     def udp_message(self, flow: udp.UDPFlow) -> None:
         """UDP is never inspected: datagrams to foreign or unknown destinations are dropped
         (only modes the gateway refuses carry UDP; this guards ``mitmdump -s`` set-ups)."""
         message = flow.messages[-1]
         gateway = self.gateway
-        try:
-            if not message.from_client:
-                return
+        if message.from_client:
             blocked = flow.metadata.get(UDP_VERDICT)
             if gateway is None:
                 blocked = True
             elif blocked is None:
-                server = flow.server_conn
-                host, port = server.address or ("", 0)
-                addresses = [server.peername[0]] if server.peername else [str(host)]
-                destination = gateway.judge(str(host), port, addresses)
-                udp_message = Message(Protocol.UDP, _client(flow), str(host), port)
+                destination = _datagram_destination(gateway, flow)
+                udp_message = Message(
+                    Protocol.UDP, _client(flow), destination.host, destination.port
+                )
                 decision = gateway.evaluate(udp_message, destination, UDP_PAYLOAD)
                 blocked = flow.metadata[UDP_VERDICT] = decision.verdict.blocks
             if blocked:
                 message.content = b""
-        finally:
-            flow.messages.clear()
+        # Last, not in a finally: after an error the guard still finds the datagram to drop.
+        flow.messages.clear()
 
     def _close_client(self, flow: tcp.TCPFlow, reason: str) -> None:
         self._close_connection(flow.client_conn, reason)

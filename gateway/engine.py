@@ -162,10 +162,8 @@ class Gateway:
             outcome.counts, outcome.locations, outcome.body, outcome.content_type
         )
 
-    def respond(self, decision: Decision) -> BlockResponse | None:
-        """The refusal to send instead of forwarding, or None to forward."""
-        if not decision.verdict.blocks:
-            return None
+    def refusal(self, decision: Decision) -> BlockResponse:
+        """The answer refusing a message, in the sender's protocol (``act`` says when)."""
         message = decision.message
         return block_response(
             decision.verdict,

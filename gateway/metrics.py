@@ -70,6 +70,12 @@ NOT_INSPECTED = Counter(
     + ").",
     ["reason"],
 )
+HOOK_ERRORS = Counter(
+    f"{PREFIX}_hook_errors_total",
+    "Exceptions caught in a proxy hook of the addon (each failed closed toward foreign and "
+    "unknown destinations), by hook name.",
+    ["hook"],
+)
 LIMIT_EXCEEDED = Counter(
     f"{PREFIX}_limit_exceeded_total",
     "Inspection limits that fired, by limit name.",

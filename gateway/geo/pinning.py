@@ -5,12 +5,16 @@ must then go to an address that was judged. DNS answers change (short TTLs, geo-
 attacks), so a host's pin is not replaced while any flow judged against it is still in flight,
 nor within ``ttl`` seconds of its last use. Every later judgement of the host includes the
 pinned address, so a flow can never be judged against one address and connect to another.
+
+``PinTable`` holds the pins; ``ConnectionPins`` is what the proxy front end talks to: the pins
+plus the upstream connections redirected to them and the connections still open (plain Python:
+the front end hands over connection ids and addresses, never its own types).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Key = tuple[str, int]
@@ -74,3 +78,89 @@ class PinTable:
         ]
         for key in idle:
             del self._pins[key]
+
+
+class ConnectionPins:
+    """Every piece of pin bookkeeping the proxy needs, in one place (no proxy types here).
+
+    - Flows: ``acquire`` before a flow is judged, ``release`` when its exchange is over.
+    - Upstream connections, by the proxy's connection id: ``redirect`` when one is about to
+      be opened (connect to the pinned address, not to whatever the name resolves to next),
+      ``connected`` once it is open (hand back the host name so the proxy keeps reusing the
+      connection for that host; count its peer as live), ``failed`` if it never opened,
+      ``disconnected`` when it closes.
+    - A host's ``live`` addresses are judged with every later flow to it, because the proxy
+      may send that flow down an already open connection.
+    """
+
+    def __init__(self, ttl: float = 30.0, clock: Callable[[], float] | None = None) -> None:
+        self._pins = PinTable(ttl, clock)
+        # connection id → the host name a redirected connection carries again once open
+        self._restore: dict[str, Key] = {}
+        # host:port → peer address of each open upstream connection → how many
+        self._live: dict[Key, dict[str, int]] = {}
+
+    @property
+    def ttl(self) -> float:
+        return self._pins.ttl
+
+    @ttl.setter
+    def ttl(self, seconds: float) -> None:
+        self._pins.ttl = seconds
+
+    # -- flows --------------------------------------------------------------------------------
+    def pinned(self, key: Key) -> str | None:
+        """The address a new connection for ``key`` must use, while the pin binds."""
+        return self._pins.current(key)
+
+    def acquire(self, key: Key, resolved: Sequence[str]) -> tuple[str, ...]:
+        """Pin ``key`` for a flow about to be judged and return every address the flow must be
+        judged against: ``resolved``, the pin (another flow may have pinned the host while
+        this one resolved) and the peers of open connections the proxy may reuse. Each call
+        must be matched by one ``release(key)``."""
+        pin = self._pins.acquire(key, resolved[0] if resolved else None)
+        extra = (pin,) if pin else ()
+        return (*resolved, *extra, *self.live(key))
+
+    def release(self, key: Key) -> None:
+        self._pins.release(key)
+
+    def live(self, key: Key) -> tuple[str, ...]:
+        """Peer addresses of the open upstream connections for ``key``."""
+        return tuple(self._live.get(key, ()))
+
+    # -- upstream connections -----------------------------------------------------------------
+    def redirect(self, connection_id: str, key: Key, address: str) -> Key:
+        """Where a new connection for ``key`` goes: to ``address`` (its pin, or what the name
+        resolves to now), remembering the name for ``connected`` when that differs."""
+        if address == key[0]:
+            return key
+        self._restore[connection_id] = key
+        return (address, key[1])
+
+    def connected(self, connection_id: str, address: Key | None, peer: str | None) -> Key | None:
+        """A connection is open at ``address`` (as the proxy holds it) to ``peer``: returns
+        the address it should carry from now on and counts ``peer`` as live for it."""
+        address = self._restore.pop(connection_id, None) or address
+        if address is not None and peer is not None:
+            live = self._live.setdefault(address, {})
+            live[peer] = live.get(peer, 0) + 1
+        return address
+
+    def failed(self, connection_id: str) -> None:
+        """A redirected connection never opened: nothing to restore."""
+        self._restore.pop(connection_id, None)
+
+    def disconnected(self, connection_id: str, address: Key | None, peer: str | None) -> None:
+        """A connection counted by ``connected`` (under ``address``, its name) has closed."""
+        self._restore.pop(connection_id, None)
+        if address is None or peer is None:
+            return
+        live = self._live.get(address)
+        if not live or peer not in live:
+            return
+        live[peer] -= 1
+        if live[peer] <= 0:
+            del live[peer]
+        if not live:
+            del self._live[address]

@@ -104,15 +104,15 @@ def test_flows_connect_to_a_judged_address_while_dns_changes(
     async def scenario() -> None:
         first, key = await addon._locate(gateway, "home.test", 443)
         assert [j.ip for j in first.addresses] == [DOMESTIC_IP]
-        assert addon._pins.current(key) == DOMESTIC_IP
+        assert addon.pins.pinned(key) == DOMESTIC_IP
         dns.zone["home.test"] = [FOREIGN_IP]  # rebinding while the first flow is open
         second, _ = await addon._locate(gateway, "home.test", 443)
         # Judged against the pinned address, and the pin is what the connection uses.
         assert [j.ip for j in second.addresses] == [DOMESTIC_IP]
-        assert addon._pins.current(key) == DOMESTIC_IP
+        assert addon.pins.pinned(key) == DOMESTIC_IP
         # A multi-address answer: the pin is one of the judged addresses.
         split, split_key = await addon._locate(gateway, "split.test", 443)
-        pinned = addon._pins.current(split_key)
+        pinned = addon.pins.pinned(split_key)
         assert pinned in {j.ip for j in split.addresses}
         assert effective_location(split, gateway.config) is Location.FOREIGN
 
