@@ -20,10 +20,10 @@ from gateway.config import Limits
 from gateway.containers import Budget, Combined, unwrap
 from gateway.containers.encoded import BASE64_RUN, unpack_base64
 from gateway.containers.encoding import DecodeLimits, decode_content
-from gateway.containers.wide import decode_wide, wide_encoding
+from gateway.containers.wide import byte_order_mark, decode_wide, wide_encoding
 from gateway.errors import PayloadError
 from gateway.formats import FORMATS
-from gateway.formats.base import FormatHandler, Payload
+from gateway.formats.base import NOT_WIDE, FormatHandler, Payload, Wide
 from gateway.model import Format, Inspection
 from gateway.phi.freetext import scan_text
 
@@ -85,10 +85,12 @@ class Scanner:
                 signatures[(handler.label, handler.signature)] = None
         self._signatures = list(signatures)
 
-    def scan(self, body: bytes, depth: int, whole: bool = False) -> Inspection:
+    def scan(
+        self, body: bytes, depth: int, whole: bool = False, sent_as: Wide = NOT_WIDE
+    ) -> Inspection:
         try:
             self.budget.enter(depth)
-            return self._sniff(body, depth, whole)
+            return self._sniff(body, depth, whole, sent_as)
         except PayloadError as exc:
             return Inspection(Format.BINARY, error=exc.reason, limit=exc.limit)
         except RecursionError:
@@ -100,14 +102,15 @@ class Scanner:
             error = f"{INTERNAL_FAILURE} ({type(exc).__name__})"
             return Inspection(Format.BINARY, error=error, internal=True)
 
-    def _sniff(self, body: bytes, depth: int, whole: bool) -> Inspection:
+    def _sniff(self, body: bytes, depth: int, whole: bool, sent_as: Wide) -> Inspection:
         data = body.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
         if not data:
             return Inspection(Format.EMPTY)
         wide = wide_encoding(data)
         if wide is not None:  # the same payload, re-encoded: still the whole of it
-            return self.scan(decode_wide(data, wide), depth + 1, whole)
-        payload = Payload(data, depth, whole)
+            sent = (wide, byte_order_mark(data, wide))
+            return self.scan(decode_wide(data, wide), depth + 1, whole, sent)
+        payload = Payload(data, depth, whole, sent_as)
         for handler in self._documents:
             if handler.sniff(payload):
                 return handler.inspect(payload, self)

@@ -152,6 +152,8 @@ class Document:
     format: Format
     data: bytes
     parsed: object
+    # The UTF-16/32 codec and BOM it was sent in (``data`` is then its UTF-8), or ("", b"").
+    sent_as: tuple[str, bytes] = ("", b"")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,13 @@ def wide_encoding(data: bytes) -> str | None:
     return None
 
 
+def byte_order_mark(data: bytes, encoding: str) -> bytes:
+    """The BOM ``data`` starts with, in ``encoding``, or b""."""
+    return next((b for b, name in _UTF32 + _UTF16 if name == encoding and data.startswith(b)), b"")
+
+
 def decode_wide(data: bytes, encoding: str) -> bytes:
-    bom = next((b for b, name in _UTF32 + _UTF16 if name == encoding and data.startswith(b)), b"")
+    bom = byte_order_mark(data, encoding)
     try:
         return data[len(bom) :].decode(encoding).encode("utf-8")
     except UnicodeDecodeError:

@@ -66,6 +66,10 @@ class Reader(Protocol):
         ...
 
 
+# The UTF-16/32 codec and byte-order mark a payload was sent in ("" and b"": as its bytes are).
+Wide = tuple[str, bytes]
+NOT_WIDE: Wide = ("", b"")
+
 # Every refusal: 451 Unavailable For Legal Reasons, and the incident id of its audit record.
 BLOCK_STATUS = 451
 INCIDENT_HEADER = "X-PHI-Gateway-Incident"
@@ -89,15 +93,20 @@ class Payload:
         "data",
         "depth",
         "json_by_orjson",
+        "sent_as",
         "whole",
     )
 
-    def __init__(self, data: bytes, depth: int, whole: bool = False) -> None:
+    def __init__(
+        self, data: bytes, depth: int, whole: bool = False, sent_as: Wide = NOT_WIDE
+    ) -> None:
         self.data = data
         self.depth = depth
         # The layer is the payload itself (perhaps re-encoded from UTF-16/32), not a part of
         # it: a format then hands its parse on for redaction (``Inspection.document``).
         self.whole = whole
+        # The UTF-16/32 encoding (and BOM) the payload came in; ``data`` is its UTF-8.
+        self.sent_as = sent_as
         self._text: str | None = None
         self._json: Any = None
         self._json_error: str | None = None  # None: not parsed yet
@@ -229,7 +238,8 @@ def with_document(inspection: Inspection, payload: Payload, parsed: object) -> I
     whole payload (a part of a container is never redacted on its own)."""
     if not payload.whole:
         return inspection
-    return replace(inspection, document=Document(inspection.format, payload.data, parsed))
+    document = Document(inspection.format, payload.data, parsed, payload.sent_as)
+    return replace(inspection, document=document)
 
 
 class XmlDocumentFormat(FormatHandler):

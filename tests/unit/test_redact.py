@@ -599,3 +599,15 @@ def test_a_number_past_float_range_is_read_not_a_crash(unit: str, expected: int)
     outcome = redactor().redact(body, "", FHIR_JSON)
     assert not outcome.error
     assert json.loads(outcome.body)["valueQuantity"]["value"] == expected
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_hl7_sent_as_utf16_or_utf32_is_redacted_in_the_same_encoding(codec: str) -> None:
+    patient = make_patient(4)
+    sent = hl7_rich(patient).encode(codec)  # "utf-16" and "utf-32" write a BOM first
+    outcome = redactor().redact(sent, "", HL7V2)
+    assert not outcome.error, outcome.error
+    assert outcome.body[:4] == sent[:4]  # the same BOM, or the same byte order without one
+    text = outcome.body.decode(codec)
+    assert text.startswith("MSH|") and patient.family not in text
+    assert not inspect_hl7(text, DEIDENTIFIED_CHECKS).contains_phi

@@ -78,8 +78,11 @@ class Hl7v2Er7(FormatHandler):
         problem = verify_hl7(result.text, result.searched, context.shift)
         if problem:
             return RedactionOutcome(error=problem)
+        codec, bom = document.sent_as
+        # Written back as it came: in its UTF-16/32 (with its BOM), else in its own bytes.
+        body = bom + result.text.encode(codec) if codec else result.text.encode(encoding)
         return RedactionOutcome(
-            result.text.encode(encoding),
+            body,
             ACK_CONTENT_TYPE,
             dict(result.counts),
             tuple(sorted(result.locations)),
