@@ -115,6 +115,33 @@ def test_fhir_ndjson() -> None:
     assert result.contains_phi
 
 
+def _records(*rows: dict[str, str]) -> bytes:
+    return b"\n".join(json.dumps(row).encode() for row in rows) + b"\n"
+
+
+def test_json_lines_of_an_applications_own_records_are_read() -> None:
+    """An NDJSON export that is no FHIR: each line is read as the JSON it is (it was taken
+    for clean JSON before, unread)."""
+    rows = [
+        {"last_name": PATIENT.family, "first_name": PATIENT.given, "dob": PATIENT.birth_date_iso},
+        {"last_name": "Okafor", "first_name": "Harriet", "dob": "1971-04-09", "mrn": PATIENT.mrn},
+    ]
+    result = INSPECTOR.inspect(_records(*rows))
+    assert result.format == Format.JSON and result.inspected
+    assert result.contains_phi
+    assert any(f.location.startswith("line[2]/") for f in result.findings)
+    clean = INSPECTOR.inspect(_records({"ticket": "7", "status": "open"}, {"ticket": "8"}))
+    assert clean.inspected and not clean.contains_phi
+
+
+def test_ndjson_mixing_fhir_and_other_records_reads_both_and_is_not_redactable() -> None:
+    body = json.dumps(CAPABILITY_STATEMENT).encode() + b"\n" + _records({"ssn": PATIENT.ssn})
+    result = INSPECTOR.inspect(body)
+    assert result.format == FHIR_NDJSON
+    assert result.contains_phi and result.document is None
+    assert any(f.category is Category.SSN for f in result.findings)
+
+
 def test_conformance_resources_are_not_phi() -> None:
     assert not INSPECTOR.inspect(json.dumps(CAPABILITY_STATEMENT).encode()).contains_phi
 

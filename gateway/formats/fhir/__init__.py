@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway.containers.budget import Combined
 from gateway.formats import jsondoc
 from gateway.formats.base import (
     BLOCK_STATUS,
@@ -141,6 +142,7 @@ class FhirNdjson(_Fhir):
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         resources: list[dict[str, Any]] = []
         lines: list[tuple[bytes, Any, bool]] = []
+        others: list[tuple[int, bytes]] = []  # lines that hold no FHIR resource
         for number, line in enumerate(payload.data.splitlines(), 1):
             if not line.strip():
                 continue
@@ -149,10 +151,22 @@ class FhirNdjson(_Fhir):
             except ValueError:
                 return Inspection(Format.JSON, error=f"malformed JSON (line {number})")
             lines.append((line, doc, by_orjson))
-            resources.extend(find_resources(doc))
-        if not resources:
-            return Inspection(Format.JSON)
-        return with_document(inspect_resources(resources, FHIR_NDJSON), payload, lines)
+            found = find_resources(doc)
+            if found:
+                resources.extend(found)
+            else:
+                others.append((number, line))
+        fhir = inspect_resources(resources, FHIR_NDJSON) if resources else None
+        if not others and fhir is not None:
+            return with_document(fhir, payload, lines)
+        # JSON lines of no FHIR shape (an export of an application's own records): each line
+        # is read as the JSON document it is. Such a file is never redacted as FHIR.
+        combined = Combined(FHIR_NDJSON if fhir is not None else Format.JSON)
+        if fhir is not None:
+            combined.add("fhir", fhir)
+        for number, line in others:
+            combined.add(f"line[{number}]", reader.scan(line, payload.depth + 1))
+        return combined.result()
 
     def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
         read = [jsondoc.exact(line, doc, by_orjson) for line, doc, by_orjson in _lines(document)]
