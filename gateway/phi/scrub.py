@@ -18,6 +18,8 @@ from gateway.phi.patterns import (
     SSN_SHAPE,
     STREET_SUFFIXES,
     Span,
+    merged,
+    number_tails,
     pattern_spans,
 )
 
@@ -138,57 +140,23 @@ _NUMBER_PATTERN = re.compile(f"(?:{SSN_SHAPE.pattern})|(?:{PHONE_SHAPE.pattern})
 # over a whole 2 KB message they cost ~0.5 ms; run only in these windows, a few µs.
 # Look-behinds and \b see the real text before a window (``pos``); windows end a few
 # characters after the last hint, so look-aheads see real text too.
-_HINT_AT = re.compile(r"(?=\d[ .-]\d{4})")
 _NUMBER_BEFORE, _NUMBER_AFTER = 24, 8
 _DOMAIN_RUN = re.compile(r"[\w.-]*")
 _LOCAL_RUN = re.compile(r"[\w.+-]*")
 
 
-def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Spans in ascending start order, overlapping ones joined."""
-    windows: list[tuple[int, int]] = []
-    for lo, hi in spans:
-        if windows and lo <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
-        else:
-            windows.append((lo, hi))
-    return windows
-
-
 def _number_windows(text: str) -> list[tuple[int, int]]:
     size = len(text)
-    return _merged(
-        [(max(0, at - _NUMBER_BEFORE), min(size, at + _NUMBER_AFTER)) for at in _hints(text)]
+    return merged(
+        [(max(0, at - _NUMBER_BEFORE), min(size, at + _NUMBER_AFTER)) for at in number_tails(text)]
     )
-
-
-# Every digit as "0": the hint is then one of three fixed strings.
-_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_HINT_SPELLINGS = (b"0 0000", b"0-0000", b"0.0000")
-
-
-def _hints(text: str) -> list[int]:
-    """Where ``_HINT_AT`` matches, ascending. A look-ahead pattern is tried at every position
-    by the regex engine (~90 us for a 2 KB message); for ASCII text, three byte searches of
-    the text with its digits made alike find the same positions in ~10 us."""
-    if not text.isascii():
-        return [m.start() for m in _HINT_AT.finditer(text)]
-    alike = text.encode("ascii").translate(_ZERO_DIGITS)
-    found: list[int] = []
-    for spelling in _HINT_SPELLINGS:
-        at = alike.find(spelling)
-        while at != -1:
-            found.append(at)
-            at = alike.find(spelling, at + 1)
-    found.sort()
-    return found
 
 
 def _email_windows(text: str) -> list[tuple[int, int]]:
     """Around each "@": back to the start of the run of characters a local part can hold,
     on to the end of the run a domain can hold (an address may be longer than the RFC
     allows, and the whole-text regex would mask all of it)."""
-    return _merged([_email_span(text, at) for at in _positions(text, "@")])
+    return merged([_email_span(text, at) for at in _positions(text, "@")])
 
 
 def _positions(text: str, char: str) -> Iterator[int]:
@@ -253,7 +221,7 @@ def mask_spans(text: str, spans: list[Span]) -> str:
     """Every character of every span replaced, each run of overlapping spans by one mask."""
     pieces: list[str] = []
     done = 0
-    for start, end in _merged(sorted(spans)):
+    for start, end in merged(sorted(spans)):
         if end <= done:
             continue
         pieces += (text[done : max(start, done)], MASK)

@@ -14,11 +14,15 @@ from gateway.model import Category
 from gateway.phi.freetext import scan_text
 from gateway.phi.patterns import (
     MONTH_NAMES,
+    PHONE_NANP,
+    SSN_SEPARATED,
     STREET_SUFFIXES,
     WRITTEN_DATE,
     email_spans,
     phone_spans,
     ssn_spans,
+    standalone,
+    valid_ssn,
 )
 from gateway.phi.scrub import MASK, ContextScrubber, scrub_patterns, street_spellings
 from tests.support.redaction import InspectingRedactor
@@ -112,3 +116,30 @@ def test_every_street_suffix_is_detected_and_spelled_both_ways() -> None:
             assert any(f.category is Category.GEOGRAPHY for f in scan_text(text).findings)
         for short in shorts:
             assert f"Juniper {full}" in street_spellings(f"12 Juniper {short.capitalize()}")
+
+
+_DIGIT_TEXT = st.lists(
+    st.one_of(
+        st.text(alphabet="0123456789", min_size=1, max_size=12),
+        st.sampled_from([" ", "-", ".", "(", ")", "+1 ", "+", "/", "_", "a", "\t", "é", "1 "]),
+        st.from_regex(r"\(?[2-9]\d\d\)?[ .-]?[2-9]\d\d[ .-]\d{4}", fullmatch=True),
+        st.from_regex(r"[1-7]\d\d([- ])[1-9]\d\1\d{3}[1-9]", fullmatch=True),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_DIGIT_TEXT)
+def test_searching_near_number_tails_finds_what_the_whole_text_search_finds(text: str) -> None:
+    """The finders search only around the digit-separator-four-digits every SSN and phone
+    ends with; over the whole text, the same patterns find exactly the same spans."""
+    phones = [(m.start(), m.end()) for m in standalone(PHONE_NANP, text, ".-/+")]
+    assert phone_spans(text) == phones
+    ssns = [
+        (m.start(), m.end())
+        for m in standalone(SSN_SEPARATED, text, ".-/")
+        if valid_ssn(m.group(1), m.group(3), m.group(4))
+    ]
+    # ssn_spans adds the nine-digit numbers after "SSN"; this text holds no such keyword.
+    assert ssn_spans(text) == ssns

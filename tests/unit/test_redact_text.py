@@ -7,15 +7,13 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.phi.patterns import _TAIL_AT, number_tails, pattern_spans
 from gateway.phi.patterns import EMAIL_SHAPE as EMAIL
 from gateway.phi.patterns import PHONE_SHAPE as PHONE
 from gateway.phi.patterns import SSN_SHAPE as SSN
-from gateway.phi.patterns import pattern_spans
 from gateway.phi.scrub import (
-    _HINT_AT,
     MASK,
     ContextScrubber,
-    _hints,
     find_values,
     has_pattern,
     mask_spans,
@@ -117,7 +115,7 @@ def test_scrubbing_pieces_together_equals_piece_by_piece(
 @settings(max_examples=400, deadline=None)
 @given(text=_PATTERN_TEXT)
 def test_number_hints_are_where_the_look_ahead_matches(text: str) -> None:
-    assert _hints(text) == [m.start() for m in _HINT_AT.finditer(text)]
+    assert number_tails(text) == [m.start() for m in _TAIL_AT.finditer(text)]
 
 
 def _reference_number_values(value: str) -> set[str]:
