@@ -135,7 +135,7 @@ class Gateway:
         if verdict.action is Action.REDACT:
             verdict, redaction = self._redact(inspection, verdict)
         if inspection.document is not None:
-            inspection = replace(inspection, document=None)  # the parse is done with
+            inspection = inspection.with_document(None)  # the parse is done with
         incident_id = new_incident_id() if verdict.record else ""
         decision = Decision(
             incident_id, message, destination, inspection, verdict, time.time(), redaction

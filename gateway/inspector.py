@@ -14,7 +14,6 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 
 from gateway.config import Limits
 from gateway.containers import Budget, Combined, unwrap
@@ -39,6 +38,7 @@ class Inspector:
     def __init__(self, limits: Limits, formats: Sequence[FormatHandler] = FORMATS) -> None:
         self.limits = limits
         self.formats = formats
+        self.registry = Registry(formats)
         self.decode_limits = DecodeLimits(
             max_output_bytes=limits.max_decompressed_bytes,
             max_ratio=limits.max_decompression_ratio,
@@ -47,7 +47,7 @@ class Inspector:
     def inspect(self, body: bytes, content_encoding: str = "") -> Inspection:
         started = time.perf_counter()
         result = self._inspect(body, content_encoding, started)
-        return replace(result, seconds=time.perf_counter() - started)
+        return result.timed(time.perf_counter() - started)
 
     def _inspect(self, body: bytes, content_encoding: str, started: float) -> Inspection:
         if len(body) > self.limits.max_body_bytes:
@@ -65,25 +65,37 @@ class Inspector:
             started + self.limits.max_inspection_seconds,
             self.limits.max_archive_members,
         )
-        return Scanner(budget, self.formats).scan(body, 0, whole=True)
+        return Scanner(budget, self.registry).scan(body, 0, whole=True)
+
+
+class Registry:
+    """The registry as the scanner reads it, sorted out once: the formats asked before the
+    containers and after them, those that say where a document starts, and one search per
+    distinct signature (the XML formats share theirs)."""
+
+    def __init__(self, formats: Sequence[FormatHandler]) -> None:
+        self.formats = formats
+        self.documents = tuple(h for h in formats if not h.fallback)
+        self.fallbacks = tuple(h for h in formats if h.fallback)
+        self.starts = tuple(h for h in formats if type(h).starts is not FormatHandler.starts)
+        signatures: dict[tuple[str, re.Pattern[str]], None] = {}
+        for handler in formats:
+            if handler.signature is not None:
+                signatures[(handler.label, handler.signature)] = None
+        self.signatures = tuple(signatures)
 
 
 class Scanner:
     """One payload, every layer of it, under one budget: the ``Reader`` the formats that
     carry other documents (generic JSON, XML, text) call back into."""
 
-    def __init__(self, budget: Budget, formats: Sequence[FormatHandler]) -> None:
+    def __init__(self, budget: Budget, registry: Registry) -> None:
         self.budget = budget
-        self.formats = formats
-        self._documents = [h for h in formats if not h.fallback]
-        self._fallbacks = [h for h in formats if h.fallback]
-        self._starts = [h for h in formats if type(h).starts is not FormatHandler.starts]
-        # One search per distinct (label, signature): the XML formats share theirs.
-        signatures: dict[tuple[str, re.Pattern[str]], None] = {}
-        for handler in formats:
-            if handler.signature is not None:
-                signatures[(handler.label, handler.signature)] = None
-        self._signatures = list(signatures)
+        self.formats = registry.formats
+        self._documents = registry.documents
+        self._fallbacks = registry.fallbacks
+        self._starts = registry.starts
+        self._signatures = registry.signatures
 
     def scan(
         self, body: bytes, depth: int, whole: bool = False, sent_as: Wide = NOT_WIDE

@@ -136,6 +136,40 @@ class Inspection:
     def inspected(self) -> bool:
         return not self.error
 
+    # Built field by field: dataclasses.replace costs several times more, and every
+    # inspected message is copied once or twice.
+    def timed(self, seconds: float) -> Inspection:
+        """The same inspection, with the time it took."""
+        return Inspection(
+            self.format,
+            self.message_type,
+            self.findings,
+            self.contains_phi,
+            self.error,
+            self.limit,
+            self.internal,
+            seconds,
+            self.envelope_phi,
+            self.reply,
+            self.document,
+        )
+
+    def with_document(self, document: Document | None) -> Inspection:
+        """The same inspection, carrying ``document`` (None: the parse is done with)."""
+        return Inspection(
+            self.format,
+            self.message_type,
+            self.findings,
+            self.contains_phi,
+            self.error,
+            self.limit,
+            self.internal,
+            self.seconds,
+            self.envelope_phi,
+            self.reply,
+            document,
+        )
+
     def category_counts(self) -> dict[str, int]:
         tally = Counter(f.category for f in self.findings)
         return {category.value: tally[category] for category in sorted(tally)}

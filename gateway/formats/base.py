@@ -24,7 +24,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from gateway.containers.budget import Combined
@@ -233,13 +233,19 @@ class FormatHandler:
         return None
 
 
+def document_of(payload: Payload, fmt: Format, parsed: object) -> Document | None:
+    """The parse a format hands the redactor, where the layer is the whole payload (a part
+    of a container is never redacted on its own)."""
+    return Document(fmt, payload.data, parsed, payload.sent_as) if payload.whole else None
+
+
 def with_document(inspection: Inspection, payload: Payload, parsed: object) -> Inspection:
     """The inspection, carrying the format's parse for the redactor when the layer is the
     whole payload (a part of a container is never redacted on its own)."""
     if not payload.whole:
         return inspection
     document = Document(inspection.format, payload.data, parsed, payload.sent_as)
-    return replace(inspection, document=document)
+    return inspection.with_document(document)
 
 
 class XmlDocumentFormat(FormatHandler):

@@ -6,11 +6,13 @@ read their SSNs, phone numbers, e-mail addresses, record numbers, written dates,
 states and street suffixes from here, so the two cannot drift apart: every SSN, phone and
 e-mail span ``*_spans`` reports is masked by the scrubber (a property test holds them to it).
 
-Two strengths of the numeric shapes live side by side on purpose:
-- ``ssn_spans`` / ``phone_spans`` are what *counts* as an identifier (SSA-valid SSNs, NANP
-  numbers, standing alone): detection must not call a lab value PHI;
-- ``SSN_SHAPE`` / ``PHONE_SHAPE`` are what *might be* one: the scrubber masks these as well
-  (masking an order number that looks like a phone costs nothing; leaving a phone costs much).
+Two strengths of the shapes live side by side on purpose:
+- ``ssn_spans`` / ``phone_spans`` / ``email_spans`` are what *counts* as an identifier
+  (SSA-valid SSNs, NANP numbers, standing alone): detection must not call a lab value PHI;
+- ``SSN_SHAPE`` / ``PHONE_SHAPE`` / ``EMAIL_SHAPE`` are what *might be* one, and cover every
+  span of the first kind: the scrubber masks these, and the SSNs ``context_ssn_spans`` finds
+  after the word "SSN" (masking an order number that looks like a phone costs nothing;
+  leaving a phone costs much).
 
 Speed: every pattern is precompiled and linear (bounded repetitions, anchored at keyword or
 digit positions with an ``endpos``); each finder first looks for a cheap tail or character.
@@ -240,7 +242,14 @@ def ssn_spans(text: str, low: str | None = None) -> list[Span]:
         for span in _near_tails(SSN_SEPARATED, text, ".-/", _SSN_BEFORE_TAIL)
         if _valid_ssn_text(text[span[0] : span[1]])
     ]
+    return spans + context_ssn_spans(text, low)
+
+
+def context_ssn_spans(text: str, low: str | None = None) -> list[Span]:
+    """Nine digits (separated or not) where the text says "SSN" just before them: the one
+    SSN form no shape can tell from another number."""
     low = ascii_lower(text) if low is None else low
+    spans: list[Span] = []
     for kw in keywords(SSN_CONTEXT, low) if mentions(low, _SSN_WORDS) else ():
         m = _SSN_AFTER_CONTEXT.match(text, kw.end(), kw.end() + CONTEXT_REACH + 11)
         if m and valid_ssn(m.group(1), m.group(2), m.group(3)):
@@ -258,8 +267,9 @@ PHONE_NANP = re.compile(
 # Every phone ends with exchange-separator-line. This starts with a digit class, so the regex
 # engine scans for it fast; the full pattern (optional prefix first) only runs where it occurs.
 _PHONE_TAIL = re.compile(r"\d\d\d[ .\-]\d{4}")
-# Anything shaped like a ten-digit phone number: masked by the scrubber.
-PHONE_SHAPE = re.compile(r"(?<!\d)(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
+# Anything shaped like a ten-digit phone number: masked by the scrubber (every NANP number
+# detection reports is one).
+PHONE_SHAPE = re.compile(r"(?<!\d)(?:\+?1[ .-]?)?\(?\d{3}\)?[ .\t-]?\d{3}[ .-]\d{4}(?!\d)")
 
 
 def phone_spans(text: str) -> list[Span]:
@@ -274,7 +284,8 @@ def phone_spans(text: str) -> list[Span]:
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}$")
 _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,24}(?![\w\-])")
 _MAX_AT_SIGNS = 10_000
-# Any address shape, without length limits: masked by the scrubber.
+# Any address shape, without length limits: masked by the scrubber (it covers every address
+# detection reports, or the part of it after a "%").
 EMAIL_SHAPE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 
 
@@ -293,8 +304,7 @@ def email_spans(text: str) -> list[Span]:
 
 
 def pattern_spans(text: str) -> list[Span]:
-    """Every SSN, phone and e-mail span detection reports in ``text``: what the scrubber
-    masks whatever else it masks, and what verification looks for."""
+    """Every SSN, phone and e-mail span detection reports in ``text``."""
     spans = ssn_spans(text) + phone_spans(text)
     if "@" in text:
         spans += email_spans(text)

@@ -18,9 +18,9 @@ from gateway.phi.patterns import (
     SSN_SHAPE,
     STREET_SUFFIXES,
     Span,
+    context_ssn_spans,
     merged,
     number_tails,
-    pattern_spans,
 )
 
 MASK = "[REDACTED]"
@@ -193,11 +193,10 @@ def _sub_in(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]])
 
 
 def scrub_patterns(text: str) -> str:
-    """Whatever SSN, phone or e-mail detection reports (an SSN written with spaces, nine
-    digits after "SSN": what detection finds, the scrubber masks), read on the text as sent;
-    then the SSN and phone shapes and e-mail addresses left, each searched only where one
-    can be."""
-    spans = pattern_spans(text)
+    """Nine digits after "SSN", read on the text as sent; then the SSN and phone shapes and
+    e-mail addresses, each searched only where one can be. Together they cover every SSN,
+    phone and e-mail span detection reports (tests/unit/test_identifiers.py)."""
+    spans = context_ssn_spans(text)
     if spans:
         text = mask_spans(text, spans)
     windows = _number_windows(text)
@@ -213,7 +212,7 @@ def has_pattern(text: str) -> bool:
     return (
         any(_NUMBER_PATTERN.search(text, lo, hi) for lo, hi in _number_windows(text))
         or any(EMAIL_SHAPE.search(text, lo, hi) for lo, hi in _email_windows(text))
-        or bool(pattern_spans(text))
+        or bool(context_ssn_spans(text))
     )
 
 

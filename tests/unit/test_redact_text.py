@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.phi.patterns import _TAIL_AT, number_tails, pattern_spans
+from gateway.phi.patterns import _TAIL_AT, context_ssn_spans, number_tails
 from gateway.phi.patterns import EMAIL_SHAPE as EMAIL
 from gateway.phi.patterns import PHONE_SHAPE as PHONE
 from gateway.phi.patterns import SSN_SHAPE as SSN
@@ -47,12 +47,12 @@ def test_mask_values_matches_the_regex(text: str, values: list[str]) -> None:
 @settings(max_examples=400, deadline=None)
 @given(text=st.text(alphabet="0123456789 -.()+1@ab.", max_size=40))
 def test_pattern_prefilter_never_hides_a_pattern(text: str) -> None:
-    full = mask_spans(text, pattern_spans(text))
+    full = mask_spans(text, context_ssn_spans(text))
     full = EMAIL.sub(MASK, PHONE.sub(MASK, SSN.sub(MASK, full))) if full else full
     # The combined number pattern is one alternation: compare on what it is meant to catch.
     assert (scrub_patterns(text) == text) == (full == text)
     assert has_pattern(text) == (
-        any(p.search(text) for p in (SSN, PHONE, EMAIL)) or bool(pattern_spans(text))
+        any(p.search(text) for p in (SSN, PHONE, EMAIL)) or bool(context_ssn_spans(text))
     )
 
 
@@ -88,10 +88,10 @@ _NUMBERS = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
 def test_windowed_pattern_scrub_equals_the_whole_text_regex(text: str) -> None:
     # The scrub searches only near an anchor; over the whole text, the same regexes must
     # find exactly the same matches.
-    found = mask_spans(text, pattern_spans(text))
+    found = mask_spans(text, context_ssn_spans(text))
     assert scrub_patterns(text) == EMAIL.sub(MASK, _NUMBERS.sub(MASK, found))
     assert has_pattern(text) == bool(
-        _NUMBERS.search(text) or EMAIL.search(text) or pattern_spans(text)
+        _NUMBERS.search(text) or EMAIL.search(text) or context_ssn_spans(text)
     )
 
 

@@ -21,6 +21,7 @@ from gateway.formats.base import (
     RedactContext,
     RefusalRequest,
     XmlDocumentFormat,
+    document_of,
     with_document,
 )
 from gateway.formats.fhir.inspect import inspect_resources
@@ -114,9 +115,9 @@ class FhirJson(_Fhir):
         return payload.first in _JSON_START and is_resource(payload.json()[0])
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
-        document = payload.json()[0]
-        inspection = inspect_resources([document], FHIR_JSON)
-        return with_document(inspection, payload, (document, payload.json_by_orjson))
+        tree = payload.json()[0]
+        parsed = document_of(payload, FHIR_JSON, (tree, payload.json_by_orjson))
+        return inspect_resources([tree], FHIR_JSON, parsed)
 
     def within_json(self, document: Any) -> tuple[str, Inspection] | None:
         resources = find_resources(document)
@@ -183,7 +184,7 @@ class FhirXml(_Fhir, XmlDocumentFormat):
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         resource = fhir_xml_to_json(payload.xml())
-        return with_document(inspect_resources([resource], FHIR_XML), payload, resource)
+        return inspect_resources([resource], FHIR_XML, document_of(payload, FHIR_XML, resource))
 
     def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
         resource = document.parsed

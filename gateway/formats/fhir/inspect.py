@@ -25,7 +25,7 @@ from gateway.formats.fhir.resources import (
     as_list,
     is_resource,
 )
-from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
+from gateway.model import IDENTIFYING, Category, Document, Finding, Format, Inspection
 
 C = Category
 # Payload text that ends up in locations and audit rows must look like FHIR names, or it is
@@ -208,7 +208,7 @@ def _has_data(res: dict[str, Any]) -> bool:
     return False
 
 
-def _summary(walker: _Walker, fmt: Format) -> Inspection:
+def _summary(walker: _Walker, fmt: Format, document: Document | None) -> Inspection:
     findings = tuple(walker.findings)
     contains_phi = any(
         f.category in IDENTIFYING or f.category is C.OPAQUE_CONTENT for f in findings
@@ -216,12 +216,19 @@ def _summary(walker: _Walker, fmt: Format) -> Inspection:
     types = walker.resource_types
     message_type = types[0] if types else ""
     return Inspection(
-        format=fmt, message_type=message_type, findings=findings, contains_phi=contains_phi
+        format=fmt,
+        message_type=message_type,
+        findings=findings,
+        contains_phi=contains_phi,
+        document=document,
     )
 
 
-def inspect_resources(resources: list[dict[str, Any]], fmt: Format) -> Inspection:
+def inspect_resources(
+    resources: list[dict[str, Any]], fmt: Format, document: Document | None = None
+) -> Inspection:
+    """The findings of ``resources``; ``document``: the parse the inspection carries on."""
     walker = _Walker()
     for res in resources:
         walker.resource(res, 0)
-    return _summary(walker, fmt)
+    return _summary(walker, fmt, document)

@@ -14,11 +14,11 @@ from gateway.formats.base import (
     RedactContext,
     RefusalRequest,
     XmlDocumentFormat,
-    with_document,
+    document_of,
 )
 from gateway.formats.hl7v2.ack import ACK_CONTENT_TYPE, hl7_reject_ack
 from gateway.formats.hl7v2.er7 import HEADERS, looks_like_hl7, patient_key
-from gateway.formats.hl7v2.inspect import HL7V2, inspect_hl7
+from gateway.formats.hl7v2.inspect import HL7V2, PLAIN_CHECKS, inspect_hl7
 from gateway.formats.hl7v2.redact import Hl7Options, Hl7Redactor
 from gateway.formats.hl7v2.verify import verify_hl7
 from gateway.formats.hl7v2.xml import HL7_XML_NS, HL7V2_XML, inspect_hl7_xml
@@ -54,7 +54,8 @@ class Hl7v2Er7(FormatHandler):
         return payload.first in _HEADER_INITIALS and looks_like_hl7(payload.latin1())
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
-        return with_document(inspect_hl7(payload.latin1()), payload, payload.latin1())
+        text = payload.latin1()
+        return inspect_hl7(text, PLAIN_CHECKS, document_of(payload, HL7V2, text))
 
     def can_redact(self, fmt: Format) -> bool:
         return fmt == HL7V2

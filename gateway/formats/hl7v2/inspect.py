@@ -21,7 +21,7 @@ from gateway.formats.hl7v2.er7 import (
     strip_blocks,
 )
 from gateway.formats.hl7v2.identifiers import IDENTIFIER_FIELDS
-from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
+from gateway.model import IDENTIFYING, Category, Document, Finding, Format, Inspection
 
 HL7V2 = Format("hl7v2")
 # A message type is recorded in audit rows: keep only what a type code can contain.
@@ -36,9 +36,14 @@ PLAIN_CHECKS: Mapping[Category, FieldCheck] = {c: has_content for c in Category}
 _NOT_A_SEGMENT = "a segment does not start with a segment id and field separator"
 
 
-def inspect_hl7(text: str, checks: Mapping[Category, FieldCheck] = PLAIN_CHECKS) -> Inspection:
+def inspect_hl7(
+    text: str,
+    checks: Mapping[Category, FieldCheck] = PLAIN_CHECKS,
+    document: Document | None = None,
+) -> Inspection:
     """Scan ER7 text (one message or a batch) for identifying fields; ``checks`` decide, per
-    category, whether a field's value identifies."""
+    category, whether a field's value identifies; ``document``: the parse the inspection
+    carries on."""
     findings: list[Finding] = []
     message_type = ""
     reply: dict[str, str] = {}
@@ -91,6 +96,7 @@ def inspect_hl7(text: str, checks: Mapping[Category, FieldCheck] = PLAIN_CHECKS)
         findings=tuple(findings),
         contains_phi=any(f.category in IDENTIFYING for f in findings),
         reply=reply,
+        document=document,
     )
 
 
