@@ -355,14 +355,19 @@ class PhiGateway:
         old = self.gateway
         try:
             audit = old.audit if old is not None else None
-            self.gateway = Gateway.from_config(config, audit=audit)
+            workers = old.workers if old is not None else None
+            self.gateway = Gateway.from_config(config, audit=audit, workers=workers)
         except StartError as exc:
             metrics.CONFIG_RELOADS.labels("failure").inc()
             if old is not None:
                 log.error("policy reload failed; the last good policy stays in force:\n%s", exc)
             raise exceptions.OptionsError(str(exc)) from None
         # The old gateway's readers are left to the garbage collector: in-flight requests
-        # (some in worker threads) may still be using them.
+        # (some in worker threads) may still be using them. Its document workers are shut
+        # down when the new policy sizes them differently (a document still being read on
+        # them is then refused abroad, as any unreadable payload).
+        if old is not None and old.workers is not self.gateway.workers:
+            old.workers.close()
         self.pins.ttl = config.geo.dns_cache_seconds
         self.gateway.publish_metrics()
         metrics.CONFIG_RELOADS.labels("success").inc()
@@ -427,7 +432,11 @@ class PhiGateway:
             _respond(flow, 502, b"destination host does not resolve", "text/plain")
             return
         message = to_message(flow)
-        heavy = message.raw_body_size > _THREAD_THRESHOLD or message.content_encoding
+        heavy = (
+            message.raw_body_size > _THREAD_THRESHOLD
+            or bool(message.content_encoding)
+            or gateway.inspector.slow(message.body)
+        )
         if heavy and needs_inspection(destination, gateway.config):
             # Large or compressed bodies (which may expand a lot) are inspected in a worker
             # thread so the event loop keeps serving everyone else.

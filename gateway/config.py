@@ -194,9 +194,18 @@ class MllpAckCode(StrEnum):
     CR = "CR"
 
 
+class MediaTreatment(StrEnum):
+    BLOCK = "block"
+    ALLOW = "allow"
+
+
 class Policy(_Strict):
     mode: Mode = Mode.ENFORCE
     foreign_phi_action: ForeignPhiAction = ForeignPhiAction.BLOCK
+    # Media whose content cannot be read (images, audio, scanned PDF pages: their text is in
+    # the pixels or the sound): block abroad (fail closed), or decide on what else they
+    # carry (text metadata) as if the pixels held nothing.
+    unreadable_media: MediaTreatment = MediaTreatment.BLOCK
     mllp_ack_code: MllpAckCode = MllpAckCode.AR
     allow_destinations: tuple[DestinationRule, ...] = ()
     deny_destinations: tuple[DestinationRule, ...] = ()
@@ -232,6 +241,12 @@ class Limits(_Strict):
     max_archive_members: int = Field(default=1000, ge=1, le=100000)
     # One MLLP frame (one HL7 message) held until its end arrives; larger frames fail closed.
     max_mllp_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # PDF documents with more pages are not read (refused abroad).
+    max_pdf_pages: int = Field(default=1000, ge=1, le=100000)
+    # Documents (PDF) are read by this many worker processes, each limited to this much
+    # memory: a document that crashes, hangs or blows up its reader costs one worker.
+    document_workers: int = Field(default=2, ge=1, le=64)
+    max_document_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
 
 
 class Audit(_Strict):

@@ -38,6 +38,7 @@ from gateway.model import (
 from gateway.policy import decide, needs_inspection
 from gateway.record import Recorder, observe
 from gateway.redactor import Redactor, site_secret
+from gateway.workers import DocumentWorkers
 
 
 def _age_seconds(built: float) -> float:
@@ -50,12 +51,17 @@ class Gateway:
         config: GatewayConfig,
         locator: Locator,
         audit: AuditStore,
+        workers: DocumentWorkers | None = None,
     ) -> None:
         self.config = config
         self.policy_version = config.version
         self.locator = locator
         self.resolver = Resolver(config.geo.dns_cache_seconds)
-        self.inspector = Inspector(config.limits)
+        # Documents (PDF) are read by worker processes, never in the proxy's own.
+        self.workers = workers or DocumentWorkers(
+            config.limits.document_workers, config.limits.max_document_memory_bytes
+        )
+        self.inspector = Inspector(config.limits, workers=self.workers)
         secret, self.secret_from_environment = site_secret(config.redaction)
         self.redactor = Redactor(config.redaction, secret)
         self.audit = audit
@@ -72,7 +78,14 @@ class Gateway:
         )
 
     @classmethod
-    def from_config(cls, config: GatewayConfig, audit: AuditStore | None = None) -> Gateway:
+    def from_config(
+        cls,
+        config: GatewayConfig,
+        audit: AuditStore | None = None,
+        workers: DocumentWorkers | None = None,
+    ) -> Gateway:
+        """``audit`` and ``workers``: the running gateway's, kept across a reload where the
+        config still describes them."""
         try:
             locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
         except GeoDatabaseError as exc:
@@ -84,7 +97,14 @@ class Gateway:
             except AuditError as exc:
                 raise StartError(str(exc)) from None
         warm_up()
-        return cls(config, locator, audit)
+        limits = config.limits
+        if workers is None or (workers.size, workers.memory_bytes) != (
+            limits.document_workers,
+            limits.max_document_memory_bytes,
+        ):
+            workers = DocumentWorkers(limits.document_workers, limits.max_document_memory_bytes)
+            workers.start()
+        return cls(config, locator, audit, workers)
 
     def publish_metrics(self) -> None:
         metrics.POLICY.info({"version": self.policy_version, "mode": self.config.policy.mode.value})
@@ -176,6 +196,7 @@ class Gateway:
     def close(self) -> None:
         self.audit.close()
         self.locator.close()
+        self.workers.close()
 
 
 def with_envelope(inspection: Inspection, message: Message) -> Inspection:

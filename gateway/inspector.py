@@ -13,20 +13,23 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from gateway.config import Limits
-from gateway.containers import Budget, Combined, unwrap
+from gateway.containers import Budget, Combined, starts_container, unwrap
 from gateway.containers.encoded import BASE64_RUN, unpack_base64
 from gateway.containers.encoding import DecodeLimits, decode_content
 from gateway.containers.wide import byte_order_mark, decode_wide, wide_encoding
-from gateway.errors import PayloadError
+from gateway.errors import ContainerError, PayloadError
 from gateway.formats import FORMATS
 from gateway.formats.base import NOT_WIDE, FormatHandler, Payload, Wide
 from gateway.model import Format, Inspection
 from gateway.phi.freetext import scan_text
+from gateway.workers import DocumentWorkers, run_in_process
 
 _BOM = b"\xef\xbb\xbf"
+_SLOW_HEAD = 2048
 _LEADING = b" \t\r\n\x0b"
 _TEXT_PIECE = 256 * 1024
 # What the inspector calls an exception no format expected (a bug): the reason starts so.
@@ -35,10 +38,24 @@ log = logging.getLogger(__name__)
 
 
 class Inspector:
-    def __init__(self, limits: Limits, formats: Sequence[FormatHandler] = FORMATS) -> None:
+    """``workers``: the pool that reads documents (PDF) outside this process. Without one
+    (tools, tests) they are read in process: never in the proxy, where a reader's crash would
+    be the gateway's."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        formats: Sequence[FormatHandler] = FORMATS,
+        workers: DocumentWorkers | None = None,
+    ) -> None:
         self.limits = limits
         self.formats = formats
+        self.workers = workers
         self.registry = Registry(formats)
+        self.document_args = {
+            "max_pages": limits.max_pdf_pages,
+            "max_bytes": limits.max_decompressed_bytes,
+        }
         self.decode_limits = DecodeLimits(
             max_output_bytes=limits.max_decompressed_bytes,
             max_ratio=limits.max_decompression_ratio,
@@ -65,7 +82,27 @@ class Inspector:
             started + self.limits.max_inspection_seconds,
             self.limits.max_archive_members,
         )
-        return Scanner(budget, self.registry).scan(body, 0, whole=True)
+        return Scanner(budget, self.registry, self._extract).scan(body, 0, whole=True)
+
+    def slow(self, body: bytes) -> bool:
+        """Would inspecting this body take a document reader or unpacking? Then the proxy
+        inspects it off its event loop. Decided on the first bytes: a format marked slow
+        sniffs them, or they start a container (which may hold such a document)."""
+        head = body[:_SLOW_HEAD].lstrip(_LEADING)
+        if not head:
+            return False
+        payload = Payload(head, 0)
+        return any(h.sniff(payload) for h in self.registry.slow) or starts_container(head)
+
+    def _extract(self, job: str, data: bytes, deadline: float) -> Any:
+        seconds = deadline - time.perf_counter()
+        if seconds <= 0:
+            raise ContainerError(
+                "inspection took longer than max_inspection_seconds", "max_inspection_seconds"
+            )
+        if self.workers is None:
+            return run_in_process(job, data, self.document_args)
+        return self.workers.run(job, data, self.document_args, seconds)
 
 
 class Registry:
@@ -78,6 +115,7 @@ class Registry:
         self.documents = tuple(h for h in formats if not h.fallback)
         self.fallbacks = tuple(h for h in formats if h.fallback)
         self.starts = tuple(h for h in formats if type(h).starts is not FormatHandler.starts)
+        self.slow = tuple(h for h in formats if h.slow)
         signatures: dict[tuple[str, re.Pattern[str]], None] = {}
         for handler in formats:
             if handler.signature is not None:
@@ -89,8 +127,11 @@ class Scanner:
     """One payload, every layer of it, under one budget: the ``Reader`` the formats that
     carry other documents (generic JSON, XML, text) call back into."""
 
-    def __init__(self, budget: Budget, registry: Registry) -> None:
+    def __init__(
+        self, budget: Budget, registry: Registry, extract: Callable[[str, bytes, float], Any]
+    ) -> None:
         self.budget = budget
+        self._extractor = extract
         self.formats = registry.formats
         self._documents = registry.documents
         self._fallbacks = registry.fallbacks
@@ -135,6 +176,9 @@ class Scanner:
         return Inspection(Format.BINARY)
 
     # -- the Reader the generic formats call back into --------------------------------------
+    def extract(self, job: str, data: bytes) -> Any:
+        return self._extractor(job, data, self.budget.deadline)
+
     def wrapped(self, text: str, depth: int, into: Combined) -> None:
         """Documents after a preamble and base64 runs inside a text."""
         for where, start in self._embedded_documents(text):

@@ -62,6 +62,7 @@ NOT_INSPECTED_REASONS = (
     "tls-passthrough",  # a TLS connection relayed encrypted
     "udp",  # a UDP datagram
     "resolution-failed",  # the destination host did not resolve
+    "media",  # content no reader can see into: an image, audio, a scanned PDF page
 )
 NOT_INSPECTED = Counter(
     f"{PREFIX}_flows_not_inspected_total",
@@ -146,6 +147,13 @@ REDACTED_IDENTIFIERS = Counter(
 POLICY = Info(
     f"{PREFIX}_policy",
     "The policy in force: its version (hash of the effective config) and mode.",
+)
+DOCUMENT_WORKERS = Counter(
+    f"{PREFIX}_document_reads_total",
+    "Documents handed to a reader process (PDF), by result: read, refused (the reader could "
+    "not read it), timeout and crashed (the worker was killed and replaced), busy (no worker "
+    "was free in time). Every result but read fails closed abroad.",
+    ["result"],
 )
 UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")
 

@@ -122,6 +122,9 @@ class Inspection:
     limit: str = ""  # the named limit that stopped inspection, if any
     # The error is an exception no reader expected (a bug), not a property of the payload.
     internal: bool = False
+    # Content no reader can see into ("image", "audio", "scanned-pdf"): its text, if any, is
+    # in the pixels or the sound. The policy decides what that means (unreadable_media).
+    opaque: str = ""
     seconds: float = 0.0
     # PHI in the URL or headers: redacting the body cannot make such a request safe.
     envelope_phi: bool = False
@@ -148,6 +151,7 @@ class Inspection:
             self.error,
             self.limit,
             self.internal,
+            self.opaque,
             seconds,
             self.envelope_phi,
             self.reply,
@@ -164,10 +168,28 @@ class Inspection:
             self.error,
             self.limit,
             self.internal,
+            self.opaque,
             self.seconds,
             self.envelope_phi,
             self.reply,
             document,
+        )
+
+    def with_opaque(self, opaque: str) -> Inspection:
+        """The same inspection, saying that some of its content cannot be read."""
+        return Inspection(
+            self.format,
+            self.message_type,
+            self.findings,
+            self.contains_phi,
+            self.error,
+            self.limit,
+            self.internal,
+            opaque,
+            self.seconds,
+            self.envelope_phi,
+            self.reply,
+            self.document,
         )
 
     def category_counts(self) -> dict[str, int]:

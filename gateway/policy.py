@@ -5,7 +5,8 @@ Order of rules (first match wins):
 2. allow-list         → forward (recorded when it carries PHI); a rule with ``action: redact``
                         forwards PHI only after Safe Harbor redaction
 3. domestic           → forward untouched
-4. foreign / unknown, payload unreadable → block (fail closed)
+4. foreign / unknown, payload unreadable → block (fail closed); so is content no reader
+   sees into (images, audio, scanned pages) unless ``policy.unreadable_media: allow``
 5. foreign / unknown, PHI                → policy.foreign_phi_action (block or redact)
 6. foreign / unknown, no PHI             → forward
 Monitor mode turns every block into "forward and record" (``enforced=False``).
@@ -13,7 +14,7 @@ Monitor mode turns every block into "forward and record" (``enforced=False``).
 
 from __future__ import annotations
 
-from gateway.config import GatewayConfig, Mode, RuleAction, UnknownTreatment
+from gateway.config import GatewayConfig, MediaTreatment, Mode, RuleAction, UnknownTreatment
 from gateway.model import Action, Destination, Inspection, Jurisdiction, Location, Verdict
 
 
@@ -61,7 +62,7 @@ def decide(destination: Destination, inspection: Inspection, config: GatewayConf
         if not rule.matches(destination.host, destination.port, addresses):
             continue
         if rule.action is RuleAction.REDACT:
-            if not inspection.inspected:
+            if not inspection.inspected or inspection.opaque:
                 break  # what cannot be read cannot be redacted: judged by location below
             if inspection.contains_phi:
                 return Verdict(
@@ -76,7 +77,7 @@ def decide(destination: Destination, inspection: Inspection, config: GatewayConf
             Action.ALLOW,
             "allow-list",
             f"destination is allow-listed: {rule.reason}",
-            record=inspection.contains_phi or not inspection.inspected,
+            record=inspection.contains_phi or not inspection.inspected or bool(inspection.opaque),
         )
 
     if effective_location(destination, config) is Location.DOMESTIC:
@@ -88,6 +89,15 @@ def decide(destination: Destination, inspection: Inspection, config: GatewayConf
             Action.BLOCK,
             "uninspectable",
             f"payload to {where} could not be inspected ({inspection.error}); failing closed",
+            enforced=not monitor,
+            record=True,
+        )
+    if inspection.opaque and policy.unreadable_media is MediaTreatment.BLOCK:
+        return Verdict(
+            Action.BLOCK,
+            "unreadable-media",
+            f"payload to {where} holds content that cannot be read ({inspection.opaque}); "
+            "failing closed (policy.unreadable_media)",
             enforced=not monitor,
             record=True,
         )

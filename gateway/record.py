@@ -32,7 +32,7 @@ def not_inspected_reason(decision: Decision) -> str:
     """'' when the payload was inspected, else the bounded reason it was not."""
     inspection = decision.inspection
     if not inspection.error:
-        return ""
+        return "media" if inspection.opaque else ""
     channel = _CHANNEL_REASONS.get(decision.message.protocol, "")
     if channel:
         return channel

@@ -4,6 +4,8 @@
 #                                     scrape end-to-end test
 #   pdftoppm (package poppler-utils) - renders the PDF block report to PNG in a test
 #   initdb/pg_ctl (package postgresql) - a throwaway PostgreSQL for the multi-instance audit tests
+#   DejaVu Sans (package fonts-dejavu-core) - a TrueType font the PDF tests embed (CID fonts
+#                                     with ToUnicode maps, as word processors write them)
 # Idempotent: does nothing when every tool is present. Without root (or password-less sudo) it
 # installs nothing and says so; the tests that need a missing tool then skip with a message.
 # Services the packages would start are kept from starting (the tests start their own).
@@ -13,6 +15,7 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -11,7 +11,17 @@ from gateway.containers.encoded import looks_base64, unpack_base64
 from gateway.containers.multipart import is_form, is_multipart, unpack_form, unpack_multipart
 from gateway.model import Inspection
 
-__all__ = ["Budget", "Combined", "Scan", "unwrap"]
+__all__ = ["Budget", "Combined", "Scan", "starts_container", "unwrap"]
+
+
+def starts_container(head: bytes) -> bool:
+    """Do these first bytes start a container (archive, multipart body, base64 of a binary
+    document)? A cheap test on the head alone: the proxy inspects such bodies off its loop."""
+    return is_archive(head) or head.startswith(b"--") or head[:4] in _BASE64_BINARY
+
+
+# base64 of "%PDF", of a zip and of a gzip stream: binary documents sent as text.
+_BASE64_BINARY = frozenset({b"JVBE", b"UEsD", b"H4sI"})
 
 
 def unwrap(data: bytes, depth: int, scan: Scan, budget: Budget) -> Inspection | None:

@@ -54,6 +54,7 @@ class Combined:
     error: str = ""
     limit: str = ""
     internal: bool = False
+    opaque: str = ""
     first: Inspection | None = None
 
     def add(self, where: str, part: Inspection) -> None:
@@ -62,6 +63,8 @@ class Combined:
         if part.error and not self.error:
             self.error, self.limit = f"{where}: {part.error}", part.limit
             self.internal = part.internal
+        if part.opaque and not self.opaque:
+            self.opaque = f"{part.opaque} ({where})"[:80]
         if self.first is None and part.format not in (Format.EMPTY, Format.BINARY, Format.TEXT):
             self.first = part
 
@@ -79,5 +82,6 @@ class Combined:
             error=self.error,
             limit=self.limit,
             internal=self.internal,
+            opaque=self.opaque,
             document=None,  # a container is never redacted as one document
         )

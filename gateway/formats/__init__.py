@@ -16,6 +16,8 @@ from gateway.formats.fhir import FhirJson, FhirNdjson, FhirXml
 from gateway.formats.generic_json import GenericJson
 from gateway.formats.generic_xml import GenericXml
 from gateway.formats.hl7v2 import Hl7v2Er7, Hl7v2Xml
+from gateway.formats.media import Media
+from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
 from gateway.model import Format
 
@@ -28,6 +30,8 @@ FORMATS: tuple[FormatHandler, ...] = (
     Hl7v2Xml(),
     Cda(),
     GenericXml(),
+    Pdf(),
+    Media(),
     Text(),
 )
 

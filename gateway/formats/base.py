@@ -61,6 +61,12 @@ class Reader(Protocol):
         """Documents after a preamble and base64 runs inside a text, added to ``into``."""
         ...
 
+    def extract(self, job: str, data: bytes) -> Any:
+        """The answer of a document reader run outside the proxy (``gateway.workers``: a
+        job such as "pdf"), within what is left of the time budget; raises a PayloadError
+        when it fails, times out or no reader is free."""
+        ...
+
     def free_text(self, text: str, location: str, depth: int, into: Combined) -> None:
         """Identifiers in prose and tables, added to ``into`` (a ``Combined``)."""
         ...
@@ -200,6 +206,9 @@ class FormatHandler:
     prose_when_unreadable: ClassVar[bool] = True
     # Documents of this format may sit inside JSON of no format (``within_json``).
     claims_json_nodes: ClassVar[bool] = False
+    # Reading this format takes a document reader (a worker process) or long work: the proxy
+    # inspects such payloads off its event loop (``Inspector.slow``).
+    slow: ClassVar[bool] = False
 
     def starts(self, text: str) -> bool:
         """Does a string (leading blanks stripped) start like a document of this format?"""

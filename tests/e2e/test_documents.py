@@ -1,0 +1,105 @@
+"""Charts leave as documents: PDFs, images and dictation sent through the real gateway. The
+foreign receiver gets none that identifies a patient (nor media nobody can read); the
+domestic receiver gets every one byte-identical; clean documents go abroad untouched."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Upstreams
+from tests.support import documents as docs
+from tests.support.evasion import identifiers_in
+from tests.support.patients import make_patient
+
+pytestmark = pytest.mark.e2e
+PATIENT = make_patient(9090)
+NOTE = f"Patient: {PATIENT.given} {PATIENT.family.rstrip('0123456789')}, MRN {PATIENT.mrn}"
+SUMMARY = docs.discharge_summary_pdf(PATIENT)
+REFUSED = {
+    "pdf-text": SUMMARY,
+    "pdf-in-pieces": docs.summary_in_pieces_pdf(PATIENT),
+    "pdf-metadata": docs.metadata_only_pdf(PATIENT),
+    "pdf-annotation": docs.annotated_pdf(PATIENT),
+    "pdf-attached-pdf": docs.attachment_pdf(PATIENT, SUMMARY),
+    "pdf-form": docs.form_pdf(PATIENT),
+    "pdf-encrypted": docs.encrypted_pdf(PATIENT),
+    "pdf-scan": docs.scanned_pdf(),
+    "png-comment": docs.photo_png(NOTE),
+    "jpeg-exif": docs.photo_jpeg_exif(NOTE),
+    "mp3-dictation": docs.dictation_mp3(NOTE),
+    "png-no-metadata": docs.photo_png(),  # pixels nobody reads: blocked by default
+}
+CLEAN = {
+    "brochure": docs.brochure_pdf(),
+    "blank-form": docs.form_pdf(None),
+    "manual": docs.text_pages_pdf(5),
+}
+
+
+def _multipart(name: str, body: bytes) -> tuple[bytes, str]:
+    boundary = "----documents0boundary"
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return form, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_documents_abroad_are_refused_and_nothing_arrives(
+    client: httpx.Client, upstreams: Upstreams, name: str
+) -> None:
+    body = REFUSED[name]
+    form, form_type = _multipart(f"{name}.bin", body)
+    for kind, content, headers in (
+        ("raw", body, {"content-type": "application/octet-stream"}),
+        ("multipart", form, {"content-type": form_type}),
+    ):
+        tag = f"doc-foreign-{name}-{kind}"
+        response = client.post(
+            f"{upstreams.foreign.url}/upload?case={tag}", content=content, headers=headers
+        )
+        assert response.status_code == 451, (name, kind, response.status_code)
+        assert response.headers.get("x-phi-gateway-incident")
+        arrived = [r for r in upstreams.foreign.received if f"case={tag}" in r.path]
+        assert not arrived
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED) + sorted(CLEAN))
+def test_the_same_documents_arrive_at_home_byte_identical(
+    client: httpx.Client, upstreams: Upstreams, name: str
+) -> None:
+    body = REFUSED.get(name) or CLEAN[name]
+    tag = f"doc-domestic-{name}"
+    response = client.post(f"{upstreams.domestic.url}/upload?case={tag}", content=body)
+    assert response.status_code == 200
+    arrived = [r for r in upstreams.domestic.received if f"case={tag}" in r.path]
+    assert len(arrived) == 1 and arrived[0].body == body
+
+
+@pytest.mark.parametrize("name", sorted(CLEAN))
+def test_clean_documents_go_abroad_untouched(
+    client: httpx.Client, upstreams: Upstreams, name: str
+) -> None:
+    tag = f"doc-clean-{name}"
+    response = client.post(f"{upstreams.foreign.url}/upload?case={tag}", content=CLEAN[name])
+    assert response.status_code == 200, name
+    arrived = [r for r in upstreams.foreign.received if f"case={tag}" in r.path]
+    assert len(arrived) == 1 and arrived[0].body == CLEAN[name]
+    assert identifiers_in(arrived[0].body, PATIENT) == []
+
+
+def test_the_refused_documents_do_carry_the_patient() -> None:
+    # The text-layer PDFs hold the identifiers as text a reader extracts; the guard that the
+    # cases are not empty is that an in-process read finds them.
+    from gateway.config import Limits
+    from gateway.inspector import Inspector
+
+    inspector = Inspector(Limits())
+    for name in ("pdf-text", "pdf-in-pieces", "pdf-form", "png-comment", "mp3-dictation"):
+        assert inspector.inspect(REFUSED[name]).contains_phi, name

@@ -1,0 +1,196 @@
+"""Documents a hospital sends abroad, built from a synthetic patient by the libraries that
+write them: PDFs (fpdf2; reportlab for form fields), images and audio (Pillow, hand-built ID3
+tags). Each builder says in its name what it exercises."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from fpdf import FPDF
+from PIL import Image, PngImagePlugin
+
+from tests.support.patients import Patient
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def summary_lines(p: Patient) -> list[str]:
+    return [
+        "DISCHARGE SUMMARY",
+        f"Patient: {p.given} {p.family.rstrip('0123456789')}",
+        f"MRN: {p.mrn}    DOB: {p.birth_date_iso}    SSN: {p.ssn}",
+        f"Address: {p.street}, {p.city}, {p.state} {p.zip}    Phone: {p.phone}",
+        "Diagnosis: major depressive disorder, recurrent. Discharged home with follow-up.",
+    ]
+
+
+def _pdf(font: str = "helvetica") -> FPDF:
+    pdf = FPDF()
+    if font == "dejavu":
+        pdf.add_font("dejavu", fname=str(DEJAVU))
+    pdf.set_font(font, size=11)
+    pdf.add_page()
+    return pdf
+
+
+def discharge_summary_pdf(p: Patient) -> bytes:
+    """One page of text in a standard font, Flate-compressed content (fpdf2's default)."""
+    pdf = _pdf()
+    for line in summary_lines(p):
+        pdf.cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def summary_in_pieces_pdf(p: Patient) -> bytes:
+    """Every character drawn by its own text operator, at its own position (how some
+    reporting tools and kerned layouts write text)."""
+    pdf = _pdf()
+    y = 20.0
+    for line in summary_lines(p):
+        x = 10.0
+        for char in line:
+            pdf.text(x, y, char)
+            x += pdf.get_string_width(char)
+        y += 8
+    return bytes(pdf.output())
+
+
+def summary_cid_font_pdf(p: Patient) -> bytes:
+    """Text in an embedded TrueType font: glyph ids with a ToUnicode map (word processors)."""
+    pdf = _pdf("dejavu")
+    for line in summary_lines(p):
+        pdf.cell(0, 8, line + " — résumé", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def metadata_only_pdf(p: Patient) -> bytes:
+    """A clean page whose document information names the patient."""
+    pdf = _pdf()
+    pdf.cell(0, 8, "Scanned document, see attachment.")
+    name = f"{p.given} {p.family.rstrip('0123456789')}"
+    pdf.set_title(f"Discharge summary {name} DOB {p.birth_date_iso}")
+    pdf.set_subject(f"MRN {p.mrn}")
+    return bytes(pdf.output())
+
+
+def annotated_pdf(p: Patient) -> bytes:
+    pdf = _pdf()
+    pdf.cell(0, 8, "Coding worklist, page 1.")
+    pdf.text_annotation(20, 20, f"Patient: {p.given} {p.family.rstrip('0123456789')}, SSN {p.ssn}")
+    return bytes(pdf.output())
+
+
+def attachment_pdf(p: Patient, attached: bytes, name: str = "summary.pdf") -> bytes:
+    """A clean cover page carrying another document as an embedded file."""
+    pdf = _pdf()
+    pdf.cell(0, 8, "Cover sheet: see the attached file.")
+    pdf.embed_file(basename=name, bytes=attached, desc="attached record")
+    return bytes(pdf.output())
+
+
+def encrypted_pdf(p: Patient) -> bytes:
+    pdf = _pdf()
+    pdf.set_encryption(owner_password="owner-secret", user_password="user-secret")
+    for line in summary_lines(p):
+        pdf.cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def scanned_pdf() -> bytes:
+    """A page that is only a picture of text (no text layer): what a scanner produces."""
+    picture = Image.new("L", (850, 1100), 255)
+    for y in range(100, 1000, 40):  # grey bars standing in for lines of print
+        picture.paste(0, (80, y, 770, y + 12))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    pdf = _pdf()
+    pdf.image(io.BytesIO(buffer.getvalue()), x=0, y=0, w=210)
+    return bytes(pdf.output())
+
+
+def many_pages_pdf(pages: int) -> bytes:
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=11)
+    for number in range(pages):
+        pdf.add_page()
+        pdf.cell(0, 8, f"Page {number + 1}")
+    return bytes(pdf.output())
+
+
+def text_pages_pdf(pages: int) -> bytes:
+    """A long clean document: a policy manual (the speed benchmark's payload)."""
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=10)
+    paragraph = (
+        "Hand hygiene compliance is audited monthly on every unit. Staff perform hand "
+        "hygiene before and after each contact, after removing gloves, and before aseptic "
+        "tasks. Results are posted on the unit board and reviewed by the infection "
+        "prevention committee. "
+    )
+    for number in range(pages):
+        pdf.add_page()
+        pdf.multi_cell(0, 5, f"Section {number + 1}\n" + paragraph * 12)
+    return bytes(pdf.output())
+
+
+def brochure_pdf() -> bytes:
+    pdf = _pdf()
+    for line in (
+        "Spring Wellness Fair",
+        "Free blood pressure checks in the main lobby, 9:00 to 15:00 on Friday.",
+        "Flu shots for staff and visitors; bring your badge.",
+    ):
+        pdf.cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_title("Wellness fair brochure")
+    return bytes(pdf.output())
+
+
+def form_pdf(p: Patient | None) -> bytes:
+    """An AcroForm face sheet (reportlab): labels on the page, values in the fields. With no
+    patient, a blank form."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer)
+    form = page.acroForm
+    values = {
+        "patient_name": f"{p.given} {p.family.rstrip('0123456789')}" if p else "",
+        "dob": p.birth_date_iso if p else "",
+        "mrn": p.mrn if p else "",
+    }
+    y = 760
+    for name, value in values.items():
+        page.drawString(40, y + 5, name.replace("_", " ").title())
+        form.textfield(name=name, value=value, x=160, y=y, width=250, height=20)
+        y -= 40
+    page.save()
+    return buffer.getvalue()
+
+
+# -- images and audio ---------------------------------------------------------------------------
+def photo_png(comment: str = "") -> bytes:
+    info = PngImagePlugin.PngInfo()
+    if comment:
+        info.add_text("Comment", comment)
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 180, 160)).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def photo_jpeg_exif(description: str) -> bytes:
+    image = Image.new("RGB", (16, 16), (90, 120, 150))
+    exif = image.getexif()
+    exif[0x010E] = description  # ImageDescription
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def dictation_mp3(title: str) -> bytes:
+    """An ID3v2.3 tag with a title frame, then one silent MPEG frame header."""
+    text = b"\x00" + title.encode("latin-1")
+    frame = b"TIT2" + len(text).to_bytes(4, "big") + b"\x00\x00" + text
+    size = len(frame)
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    return b"ID3\x03\x00\x00" + syncsafe + frame + b"\xff\xfb\x90\x00" + b"\x00" * 413

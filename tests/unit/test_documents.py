@@ -1,0 +1,117 @@
+"""PDF, images and audio as formats: read the way their own software reads them, judged like
+any text, failing closed on what cannot be read."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import Limits, parse_config
+from gateway.formats.media import MEDIA, id3_texts
+from gateway.formats.pdf import PDF
+from gateway.inspector import Inspector
+from gateway.model import Category, Destination, Jurisdiction, Location
+from gateway.policy import decide
+from tests.support import documents as docs
+from tests.support.patients import make_patient
+
+PATIENT = make_patient(31)
+INSPECTOR = Inspector(Limits(max_pdf_pages=50))
+ABROAD = Destination(
+    "vendor.example", 443, (Jurisdiction("127.0.0.2", Location.FOREIGN, "IN", reason="database"),)
+)
+
+
+def _phi_pdfs() -> dict[str, bytes]:
+    summary = docs.discharge_summary_pdf(PATIENT)
+    found = {
+        "text": summary,
+        "text-in-pieces": docs.summary_in_pieces_pdf(PATIENT),
+        "document-information": docs.metadata_only_pdf(PATIENT),
+        "annotation": docs.annotated_pdf(PATIENT),
+        "embedded-pdf": docs.attachment_pdf(PATIENT, summary),
+        "form-fields": docs.form_pdf(PATIENT),
+    }
+    if docs.DEJAVU.is_file():
+        found["cid-font"] = docs.summary_cid_font_pdf(PATIENT)
+    return found
+
+
+@pytest.mark.parametrize(("name", "body"), sorted(_phi_pdfs().items()))
+def test_a_pdf_that_names_the_patient_is_phi(name: str, body: bytes) -> None:
+    result = INSPECTOR.inspect(body)
+    assert result.format == PDF, name
+    assert result.inspected, result.error
+    assert result.contains_phi, (name, result.findings)
+    assert not result.opaque
+
+
+def test_the_cid_font_case_runs_where_the_font_is_installed() -> None:
+    if not docs.DEJAVU.is_file():
+        pytest.skip(f"{docs.DEJAVU} missing: scripts/install-test-tools.sh installs it")
+    result = INSPECTOR.inspect(docs.summary_cid_font_pdf(PATIENT))
+    assert {Category.SSN, Category.MRN} <= {f.category for f in result.findings}
+
+
+def test_findings_say_where_in_the_pdf_never_what() -> None:
+    result = INSPECTOR.inspect(docs.discharge_summary_pdf(PATIENT))
+    assert any(f.location.startswith("pdf.page[1]") for f in result.findings)
+    assert all(
+        PATIENT.ssn not in f.location and PATIENT.mrn not in f.location for f in result.findings
+    )
+    embedded = INSPECTOR.inspect(docs.attachment_pdf(PATIENT, docs.discharge_summary_pdf(PATIENT)))
+    assert any(f.location.startswith("pdf.attachment[0]/pdf.page[1]") for f in embedded.findings)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [docs.brochure_pdf(), docs.form_pdf(None), docs.text_pages_pdf(3)],
+    ids=["brochure", "blank-form", "manual"],
+)
+def test_clean_pdfs_are_not_phi(body: bytes) -> None:
+    result = INSPECTOR.inspect(body)
+    assert result.format == PDF and result.inspected and not result.opaque
+    assert not result.contains_phi, result.findings
+    assert decide(ABROAD, result, parse_config({})).action.value == "allow"
+
+
+def test_what_cannot_be_read_fails_closed() -> None:
+    encrypted = INSPECTOR.inspect(docs.encrypted_pdf(PATIENT))
+    assert encrypted.error.startswith("PDF is encrypted")
+    too_long = INSPECTOR.inspect(docs.many_pages_pdf(51))
+    assert too_long.limit == "max_pdf_pages"
+    truncated = INSPECTOR.inspect(docs.discharge_summary_pdf(PATIENT)[:300])
+    assert not truncated.inspected
+    for result in (encrypted, too_long, truncated):
+        assert decide(ABROAD, result, parse_config({})).rule == "uninspectable"
+
+
+def test_a_scan_is_content_no_reader_sees_into() -> None:
+    result = INSPECTOR.inspect(docs.scanned_pdf())
+    assert result.inspected and result.opaque.startswith("scanned-pdf")
+    blocked = decide(ABROAD, result, parse_config({}))
+    assert blocked.blocks and blocked.rule == "unreadable-media"
+    allowed = decide(ABROAD, result, parse_config({"policy": {"unreadable_media": "allow"}}))
+    assert allowed.action.value == "allow"
+
+
+def test_images_and_audio_are_media_and_their_metadata_is_read() -> None:
+    note = f"Patient: {PATIENT.given} {PATIENT.family.rstrip('0123456789')}, MRN {PATIENT.mrn}"
+    for body in (docs.photo_png(note), docs.photo_jpeg_exif(note), docs.dictation_mp3(note)):
+        result = INSPECTOR.inspect(body)
+        assert result.format == MEDIA and result.opaque in ("image", "audio")
+        assert result.contains_phi, result.message_type
+        # PHI in the metadata is PHI whatever the media policy says.
+        allow = parse_config({"policy": {"unreadable_media": "allow"}})
+        assert decide(ABROAD, result, allow).rule == "foreign-phi"
+    clean = INSPECTOR.inspect(docs.photo_png())
+    assert clean.format == MEDIA and not clean.contains_phi
+    assert decide(ABROAD, clean, parse_config({})).rule == "unreadable-media"
+    allow = parse_config({"policy": {"unreadable_media": "allow"}})
+    assert decide(ABROAD, clean, allow).action.value == "allow"
+
+
+def test_id3_frames_are_read_within_the_tag() -> None:
+    assert id3_texts(docs.dictation_mp3("Dictation for chart 4711")) == [
+        ("TIT2", "Dictation for chart 4711")
+    ]
+    assert id3_texts(b"ID3\x03\x00\x00\x7f\x7f\x7f\x7f" + b"\xff" * 40) == []  # lies about size
