@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from gateway.formats.base import FormatHandler
 from gateway.formats.cda import Cda
+from gateway.formats.email import Email
 from gateway.formats.fhir import FhirJson, FhirNdjson, FhirXml
 from gateway.formats.generic_json import GenericJson
 from gateway.formats.generic_xml import GenericXml
 from gateway.formats.hl7v2 import Hl7v2Er7, Hl7v2Xml
+from gateway.formats.markup import Html, Rtf
 from gateway.formats.media import Media
 from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
 from gateway.model import Format
 
 FORMATS: tuple[FormatHandler, ...] = (
+    Rtf(),  # "{\rtf": before JSON, which would call it malformed
     Hl7v2Er7(),
     FhirJson(),
     FhirNdjson(),
@@ -29,7 +32,9 @@ FORMATS: tuple[FormatHandler, ...] = (
     FhirXml(),
     Hl7v2Xml(),
     Cda(),
+    Html(),  # before XML, which would call an HTML5 page malformed
     GenericXml(),
+    Email(),
     Pdf(),
     Media(),
     Text(),

@@ -21,6 +21,8 @@ def parse_xml(data: bytes) -> ET.Element:
         return ET.fromstring(data)  # noqa: S314 - entity declarations refused above
     except ET.ParseError as exc:
         raise XmlError(f"malformed XML at line {exc.position[0]}") from None
+    except LookupError:  # <?xml encoding="..."?> names an encoding Python does not know
+        raise XmlError("XML declares an unknown encoding") from None
 
 
 def split_tag(tag: str) -> tuple[str, str]:

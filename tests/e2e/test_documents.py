@@ -29,11 +29,23 @@ REFUSED = {
     "jpeg-exif": docs.photo_jpeg_exif(NOTE),
     "mp3-dictation": docs.dictation_mp3(NOTE),
     "png-no-metadata": docs.photo_png(),  # pixels nobody reads: blocked by default
+    "email-pdf-attachment": docs.email_with_attachment(
+        "Records", "See attached.", SUMMARY, "a.pdf"
+    ),
+    "email-html-body": docs.html_email(PATIENT),
+    "html-face-sheet": docs.html_face_sheet(PATIENT),
+    "rtf-letter": docs.rtf_letter(PATIENT),
+    "xml-label-and-value": f"<note><p><b>SSN</b> {PATIENT.ssn}</p></note>".encode(),
 }
 CLEAN = {
     "brochure": docs.brochure_pdf(),
     "blank-form": docs.form_pdf(None),
     "manual": docs.text_pages_pdf(5),
+    "newsletter-email": docs.email_with_attachment(
+        "Newsletter", "The cafeteria opens at 7.", docs.brochure_pdf(), "brochure.pdf"
+    ),
+    "marketing-page": docs.marketing_page(),
+    "rtf-memo": docs.rtf_letter(None),
 }
 
 
@@ -101,5 +113,14 @@ def test_the_refused_documents_do_carry_the_patient() -> None:
     from gateway.inspector import Inspector
 
     inspector = Inspector(Limits())
-    for name in ("pdf-text", "pdf-in-pieces", "pdf-form", "png-comment", "mp3-dictation"):
+    for name in (
+        "pdf-text",
+        "pdf-in-pieces",
+        "pdf-form",
+        "png-comment",
+        "mp3-dictation",
+        "email-pdf-attachment",
+        "html-face-sheet",
+        "rtf-letter",
+    ):
         assert inspector.inspect(REFUSED[name]).contains_phi, name

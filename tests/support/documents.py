@@ -194,3 +194,68 @@ def dictation_mp3(title: str) -> bytes:
     size = len(frame)
     syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
     return b"ID3\x03\x00\x00" + syncsafe + frame + b"\xff\xfb\x90\x00" + b"\x00" * 413
+
+
+# -- e-mail, HTML, RTF ----------------------------------------------------------------------
+def _name(p: Patient) -> str:
+    return f"{p.given} {p.family.rstrip('0123456789')}"
+
+
+def email_with_attachment(subject: str, text: str, attachment: bytes, filename: str) -> bytes:
+    """An e-mail as a mail client writes it (the email package): a text body, and a file
+    attached in base64."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "him@hospital.example"
+    message["To"] = "coding@vendor.example"
+    message["Subject"] = subject
+    message.set_content(text)
+    message.add_attachment(
+        attachment, maintype="application", subtype="octet-stream", filename=filename
+    )
+    return message.as_bytes()
+
+
+def html_email(p: Patient) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "him@hospital.example"
+    message["To"] = "transcription@vendor.example"
+    message["Subject"] = "Dictation follow-up"
+    message.set_content("See the HTML part.")
+    message.add_alternative(html_face_sheet(p).decode(), subtype="html")
+    return message.as_bytes()
+
+
+def html_face_sheet(p: Patient) -> bytes:
+    return (
+        "<!DOCTYPE html><html><head><title>Face sheet</title>"
+        "<style>td { padding: 2px }</style></head><body><table>"
+        f"<tr><td>Patient</td><td>{_name(p)}</td></tr>"
+        f"<tr><td><b>SSN</b></td><td>{p.ssn}</td></tr>"
+        f"<tr><td>Date&nbsp;of&nbsp;birth</td><td>{p.birth_date_iso}</td></tr>"
+        "</table></body></html>"
+    ).encode()
+
+
+def marketing_page() -> bytes:
+    return (
+        b"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Open house</title>"
+        b"<script>window.dataLayer = [];</script></head><body><h1>Open house</h1>"
+        b"<p>Join us on Saturday for tours of the new birthing center &amp; cafe.<br>"
+        b"Free parking in garage B.</p></body></html>"
+    )
+
+
+def rtf_letter(p: Patient | None) -> bytes:
+    body = (
+        rf"Re: {_name(p)}\par Date of birth: {p.birth_date_iso}\par SSN {p.ssn}\par"
+        if p
+        else r"The staff meeting moves to Thursday at 10:00 in room 4B.\par"
+    )
+    return (
+        r"{\rtf1\ansi\deff0{\fonttbl{\f0\fswiss Helvetica;}}{\colortbl;\red0\green0\blue0;}"
+        r"{\info{\title Letter}{\author Medical records}}\f0\fs22 " + body + "}"
+    ).encode("latin-1")

@@ -3,13 +3,17 @@ any text, failing closed on what cannot be read."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from gateway.config import Limits, parse_config
+from gateway.formats.email import EMAIL
+from gateway.formats.markup import HTML, RTF, html_text, rtf_text
 from gateway.formats.media import MEDIA, id3_texts
 from gateway.formats.pdf import PDF
 from gateway.inspector import Inspector
-from gateway.model import Category, Destination, Jurisdiction, Location
+from gateway.model import Category, Destination, Format, Jurisdiction, Location
 from gateway.policy import decide
 from tests.support import documents as docs
 from tests.support.patients import make_patient
@@ -115,3 +119,49 @@ def test_id3_frames_are_read_within_the_tag() -> None:
         ("TIT2", "Dictation for chart 4711")
     ]
     assert id3_texts(b"ID3\x03\x00\x00\x7f\x7f\x7f\x7f" + b"\xff" * 40) == []  # lies about size
+
+
+def test_email_parts_are_decoded_and_read_by_their_own_format() -> None:
+    attached = docs.email_with_attachment(
+        "Records request",
+        "Please see the attachment.",
+        docs.discharge_summary_pdf(PATIENT),
+        "a.pdf",
+    )
+    result = INSPECTOR.inspect(attached)
+    assert result.format == EMAIL and result.contains_phi
+    assert any("/pdf.page[1]" in f.location for f in result.findings)
+    html = INSPECTOR.inspect(docs.html_email(PATIENT))
+    assert html.contains_phi and any("text/html" in f.location for f in html.findings)
+    newsletter = docs.email_with_attachment(
+        "Newsletter", "The cafeteria opens at 7.", docs.brochure_pdf(), "brochure.pdf"
+    )
+    clean = INSPECTOR.inspect(newsletter)
+    assert clean.format == EMAIL and clean.inspected and not clean.contains_phi
+
+
+def test_html_and_rtf_are_read_as_the_text_people_see() -> None:
+    page = INSPECTOR.inspect(docs.marketing_page())
+    assert page.format == HTML and page.inspected and not page.contains_phi
+    sheet = INSPECTOR.inspect(docs.html_face_sheet(PATIENT))
+    assert sheet.format == HTML and sheet.contains_phi
+    assert {Category.SSN, Category.DATE} <= {f.category for f in sheet.findings}
+    assert html_text("<p>a<script>SSN 146-32-2440</script>b</p>") == "ab"
+    memo = INSPECTOR.inspect(docs.rtf_letter(None))
+    assert memo.format == RTF and memo.inspected and not memo.contains_phi
+    letter = INSPECTOR.inspect(docs.rtf_letter(PATIENT))
+    assert letter.format == RTF and letter.contains_phi
+    assert "Helvetica" not in rtf_text(docs.rtf_letter(None).decode("latin-1"))
+    assert rtf_text(r"{\rtf1 caf\'e9 \u8364? ok}") == "café € ok"
+
+
+def test_generic_xml_pairs_a_label_with_the_value_after_it() -> None:
+    result = INSPECTOR.inspect(f"<note><p><b>SSN</b> {PATIENT.ssn} on file</p></note>".encode())
+    assert result.format == Format.XML and result.contains_phi
+    soap = (
+        "<Envelope><Body><upload><file>"
+        + base64.b64encode(docs.discharge_summary_pdf(PATIENT)).decode()
+        + "</file></upload></Body></Envelope>"
+    ).encode()
+    inner = INSPECTOR.inspect(soap)
+    assert inner.contains_phi and any("/pdf.page[1]" in f.location for f in inner.findings)
