@@ -19,6 +19,7 @@ from gateway.formats.generic_xml import GenericXml
 from gateway.formats.hl7v2 import Hl7v2Er7, Hl7v2Xml
 from gateway.formats.markup import Html, Rtf
 from gateway.formats.media import Media
+from gateway.formats.office import Office
 from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
 from gateway.model import Format
@@ -34,6 +35,7 @@ FORMATS: tuple[FormatHandler, ...] = (
     Cda(),
     Html(),  # before XML, which would call an HTML5 page malformed
     GenericXml(),
+    Office(),  # a zip that is a document: before the containers stage unpacks it
     Email(),
     Pdf(),
     Media(),

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from gateway.containers.budget import Combined
+from gateway.containers.budget import Budget, Combined
 from gateway.errors import XmlError
 from gateway.formats.jsondoc import read
 from gateway.formats.xmldoc import HL7_XML_SIGNATURE, parse_xml, split_tag
@@ -48,6 +48,7 @@ class Reader(Protocol):
     the same budget."""
 
     formats: Sequence[FormatHandler]  # the registry, in priority order
+    budget: Budget  # the payload's: depth, time, bytes and members spent so far
 
     def scan(self, body: bytes, depth: int) -> Inspection:
         """One nested layer, sniffed and inspected like a payload of its own."""

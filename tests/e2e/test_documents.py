@@ -36,6 +36,10 @@ REFUSED = {
     "html-face-sheet": docs.html_face_sheet(PATIENT),
     "rtf-letter": docs.rtf_letter(PATIENT),
     "xml-label-and-value": f"<note><p><b>SSN</b> {PATIENT.ssn}</p></note>".encode(),
+    "docx-face-sheet": docs.docx_face_sheet(PATIENT),
+    "xlsx-worklist": docs.xlsx_worklist(PATIENT),
+    "pptx-notes": docs.pptx_case_review(PATIENT),
+    "odt-letter": docs.odt_letter(PATIENT),
 }
 CLEAN = {
     "brochure": docs.brochure_pdf(),
@@ -46,6 +50,10 @@ CLEAN = {
     ),
     "marketing-page": docs.marketing_page(),
     "rtf-memo": docs.rtf_letter(None),
+    "docx-parking": docs.docx_face_sheet(None),
+    "xlsx-supplies": docs.xlsx_worklist(None),
+    "pptx-goals": docs.pptx_case_review(None),
+    "odt-notice": docs.odt_letter(None),
 }
 
 
@@ -122,5 +130,8 @@ def test_the_refused_documents_do_carry_the_patient() -> None:
         "email-pdf-attachment",
         "html-face-sheet",
         "rtf-letter",
+        "docx-face-sheet",
+        "xlsx-worklist",
+        "pptx-notes",
     ):
         assert inspector.inspect(REFUSED[name]).contains_phi, name

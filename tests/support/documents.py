@@ -259,3 +259,84 @@ def rtf_letter(p: Patient | None) -> bytes:
         r"{\rtf1\ansi\deff0{\fonttbl{\f0\fswiss Helvetica;}}{\colortbl;\red0\green0\blue0;}"
         r"{\info{\title Letter}{\author Medical records}}\f0\fs22 " + body + "}"
     ).encode("latin-1")
+
+
+# -- office documents (python-docx, openpyxl, python-pptx, odfpy) ---------------------------
+def docx_face_sheet(p: Patient | None) -> bytes:
+    """A face sheet: labels and values in different cells of a table, a value split over
+    runs, the author in the document properties, the MRN in the header."""
+    from docx import Document
+
+    document = Document()
+    document.add_heading("Face sheet" if p else "Visitor parking", level=1)
+    table = document.add_table(rows=0, cols=2)
+    rows = (
+        [("Patient name", _name(p)), ("Date of birth", p.birth_date_iso), ("SSN", p.ssn)]
+        if p
+        else [("Garage", "B"), ("Hours", "6:00 to 22:00")]
+    )
+    for label, value in rows:
+        cells = table.add_row().cells
+        cells[0].text = label
+        paragraph = cells[1].paragraphs[0]
+        half = len(value) // 2
+        paragraph.add_run(value[:half])
+        paragraph.add_run(value[half:]).bold = True  # one value, two runs
+    if p:
+        document.sections[0].header.paragraphs[0].text = f"MRN: {p.mrn}"
+        document.core_properties.author = _name(p)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def xlsx_worklist(p: Patient | None) -> bytes:
+    """A coding worklist: a header row naming the columns, dates stored as serial numbers."""
+    import datetime as dt
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["mrn", "last_name", "first_name", "dob", "cpt"] if p else ["item", "count"])
+    if p:
+        birth = dt.date.fromisoformat(p.birth_date_iso)
+        sheet.append([p.mrn, p.family.rstrip("0123456789"), p.given, birth, "99213"])
+        sheet.cell(row=2, column=4).number_format = "mm/dd/yyyy"
+    else:
+        sheet.append(["gloves", 300])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def pptx_case_review(p: Patient | None) -> bytes:
+    """A case review deck: the patient only in the speaker notes."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Case review" if p else "Quarterly goals"
+    slide.placeholders[1].text = "Sepsis bundle timing" if p else "Reduce wait times"
+    if p:
+        slide.notes_slide.notes_text_frame.text = f"Patient: {_name(p)}, MRN {p.mrn}"
+    buffer = io.BytesIO()
+    deck.save(buffer)
+    return buffer.getvalue()
+
+
+def odt_letter(p: Patient | None) -> bytes:
+    from odf.opendocument import OpenDocumentText
+    from odf.text import P
+
+    document = OpenDocumentText()
+    lines = (
+        [f"Re: {_name(p)}", f"Date of birth: {p.birth_date_iso}", f"SSN {p.ssn}"]
+        if p
+        else ["The library is closed on Monday."]
+    )
+    for line in lines:
+        document.text.addElement(P(text=line))
+    buffer = io.BytesIO()
+    document.write(buffer)
+    return buffer.getvalue()

@@ -11,6 +11,7 @@ from gateway.config import Limits, parse_config
 from gateway.formats.email import EMAIL
 from gateway.formats.markup import HTML, RTF, html_text, rtf_text
 from gateway.formats.media import MEDIA, id3_texts
+from gateway.formats.office import OFFICE
 from gateway.formats.pdf import PDF
 from gateway.inspector import Inspector
 from gateway.model import Category, Destination, Format, Jurisdiction, Location
@@ -165,3 +166,34 @@ def test_generic_xml_pairs_a_label_with_the_value_after_it() -> None:
     ).encode()
     inner = INSPECTOR.inspect(soap)
     assert inner.contains_phi and any("/pdf.page[1]" in f.location for f in inner.findings)
+
+
+OFFICE_DOCUMENTS = {
+    "docx": docs.docx_face_sheet,
+    "xlsx": docs.xlsx_worklist,
+    "pptx": docs.pptx_case_review,
+    "odt": docs.odt_letter,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OFFICE_DOCUMENTS))
+def test_office_documents_are_read_in_document_order(kind: str) -> None:
+    build = OFFICE_DOCUMENTS[kind]
+    result = INSPECTOR.inspect(build(PATIENT))
+    assert result.format == OFFICE and result.inspected, result.error
+    assert result.contains_phi, (kind, result.findings)
+    clean = INSPECTOR.inspect(build(None))
+    assert clean.format == OFFICE and clean.inspected and not clean.contains_phi, clean.findings
+
+
+def test_a_spreadsheet_reads_as_a_table_with_its_dates() -> None:
+    result = INSPECTOR.inspect(docs.xlsx_worklist(PATIENT))
+    assert any(":column" in f.location for f in result.findings)  # the table rule fired
+    assert {Category.MRN, Category.DATE} <= {f.category for f in result.findings}
+
+
+def test_a_face_sheet_pairs_each_label_with_its_cell() -> None:
+    result = INSPECTOR.inspect(docs.docx_face_sheet(PATIENT))
+    categories = {f.category for f in result.findings}
+    assert {Category.SSN, Category.DATE, Category.MRN} <= categories
+    assert any(f.location.startswith("office.word/header") for f in result.findings)
