@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from gateway.config import Limits
-from gateway.containers import Budget, Combined, starts_container, unwrap
+from gateway.containers import (
+    Budget,
+    Combined,
+    carries_encoded_document,
+    starts_container,
+    unwrap,
+)
 from gateway.containers.encoded import BASE64_RUN, unpack_base64
 from gateway.containers.encoding import DecodeLimits, decode_content
 from gateway.containers.wide import byte_order_mark, decode_wide, wide_encoding
@@ -86,13 +92,18 @@ class Inspector:
 
     def slow(self, body: bytes) -> bool:
         """Would inspecting this body take a document reader or unpacking? Then the proxy
-        inspects it off its event loop. Decided on the first bytes: a format marked slow
-        sniffs them, or they start a container (which may hold such a document)."""
+        inspects it off its event loop. Decided on the first bytes (a format marked slow
+        sniffs them, or they start a container, which may hold such a document) or on base64
+        of such a document anywhere in the body."""
         head = body[:_SLOW_HEAD].lstrip(_LEADING)
         if not head:
             return False
         payload = Payload(head, 0)
-        return any(h.sniff(payload) for h in self.registry.slow) or starts_container(head)
+        return (
+            any(h.sniff(payload) for h in self.registry.slow)
+            or starts_container(head)
+            or carries_encoded_document(body)
+        )
 
     def _extract(self, job: str, data: bytes, deadline: float) -> Any:
         seconds = deadline - time.perf_counter()

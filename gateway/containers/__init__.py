@@ -11,7 +11,7 @@ from gateway.containers.encoded import looks_base64, unpack_base64
 from gateway.containers.multipart import is_form, is_multipart, unpack_form, unpack_multipart
 from gateway.model import Inspection
 
-__all__ = ["Budget", "Combined", "Scan", "starts_container", "unwrap"]
+__all__ = ["Budget", "Combined", "Scan", "carries_encoded_document", "starts_container", "unwrap"]
 
 
 def starts_container(head: bytes) -> bool:
@@ -22,6 +22,14 @@ def starts_container(head: bytes) -> bool:
 
 # base64 of "%PDF", of a zip and of a gzip stream: binary documents sent as text.
 _BASE64_BINARY = frozenset({b"JVBE", b"UEsD", b"H4sI"})
+# ... and anywhere in a body (a FHIR Binary, a SOAP attachment): PDF, zip, gzip, PNG, JPEG.
+_BASE64_DOCUMENTS = (b"JVBERi0", b"UEsDB", b"H4sIA", b"iVBORw0KGgo", b"/9j/")
+
+
+def carries_encoded_document(body: bytes) -> bool:
+    """Does the body hold base64 of a document a reader process reads (a PDF in a FHIR
+    Binary, an image in a SOAP call)? A substring search, made for every body."""
+    return any(start in body for start in _BASE64_DOCUMENTS)
 
 
 def unwrap(data: bytes, depth: int, scan: Scan, budget: Budget) -> Inspection | None:

@@ -22,6 +22,7 @@ from gateway.formats.media import Media
 from gateway.formats.office import Office
 from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
+from gateway.formats.xds import Xds
 from gateway.model import Format
 
 FORMATS: tuple[FormatHandler, ...] = (
@@ -33,6 +34,7 @@ FORMATS: tuple[FormatHandler, ...] = (
     FhirXml(),
     Hl7v2Xml(),
     Cda(),
+    Xds(),  # ebRIM metadata in SOAP: before XML, which reads it without knowing the patient
     Html(),  # before XML, which would call an HTML5 page malformed
     GenericXml(),
     Office(),  # a zip that is a document: before the containers stage unpacks it

@@ -229,7 +229,9 @@ class FormatHandler:
     def can_redact(self, fmt: Format) -> bool:
         return False
 
-    def within_json(self, document: Any) -> tuple[str, Inspection] | None:
+    def within_json(
+        self, document: Any, reader: Reader, depth: int
+    ) -> tuple[str, Inspection] | None:
         """Documents of this format inside a JSON document of no format (FHIR resources in
         an API's own envelope): (label, their inspection), or None."""
         return None

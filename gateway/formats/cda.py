@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from gateway.formats.attachments import with_attachments
 from gateway.formats.base import Payload, Reader, XmlDocumentFormat
 from gateway.model import IDENTIFYING, Category, Finding, Format, Inspection
+from gateway.phi.fields import safe_label
 
 CDA = Format("cda")
 CDA_NS = "urn:hl7-org:v3"
@@ -45,9 +47,6 @@ def inspect_cda(root: ET.Element) -> Inspection:
                     name = field.tag.removeprefix(_N)
                     if name in _PATIENT_FIELDS and _present(field):
                         findings.append(Finding(_PATIENT_FIELDS[name], f"{base}/patient/{name}"))
-    if root.find(f".//{_N}nonXMLBody") is not None:
-        findings.append(Finding(C.OPAQUE_CONTENT, "ClinicalDocument/component/nonXMLBody"))
-    # An attached document (nonXMLBody) is opaque content: PHI abroad, as a FHIR Binary is.
     contains_phi = any(
         f.category in IDENTIFYING or f.category is C.OPAQUE_CONTENT for f in findings
     )
@@ -67,4 +66,29 @@ class Cda(XmlDocumentFormat):
     root_name = "ClinicalDocument"
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
-        return inspect_cda(payload.xml())
+        root = payload.xml()
+        return with_attachments(inspect_cda(root), attachments(root), reader, payload.depth)
+
+
+def attachments(root: ET.Element) -> list[tuple[str, str | bytes]]:
+    """Encapsulated data (ED) inline: a ``nonXMLBody`` document, an ``observationMedia``
+    image; base64 where ``representation="B64"``, else text. A ``reference`` to a document
+    elsewhere carries nothing here."""
+    found: list[tuple[str, str | bytes]] = []
+    bodies: set[int] = set()
+    for body in root.iter(f"{_N}nonXMLBody"):
+        for text in body.iter(f"{_N}text"):
+            bodies.add(id(text))
+            found.append(_encapsulated(text, "ClinicalDocument/component/nonXMLBody/text"))
+    for element in root.iter():
+        if element.get("representation", "").upper() == "B64" and id(element) not in bodies:
+            local = element.tag.removeprefix(_N)
+            found.append(_encapsulated(element, f"ClinicalDocument//{safe_label(local)}"))
+    return [(where, data) for where, data in found if data]
+
+
+def _encapsulated(element: ET.Element, where: str) -> tuple[str, str | bytes]:
+    content = "".join(element.itertext()) if len(element) == 0 else (element.text or "")
+    if element.get("representation", "TXT").upper() == "B64":
+        return where, content.strip()
+    return where, content.encode("utf-8") if content.strip() else b""

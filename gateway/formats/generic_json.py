@@ -31,7 +31,7 @@ class GenericJson(FormatHandler):
         combined = Combined(Format.JSON)
         owners = [h for h in reader.formats if h.claims_json_nodes]
         for handler in owners:
-            found = handler.within_json(document)
+            found = handler.within_json(document, reader, payload.depth)
             if found is not None:
                 combined.add(*found)
         walk = _Walk(reader, payload.depth, combined, owners)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Upstreams
+from tests.support import carriers
 from tests.support import documents as docs
 from tests.support.evasion import identifiers_in
 from tests.support.patients import make_patient
@@ -40,6 +41,13 @@ REFUSED = {
     "xlsx-worklist": docs.xlsx_worklist(PATIENT),
     "pptx-notes": docs.pptx_case_review(PATIENT),
     "odt-letter": docs.odt_letter(PATIENT),
+    "fhir-binary-pdf": carriers.fhir_binary(SUMMARY),
+    "fhir-xml-binary-pdf": carriers.fhir_binary_xml(SUMMARY),
+    "fhir-document-reference-pdf": carriers.fhir_document_reference(SUMMARY, None),
+    "fhir-parameters-pdf": carriers.fhir_parameters(SUMMARY),
+    "cda-non-xml-body-pdf": carriers.cda_non_xml_body(SUMMARY, None),
+    "xds-inline": carriers.xds_inline(PATIENT, docs.brochure_pdf()),
+    "xds-mtom": carriers.xds_mtom(PATIENT, SUMMARY)[0],
 }
 CLEAN = {
     "brochure": docs.brochure_pdf(),
@@ -54,6 +62,11 @@ CLEAN = {
     "xlsx-supplies": docs.xlsx_worklist(None),
     "pptx-goals": docs.pptx_case_review(None),
     "odt-notice": docs.odt_letter(None),
+    "fhir-binary-brochure": carriers.fhir_binary(docs.brochure_pdf()),
+    "fhir-document-reference-brochure": carriers.fhir_document_reference(
+        docs.brochure_pdf(), None
+    ),
+    "cda-non-xml-body-brochure": carriers.cda_non_xml_body(docs.brochure_pdf(), None),
 }
 
 
@@ -133,5 +146,10 @@ def test_the_refused_documents_do_carry_the_patient() -> None:
         "docx-face-sheet",
         "xlsx-worklist",
         "pptx-notes",
+        "fhir-binary-pdf",
+        "fhir-document-reference-pdf",
+        "cda-non-xml-body-pdf",
+        "xds-inline",
+        "xds-mtom",
     ):
         assert inspector.inspect(REFUSED[name]).contains_phi, name

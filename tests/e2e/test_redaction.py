@@ -152,3 +152,28 @@ def test_monitor_mode_records_what_would_be_redacted(
         assert "PID-19" in json.loads(row["redaction"])["locations"]
     finally:
         process.stop()
+
+
+def test_a_fhir_attachment_is_replaced_by_a_labelled_placeholder(
+    redacting: GatewayProcess, upstreams: Upstreams
+) -> None:
+    from fhir.resources.R4B.documentreference import DocumentReference
+
+    from gateway.formats.fhir.redact import PLACEHOLDER_TEXT
+    from tests.support import carriers
+    from tests.support import documents as docs
+
+    body = carriers.fhir_document_reference(docs.discharge_summary_pdf(PATIENT), PATIENT)
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(
+            upstreams.foreign.url + "/redact-attachment",
+            content=body,
+            headers={"content-type": "application/fhir+json"},
+        )
+    assert response.status_code == 200
+    received = next(r for r in upstreams.foreign.received if r.path == "/redact-attachment")
+    no_identifiers(received.body)
+    resource = DocumentReference.model_validate_json(received.body)  # still valid FHIR
+    attachment = resource.content[0].attachment
+    assert attachment.data == PLACEHOLDER_TEXT and attachment.contentType == "text/plain"
+    assert "REDACTED" in {label.code for label in resource.meta.security}

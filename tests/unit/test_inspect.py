@@ -262,14 +262,15 @@ def test_nested_hl7_xml_fields_scan_linearly() -> None:
     assert result.contains_phi
 
 
-def test_cda_with_only_an_attached_document_is_phi() -> None:
+def test_cda_whose_attached_document_cannot_be_read_fails_closed() -> None:
     body = (
         b'<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget><patientRole>'
         b'<id nullFlavor="NI"/></patientRole></recordTarget><component><nonXMLBody>'
         b'<text mediaType="application/pdf" representation="B64">JVBERi0=</text>'
         b"</nonXMLBody></component></ClinicalDocument>"
     )
-    assert INSPECTOR.inspect(body).contains_phi
+    result = INSPECTOR.inspect(body)  # "%PDF-" and nothing after it: a truncated PDF
+    assert not result.inspected and "nonXMLBody" in result.error
 
 
 def test_conditional_patient_reference() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.containers.budget import Combined
 from gateway.formats import jsondoc
+from gateway.formats.attachments import with_attachments
 from gateway.formats.base import (
     BLOCK_STATUS,
     INCIDENT_HEADER,
@@ -117,11 +118,15 @@ class FhirJson(_Fhir):
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         tree = payload.json()[0]
         parsed = document_of(payload, FHIR_JSON, (tree, payload.json_by_orjson))
-        return inspect_resources([tree], FHIR_JSON, parsed)
+        return _inspect([tree], FHIR_JSON, parsed, reader, payload.depth)
 
-    def within_json(self, document: Any) -> tuple[str, Inspection] | None:
+    def within_json(
+        self, document: Any, reader: Reader, depth: int
+    ) -> tuple[str, Inspection] | None:
         resources = find_resources(document)
-        return ("fhir", inspect_resources(resources, FHIR_JSON)) if resources else None
+        if not resources:
+            return None
+        return "fhir", _inspect(resources, FHIR_JSON, None, reader, depth)
 
     def owns_json_node(self, node: Any) -> bool:
         return is_resource(node)
@@ -157,7 +162,7 @@ class FhirNdjson(_Fhir):
                 resources.extend(found)
             else:
                 others.append((number, line))
-        fhir = inspect_resources(resources, FHIR_NDJSON) if resources else None
+        fhir = _inspect(resources, FHIR_NDJSON, None, reader, payload.depth) if resources else None
         if not others and fhir is not None:
             return with_document(fhir, payload, lines)
         # JSON lines of no FHIR shape (an export of an application's own records): each line
@@ -184,13 +189,26 @@ class FhirXml(_Fhir, XmlDocumentFormat):
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         resource = fhir_xml_to_json(payload.xml())
-        return inspect_resources([resource], FHIR_XML, document_of(payload, FHIR_XML, resource))
+        parsed = document_of(payload, FHIR_XML, resource)
+        return _inspect([resource], FHIR_XML, parsed, reader, payload.depth)
 
     def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
         resource = document.parsed
         if not is_resource(resource):
             return RedactionOutcome(error="cannot redact: not a FHIR resource")
         return self._redact([resource], _xml_document, context)
+
+
+def _inspect(
+    resources: list[dict[str, Any]],
+    fmt: Format,
+    document: Document | None,
+    reader: Reader,
+    depth: int,
+) -> Inspection:
+    """The resources' findings, and what their attachments hold (each read by its format)."""
+    inspection, attachments = inspect_resources(resources, fmt, document)
+    return with_attachments(inspection, attachments, reader, depth)
 
 
 def _json_parse(parsed: object) -> tuple[Any, bool]:

@@ -17,7 +17,6 @@ from gateway.errors import FhirError
 from gateway.formats.fhir.resources import (
     CONTAINER_TYPES,
     NON_PATIENT_TYPES,
-    OPAQUE_TYPES,
     PERSON_REFERENCE,
     PERSON_TYPES,
     SSN_SYSTEMS,
@@ -44,6 +43,7 @@ _PERSON_FIELDS: dict[str, Category] = {
     "contact": C.NAME,
     "link": C.PATIENT_REFERENCE,
 }
+_ENCODED_KEYS = frozenset({"data", "valueBase64Binary"})
 _TELECOM_SYSTEMS: dict[str, Category] = {"email": C.EMAIL, "fax": C.FAX, "url": C.URL}
 
 
@@ -79,6 +79,8 @@ class _Walker:
 
     def __init__(self) -> None:
         self.findings: list[Finding] = []
+        # (location, base64 text) of every attachment's data, read by its own format later.
+        self.attachments: list[tuple[str, str]] = []
         self.person_urls: set[str] = set()
         self.resource_types: list[str] = []
 
@@ -102,8 +104,6 @@ class _Walker:
             self.collect_person_urls(res)
         if rtype in PERSON_TYPES:
             self.person(res, rtype)
-        elif rtype in OPAQUE_TYPES and _has_data(res):
-            self.add(C.OPAQUE_CONTENT, rtype)
         clinical = rtype not in NON_PATIENT_TYPES and rtype not in PERSON_TYPES
         self.fields(res, rtype, clinical, depth + 1)
 
@@ -147,6 +147,9 @@ class _Walker:
             elif type(value) is list:
                 items = value
             else:
+                if key in _ENCODED_KEYS and type(value) is str and value:
+                    # Binary.data, Attachment.data, valueBase64Binary: a document of its own.
+                    self.attachments.append((f"{path}.{key}", value))
                 continue
             if key in _SKIPPED_KEYS:
                 continue
@@ -192,22 +195,6 @@ def _entries(bundle: Any) -> Iterator[dict[str, Any]]:
             yield entry
 
 
-def _has_data(res: dict[str, Any]) -> bool:
-    """Binary.data, or an attachment (content/content.attachment/...) carrying data or url."""
-    if res.get("data"):
-        return True
-    stack: list[Any] = [res.get("content"), res.get("attachment")]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if item.get("data") or item.get("url"):
-                return True
-            stack.append(item.get("attachment"))
-    return False
-
-
 def _summary(walker: _Walker, fmt: Format, document: Document | None) -> Inspection:
     findings = tuple(walker.findings)
     contains_phi = any(
@@ -226,9 +213,10 @@ def _summary(walker: _Walker, fmt: Format, document: Document | None) -> Inspect
 
 def inspect_resources(
     resources: list[dict[str, Any]], fmt: Format, document: Document | None = None
-) -> Inspection:
-    """The findings of ``resources``; ``document``: the parse the inspection carries on."""
+) -> tuple[Inspection, list[tuple[str, str]]]:
+    """The findings of ``resources`` (``document``: the parse the inspection carries on), and
+    the (location, base64 text) of the attachments they carry, for their own formats."""
     walker = _Walker()
     for res in resources:
         walker.resource(res, 0)
-    return _summary(walker, fmt, document)
+    return _summary(walker, fmt, document), walker.attachments

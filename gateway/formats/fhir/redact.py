@@ -5,15 +5,18 @@
   identifiers become keyed pseudonyms (SSNs are removed).
 - Every resource: ``id``, Bundle ``fullUrl`` and the id part of every reference become keyed
   pseudonyms (the same everywhere, so references inside a Bundle still resolve);
-  ``Reference.display``, narrative ``text``, ``note`` (Annotation), attachment data/url/title
-  are removed; date/dateTime/Period values keep the year; instants become YYYY-01-01T00:00:00Z
-  (they must stay full instants to be valid); identifier values become pseudonyms.
+  ``Reference.display``, narrative ``text``, ``note`` (Annotation), attachment url/title/hash
+  are removed; attachment data (and ``Binary.data``, ``valueBase64Binary``) becomes a
+  text/plain placeholder saying it was removed; date/dateTime/Period values keep the year;
+  instants become YYYY-01-01T00:00:00Z (they must stay full instants to be valid);
+  identifier values become pseudonyms.
 - Changed resources are labelled in ``meta.security`` (v3 ObservationValue REDACTED, and
   PSEUDED when pseudonyms were used).
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections import Counter
@@ -83,6 +86,11 @@ def _is_identifier_key(key: str) -> bool:
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
+# base64 documents (Binary.data, Attachment.data, valueBase64Binary): replaced by a placeholder.
+_ENCODED_KEYS = frozenset({"data", "valueBase64Binary"})
+PLACEHOLDER_TEXT = b"Attachment removed by the PHI egress gateway (HIPAA Safe Harbor)."
+PLACEHOLDER_DATA = base64.b64encode(PLACEHOLDER_TEXT).decode("ascii")
+PLACEHOLDER_TYPE = "text/plain"
 _ATTACHMENT_HINTS = frozenset({"contentType", "data", "size", "hash", "title"})
 # Every key _element has a rule for (besides *Identifier): the rest take the fast path.
 _ELEMENT_RULE_KEYS = frozenset(
@@ -98,6 +106,7 @@ _ELEMENT_RULE_KEYS = frozenset(
         "url",
         "link",
         *_ATTACHMENT_DROP,
+        *_ENCODED_KEYS,
         *_DROP_EVERYWHERE,
         *_DROP_VALUES,
         *_IDENTIFIER_KEYS,
@@ -305,6 +314,7 @@ class FhirRedactor:
         person = rtype in PERSON_TYPES
         slots = self._slots
         dropped: list[str] = []
+        placeholder = False
         for key, value in res.items():
             if keep and f"{rtype}.{key}" in keep:
                 self._keep(res, key, value)
@@ -320,9 +330,10 @@ class FhirRedactor:
             if key == "id" and isinstance(value, str):
                 res[key] = self._pseudonym_id(value, f"{rtype}.{key}")
                 continue
-            if key == "data" and isinstance(value, str):  # Binary.data: an opaque document
+            if key == "data" and isinstance(value, str):  # Binary.data: a document
                 self._note(f"{rtype}.{key}", C.OPAQUE_CONTENT, None)
-                dropped.append(key)
+                res[key] = PLACEHOLDER_DATA
+                placeholder = True
                 continue
             if key == "link" and rtype == "Bundle":  # search URLs: family=...&birthdate=...
                 self._note(f"{rtype}.{key}", C.OTHER_ID, None)
@@ -371,6 +382,8 @@ class FhirRedactor:
                 slots.append((res, key, redacted))
         for key in dropped:
             del res[key]
+        if placeholder:
+            res["contentType"] = PLACEHOLDER_TYPE
         if len(self._noted) > before:
             meta = res.get("meta")
             _label(res, pseudonymized=self.options.pseudonymize_ids)
@@ -397,6 +410,7 @@ class FhirRedactor:
             if not coding:
                 sent_reference = str(node.get("reference", ""))
         is_attachment: bool | None = None  # computed when a rule first asks
+        placeholder = False  # an Attachment's data was replaced
         for key, value in node.items():
             try:
                 kind = kinds[key]
@@ -449,11 +463,16 @@ class FhirRedactor:
                     slots.append((node, key, reference))
                 continue
             else:
+                if key in _ENCODED_KEYS and isinstance(value, str):
+                    # A document inside the resource: its own format cannot be rewritten
+                    # here, so a placeholder says what was removed.
+                    self._note(path, C.OPAQUE_CONTENT, None)
+                    node[key] = PLACEHOLDER_DATA
+                    placeholder = placeholder or key == "data"
+                    continue
                 if key in _ATTACHMENT_DROP and is_attachment is None:
                     is_attachment = not _ATTACHMENT_HINTS.isdisjoint(node)
-                if (key == "data" and isinstance(value, str)) or (
-                    key in _ATTACHMENT_DROP and is_attachment
-                ):
+                if key in _ATTACHMENT_DROP and is_attachment:
                     self._note(path, C.OPAQUE_CONTENT, None)
                 elif key in ("extension", "modifierExtension"):
                     kept = [e for e in as_list(value) if not _identifying_extension(e)]
@@ -489,6 +508,10 @@ class FhirRedactor:
         if dropped is not None:
             for key in dropped:
                 del node[key]
+        if placeholder:
+            node["contentType"] = PLACEHOLDER_TYPE
+            if "size" in node:
+                node["size"] = len(PLACEHOLDER_TEXT)
         return node
 
     def _generic(self, node: dict[str, Any], key: str, value: Any, rtype: str) -> bool:

@@ -68,8 +68,6 @@ NON_PATIENT_TYPES = frozenset(
         "ActorDefinition",
     }
 )
-# Resources whose payload is an opaque document or image.
-OPAQUE_TYPES = frozenset({"Binary", "Media", "DocumentReference"})
 # Fields of clinical resources that point at the person the resource is about.
 SUBJECT_FIELDS = frozenset(
     {
