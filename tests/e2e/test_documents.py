@@ -63,9 +63,7 @@ CLEAN = {
     "pptx-goals": docs.pptx_case_review(None),
     "odt-notice": docs.odt_letter(None),
     "fhir-binary-brochure": carriers.fhir_binary(docs.brochure_pdf()),
-    "fhir-document-reference-brochure": carriers.fhir_document_reference(
-        docs.brochure_pdf(), None
-    ),
+    "fhir-document-reference-brochure": carriers.fhir_document_reference(docs.brochure_pdf(), None),
     "cda-non-xml-body-brochure": carriers.cda_non_xml_body(docs.brochure_pdf(), None),
 }
 
