@@ -176,4 +176,5 @@ def test_a_fhir_attachment_is_replaced_by_a_labelled_placeholder(
     resource = DocumentReference.model_validate_json(received.body)  # still valid FHIR
     attachment = resource.content[0].attachment
     assert attachment.data == PLACEHOLDER_TEXT and attachment.contentType == "text/plain"
+    assert resource.meta is not None and resource.meta.security
     assert "REDACTED" in {label.code for label in resource.meta.security}
