@@ -47,6 +47,7 @@ test: lint typecheck native netns-tools test-tools
 
 bench: native
 	$(PY) -m bench
+	$(PY) -m bench.documents
 	$(PY) -m bench.mllp
 	$(PY) -m bench.redaction
 	$(PY) -m bench.geo

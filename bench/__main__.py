@@ -358,7 +358,7 @@ def metadata(args: argparse.Namespace, tools: Tools, payloads: list[Payload]) ->
         "payloads": {
             p.name: {"bytes": len(p.body), "content_type": p.content_type} for p in payloads
         },
-        "target": {"payload": report.TARGET_PAYLOAD, "min_ratio": report.TARGET_RATIO},
+        "targets": dict(report.TARGETS),
     }
 
 

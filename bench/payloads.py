@@ -11,6 +11,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fpdf import FPDF
+from PIL import Image
+
+from tests.support.documents import docx_face_sheet, summary_lines
 from tests.support.patients import fhir_patient, fhir_patient_json, hl7_adt, make_patient
 
 HL7_TARGET = 2048
@@ -139,10 +143,39 @@ def fhir_bundle(target: int = BUNDLE_TARGET, observations_per_patient: int = 12)
     return json.dumps(bundle).encode()
 
 
+def discharge_summary_200k() -> bytes:
+    """A discharge summary as hospitals send it, ~200 KB: a letterhead picture (noise, so it
+    does not compress: most of the bytes), the patient's page and nine pages of narrative."""
+    return _summary_pdf(10)
+
+
+def _summary_pdf(pages: int) -> bytes:
+    rng = random.Random(_SEED)
+    side = 256
+    letterhead = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=10)
+    pdf.add_page()
+    pdf.image(letterhead, x=10, y=10, w=30)
+    pdf.set_y(45)
+    for line in summary_lines(make_patient(_SEED + 2)):
+        pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+    course = (
+        "Hospital course: admitted for evaluation, treated with fluids and antibiotics, "
+        "vital signs stable on the ward, tolerating diet, ambulating without assistance. "
+    )
+    for page in range(2, pages + 1):
+        pdf.add_page()
+        pdf.multi_cell(0, 5, f"Page {page}\n" + course * rng.randint(10, 14))
+    return bytes(pdf.output())
+
+
 def build_payloads() -> list[Payload]:
     hl7 = hl7_adt_2k()
     patient = fhir_patient_resource()
     bundle = fhir_bundle()
+    pdf = discharge_summary_200k()
+    docx = docx_face_sheet(make_patient(_SEED + 3))
     return [
         Payload(
             "hl7-adt-2k",
@@ -161,5 +194,14 @@ def build_payloads() -> list[Payload]:
             f"FHIR Bundle JSON, {len(bundle) // 1000} kB",
             "application/fhir+json",
             bundle,
+        ),
+        Payload(
+            "pdf-200k", f"discharge summary PDF, {len(pdf) // 1000} kB", "application/pdf", pdf
+        ),
+        Payload(
+            "docx-face-sheet",
+            f"DOCX face sheet, {len(docx) // 1000} kB",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            docx,
         ),
     ]

@@ -12,6 +12,8 @@ from bench.load import WrkResult
 
 TARGET_PAYLOAD = "hl7-adt-2k"
 TARGET_RATIO = 0.90
+# Issue 14: documents abroad at no less than half of bare mitmdump's throughput.
+TARGETS = {TARGET_PAYLOAD: TARGET_RATIO, "pdf-200k": 0.50}
 
 
 @dataclass
@@ -130,10 +132,11 @@ def table(comparisons: list[Comparison]) -> str:
 def verdicts(comparisons: list[Comparison]) -> list[str]:
     lines = []
     for c in comparisons:
-        if c.payload == TARGET_PAYLOAD:
-            ok = c.ratio() >= TARGET_RATIO
+        wanted = TARGETS.get(c.payload)
+        if wanted is not None:
+            ok = c.ratio() >= wanted
             lines.append(
-                f"target gw/bare >= {TARGET_RATIO:.2f} on {TARGET_PAYLOAD} ({c.scenario}): "
+                f"target gw/bare >= {wanted:.2f} on {c.payload} ({c.scenario}): "
                 f"{c.ratio():.2f} -> {'MET' if ok else 'NOT MET'}"
             )
     for c in comparisons:

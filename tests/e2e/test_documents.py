@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Upstreams
-from tests.support import carriers
+from tests.support import carriers, hostile_pdfs
 from tests.support import documents as docs
 from tests.support.evasion import identifiers_in
 from tests.support.patients import make_patient
@@ -48,6 +48,11 @@ REFUSED = {
     "cda-non-xml-body-pdf": carriers.cda_non_xml_body(SUMMARY, None),
     "xds-inline": carriers.xds_inline(PATIENT, docs.brochure_pdf()),
     "xds-mtom": carriers.xds_mtom(PATIENT, SUMMARY)[0],
+    # Hostile: refused however harmless their text (tests/unit/test_hostile_documents.py).
+    "pdf-flate-bomb": hostile_pdfs.flate_bomb(),
+    "pdf-deeply-nested": hostile_pdfs.deeply_nested(),
+    "pdf-many-pages": hostile_pdfs.many_pages(),
+    "pdf-page-tree-cycle": hostile_pdfs.page_tree_cycle(),
 }
 CLEAN = {
     "brochure": docs.brochure_pdf(),

@@ -54,6 +54,8 @@ class Pdf(FormatHandler):
             raise PdfError("not a readable PDF")
         if content.get("too_many_pages"):
             raise PdfError("PDF has more pages than max_pdf_pages", "max_pdf_pages")
+        if content.get("too_deep"):
+            raise PdfError("PDF nests objects deeper than its reader reads", "max_nesting_depth")
         if content.get("too_large"):
             raise PdfError("PDF content exceeds max_decompressed_bytes", "max_decompressed_bytes")
         combined = Combined(PDF)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import zlib
 from typing import Any
 
 import pypdfium2 as pdfium
@@ -22,6 +23,10 @@ _ANNOTATION_KEYS = (b"Contents", b"T", b"Subj", b"RC")
 def extract_pdf(data: bytes, args: dict[str, Any]) -> dict[str, Any]:
     max_pages = int(args["max_pages"])
     max_bytes = int(args["max_bytes"])
+    if inflated_bytes(data, max_bytes) > max_bytes:
+        return {"too_large": True}  # a decompression bomb in its streams
+    if _DEEP_ARRAY.search(data) or _DEEP_DICTIONARY.search(data):
+        return {"too_deep": True}
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -33,6 +38,55 @@ def extract_pdf(data: bytes, args: dict[str, Any]) -> dict[str, Any]:
         return _read(pdf, data, max_pages, max_bytes)
     finally:
         pdf.close()
+
+
+def inflated_bytes(data: bytes, budget: int) -> int:
+    """How many bytes the document's Flate streams inflate to, counted up to just past
+    ``budget``. PDFium inflates a content stream whole, however large, before it reads a
+    character: a few hundred kilobytes of zeros become gigabytes. Every ``stream`` keyword
+    is tried as the start of a zlib stream (what is not one fails at once), output is
+    discarded as it is counted."""
+    total = 0
+    for match in _STREAM.finditer(data):
+        total += _inflate(data, match.end(), budget - total)
+        if total > budget:
+            break
+    return total
+
+
+def _inflate(data: bytes, start: int, budget: int) -> int:
+    inflater = zlib.decompressobj()
+    total, position, chunk = 0, start, b""
+    try:
+        while True:
+            if not chunk:
+                if position >= len(data):
+                    return total
+                chunk = data[position : position + _CHUNK]
+                position += _CHUNK
+            total += len(inflater.decompress(chunk, _CHUNK * 16))
+            if total > budget or inflater.eof:
+                return total
+            chunk = inflater.unconsumed_tail
+    except zlib.error:
+        return total
+
+
+_STREAM = re.compile(rb"stream\r?\n")
+# Arrays or dictionaries opened MAX_NESTING times in a row (names between them at most).
+# PDFium drops what is nested past its own limit; another reader may show it, so such a
+# document is refused rather than read in part. Two patterns with a literal first byte:
+# the search skips to each candidate instead of trying every position.
+MAX_NESTING = 32
+_NAME = rb"\s*(?:/[^\s\[\]<>()/]{1,32}\s*)?"
+_MORE = rb"(?:(?:\[|<<)" + _NAME + rb"){%d}" % (MAX_NESTING - 1)
+_DEEP_ARRAY = re.compile(rb"\[" + _NAME + _MORE)
+_DEEP_DICTIONARY = re.compile(rb"<<" + _NAME + _MORE)
+_CHUNK = 64 * 1024
+
+
+def _has_image(page: pdfium.PdfPage) -> bool:
+    return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
 
 
 def _read(pdf: pdfium.PdfDocument, data: bytes, max_pages: int, max_bytes: int) -> dict[str, Any]:
@@ -61,8 +115,9 @@ def _read(pdf: pdfium.PdfDocument, data: bytes, max_pages: int, max_bytes: int) 
             textpage.close()
             out["page_texts"].append(text)
             spent += len(text)
-            images = sum(1 for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
-            if images and len("".join(text.split())) < SCAN_MAX_CHARS:
+            # Only a page with next to no text can be a scan: the others' objects are not
+            # walked (a page of text holds thousands).
+            if len("".join(text.split())) < SCAN_MAX_CHARS and _has_image(page):
                 out["scanned_pages"].append(index + 1)
             spent += _annotations(page, form, out, max_bytes - spent)
         finally:
