@@ -1,7 +1,8 @@
 """Document inspection cost, as the proxy pays it: the inspector with its pool of document
 reader processes (``gateway.workers``), milliseconds per document and per page for text PDFs,
-per document for office files, e-mail and a FHIR Binary carrying a PDF. The issue's target: a
-10-page text PDF inspected in under 20 ms. Run: .venv/bin/python -m bench.documents
+per document for office files, e-mail and a FHIR Binary carrying a PDF, and (where tesseract
+is installed) OCR per scanned page. The issue's target: a 10-page text PDF inspected in under
+20 ms. Run: .venv/bin/python -m bench.documents
 
 The proxy's throughput on 200 KB PDFs, beside bare mitmdump, is the ``pdf-200k`` payload of
 ``python -m bench``."""
@@ -9,12 +10,13 @@ The proxy's throughput on 200 KB PDFs, beside bare mitmdump, is the ``pdf-200k``
 from __future__ import annotations
 
 import functools
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
-from gateway.config import Limits
+from gateway.config import Limits, Ocr
 from gateway.inspector import Inspector
 from gateway.workers import DocumentWorkers
 from tests.support import carriers
@@ -52,6 +54,23 @@ def cases() -> list[tuple[str, bytes, int]]:
     return found
 
 
+def _ocr(limits: Limits, workers: DocumentWorkers) -> None:
+    """OCR (ocr.enabled): seconds per scanned page, where tesseract is installed."""
+    if shutil.which("tesseract") is None:
+        print("OCR: tesseract not installed (scripts/install-test-tools.sh): not measured")
+        return
+    inspector = Inspector(limits, workers=workers, ocr=Ocr(enabled=True))
+    patient = make_patient(4243)
+    for name, body, pages in (
+        ("OCR: scanned PDF, 1 page", docs.scanned_pages_pdf(patient), 1),
+        ("OCR: scanned PDF, 3 pages", docs.scanned_pages_pdf(None, patient, None), 3),
+        ("OCR: PNG page scan", docs.scanned_page_png(patient), 1),
+    ):
+        result = inspector.inspect(body)
+        ms = median_ms(functools.partial(inspector.inspect, body), rounds=5)
+        print(f"{name:<26} {len(body):>8} {ms:8.0f} {ms / pages:8.0f}  {result.contains_phi}")
+
+
 def main() -> int:
     limits = Limits()
     workers = DocumentWorkers(limits.document_workers, limits.max_document_memory_bytes)
@@ -75,6 +94,7 @@ def main() -> int:
             f"target: {TARGET_PAGES}-page text PDF under {TARGET_MS:.0f} ms: {target:.1f} ms -> "
             f"{'MET' if met else 'NOT MET'}"
         )
+        _ocr(limits, workers)
     finally:
         workers.close()
     return 0

@@ -197,6 +197,11 @@ def check_config(path: Path) -> int:
                 f"directory {config.audit.database.parent} does not exist and cannot be created",
             )
         )
+    if config.ocr.enabled:
+        from gateway.formats.ocr import ocr_problem
+
+        if problem := ocr_problem(config.ocr.languages):
+            problems.append(("ocr.enabled", problem))
     if problems:
         print(ConfigError(str(path), problems), file=sys.stderr)
         return EXIT_CONFIG

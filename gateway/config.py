@@ -249,6 +249,22 @@ class Limits(_Strict):
     max_document_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
 
 
+class Ocr(_Strict):
+    """Optical character recognition of images and scanned PDF pages (tesseract-ocr, run by
+    the document workers). Off by default: without it such content is unreadable media."""
+
+    enabled: bool = False
+    languages: str = Field(default="eng", pattern=r"^[A-Za-z_]+(?:\+[A-Za-z_]+)*$")
+    # Per payload: frames or pages recognised, and the seconds OCR may take beside
+    # limits.max_inspection_seconds (what is left unread stays unreadable media).
+    max_pages: int = Field(default=10, ge=1, le=1000)
+    max_seconds: float = Field(default=30.0, gt=0, le=600)
+    dpi: int = Field(default=200, ge=72, le=600)
+    max_pixels: int = Field(default=40_000_000, ge=1_000_000, le=400_000_000)
+    # A page or image with less recognised text than this is not read (a photo, a blank).
+    min_text_characters: int = Field(default=50, ge=1, le=10_000)
+
+
 class Audit(_Strict):
     """The tamper-evident audit trail (see docs/audit.md)."""
 
@@ -412,6 +428,7 @@ class GatewayConfig(_Strict):
     geo: Geo = Geo()
     policy: Policy = Policy()
     limits: Limits = Limits()
+    ocr: Ocr = Ocr()
     redaction: RedactionSettings = RedactionSettings()
     audit: Audit = Audit()
     report: Report = Report()

@@ -61,7 +61,7 @@ class Gateway:
         self.workers = workers or DocumentWorkers(
             config.limits.document_workers, config.limits.max_document_memory_bytes
         )
-        self.inspector = Inspector(config.limits, workers=self.workers)
+        self.inspector = Inspector(config.limits, workers=self.workers, ocr=config.ocr)
         secret, self.secret_from_environment = site_secret(config.redaction)
         self.redactor = Redactor(config.redaction, secret)
         self.audit = audit

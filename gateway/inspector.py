@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from gateway.config import Limits
+from gateway import metrics
+from gateway.config import Limits, Ocr
 from gateway.containers import (
     Budget,
     Combined,
@@ -41,6 +42,7 @@ _TEXT_PIECE = 256 * 1024
 # What the inspector calls an exception no format expected (a bug): the reason starts so.
 INTERNAL_FAILURE = "inspector failed"
 log = logging.getLogger(__name__)
+_OCR_FAILURES_LOGGED: set[str] = set()
 
 
 class Inspector:
@@ -53,8 +55,10 @@ class Inspector:
         limits: Limits,
         formats: Sequence[FormatHandler] = FORMATS,
         workers: DocumentWorkers | None = None,
+        ocr: Ocr | None = None,
     ) -> None:
         self.limits = limits
+        self.ocr = ocr or Ocr()
         self.formats = formats
         self.workers = workers
         self.registry = Registry(formats)
@@ -88,7 +92,8 @@ class Inspector:
             started + self.limits.max_inspection_seconds,
             self.limits.max_archive_members,
         )
-        return Scanner(budget, self.registry, self._extract).scan(body, 0, whole=True)
+        scanner = Scanner(budget, self.registry, self._extract, self._recognize)
+        return scanner.scan(body, 0, whole=True)
 
     def slow(self, body: bytes) -> bool:
         """Would inspecting this body take a document reader or unpacking? Then the proxy
@@ -104,6 +109,44 @@ class Inspector:
             or starts_container(head)
             or carries_encoded_document(body)
         )
+
+    def _recognize(self, job: str, data: bytes, args: dict[str, Any]) -> list[str | None] | None:
+        """OCR (``job``: "ocr-image" or "ocr-pdf"): the text of each frame or page, None for
+        one not read; None when OCR is off. A failure leaves every page unread (as if OCR
+        were off: never a worse decision), counted and logged without the document."""
+        ocr = self.ocr
+        if not ocr.enabled:
+            return None
+        job_args = {
+            **args,
+            "languages": ocr.languages,
+            "max_pages": ocr.max_pages,
+            "max_pixels": ocr.max_pixels,
+            "dpi": ocr.dpi,
+            "seconds": ocr.max_seconds,
+        }
+        expected = len(args.get("pages", ())) or 1
+        try:
+            if self.workers is None:
+                answer = run_in_process(job, data, job_args)
+            else:  # a little longer than tesseract's own timeout, so it reports first
+                answer = self.workers.run(job, data, job_args, ocr.max_seconds + 2)
+        except PayloadError as exc:
+            if exc.reason not in _OCR_FAILURES_LOGGED:  # once per reason: counted always
+                _OCR_FAILURES_LOGGED.add(exc.reason)
+                log.warning("OCR failed: %s (further failures are only counted)", exc.reason)
+            metrics.OCR_PAGES.labels("failed").inc(expected)
+            return [None] * expected
+        texts = [t for t in answer.get("texts", ()) if isinstance(t, str)]
+        expected = max(expected, int(answer.get("frames", 0) or 0), len(texts))
+        read: list[str | None] = []
+        for text in texts:
+            enough = len("".join(text.split())) >= ocr.min_text_characters
+            metrics.OCR_PAGES.labels("read" if enough else "little-text").inc()
+            read.append(text if enough else None)
+        if expected > len(read):
+            metrics.OCR_PAGES.labels("unread").inc(expected - len(read))
+        return read + [None] * (expected - len(read))
 
     def _extract(self, job: str, data: bytes, deadline: float) -> Any:
         seconds = deadline - time.perf_counter()
@@ -139,10 +182,15 @@ class Scanner:
     carry other documents (generic JSON, XML, text) call back into."""
 
     def __init__(
-        self, budget: Budget, registry: Registry, extract: Callable[[str, bytes, float], Any]
+        self,
+        budget: Budget,
+        registry: Registry,
+        extract: Callable[[str, bytes, float], Any],
+        recognize: Callable[[str, bytes, dict[str, Any]], list[str | None] | None],
     ) -> None:
         self.budget = budget
         self._extractor = extract
+        self._recognizer = recognize
         self.formats = registry.formats
         self._documents = registry.documents
         self._fallbacks = registry.fallbacks
@@ -189,6 +237,14 @@ class Scanner:
     # -- the Reader the generic formats call back into --------------------------------------
     def extract(self, job: str, data: bytes) -> Any:
         return self._extractor(job, data, self.budget.deadline)
+
+    def recognize(self, job: str, data: bytes, args: dict[str, Any]) -> list[str | None] | None:
+        # OCR has its own time (ocr.max_seconds): the rest of inspection keeps its budget.
+        started = time.perf_counter()
+        try:
+            return self._recognizer(job, data, args)
+        finally:
+            self.budget.deadline += time.perf_counter() - started
 
     def wrapped(self, text: str, depth: int, into: Combined) -> None:
         """Documents after a preamble and base64 runs inside a text."""

@@ -155,6 +155,14 @@ DOCUMENT_WORKERS = Counter(
     "was free in time). Every result but read fails closed abroad.",
     ["result"],
 )
+OCR_PAGES = Counter(
+    f"{PREFIX}_ocr_pages_total",
+    "Images and scanned PDF pages given to OCR (ocr.enabled), by result: read, little-text "
+    "(less than ocr.min_text_characters recognised: a photo, a blank), unread (past "
+    "ocr.max_pages or ocr.max_pixels) and failed (tesseract missing, failing or past "
+    "ocr.max_seconds). All but read stay unreadable media (policy.unreadable_media).",
+    ["result"],
+)
 UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")
 
 

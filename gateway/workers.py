@@ -46,9 +46,15 @@ class WorkerError(PayloadError):
 def _jobs() -> dict[str, Job]:
     """The jobs a worker runs, imported in the worker only (the gateway never loads them)."""
     from gateway.formats.media import image_metadata
+    from gateway.formats.ocr import ocr_image, ocr_pdf_pages
     from gateway.formats.pdf.extract import extract_pdf
 
-    return {"pdf": extract_pdf, "image": image_metadata}
+    return {
+        "pdf": extract_pdf,
+        "image": image_metadata,
+        "ocr-image": ocr_image,
+        "ocr-pdf": ocr_pdf_pages,
+    }
 
 
 # -- the worker side --------------------------------------------------------------------------
@@ -78,6 +84,8 @@ def serve(memory_bytes: int, extra: dict[str, Job] | None = None) -> None:
             answer = {"ok": jobs[header["job"]](payload, header["args"])}
         except MemoryError:
             answer = {"error": "document needs more memory than max_document_memory_bytes"}
+        except PayloadError as exc:  # a fixed sentence, never the document's content
+            answer = {"error": exc.reason, "limit": exc.limit}
         except Exception as exc:  # the type only: the text may quote the document
             answer = {"error": f"document reader failed ({type(exc).__name__})"}
         out = orjson.dumps(answer, default=_encode)
@@ -205,7 +213,7 @@ class DocumentWorkers:
         self._idle.put(worker)
         if "error" in answer:
             metrics.DOCUMENT_WORKERS.labels("refused").inc()
-            raise WorkerError(str(answer["error"])[:200])
+            raise WorkerError(str(answer["error"])[:200], str(answer.get("limit", ""))[:64])
         metrics.DOCUMENT_WORKERS.labels("read").inc()
         return answer.get("ok")
 

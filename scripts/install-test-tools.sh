@@ -6,6 +6,7 @@
 #   initdb/pg_ctl (package postgresql) - a throwaway PostgreSQL for the multi-instance audit tests
 #   DejaVu Sans (package fonts-dejavu-core) - a TrueType font the PDF tests embed (CID fonts
 #                                     with ToUnicode maps, as word processors write them)
+#   tesseract (packages tesseract-ocr, tesseract-ocr-eng) - OCR of scans and images (ocr.enabled)
 # Idempotent: does nothing when every tool is present. Without root (or password-less sudo) it
 # installs nothing and says so; the tests that need a missing tool then skip with a message.
 # Services the packages would start are kept from starting (the tests start their own).
@@ -16,6 +17,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -68,6 +68,13 @@ class Reader(Protocol):
         when it fails, times out or no reader is free."""
         ...
 
+    def recognize(self, job: str, data: bytes, args: dict[str, Any]) -> list[str | None] | None:
+        """OCR of an image ("ocr-image") or of scanned PDF pages ("ocr-pdf", ``args``:
+        {"pages": [1-based numbers]}): the recognised text of each frame or page, None for
+        one that was not read (too little text, past a limit, OCR failed); None when OCR is
+        off (``ocr.enabled``). Its time is its own (``ocr.max_seconds``)."""
+        ...
+
     def free_text(self, text: str, location: str, depth: int, into: Combined) -> None:
         """Identifiers in prose and tables, added to ``into`` (a ``Combined``)."""
         ...

@@ -6,7 +6,9 @@ GIF comments (by Pillow, in a worker process: ``extract.py``), ID3 tags of MP3 f
 INFO of WAV files (here: a bounded walk of their frames). Their pixels and sound cannot be read
 without OCR or speech recognition, so every one is content no reader sees into
 (``Inspection.opaque``): ``policy.unreadable_media`` decides what that means abroad (default:
-block). A photo with a name in its EXIF is PHI even where media are allowed.
+block). A photo with a name in its EXIF is PHI even where media are allowed. With
+``ocr.enabled`` an image's text is recognised (``gateway/formats/ocr.py``) and judged; an image
+all of whose frames OCR read is no longer opaque (a photo, with next to no text, still is).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from gateway.model import Format, Inspection
 from gateway.phi.fields import scan_fields
 
 MEDIA = Format("media")
+# The images tesseract reads (through Pillow): HEIC has no decoder in Pillow.
+_OCR_TYPES = frozenset({"png", "jpeg", "tiff", "gif", "bmp", "webp"})
 _MAX_TAG_BYTES = 1024 * 1024
 # The first byte of a BMP's info-header size: 12, 40, 64, 108 or 124.
 _BMP_HEADER_SIZES = frozenset({b"\x0c", b"(", b"@", b"l", b"|"})
@@ -86,13 +90,25 @@ class Media(FormatHandler):
         combined.add_fields(scan_fields(pairs, "media.metadata"))
         text = "\n".join(f"{name}: {value}" for name, value in pairs)
         reader.free_text(text, "media.metadata", payload.depth, combined)
+        opaque = kind
+        if kind == "image" and filetype in _OCR_TYPES:
+            frames = reader.recognize("ocr-image", payload.data, {})
+            if frames is not None:
+                for number, page in enumerate(frames, 1):
+                    if page is not None:
+                        reader.free_text(page, f"media.ocr[{number}]", payload.depth, combined)
+                # Read only when every frame was: a frame OCR did not read may hold anything.
+                if frames and all(page is not None for page in frames):
+                    opaque = ""
+                else:
+                    opaque = "image (OCR read no text)"
         result = combined.result()
         return Inspection(
             MEDIA,
             message_type=filetype,
             findings=result.findings,
             contains_phi=result.contains_phi,
-            opaque=kind,
+            opaque=opaque,
         )
 
 

@@ -4,14 +4,20 @@ domestic receiver gets every one byte-identical; clean documents go abroad untou
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 
-from tests.e2e.conftest import Upstreams
+from tests.e2e.conftest import Upstreams, gateway_config
 from tests.support import carriers, hostile_pdfs
 from tests.support import documents as docs
 from tests.support.evasion import identifiers_in
+from tests.support.gateway_process import GatewayProcess
 from tests.support.patients import make_patient
+from tests.support.upstream import Pki
 
 pytestmark = pytest.mark.e2e
 PATIENT = make_patient(9090)
@@ -156,3 +162,29 @@ def test_the_refused_documents_do_carry_the_patient() -> None:
         "xds-mtom",
     ):
         assert inspector.inspect(REFUSED[name]).contains_phi, name
+
+
+@pytest.fixture(scope="module")
+def ocr_gateway(
+    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: Pki
+) -> Iterator[GatewayProcess]:
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract missing: scripts/install-test-tools.sh installs tesseract-ocr")
+    config = gateway_config(test_mmdb, pki, ocr={"enabled": True})
+    process = GatewayProcess(tmp_path_factory.mktemp("ocr"), config)
+    yield process
+    process.stop()
+
+
+def test_with_ocr_a_clean_scan_goes_abroad_and_a_named_one_does_not(
+    ocr_gateway: GatewayProcess, upstreams: Upstreams
+) -> None:
+    memo, named = docs.scanned_pages_pdf(None), docs.scanned_page_png(PATIENT)
+    with httpx.Client(proxy=ocr_gateway.proxy_url) as client:
+        sent = client.post(f"{upstreams.foreign.url}/upload?case=ocr-memo", content=memo)
+        refused = client.post(f"{upstreams.foreign.url}/upload?case=ocr-named", content=named)
+    assert sent.status_code == 200
+    assert [r.body for r in upstreams.foreign.received if "case=ocr-memo" in r.path] == [memo]
+    assert refused.status_code == 451
+    assert not [r for r in upstreams.foreign.received if "case=ocr-named" in r.path]
+    assert ocr_gateway.metric("phi_gateway_ocr_pages_total", result="read") >= 2

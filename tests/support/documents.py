@@ -340,3 +340,47 @@ def odt_letter(p: Patient | None) -> bytes:
     buffer = io.BytesIO()
     document.write(buffer)
     return buffer.getvalue()
+
+
+def _picture_of_text(lines: list[str], size: tuple[int, int] = (1700, 2200)) -> Image.Image:
+    """A page as a scanner sees it: black print on white, at about 200 dpi, no text layer."""
+    from PIL import ImageDraw, ImageFont
+
+    picture = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.truetype(str(DEJAVU), 30) if DEJAVU.is_file() else ImageFont.load_default(30)
+    for number, line in enumerate(lines):
+        draw.text((110, 120 + 56 * number), line, font=font, fill=0)
+    return picture
+
+
+MEMO_LINES = [
+    "FACILITIES NOTICE",
+    "The east parking garage closes for resurfacing on Saturday.",
+    "Staff should use the west garage and the shuttle from the main lobby.",
+    "Questions go to the facilities help desk.",
+]
+
+
+def scanned_page_png(p: Patient | None) -> bytes:
+    """A scanned page as a PNG: the patient's discharge summary, or (None) a facilities memo."""
+    buffer = io.BytesIO()
+    _picture_of_text(summary_lines(p) if p is not None else MEMO_LINES).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def scanned_pages_pdf(*pages: Patient | None) -> bytes:
+    """A scanner's PDF: one picture per page (a summary for a patient, a memo for None)."""
+    pdf = FPDF()
+    for p in pages:
+        pdf.add_page()
+        pdf.image(io.BytesIO(scanned_page_png(p)), x=0, y=0, w=210)
+    return bytes(pdf.output())
+
+
+def photo_without_text() -> bytes:
+    """A photograph stand-in: smooth colour, no print anywhere."""
+    picture = Image.linear_gradient("L").resize((640, 480)).convert("RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG")
+    return buffer.getvalue()

@@ -73,9 +73,19 @@ class Pdf(FormatHandler):
         reader.free_text(prose, "pdf.annotations", depth, combined)
         for number, (_, data) in enumerate(_attachments(content.get("attachments"))):
             combined.add(f"pdf.attachment[{number}]", reader.scan(data, depth + 1))
+        scanned = [p for p in content.get("scanned_pages") or () if isinstance(p, int)]
+        if scanned:
+            texts = reader.recognize("ocr-pdf", payload.data, {"pages": scanned})
+            if texts is not None:
+                unread: list[int] = []
+                for number, recognised in zip(scanned, texts, strict=False):
+                    if recognised is None:
+                        unread.append(number)
+                    else:
+                        reader.free_text(recognised, f"pdf.ocr[{number}]", depth, combined)
+                scanned = unread + scanned[len(texts) :]
         result = combined.result()
-        scanned = content.get("scanned_pages")
-        if isinstance(scanned, list) and scanned:
+        if scanned:
             pages = ",".join(str(p) for p in scanned[:5]) + ("..." if len(scanned) > 5 else "")
             return result.with_opaque(f"scanned-pdf (page {pages})")
         return result
