@@ -79,8 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         metavar="PY_SPY",
         type=Path,
-        help="py-spy binary: sample the gateway during its measured foreign hl7-adt-2k run "
-        "and print the top functions by self time",
+        help="py-spy binary: sample the gateway during its measured foreign run of "
+        "--profile-payload and print the top functions by self time",
+    )
+    parser.add_argument(
+        "--profile-payload",
+        default=report.TARGET_PAYLOAD,
+        help=f"the payload --profile samples (default {report.TARGET_PAYLOAD})",
     )
     parser.add_argument(
         "--profile-gil",
@@ -251,7 +256,7 @@ class Bench:
         if (
             self.args.profile is None
             or kind != "gateway"
-            or comparison.payload != report.TARGET_PAYLOAD
+            or comparison.payload != self.args.profile_payload
             or comparison.scenario != "foreign"
             or self.profile
         ):

@@ -148,15 +148,15 @@ class Inspector:
             metrics.OCR_PAGES.labels("unread").inc(expected - len(read))
         return read + [None] * (expected - len(read))
 
-    def _extract(self, job: str, data: bytes, deadline: float) -> Any:
+    def _extract(self, job: str, data: bytes, deadline: float, most: int = 1) -> list[Any]:
         seconds = deadline - time.perf_counter()
         if seconds <= 0:
             raise ContainerError(
                 "inspection took longer than max_inspection_seconds", "max_inspection_seconds"
             )
         if self.workers is None:
-            return run_in_process(job, data, self.document_args)
-        return self.workers.run(job, data, self.document_args, seconds)
+            return [run_in_process(job, data, self.document_args)]
+        return self.workers.run_split(job, data, self.document_args, seconds, most)
 
 
 class Registry:
@@ -185,7 +185,7 @@ class Scanner:
         self,
         budget: Budget,
         registry: Registry,
-        extract: Callable[[str, bytes, float], Any],
+        extract: Callable[[str, bytes, float, int], list[Any]],
         recognize: Callable[[str, bytes, dict[str, Any]], list[str | None] | None],
     ) -> None:
         self.budget = budget
@@ -236,7 +236,10 @@ class Scanner:
 
     # -- the Reader the generic formats call back into --------------------------------------
     def extract(self, job: str, data: bytes) -> Any:
-        return self._extractor(job, data, self.budget.deadline)
+        return self._extractor(job, data, self.budget.deadline, 1)[0]
+
+    def extract_shared(self, job: str, data: bytes, most: int) -> list[Any]:
+        return self._extractor(job, data, self.budget.deadline, most)
 
     def recognize(self, job: str, data: bytes, args: dict[str, Any]) -> list[str | None] | None:
         # OCR has its own time (ocr.max_seconds): the rest of inspection keeps its budget.

@@ -114,11 +114,19 @@ class _Worker:
         )
 
     def ask(self, header: dict[str, Any], payload: bytes, deadline: float) -> dict[str, Any]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
+        self.send(header, payload)
+        return self.receive(deadline)
+
+    def send(self, header: dict[str, Any], payload: bytes) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
         head = orjson.dumps(header)
         stdin.write(_LENGTH.pack(len(head)) + head + _LENGTH.pack(len(payload)) + payload)
         stdin.flush()
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        stdout = self.process.stdout
+        assert stdout is not None
         size = _LENGTH.unpack(self._read(stdout.fileno(), 4, deadline))[0]
         if size > MAX_ANSWER_BYTES:
             raise WorkerError("document reader answered too much")
@@ -185,20 +193,60 @@ class DocumentWorkers:
 
     def run(self, job: str, payload: bytes, args: dict[str, Any], seconds: float) -> Any:
         """The job's answer; WorkerError when it failed, timed out or no worker was free."""
+        return self.run_split(job, payload, args, seconds, 1)[0]
+
+    def run_split(
+        self, job: str, payload: bytes, args: dict[str, Any], seconds: float, most: int
+    ) -> list[Any]:
+        """A job shared among as many workers as are idle now, at most ``most`` (at least
+        one, waited for): worker k of n reads its share, ``args["shard"] = [k, n]`` (the
+        pages k, k + n, ... of a long PDF). The n answers in order. Under load no worker is
+        idle beside the first, and the job runs whole, as ``run``."""
         if self._closed:
             raise WorkerError("document readers are shut down")
         deadline = time.monotonic() + max(seconds, 0.0)
         try:
-            slot = self._idle.get(timeout=max(seconds, 0.001))
+            slots = [self._idle.get(timeout=max(seconds, 0.001))]
         except queue.Empty:
             metrics.DOCUMENT_WORKERS.labels("busy").inc()
             raise WorkerError(
                 "no document reader was free within max_inspection_seconds",
                 "max_inspection_seconds",
             ) from None
-        worker = slot if slot is not None and slot.alive() else self._spawn()
+        while len(slots) < most:
+            try:
+                slots.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        workers = [s if s is not None and s.alive() else self._spawn() for s in slots]
+        shares = len(workers)
+        answers: list[Any] = []
+        failure: WorkerError | None = None
+        sent: list[_Worker] = []
+        for number, worker in enumerate(workers):
+            try:
+                worker.send({"job": job, "args": {**args, "shard": [number, shares]}}, payload)
+            except (OSError, ValueError):
+                self._retire(worker)
+                metrics.DOCUMENT_WORKERS.labels("crashed").inc()
+                failure = WorkerError("document reader stopped on this document")
+                break
+            sent.append(worker)
+        for worker in sent:  # every job sent is answered (or its worker retired)
+            try:
+                answers.append(self._answer(worker, deadline))
+            except WorkerError as exc:
+                failure = failure or exc
+        for worker in workers:
+            if worker.alive():  # a retired worker's slot went back with _retire
+                self._idle.put(worker)
+        if failure is not None:
+            raise failure
+        return answers
+
+    def _answer(self, worker: _Worker, deadline: float) -> Any:
         try:
-            answer = worker.ask({"job": job, "args": args}, payload, deadline)
+            answer = worker.receive(deadline)
         except TimeoutError:
             self._retire(worker)
             metrics.DOCUMENT_WORKERS.labels("timeout").inc()
@@ -210,7 +258,6 @@ class DocumentWorkers:
             self._retire(worker)
             metrics.DOCUMENT_WORKERS.labels("crashed").inc()
             raise WorkerError("document reader stopped on this document") from None
-        self._idle.put(worker)
         if "error" in answer:
             metrics.DOCUMENT_WORKERS.labels("refused").inc()
             raise WorkerError(str(answer["error"])[:200], str(answer.get("limit", ""))[:64])

@@ -68,6 +68,12 @@ class Reader(Protocol):
         when it fails, times out or no reader is free."""
         ...
 
+    def extract_shared(self, job: str, data: bytes, most: int) -> list[Any]:
+        """``extract`` shared among up to ``most`` idle readers, each answering for its share
+        (``shard`` [k, n]: the pages k, k + n, ... of a PDF); the answers in order, one when
+        no other reader is idle."""
+        ...
+
     def recognize(self, job: str, data: bytes, args: dict[str, Any]) -> list[str | None] | None:
         """OCR of an image ("ocr-image") or of scanned PDF pages ("ocr-pdf", ``args``:
         {"pages": [1-based numbers]}): the recognised text of each frame or page, None for

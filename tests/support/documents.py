@@ -384,3 +384,16 @@ def photo_without_text() -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+def long_summary_pdf(p: Patient, pages: int) -> bytes:
+    """A long clean document whose last page is the patient's summary."""
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=10)
+    for number in range(pages - 1):
+        pdf.add_page()
+        pdf.multi_cell(0, 5, f"Section {number + 1}\nInfection prevention rounds. " * 20)
+    pdf.add_page()
+    for line in summary_lines(p):
+        pdf.cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())

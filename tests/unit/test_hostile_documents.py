@@ -64,3 +64,25 @@ def test_inflation_is_counted_only_up_to_the_budget() -> None:
     assert 1024 < inflated_bytes(bomb, 1024) < 2 * 1024 * 1024  # stopped just past it
     assert inflated_bytes(hostile_pdfs.plain(), 1 << 20) == 0  # not compressed
     assert inflated_bytes(b"stream\n" + b"\x78\x9c garbage", 1 << 20) == 0
+
+
+def test_a_long_pdf_is_shared_among_idle_readers() -> None:
+    from gateway import metrics
+    from tests.support import documents as docs
+    from tests.support.patients import make_patient
+
+    patient = make_patient(808)
+    workers = DocumentWorkers(2, LIMITS.max_document_memory_bytes)
+    workers.start()
+    try:
+        inspector = Inspector(LIMITS, workers=workers)
+        read = metrics.DOCUMENT_WORKERS.labels("read")
+        before = read._value.get()
+        result = inspector.inspect(docs.long_summary_pdf(patient, 12))
+        assert read._value.get() == before + 2  # two shares, one per idle reader
+        assert result.contains_phi
+        assert any(f.location.startswith("pdf.page[12]") for f in result.findings)
+        short = inspector.inspect(docs.long_summary_pdf(patient, 2))
+        assert read._value.get() == before + 3 and short.contains_phi  # read whole
+    finally:
+        workers.close()

@@ -45,9 +45,7 @@ class Pdf(FormatHandler):
         return not is_archive(data) and _HEADER.search(data, 0, _HEADER_REACH + 8) is not None
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
-        content = reader.extract("pdf", payload.data)
-        if not isinstance(content, dict):
-            raise PdfError("PDF reader answered nonsense")
+        content = _merged(reader.extract_shared("pdf", payload.data, _shares(payload.data)))
         if content.get("encrypted"):
             raise PdfError("PDF is encrypted with a password: it cannot be read")
         if content.get("unreadable"):
@@ -89,6 +87,49 @@ class Pdf(FormatHandler):
             pages = ",".join(str(p) for p in scanned[:5]) + ("..." if len(scanned) > 5 else "")
             return result.with_opaque(f"scanned-pdf (page {pages})")
         return result
+
+
+# A long PDF is read by several idle workers at once, one share of its pages each (the pages
+# are counted by their page objects here: a cheap guess that only decides how to share).
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
+_PAGES_PER_SHARE = 5
+_MOST_SHARES = 4
+
+
+def _shares(data: bytes) -> int:
+    pages = 0
+    for pages, _ in enumerate(_PAGE_OBJECT.finditer(data), 1):
+        if pages >= _PAGES_PER_SHARE * _MOST_SHARES:
+            break
+    return max(1, pages // _PAGES_PER_SHARE)
+
+
+_FLAGS = ("encrypted", "unreadable", "too_many_pages", "too_deep", "too_large")
+
+
+def _merged(answers: list[Any]) -> dict[str, Any]:
+    """The shares' answers as one: pages in page order, the whole document's parts (shard
+    0's), every refusal any share gave."""
+    if not answers or not all(isinstance(a, dict) for a in answers):
+        raise PdfError("PDF reader answered nonsense")
+    if len(answers) == 1:
+        return dict(answers[0])
+    merged: dict[str, Any] = {**answers[0]}
+    for flag in _FLAGS:
+        if any(a.get(flag) for a in answers):
+            merged[flag] = True
+    pages: list[tuple[int, str]] = []
+    for answer in answers:
+        numbers = answer.get("page_numbers")
+        texts = answer.get("page_texts")
+        if isinstance(numbers, list) and isinstance(texts, list):
+            pages += [(n, t) for n, t in zip(numbers, texts, strict=False) if isinstance(n, int)]
+    pages.sort(key=lambda page: page[0])
+    merged["page_texts"] = [text for _, text in pages]
+    for key in ("fields", "annotations", "attachments", "scanned_pages"):
+        merged[key] = [item for a in answers for item in (a.get(key) or ())]
+    merged["scanned_pages"] = sorted(p for p in merged["scanned_pages"] if isinstance(p, int))
+    return merged
 
 
 def _strings(value: Any) -> list[str]:

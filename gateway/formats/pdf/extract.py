@@ -34,8 +34,9 @@ def extract_pdf(data: bytes, args: dict[str, Any]) -> dict[str, Any]:
         if "password" in str(exc).lower():
             return {"encrypted": True}
         return {"unreadable": "not a readable PDF"}
+    shard, shards = (int(n) for n in args.get("shard", (0, 1)))
     try:
-        return _read(pdf, data, max_pages, max_bytes)
+        return _read(pdf, data, max_pages, max_bytes // shards, (shard, shards))
     finally:
         pdf.close()
 
@@ -89,14 +90,23 @@ def _has_image(page: pdfium.PdfPage) -> bool:
     return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
 
 
-def _read(pdf: pdfium.PdfDocument, data: bytes, max_pages: int, max_bytes: int) -> dict[str, Any]:
+def _read(
+    pdf: pdfium.PdfDocument, data: bytes, max_pages: int, max_bytes: int, shard: tuple[int, int]
+) -> dict[str, Any]:
+    """``shard`` (k, n): read pages k, k+n, k+2n, ... (0-based); shard 0 also reads what
+    belongs to the whole document (information, XMP, attached files)."""
     pages = len(pdf)
+    first, step = shard
+    whole = first == 0
     out: dict[str, Any] = {
         "pages": pages,
+        "page_numbers": [],
         "page_texts": [],
         "scanned_pages": [],
-        "info": {k: v for k, v in pdf.get_metadata_dict().items() if v},
-        "xmp": [m.group(0).decode("utf-8", "replace") for m in _XMP.finditer(data)][:4],
+        "info": {k: v for k, v in pdf.get_metadata_dict().items() if v} if whole else {},
+        "xmp": [m.group(0).decode("utf-8", "replace") for m in _XMP.finditer(data)][:4]
+        if whole
+        else [],
         "fields": [],
         "annotations": [],
         "attachments": [],
@@ -107,12 +117,13 @@ def _read(pdf: pdfium.PdfDocument, data: bytes, max_pages: int, max_bytes: int) 
     pdf.init_forms()
     form = pdf.formenv.raw if pdf.formenv is not None else None
     spent = 0
-    for index in range(pages):
+    for index in range(first, pages, step):
         page = pdf[index]
         try:
             textpage = page.get_textpage()
             text = textpage.get_text_range()
             textpage.close()
+            out["page_numbers"].append(index + 1)
             out["page_texts"].append(text)
             spent += len(text)
             # Only a page with next to no text can be a scan: the others' objects are not
@@ -125,7 +136,7 @@ def _read(pdf: pdfium.PdfDocument, data: bytes, max_pages: int, max_bytes: int) 
         if spent > max_bytes:
             out["too_large"] = True
             return out
-    for number in range(pdf.count_attachments()):
+    for number in range(pdf.count_attachments() if whole else 0):
         attachment = pdf.get_attachment(number)
         content = bytes(attachment.get_data())
         spent += len(content)
