@@ -1,8 +1,8 @@
 """Images and audio (PNG, JPEG, TIFF, GIF, BMP, WebP, HEIC/AVIF; WAV, MP3, M4A/MP4, OGG, FLAC,
 DSS/DS2 dictation), recognised by their bytes whatever the Content-Type says.
 
-Their text metadata is read and judged like any text: PNG tEXt/zTXt/iTXt, EXIF, XMP, JPEG and
-GIF comments (by Pillow, in a worker process: ``extract.py``), ID3 tags of MP3 files and RIFF
+Their text metadata is read and judged like any text: PNG tEXt/zTXt/iTXt, EXIF, XMP, IPTC,
+JPEG and GIF comments (by Pillow, in a worker process), ID3 tags of MP3 files and RIFF
 INFO of WAV files (here: a bounded walk of their frames). Their pixels and sound cannot be read
 without OCR or speech recognition, so every one is content no reader sees into
 (``Inspection.opaque``): ``policy.unreadable_media`` decides what that means abroad (default:
@@ -177,7 +177,7 @@ def image_metadata(data: bytes, args: dict[str, Any]) -> list[list[str]]:
     the container in native code). Pixels are never decoded."""
     import io
 
-    from PIL import ExifTags, Image
+    from PIL import ExifTags, Image, IptcImagePlugin
 
     found: list[list[str]] = []
     with Image.open(io.BytesIO(data)) as image:
@@ -185,6 +185,12 @@ def image_metadata(data: bytes, args: dict[str, Any]) -> list[list[str]]:
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
             if isinstance(text, str) and key not in ("icc_profile", "exif"):
                 found.append([str(key), text[:65536]])
+        # IPTC-IIM (JPEG APP13, TIFF): captions, keywords, bylines, by record:dataset.
+        for (record, dataset), raw in (IptcImagePlugin.getiptcinfo(image) or {}).items():
+            for value in raw if isinstance(raw, list) else [raw]:
+                if isinstance(value, bytes) and value.strip():
+                    text = value.decode("utf-8", "replace")[:65536]
+                    found.append([f"IPTC {record}:{dataset}", text])
         chunks = getattr(image, "text", None)  # PNG tEXt, zTXt, iTXt
         if isinstance(chunks, dict):
             found += [[str(k), str(v)[:65536]] for k, v in chunks.items()]

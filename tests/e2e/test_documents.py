@@ -34,6 +34,7 @@ REFUSED = {
     "pdf-scan": docs.scanned_pdf(),
     "png-comment": docs.photo_png(NOTE),
     "jpeg-exif": docs.photo_jpeg_exif(NOTE),
+    "jpeg-iptc": docs.photo_jpeg_iptc(NOTE),
     "mp3-dictation": docs.dictation_mp3(NOTE),
     "png-no-metadata": docs.photo_png(),  # pixels nobody reads: blocked by default
     "email-pdf-attachment": docs.email_with_attachment(

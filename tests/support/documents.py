@@ -5,6 +5,7 @@ tags). Each builder says in its name what it exercises."""
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 from fpdf import FPDF
@@ -185,6 +186,19 @@ def photo_jpeg_exif(description: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", exif=exif.tobytes())
     return buffer.getvalue()
+
+
+def photo_jpeg_iptc(caption: str) -> bytes:
+    """A JPEG whose IPTC caption (2:120, in a Photoshop APP13 segment, as photo desks write
+    it; Pillow reads IPTC but writes none, so the segment is built here) holds ``caption``."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 150)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    text = caption.encode()
+    iptc = b"\x1c\x02\x78" + struct.pack(">H", len(text)) + text
+    block = b"8BIM" + struct.pack(">H", 0x0404) + b"\x00\x00" + struct.pack(">I", len(iptc)) + iptc
+    app13 = b"Photoshop 3.0\x00" + block + b"\x00" * (len(iptc) % 2)
+    return jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(app13) + 2) + app13 + jpeg[2:]
 
 
 def dictation_mp3(title: str) -> bytes:

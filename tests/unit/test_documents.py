@@ -101,7 +101,12 @@ def test_a_scan_is_content_no_reader_sees_into() -> None:
 
 def test_images_and_audio_are_media_and_their_metadata_is_read() -> None:
     note = f"Patient: {PATIENT.given} {PATIENT.family.rstrip('0123456789')}, MRN {PATIENT.mrn}"
-    for body in (docs.photo_png(note), docs.photo_jpeg_exif(note), docs.dictation_mp3(note)):
+    for body in (
+        docs.photo_png(note),
+        docs.photo_jpeg_exif(note),
+        docs.photo_jpeg_iptc(note),
+        docs.dictation_mp3(note),
+    ):
         result = INSPECTOR.inspect(body)
         assert result.format == MEDIA and result.opaque in ("image", "audio")
         assert result.contains_phi, result.message_type
