@@ -26,7 +26,14 @@ from addons.phi_gateway import PhiGateway
 from gateway import cli, native
 from gateway.admin import AdminServer, ReadinessState, Routes
 from gateway.api import Api
-from gateway.config import GatewayConfig, load_config, parse_config, split_host_port
+from gateway.config import (
+    GatewayConfig,
+    parse_config,
+    parse_config_text,
+    read_config_text,
+    reload_problems,
+    split_host_port,
+)
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
@@ -35,9 +42,12 @@ log = logging.getLogger("phi_gateway")
 CA_FILE = "mitmproxy-ca-cert.pem"
 
 
-def effective_config(args: argparse.Namespace) -> GatewayConfig:
-    """The config file with command-line overrides applied, validated as a whole."""
-    config = load_config(args.config)
+def effective_config(args: argparse.Namespace, text: str | None = None) -> GatewayConfig:
+    """The config file (or ``text``, read from it) with command-line overrides applied,
+    validated as a whole."""
+    if text is None:
+        text = read_config_text(args.config)
+    config = parse_config_text(text, str(args.config))
     if not (args.listen or args.admin or args.mode):
         return config
     data = config.model_dump(mode="json")
@@ -140,7 +150,11 @@ async def serve(
     gateway: Gateway,
     readiness: ReadinessState,
     admins: list[AdminServer],
+    *,
+    running_text: str,
 ) -> int:
+    """``running_text``: the config file as the running policy was read from it (a reload
+    is checked against it)."""
     admin = admins[0]
     master = DumpMaster(
         Options(confdir=str(config.proxy.confdir)), with_termlog=True, with_dumper=False
@@ -161,10 +175,29 @@ async def serve(
 
     master.addons.add(_Lifecycle(on_running))
 
+    accepted: dict[str, str] = {"text": running_text}
+
+    def checked() -> GatewayConfig:
+        """The new config, refused whole when it is valid but looks cut or drops what the
+        running one has (config.reload_problems)."""
+        text = read_config_text(args.config)
+        candidate = effective_config(args, text)
+        running = addon.gateway.config if addon.gateway is not None else candidate
+        problems = reload_problems(accepted["text"], text, running, candidate)
+        if problems:
+            raise ConfigError(str(args.config), problems)
+        accepted["pending"] = text
+        return candidate
+
+    def reload_checked() -> GatewayConfig:
+        loaded = addon.reload(checked, str(args.config))
+        accepted["text"] = accepted.pop("pending")
+        return loaded
+
     def reload() -> None:
         # A failure is logged and counted by the addon; the last good policy stays in force.
         with contextlib.suppress(exceptions.OptionsError):
-            addon.reload(lambda: effective_config(args), str(args.config))
+            reload_checked()
 
     loop = asyncio.get_running_loop()
 
@@ -174,7 +207,7 @@ async def serve(
 
         def attempt() -> None:
             try:
-                loaded = addon.reload(lambda: effective_config(args), str(args.config))
+                loaded = reload_checked()
             except exceptions.OptionsError:
                 done.set_result((False, "reload failed; the last good policy stays in force"))
             except Exception as exc:  # the future must always be answered
@@ -210,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("tornado", "asyncio", "hpack", "urwid", "quic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        config = effective_config(args)
+        running_text = read_config_text(args.config)
+        config = effective_config(args, running_text)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return cli.EXIT_CONFIG
@@ -240,7 +274,9 @@ def run(args: argparse.Namespace) -> int:
         server.start()
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(serve(args, config, gateway, readiness, admins))
+        return asyncio.run(
+            serve(args, config, gateway, readiness, admins, running_text=running_text)
+        )
     finally:
         for server in admins:
             server.stop()

@@ -27,7 +27,16 @@ from gateway.audit.factory import (
 from gateway.audit.query import parse_period
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
-from gateway.config import ApiToken, GatewayConfig, load_config, parse_config
+from gateway.config import (
+    ApiToken,
+    GatewayConfig,
+    changed_keys,
+    load_config,
+    parse_config,
+    parse_config_text,
+    read_config_text,
+    reload_problems,
+)
 from gateway.errors import (
     AuditError,
     ConfigError,
@@ -75,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and what it references")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--against",
+        type=Path,
+        metavar="RUNNING",
+        help="the config in force: say which keys would change and whether a reload "
+        "(SIGHUP) would take the file",
+    )
 
     geo = sub.add_parser("geo", help="geolocation tools")
     geo_sub = geo.add_subparsers(dest="geo_command", required=True)
@@ -166,13 +182,21 @@ def _config_or_default(path: Path | None) -> GatewayConfig:
     return parse_config({})
 
 
-def check_config(path: Path) -> int:
+def check_config(path: Path, against: Path | None = None) -> int:
     try:
-        config = load_config(path)
+        text = read_config_text(path)
+        config = parse_config_text(text, str(path))
+        if against is not None:
+            running_text = read_config_text(against)
+            running = parse_config_text(running_text, str(against))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     problems: list[tuple[str, str]] = []
+    if against is not None:
+        changed = changed_keys(running, config)
+        print(f"against {against}: " + (", ".join(changed) if changed else "no key changes"))
+        problems += reload_problems(running_text, text, running, config)
     for index, db in enumerate(config.geo.databases):
         try:
             Locator.from_config(
@@ -461,7 +485,7 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
             return EXIT_FAILURE
         return run(args)
     if args.command == "check-config":
-        return check_config(args.file)
+        return check_config(args.file, args.against)
     if args.command == "geo" and args.geo_command == "update":
         return geo_update(args)
     if args.command == "geo":

@@ -474,16 +474,82 @@ def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
 
 def load_config(path: Path | str) -> GatewayConfig:
     """Read and validate a YAML config file, raising ConfigError with every problem found."""
-    path = Path(path)
+    return parse_config_text(read_config_text(path), str(path))
+
+
+def read_config_text(path: Path | str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+
+
+def parse_config_text(text: str, source: str) -> GatewayConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [(where, f"YAML syntax: {problem}")]) from None
-    return parse_config(data, str(path))
+        raise ConfigError(source, [(where, f"YAML syntax: {problem}")]) from None
+    return parse_config(data, source)
+
+
+# What identifies the audit trail: a reload may not move it (a cut path would open a second
+# trail nobody verifies); a restart may.
+_AUDIT_STORE_KEYS = ("backend", "database", "postgresql_dsn", "instance_id", "checkpoint_log")
+
+
+def reload_problems(
+    running_text: str, text: str, running: GatewayConfig, candidate: GatewayConfig
+) -> list[tuple[str, str]]:
+    """Why a new config file must not replace the running one on a reload, although it is
+    valid: signs that it is still being written, or changes a reload must not make
+    silently (docs/operations.md, "Changing the config"). Empty when it may."""
+    problems: list[tuple[str, str]] = []
+    if text and not text.endswith("\n"):
+        problems.append(
+            (
+                "(file)",
+                "does not end with a line break: a file still being written? (write a "
+                "temporary file and rename it over the config)",
+            )
+        )
+    before, after = _sections(running_text), _sections(text)
+    for section in sorted(before - after):
+        problems.append(
+            (
+                section,
+                "section missing, although the running config has it: write "
+                f"`{section}: {{}}` to return it to its defaults",
+            )
+        )
+    for key in _AUDIT_STORE_KEYS:
+        if getattr(running.audit, key) != getattr(candidate.audit, key):
+            problems.append(
+                (f"audit.{key}", "the audit store cannot change on a reload: restart the gateway")
+            )
+    return problems
+
+
+def _sections(text: str) -> set[str]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return set()
+    return {str(key) for key in data} if isinstance(data, dict) else set()
+
+
+def changed_keys(running: GatewayConfig, candidate: GatewayConfig) -> list[str]:
+    """The dotted keys whose values differ (names only: values may be secrets)."""
+    changed: list[str] = []
+    _diff(running.model_dump(mode="json"), candidate.model_dump(mode="json"), "", changed)
+    return changed
+
+
+def _diff(old: Any, new: Any, path: str, into: list[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            _diff(old.get(key), new.get(key), f"{path}.{key}" if path else str(key), into)
+    elif old != new:
+        into.append(path)

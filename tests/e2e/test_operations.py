@@ -172,6 +172,34 @@ def test_reload_keeps_last_good_policy(
         process.stop()
 
 
+def test_a_half_written_config_is_not_reloaded(
+    tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams
+) -> None:
+    deny = {"host": "127.0.0.1", "port": upstreams.domestic.port, "reason": "contract ended"}
+    config = gateway_config(test_mmdb, pki, policy={"deny_destinations": [deny]})
+    process = GatewayProcess(tmp_path, config)
+    try:
+        whole = process.config_path.read_text()
+        # As an editor's write looks halfway: valid YAML that stops before the policy.
+        cut = whole[: whole.index("policy:")].rstrip("\n") + "\n"
+        for text in (cut, whole[: whole.index("contract") + 5]):
+            process.config_path.write_text(text)
+            process.reload()
+        _wait_for(lambda: process.metric("phi_gateway_config_reloads_total", result="failure") == 2)
+        with httpx.Client(proxy=process.proxy_url) as client:
+            response = client.post(upstreams.domestic.url + "/still-denied", content=b"x")
+        assert response.status_code == 451 and response.json()["rule"] == "deny-list"
+        # Written whole and renamed into place, the same file is taken.
+        staged = process.config_path.with_suffix(".tmp")
+        staged.write_text(whole.replace("contract ended", "contract ended 2025"))
+        staged.replace(process.config_path)
+        process.reload()
+        _wait_for(lambda: process.metric("phi_gateway_config_reloads_total", result="success") >= 1)
+        assert "/still-denied" not in upstreams.domestic.paths()
+    finally:
+        process.stop()
+
+
 def test_clean_shutdown_flushes_the_audit_trail(
     tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams
 ) -> None:
