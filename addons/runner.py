@@ -255,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
         return cli.EXIT_CONFIG
     gateway.publish_metrics()
     readiness = ReadinessState()
+    # The store outlives reloads (a reload never moves it): /readyz says when it fails.
+    gateway.audit.on_state = lambda problem: readiness.set_problem("audit", problem)
     separate = config.admin.metrics_listen
     wanted = [(config.admin.listen, Routes(serve_metrics=separate is None))]
     if separate is not None:
@@ -274,13 +276,21 @@ def run(args: argparse.Namespace) -> int:
         server.start()
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(
+        code = asyncio.run(
             serve(args, config, gateway, readiness, admins, running_text=running_text)
         )
     finally:
         for server in admins:
             server.stop()
         gateway.close()
+    if gateway.audit.unwritten:  # never a clean exit with decided events not recorded
+        print(
+            f"phi-gateway: {gateway.audit.unwritten} decided audit event(s) were not written "
+            "(the audit database failed)",
+            file=sys.stderr,
+        )
+        return code or cli.EXIT_FAILURE
+    return code
 
 
 def main() -> int:

@@ -290,6 +290,9 @@ class Audit(_Strict):
     # Events older than this are removed; the removal is itself recorded in the chain.
     # Default six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)).
     retention_days: int = Field(default=2192, ge=1, le=36500)
+    # Events held in memory, in order, while the database fails (down, restarted, full); past
+    # this, further events are lost and counted (phi_gateway_audit_lost_events_total).
+    max_held_events: int = Field(default=100_000, ge=100, le=10_000_000)
 
     @field_validator("postgresql_dsn")
     @classmethod

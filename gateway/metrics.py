@@ -105,7 +105,21 @@ CONFIG_RELOADS = Counter(
 )
 AUDIT_WRITE_ERRORS = Counter(
     f"{PREFIX}_audit_write_errors_total",
-    "Audit events that could not be written to the audit database.",
+    "Audit events whose write to the audit database failed, counted per attempt (they are "
+    "held and written again when the database answers).",
+)
+AUDIT_STORE_UP = Gauge(
+    f"{PREFIX}_audit_store_up",
+    "1 when the audit database takes events, 0 while writes fail (events are held).",
+)
+AUDIT_HELD_EVENTS = Gauge(
+    f"{PREFIX}_audit_held_events",
+    "Decided events held in memory because the audit database failed, waiting to be written.",
+)
+AUDIT_LOST_EVENTS = Counter(
+    f"{PREFIX}_audit_lost_events_total",
+    "Decided events lost because more than audit.max_held_events were held while the audit "
+    "database failed.",
 )
 AUDIT_CHECKPOINT_ERRORS = Counter(
     f"{PREFIX}_audit_checkpoint_errors_total",

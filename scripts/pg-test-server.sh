@@ -4,6 +4,7 @@
 # authentication (loopback and a private socket directory only).
 #   pg-test-server.sh start DIR PORT
 #   pg-test-server.sh stop DIR
+#   pg-test-server.sh resume DIR PORT   (start a stopped cluster again, its data kept)
 # initdb refuses to run as root: as root, the cluster runs as the "postgres" user the package
 # created.
 set -euo pipefail
@@ -32,8 +33,13 @@ start)
 stop)
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
+resume)
+    port=${3:?port}
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c shared_buffers=16MB" start >/dev/null
+    ;;
 *)
-    echo "usage: $0 start DIR PORT | stop DIR" >&2
+    echo "usage: $0 start DIR PORT | stop DIR | resume DIR PORT" >&2
     exit 2
     ;;
 esac

@@ -8,6 +8,7 @@ wants another style. Table and column names are ours; every value is a bound par
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -92,7 +93,10 @@ class AuditBackend(ABC):
             seq, head = self._insert(cur, seq, head, events)
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            # The original error is the one to report: after a failed COMMIT (a full disk)
+            # or a lost connection there may be no transaction left to roll back.
+            with contextlib.suppress(*self.errors):
+                cur.execute("ROLLBACK")
             raise
         return seq, head
 

@@ -70,4 +70,4 @@ def open_store(settings: Audit) -> AuditStore:
         retention_days=settings.retention_days,
         checkpoint_log=open_checkpoint_log(checkpoint_log_path(settings)),
     )
-    return AuditStore(open_backend(settings), chain)
+    return AuditStore(open_backend(settings), chain, max_held=settings.max_held_events)

@@ -1,6 +1,10 @@
 """The audit trail writer: one background thread appends queued events to this instance's hash
 chain, writes keyed checkpoints (at start, every ``checkpoint_seconds``, at shutdown) and runs
 retention. The proxy's event loop only puts events on a queue: it never waits for a disk.
+
+A database that fails (stopped, restarted, full) loses nothing that was queued: the writer keeps
+the events in order, reconnects with back-off, and writes them when it answers again
+(``phi_gateway_audit_store_up``, ``phi_gateway_audit_held_events``; readiness says so).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +29,10 @@ from gateway.errors import AuditError
 log = logging.getLogger(__name__)
 _STOP = object()
 _GROUP_COMMIT_SECONDS = 0.005
+# A failed write is retried after this, doubling up to the most.
+_RETRY_FIRST_SECONDS = 0.5
+_RETRY_MOST_SECONDS = 30.0
+_BATCH = 500  # events in one transaction
 _RETENTION_EVERY_SECONDS = 24 * 3600
 DEFAULT_RETENTION_DAYS = 2192  # six years (HIPAA documentation retention, 45 CFR 164.316)
 
@@ -42,7 +51,12 @@ class ChainSettings:
 
 
 class AuditStore:
-    def __init__(self, backend: AuditBackend | Path, settings: ChainSettings | None = None) -> None:
+    def __init__(
+        self,
+        backend: AuditBackend | Path,
+        settings: ChainSettings | None = None,
+        max_held: int = 100_000,
+    ) -> None:
         self.backend = SqliteBackend(backend) if isinstance(backend, Path) else backend
         self.settings = settings or ChainSettings()
         self._checkpoint_key = derive_key(self.settings.secret, "checkpoint")
@@ -50,6 +64,14 @@ class AuditStore:
         self.write_errors = 0
         self.head: tuple[int, str] | None = None  # (seq, hash) last written by this process
         self._thread: threading.Thread | None = None
+        self.up = True  # the last write (or connection) worked
+        # Events taken from the queue, not yet written (the database is failing), in order.
+        self._held: list[AuditEvent] = []
+        self.max_held = max_held
+        self._lost_logged = False
+        self.unwritten = 0  # events still held when the writer stopped
+        # Told when the store stops or starts taking events (None: it is back).
+        self.on_state: Callable[[str | None], None] | None = None
 
     @property
     def location(self) -> str:
@@ -71,7 +93,8 @@ class AuditStore:
         self._queue.put(event)
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Events decided and not yet written: queued, or held while the store fails."""
+        return self._queue.qsize() + len(self._held)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued event is committed."""
@@ -86,51 +109,121 @@ class AuditStore:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(10)
+            if self._thread.is_alive():  # still trying a database that does not answer
+                self.unwritten = self.pending()
+                log.error("audit: %d decided event(s) not written at shutdown", self.unwritten)
             self._thread = None
 
     # -- the writer thread -------------------------------------------------------------------
     def _writer(self) -> None:
+        """Append queued events in order. When the database fails (down, restarted, full), the
+        events are kept, in order, and written when it answers again: the writer reconnects
+        with back-off and retries; meanwhile the store reports itself down."""
+        conn: Connection | None = None
+        backlog = self._held
+        waiters: list[threading.Event] = []
+        retry_at, backoff = 0.0, _RETRY_FIRST_SECONDS
+        next_checkpoint = time.monotonic()  # the startup checkpoint, once connected
+        next_expiry = time.monotonic()
+        dirty, started, stopping = False, False, False
         try:
-            conn = self.backend.connect()
-        except self.backend.errors as exc:
-            log.error("audit database unusable: %s", exc)
-            self._drain_failed()
-            return
-        try:
-            self._checkpoint(conn, "startup")
-            self._expire(conn)
-            next_checkpoint = time.monotonic() + self.settings.checkpoint_seconds
-            next_expiry = time.monotonic() + _RETENTION_EVERY_SECONDS
-            dirty = False
             while True:
+                now = time.monotonic()
+                if conn is None:  # waiting to reconnect (checkpoints wait for a database)
+                    wait = max(0.0, retry_at - now)
+                else:
+                    wait = max(0.0, next_checkpoint - now)
+                    if backlog:
+                        wait = min(wait, max(0.0, retry_at - now))
                 try:
-                    first = self._queue.get(timeout=max(0.0, next_checkpoint - time.monotonic()))
+                    first = self._queue.get(timeout=wait)
                 except queue.Empty:
                     first = None
-                if time.monotonic() >= next_checkpoint:
+                for item in self._gather(first) if first is not None else []:
+                    if isinstance(item, AuditEvent):
+                        self._hold(item)
+                    elif isinstance(item, threading.Event):
+                        waiters.append(item)
+                    elif item is _STOP:
+                        stopping = True
+                now = time.monotonic()
+                if conn is None and (now >= retry_at or stopping):
+                    conn = self._connect()
+                    if conn is not None and not started:
+                        self._checkpoint(conn, "startup")
+                        started = True
+                if conn is not None and backlog and (now >= retry_at or stopping):
+                    while backlog and self._write(conn, backlog[:_BATCH]):
+                        del backlog[:_BATCH]
+                        dirty, backoff = True, _RETRY_FIRST_SECONDS
+                    if backlog:  # the database failed: a fresh connection next time
+                        conn.close()
+                        conn = None
+                if conn is None and (backlog or not started):
+                    retry_at = now + backoff
+                    backoff = min(backoff * 2, _RETRY_MOST_SECONDS)
+                self._report(conn is not None and not backlog, len(backlog))
+                if not backlog:
+                    for waiter in waiters:
+                        waiter.set()
+                    waiters = []
+                if conn is not None and now >= next_checkpoint:
                     if dirty:
                         self._checkpoint(conn, "interval")
                         dirty = False
-                    else:  # nothing new: the last checkpoint still seals the head
+                    elif started:  # nothing new: the last checkpoint still seals the head
                         metrics.AUDIT_LAST_CHECKPOINT.set(time.time())
-                    next_checkpoint = time.monotonic() + self.settings.checkpoint_seconds
-                if time.monotonic() >= next_expiry:
+                    next_checkpoint = now + self.settings.checkpoint_seconds
+                if conn is not None and now >= next_expiry:
                     self._expire(conn)
-                    next_expiry = time.monotonic() + _RETENTION_EVERY_SECONDS
-                if first is None:
-                    continue
-                batch = self._gather(first)
-                events = [e for e in batch if isinstance(e, AuditEvent)]
-                if events:
-                    dirty = self._write(conn, events) or dirty
-                for item in batch:
-                    if isinstance(item, threading.Event):
-                        item.set()
-                if any(item is _STOP for item in batch):
-                    self._checkpoint(conn, "shutdown")
+                    next_expiry = now + _RETENTION_EVERY_SECONDS
+                if stopping:
+                    if conn is not None:
+                        self._checkpoint(conn, "shutdown")
+                    self.unwritten = len(backlog)
+                    if backlog:
+                        log.error(
+                            "audit: %d decided event(s) could not be written before shutdown",
+                            len(backlog),
+                        )
+                    for waiter in waiters:
+                        waiter.set()
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _hold(self, event: AuditEvent) -> None:
+        if len(self._held) >= self.max_held:
+            # Past the bound, an event is lost, counted: memory stays bounded.
+            self._lost(1)
+            return
+        self._held.append(event)
+
+    def _lost(self, count: int) -> None:
+        metrics.AUDIT_LOST_EVENTS.inc(count)
+        if not self._lost_logged:
+            self._lost_logged = True
+            log.error(
+                "audit: more than %d events held while the store is down: further events are "
+                "lost (counted in phi_gateway_audit_lost_events_total)",
+                self.max_held,
+            )
+
+    def _connect(self) -> Connection | None:
+        try:
+            return self.backend.connect()
+        except self.backend.errors as exc:
+            log.error("audit database unusable: %s", exc)
+            return None
+
+    def _report(self, up: bool, held: int) -> None:
+        metrics.AUDIT_STORE_UP.set(1 if up else 0)
+        metrics.AUDIT_HELD_EVENTS.set(held)
+        if up != self.up:
+            self.up = up
+            if self.on_state is not None:
+                self.on_state(None if up else "audit store not writable; events held in memory")
 
     def _gather(self, first: object) -> list[object]:
         # Group what arrives within a few milliseconds into one transaction: one fsync for
@@ -143,17 +236,6 @@ class AuditStore:
             except queue.Empty:
                 break
         return batch
-
-    def _drain_failed(self) -> None:
-        """The database went away: count every queued event as failed, release waiters."""
-        while True:
-            item = self._queue.get()
-            if isinstance(item, AuditEvent):
-                self._failed(1)
-            elif isinstance(item, threading.Event):
-                item.set()
-            elif item is _STOP:
-                return
 
     def _failed(self, count: int) -> None:
         self.write_errors += count

@@ -150,3 +150,61 @@ def test_two_real_gateways_write_one_postgres_trail(
     assert verified.returncode == 1
     assert f"instance gw-west: TAMPERED: altered: event 2 ({incident}, " in verified.stdout
     assert "instance gw-east: intact, 3 events" in verified.stdout
+
+
+def test_a_database_restart_loses_no_decided_event(
+    tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams, postgres: PostgresServer
+) -> None:
+    config = gateway_config(
+        test_mmdb,
+        pki,
+        audit={"backend": "postgresql", "postgresql_dsn": postgres.dsn, "instance_id": "gw-out"},
+    )
+    gateway = GatewayProcess(tmp_path / "gw", config, env=SECRET_ENV)
+    body = hl7_adt(make_patient(1501)).encode()
+
+    def rows() -> int:
+        with psycopg.connect(postgres.dsn) as conn:
+            found = conn.execute(
+                "SELECT COUNT(*) FROM audit_events WHERE instance_id = 'gw-out'"
+            ).fetchone()
+            return int(found[0]) if found else 0
+
+    try:
+        with httpx.Client(proxy=gateway.proxy_url, timeout=10) as client:
+            for number in range(10):
+                assert (
+                    client.post(f"{upstreams.foreign.url}/o{number}", content=body).status_code
+                    == 451
+                )
+            _wait(lambda: rows() == 10)
+            postgres.halt()
+            for number in range(10, 50):  # still refused while the trail cannot be written
+                assert (
+                    client.post(f"{upstreams.foreign.url}/o{number}", content=body).status_code
+                    == 451
+                )
+            _wait(lambda: gateway.metric("phi_gateway_audit_store_up") == 0)
+            assert gateway.metric("phi_gateway_audit_held_events") == 40
+            status, text = gateway.admin_get("/readyz")
+            assert status == 503 and "audit" in text
+            postgres.resume()
+            _wait(lambda: gateway.metric("phi_gateway_audit_store_up") == 1, 60)
+        _wait(lambda: rows() == 50)
+        assert gateway.stop() == 0
+        result = verify(PostgresBackend(postgres.dsn), KEY)
+        chain = next(c for c in result.chains if c.instance_id == "gw-out")
+        assert not chain.problem and (chain.first_seq, chain.last_seq) == (1, 50), chain
+    finally:
+        gateway.stop()
+        postgres.resume()  # for the module's other tests, if an assertion stopped us early
+
+
+def _wait(condition: object, seconds: float = 30) -> None:
+    import time
+
+    assert callable(condition)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)

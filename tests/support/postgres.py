@@ -37,11 +37,21 @@ class PostgresServer:
     def dsn(self) -> str:
         return f"host=127.0.0.1 port={self.port} dbname=postgres user=gateway"
 
+    def halt(self) -> None:
+        """Stop the server as an outage does; its data stays for ``resume``."""
+        self._script("stop")
+
+    def resume(self) -> None:
+        self._script("resume", str(self.port))
+
     def stop(self) -> None:
+        self._script("stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _script(self, command: str, *args: str) -> None:
         subprocess.run(
-            ["bash", str(SCRIPT), "stop", str(self.dir)],
+            ["bash", str(SCRIPT), command, str(self.dir), *args],
             capture_output=True,
             timeout=60,
             check=False,
         )
-        shutil.rmtree(self.dir, ignore_errors=True)

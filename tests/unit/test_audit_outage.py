@@ -1,0 +1,128 @@
+"""The audit database fails (stopped, restarted, full): nothing decided is lost. Events are
+held in order and written when it answers again, the chain intact; the store says it is down;
+a shutdown that cannot write them says how many; past the bound, losses are counted."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import metrics
+from gateway.audit import AuditEvent, AuditStore
+from gateway.audit.sqlite_backend import SqliteBackend
+from gateway.audit.store import ChainSettings
+from gateway.audit.verify import verify
+from tests.unit.test_audit import decision_for
+from tests.unit.test_audit_chain import KEY, SECRET
+
+
+class FlakyBackend(SqliteBackend):
+    """SQLite that fails like a database gone away while ``down`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        self.down = False
+        super().__init__(path)
+
+    def connect(self) -> sqlite3.Connection:
+        if self.down:
+            raise sqlite3.OperationalError("unable to open database file")
+        return super().connect()
+
+    def append(self, conn: Any, instance_id: str, events: Any) -> tuple[int, str]:
+        if self.down:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().append(conn, instance_id, events)
+
+
+def _event() -> AuditEvent:
+    return AuditEvent.from_decision(decision_for(b"{}"), "gw-a", "v1")
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _rows(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM audit_events").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_events_decided_while_the_database_fails_are_written_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    backend = FlakyBackend(db)
+    store = AuditStore(backend, ChainSettings(instance_id="gw-a", secret=SECRET))
+    states: list[str | None] = []
+    store.on_state = states.append
+    store.append(_event())
+    store.flush()
+    backend.down = True
+    for _ in range(40):
+        store.append(_event())
+    _wait(lambda: not store.up)
+    assert states == ["audit store not writable; events held in memory"]
+    assert metrics.AUDIT_STORE_UP._value.get() == 0
+    assert store.pending() == 40 and _rows(db) == 1
+    backend.down = False
+    _wait(lambda: store.pending() == 0)
+    assert store.up and states[-1] is None
+    store.close()
+    assert _rows(db) == 41 and store.unwritten == 0
+    result = verify(SqliteBackend(db), KEY)
+    assert result.intact, result.describe()
+    assert "41 events, seq 1-41" in result.describe()
+
+
+def test_a_shutdown_that_cannot_write_says_how_many_were_not(tmp_path: Path) -> None:
+    backend = FlakyBackend(tmp_path / "audit.db")
+    store = AuditStore(backend, ChainSettings(instance_id="gw-a", secret=SECRET))
+    store.append(_event())
+    store.flush()
+    backend.down = True
+    for _ in range(7):
+        store.append(_event())
+    store.close()
+    assert store.unwritten == 7
+
+
+def test_past_the_bound_held_events_are_lost_and_counted(tmp_path: Path) -> None:
+    backend = FlakyBackend(tmp_path / "audit.db")
+    store = AuditStore(backend, ChainSettings(instance_id="gw-a", secret=SECRET), max_held=100)
+    store.append(_event())
+    store.flush()
+    backend.down = True
+    lost = metrics.AUDIT_LOST_EVENTS._value.get()
+    for _ in range(150):
+        store.append(_event())
+    _wait(lambda: metrics.AUDIT_LOST_EVENTS._value.get() == lost + 50)
+    assert metrics.AUDIT_HELD_EVENTS._value.get() == 100
+    backend.down = False
+    _wait(lambda: store.pending() == 0)
+    store.close()
+    assert _rows(tmp_path / "audit.db") == 101
+
+
+def test_a_store_started_while_its_database_fails_writes_once_it_answers(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    backend = FlakyBackend(db)
+    backend.down = True
+    store = AuditStore(backend, ChainSettings(instance_id="gw-a", secret=SECRET))
+    for _ in range(5):
+        store.append(_event())
+    _wait(lambda: not store.up)
+    backend.down = False
+    _wait(lambda: store.pending() == 0)
+    store.close()
+    assert _rows(db) == 5
