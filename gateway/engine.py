@@ -16,7 +16,7 @@ from gateway import metrics
 from gateway.audit import AuditStore
 from gateway.audit.event import new_incident_id
 from gateway.audit.factory import fingerprint_key, location, open_store
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, Mode
 from gateway.enforce import block_response, warm_up
 from gateway.envelope import inspect_envelope
 from gateway.errors import AuditError, GeoDatabaseError, StartError
@@ -156,6 +156,13 @@ class Gateway:
             verdict, redaction = self._redact(inspection, verdict)
         if inspection.document is not None:
             inspection = inspection.with_document(None)  # the parse is done with
+        if (
+            verdict.record
+            and _forwards(verdict)
+            and self.config.policy.mode is not Mode.MONITOR
+            and not self.audit.accepting()
+        ):
+            verdict = UNRECORDABLE
         incident_id = new_incident_id() if verdict.record else ""
         decision = Decision(
             incident_id, message, destination, inspection, verdict, time.time(), redaction
@@ -197,6 +204,24 @@ class Gateway:
         self.audit.close()
         self.locator.close()
         self.workers.close()
+
+
+# While the audit store can neither write nor hold another event, PHI that would go abroad
+# with only its record as safeguard (an allow-list or redact-list transfer, a redaction) is
+# refused instead: no unrecorded PHI. Foreign blocks go on (they stop PHI); domestic traffic
+# and monitor mode are untouched.
+UNRECORDABLE = Verdict(
+    Action.BLOCK,
+    "unrecordable",
+    "this transfer cannot be recorded (the audit store is failing and holds all it may); "
+    "refused until recording works again",
+    enforced=True,
+    record=True,
+)
+
+
+def _forwards(verdict: Verdict) -> bool:
+    return verdict.enforced and verdict.action in (Action.ALLOW, Action.REDACT)
 
 
 def with_envelope(inspection: Inspection, message: Message) -> Inspection:

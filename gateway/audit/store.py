@@ -92,6 +92,10 @@ class AuditStore:
             self.start()
         self._queue.put(event)
 
+    def accepting(self) -> bool:
+        """Can another event still be written or held (not lost)?"""
+        return len(self._held) < self.max_held
+
     def pending(self) -> int:
         """Events decided and not yet written: queued, or held while the store fails."""
         return self._queue.qsize() + len(self._held)

@@ -126,3 +126,51 @@ def test_a_store_started_while_its_database_fails_writes_once_it_answers(
     _wait(lambda: store.pending() == 0)
     store.close()
     assert _rows(db) == 5
+
+
+def test_phi_that_could_not_be_recorded_is_not_sent(tmp_path: Path) -> None:
+    from gateway.config import parse_config
+    from gateway.engine import Gateway
+    from gateway.model import Destination, Jurisdiction, Location, Message, Protocol
+    from tests.support.mmdb import build_test_mmdb
+    from tests.support.patients import hl7_adt, make_patient
+
+    config = parse_config(
+        {
+            "geo": {"databases": [{"path": str(build_test_mmdb(tmp_path / "w.mmdb"))}]},
+            "audit": {"database": str(tmp_path / "audit.db"), "max_held_events": 100},
+            "policy": {"allow_destinations": [{"host": "baa.example", "reason": "BAA 7"}]},
+        }
+    )
+    gateway = Gateway.from_config(config)
+    body = hl7_adt(make_patient(77)).encode()
+    message = Message(
+        protocol=Protocol.HTTP1,
+        client="127.0.0.1",
+        destination_host="baa.example",
+        destination_port=443,
+        method="POST",
+        path="/",
+        query="",
+        headers=(),
+        content_type="",
+        content_encoding="",
+        accept="",
+        body=body,
+        raw_body_size=len(body),
+    )
+    abroad = (Jurisdiction("127.0.0.2", Location.FOREIGN, "IN", reason="database"),)
+    baa = Destination("baa.example", 443, abroad)
+    try:
+        assert gateway.evaluate(message, baa).verdict.rule == "allow-list"
+        gateway.audit.max_held = 0  # as if the store failed and held all it may
+        refused = gateway.evaluate(message, baa)
+        assert refused.verdict.rule == "unrecordable" and refused.verdict.blocks
+        assert refused.incident_id  # the refusal itself is recorded when it can be
+        home = Destination(
+            "ehr.example", 443, (Jurisdiction("127.0.0.1", Location.DOMESTIC, "US"),)
+        )
+        assert gateway.evaluate(message, home).verdict.rule == "domestic"
+    finally:
+        gateway.audit.max_held = 100
+        gateway.close()
