@@ -68,6 +68,21 @@ class AuditBackend(ABC):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def written(self, conn: Connection, incident_ids: Sequence[str]) -> set[str]:
+        """Which of these incidents are already in the trail (a commit whose answer was
+        lost on a failing connection is not written twice)."""
+        found: set[str] = set()
+        cur = conn.cursor()
+        for start in range(0, len(incident_ids), 500):
+            chunk = list(incident_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            cur.execute(
+                self.sql(f"SELECT incident_id FROM audit_events WHERE incident_id IN ({marks})"),  # noqa: S608
+                chunk,
+            )
+            found.update(str(row[0]) for row in cur.fetchall())
+        return found
+
     def head(self, cur: Cursor, instance_id: str) -> tuple[int, str]:
         cur.execute(
             self.sql(

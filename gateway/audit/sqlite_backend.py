@@ -4,7 +4,9 @@ has expired."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from gateway.audit.backend import CHAIN_COLUMNS, INTEGER_COLUMNS, AuditBackend, Cursor
@@ -60,6 +62,19 @@ CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
 """
 
 
+# The trail names destinations, clients and fingerprints: owner and group only (SQLite gives
+# its -wal and -shm files the database file's mode).
+FILE_MODE = 0o640
+
+
+def _private(path: Path) -> None:
+    """Create the database file with FILE_MODE, or take away what others may do with it."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o007:
+        os.chmod(path, mode & ~0o007)
+
+
 class SqliteBackend(AuditBackend):
     errors = (sqlite3.Error,)
 
@@ -68,6 +83,7 @@ class SqliteBackend(AuditBackend):
         self.location = str(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _private(path)
             conn = self.connect()
             try:
                 conn.executescript(_SCHEMA)

@@ -153,6 +153,8 @@ class AuditStore:
                 now = time.monotonic()
                 if conn is None and (now >= retry_at or stopping):
                     conn = self._connect()
+                    if conn is not None and backlog and started:
+                        self._forget_written(conn, backlog)
                     if conn is not None and not started:
                         self._checkpoint(conn, "startup")
                         started = True
@@ -213,6 +215,17 @@ class AuditStore:
                 "lost (counted in phi_gateway_audit_lost_events_total)",
                 self.max_held,
             )
+
+    def _forget_written(self, conn: Connection, held: list[AuditEvent]) -> None:
+        """After a failure, drop the held events the database did commit (its answer was
+        lost with the connection): each event is in the trail once."""
+        try:
+            written = self.backend.written(conn, [e.incident_id for e in held])
+        except self.backend.errors as exc:
+            log.error("audit: cannot check which held events were written: %s", exc)
+            return
+        if written:
+            held[:] = [e for e in held if e.incident_id not in written]
 
     def _connect(self) -> Connection | None:
         try:

@@ -174,3 +174,35 @@ def test_phi_that_could_not_be_recorded_is_not_sent(tmp_path: Path) -> None:
     finally:
         gateway.audit.max_held = 100
         gateway.close()
+
+
+class LostAnswerBackend(FlakyBackend):
+    """Commits, then fails as a connection does whose answer is lost (once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.lose_next = False
+        super().__init__(path)
+
+    def append(self, conn: Any, instance_id: str, events: Any) -> tuple[int, str]:
+        head = super().append(conn, instance_id, events)
+        if self.lose_next:
+            self.lose_next = False
+            raise sqlite3.OperationalError("server closed the connection unexpectedly")
+        return head
+
+
+def test_a_commit_whose_answer_was_lost_is_not_written_twice(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    backend = LostAnswerBackend(db)
+    store = AuditStore(backend, ChainSettings(instance_id="gw-a", secret=SECRET))
+    store.append(_event())
+    store.flush()
+    backend.lose_next = True
+    for _ in range(5):
+        store.append(_event())
+    _wait(lambda: store.pending() == 0)
+    store.append(_event())
+    _wait(lambda: store.pending() == 0)
+    store.close()
+    assert _rows(db) == 7
+    assert verify(SqliteBackend(db), KEY).intact
