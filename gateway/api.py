@@ -67,6 +67,31 @@ def _json(code: int, value: object, route: str) -> Reply:
     return Reply(code, json.dumps(value, indent=1).encode(), "application/json", route)
 
 
+# Query parameters that carry credentials, by name; and any value that is one of our tokens.
+_TOKEN_PARAMETERS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "auth", "authorization", "bearer"}
+)
+
+
+def _carries_token(query: str) -> bool:
+    if not query:
+        return False
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return any(k.lower() in _TOKEN_PARAMETERS or v.startswith("phg_") for k, v in pairs)
+
+
+def _without_tokens(query: str) -> str:
+    """The query string as recorded: credential values replaced."""
+    if not _carries_token(query):
+        return query
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    kept = [
+        (k, "[removed]" if k.lower() in _TOKEN_PARAMETERS or v.startswith("phg_") else v)
+        for k, v in pairs
+    ]
+    return urllib.parse.urlencode(kept)
+
+
 def _error(code: int, message: str, route: str = "unknown") -> Reply:
     return _json(code, {"error": message}, route)
 
@@ -89,15 +114,21 @@ class Api:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         gateway = self._gateway()
         token = authenticate(environ.get("HTTP_AUTHORIZATION", ""), gateway.config.admin.tokens)
+        query = str(environ.get("QUERY_STRING", ""))
         try:
-            reply = self._dispatch(environ, gateway, token)
+            if _carries_token(query):
+                # Query strings end up in logs, histories and Referer headers: refused, and
+                # the value is not recorded.
+                reply = _error(400, "tokens go in the Authorization header, never in the URL")
+            else:
+                reply = self._dispatch(environ, gateway, token)
         except QueryError as exc:
             reply = _error(400, str(exc))
         except Exception:  # never a traceback (or a value from it) to the client
             reply = _error(500, "internal error: see the gateway log")
             log.exception("admin API request failed")
         path = environ.get("PATH_INFO", "")
-        query = environ.get("QUERY_STRING", "")
+        query = _without_tokens(query)
         gateway.audit.append(
             access_event(
                 instance_id=gateway.instance_id,

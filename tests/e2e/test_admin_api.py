@@ -130,3 +130,18 @@ def test_metrics_on_their_own_address(api_gateway: GatewayProcess) -> None:
     assert call(metrics_port, "/healthz")[0] == 200
     assert call(metrics_port, "/api/v1/incidents", AUDITOR)[0] == 404
     assert call(api_gateway.admin_port, "/metrics")[0] == 404
+
+
+def test_a_token_in_the_url_is_refused_and_not_recorded(api_gateway: GatewayProcess) -> None:
+    port = api_gateway.admin_port
+    for path in (
+        f"/api/v1/incidents?access_token={AUDITOR}",
+        f"/api/v1/incidents?limit=3&q={AUDITOR}",
+    ):
+        code, _, body = call(port, path)
+        assert code == 400 and b"Authorization header" in body
+    rows = api_gateway.audit_rows_where(
+        reason="GET /api/v1/incidents?access_token=%5Bremoved%5D -> 400"
+    )
+    assert len(rows) == 1
+    assert AUDITOR not in json.dumps(api_gateway.audit_rows())

@@ -182,10 +182,14 @@ def test_a_half_written_config_is_not_reloaded(
         whole = process.config_path.read_text()
         # As an editor's write looks halfway: valid YAML that stops before the policy.
         cut = whole[: whole.index("policy:")].rstrip("\n") + "\n"
-        for text in (cut, whole[: whole.index("contract") + 5]):
+        for failures, text in enumerate((cut, whole[: whole.index("contract") + 5]), 1):
             process.config_path.write_text(text)
-            process.reload()
-        _wait_for(lambda: process.metric("phi_gateway_config_reloads_total", result="failure") == 2)
+            process.reload()  # one at a time: signals sent together may arrive as one
+            _wait_for(
+                lambda n=failures: (
+                    process.metric("phi_gateway_config_reloads_total", result="failure") == n
+                )
+            )
         with httpx.Client(proxy=process.proxy_url) as client:
             response = client.post(upstreams.domestic.url + "/still-denied", content=b"x")
         assert response.status_code == 451 and response.json()["rule"] == "deny-list"
