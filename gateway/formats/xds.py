@@ -75,8 +75,7 @@ class Xds(FormatHandler):
         combined = Combined(XDS)
         combined.add_fields(metadata_findings(root))
         combined.add("soap", _GENERIC.inspect(payload, reader))
-        result = combined.result()
-        return result
+        return combined.result()
 
 
 _GENERIC = GenericXml()

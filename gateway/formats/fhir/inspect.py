@@ -16,6 +16,7 @@ from typing import Any
 from gateway.errors import FhirError
 from gateway.formats.fhir.resources import (
     CONTAINER_TYPES,
+    ENCODED_KEYS,
     NON_PATIENT_TYPES,
     PERSON_REFERENCE,
     PERSON_TYPES,
@@ -43,7 +44,6 @@ _PERSON_FIELDS: dict[str, Category] = {
     "contact": C.NAME,
     "link": C.PATIENT_REFERENCE,
 }
-_ENCODED_KEYS = frozenset({"data", "valueBase64Binary"})
 _TELECOM_SYSTEMS: dict[str, Category] = {"email": C.EMAIL, "fax": C.FAX, "url": C.URL}
 
 
@@ -147,7 +147,7 @@ class _Walker:
             elif type(value) is list:
                 items = value
             else:
-                if key in _ENCODED_KEYS and type(value) is str and value:
+                if key in ENCODED_KEYS and type(value) is str and value:
                     # Binary.data, Attachment.data, valueBase64Binary: a document of its own.
                     self.attachments.append((f"{path}.{key}", value))
                 continue

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.formats.fhir.resources import (
+    ENCODED_KEYS,
     NOT_FREE_TEXT,
     PERSON_REFERENCE,
     PERSON_TYPES,
@@ -86,8 +87,7 @@ def _is_identifier_key(key: str) -> bool:
 _PERSON_DROP = ("name", "telecom", "photo", "contact", "extension", "modifierExtension")
 _DROP_EVERYWHERE = ("text", "note")
 _ATTACHMENT_DROP = ("data", "url", "title", "hash")
-# base64 documents (Binary.data, Attachment.data, valueBase64Binary): replaced by a placeholder.
-_ENCODED_KEYS = frozenset({"data", "valueBase64Binary"})
+# What replaces a base64 document (resources.ENCODED_KEYS) in a redacted resource.
 PLACEHOLDER_TEXT = b"Attachment removed by the PHI egress gateway (HIPAA Safe Harbor)."
 PLACEHOLDER_DATA = base64.b64encode(PLACEHOLDER_TEXT).decode("ascii")
 PLACEHOLDER_TYPE = "text/plain"
@@ -106,7 +106,7 @@ _ELEMENT_RULE_KEYS = frozenset(
         "url",
         "link",
         *_ATTACHMENT_DROP,
-        *_ENCODED_KEYS,
+        *ENCODED_KEYS,
         *_DROP_EVERYWHERE,
         *_DROP_VALUES,
         *_IDENTIFIER_KEYS,
@@ -463,7 +463,7 @@ class FhirRedactor:
                     slots.append((node, key, reference))
                 continue
             else:
-                if key in _ENCODED_KEYS and isinstance(value, str):
+                if key in ENCODED_KEYS and isinstance(value, str):
                     # A document inside the resource: its own format cannot be rewritten
                     # here, so a placeholder says what was removed.
                     self._note(path, C.OPAQUE_CONTENT, None)

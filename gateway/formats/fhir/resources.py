@@ -69,6 +69,9 @@ NON_PATIENT_TYPES = frozenset(
     }
 )
 # Fields of clinical resources that point at the person the resource is about.
+# Elements whose string is a base64 document (Binary.data, Attachment.data, valueBase64Binary):
+# read by its own format on inspection, replaced by a placeholder on redaction.
+ENCODED_KEYS = frozenset({"data", "valueBase64Binary"})
 SUBJECT_FIELDS = frozenset(
     {
         "subject",
