@@ -236,6 +236,12 @@ async def serve(
     return cli.EXIT_OK
 
 
+def audit_state(readiness: ReadinessState, message: str | None, recording: bool) -> None:
+    """Spooling still records every decision (ready, with a note); not recording is not ready."""
+    readiness.set_problem("audit", None if recording else message)
+    readiness.set_note("audit", message if recording else None)
+
+
 def run(args: argparse.Namespace) -> int:
     # Records below the level shown are never created: mitmproxy logs several debug lines per
     # request, and building them costs more than the inspection itself.
@@ -256,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     gateway.publish_metrics()
     readiness = ReadinessState()
     # The store outlives reloads (a reload never moves it): /readyz says when it fails.
-    gateway.audit.on_state = lambda problem: readiness.set_problem("audit", problem)
+    gateway.audit.on_state = lambda message, recording: audit_state(readiness, message, recording)
     separate = config.admin.metrics_listen
     wanted = [(config.admin.listen, Routes(serve_metrics=separate is None))]
     if separate is not None:
@@ -283,6 +289,13 @@ def run(args: argparse.Namespace) -> int:
         for server in admins:
             server.stop()
         gateway.close()
+    if gateway.audit.spooled:
+        print(
+            f"phi-gateway: {gateway.audit.spooled} decided audit event(s) are in the spool "
+            f"{gateway.audit.spool.path if gateway.audit.spool else ''}: they are written to "
+            "the trail at the next start",
+            file=sys.stderr,
+        )
     if gateway.audit.unwritten:  # never a clean exit with decided events not recorded
         print(
             f"phi-gateway: {gateway.audit.unwritten} decided audit event(s) were not written "

@@ -24,11 +24,24 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ReadinessState:
-    """Ready when the proxy listens with a valid policy; reasons say why not."""
+    """Ready when the proxy listens with a valid policy; reasons say why not. Notes tell of a
+    degraded state that still serves (the audit store down while events spool)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._problems: dict[str, str] = {"proxy": "not listening yet"}
+        self._notes: dict[str, str] = {}
+
+    def set_note(self, key: str, note: str | None) -> None:
+        with self._lock:
+            if note:
+                self._notes[key] = note
+            else:
+                self._notes.pop(key, None)
+
+    def notes(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._notes)
 
     def set_problem(self, key: str, problem: str | None) -> None:
         with self._lock:
@@ -98,7 +111,8 @@ def make_app(readiness: ReadinessState, routes: Routes | None = None) -> WsgiApp
                 start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
                 return ["".join(f"{k}: {v}\n" for k, v in problems.items()).encode()]
             start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ready\n"]
+            notes = readiness.notes()
+            return [b"ready\n" + "".join(f"{k}: {v}\n" for k, v in notes.items()).encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 

@@ -23,8 +23,10 @@ from gateway.audit.factory import (
     checkpoint_log_path,
     fingerprint_key,
     open_backend,
+    spool_path,
 )
 from gateway.audit.query import parse_period
+from gateway.audit.spool import spooled_events
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
 from gateway.config import (
@@ -367,9 +369,9 @@ def audit_list(config_path: Path | None, limit: int, as_json: bool) -> int:
 
 
 def audit_verify(config_path: Path | None, as_json: bool, logs: list[Path] | None = None) -> int:
-    """Exit 0: every chain intact, every checkpoint genuine and the checkpoint log read; 1:
-    tampered (or unverifiable: no site secret to check the checkpoints with, no checkpoint
-    log)."""
+    """Exit 0: every chain intact and complete, every checkpoint genuine and the checkpoint
+    log read; 1: tampered, incomplete (decided events never written), or unverifiable (no site
+    secret to check the checkpoints with, no checkpoint log)."""
     try:
         config = _config_or_default(config_path)
     except ConfigError as exc:
@@ -399,11 +401,21 @@ def audit_verify(config_path: Path | None, as_json: bool, logs: list[Path] | Non
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    spooled = spooled_events(spool_path(config.audit))
     if as_json:
-        print(json.dumps(result.as_dict() | {"missing_checkpoint_log": missing_log}))
+        print(
+            json.dumps(
+                result.as_dict() | {"missing_checkpoint_log": missing_log, "spooled": spooled}
+            )
+        )
     else:
         print(f"{backend.location}:")
         print(result.describe())
+        if spooled:
+            print(
+                f"{spooled} decided event(s) wait in the spool {spool_path(config.audit)} "
+                "for the audit database (written when it takes them)"
+            )
         if not result.keyed:
             print(f"set ${config.audit.secret_env} to the site secret to verify checkpoints")
         if missing_log:
@@ -412,7 +424,8 @@ def audit_verify(config_path: Path | None, as_json: bool, logs: list[Path] | Non
                 "the last events and the checkpoint rows would go unnoticed); give "
                 "--checkpoints FILE, e.g. the copy shipped elsewhere"
             )
-    return EXIT_OK if result.intact and result.keyed and not missing_log else EXIT_FAILURE
+    good = result.intact and result.complete and result.keyed and not missing_log
+    return EXIT_OK if good else EXIT_FAILURE
 
 
 def audit_fingerprint(path: Path, config_path: Path | None) -> int:

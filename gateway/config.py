@@ -290,8 +290,21 @@ class Audit(_Strict):
     # Events older than this are removed; the removal is itself recorded in the chain.
     # Default six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)).
     retention_days: int = Field(default=2192, ge=1, le=36500)
-    # Events held in memory, in order, while the database fails (down, restarted, full); past
-    # this, further events are lost and counted (phi_gateway_audit_lost_events_total).
+    # While the database fails (down, restarted, full, stalled), decided events are appended
+    # (fsync'd) to this file on the gateway's own disk and written from it, in order, when the
+    # database is back, also after a restart. null: next to the database (<database>.spool;
+    # postgresql: audit-<instance_id>.spool in the database's directory).
+    spool: Path | None = None
+    # Past this size the spool takes no more events: they are held in memory and PHI that would
+    # be forwarded abroad is refused until recording works again.
+    spool_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
+    # false (stricter): refuse forwarding PHI abroad (allow-listed, redacted) while the events
+    # can only be spooled, not written to the database.
+    forward_phi_while_spooling: bool = True
+    # A database call that takes longer is cut and counted as a failure (the events spool).
+    write_timeout_seconds: float = Field(default=10.0, ge=1, le=600)
+    # Events held in memory, in order, while neither the database nor the spool takes them;
+    # past this, further events are lost and counted (phi_gateway_audit_lost_events_total).
     max_held_events: int = Field(default=100_000, ge=100, le=10_000_000)
 
     @field_validator("postgresql_dsn")
@@ -500,7 +513,18 @@ def parse_config_text(text: str, source: str) -> GatewayConfig:
 
 # What identifies the audit trail: a reload may not move it (a cut path would open a second
 # trail nobody verifies); a restart may.
-_AUDIT_STORE_KEYS = ("backend", "database", "postgresql_dsn", "instance_id", "checkpoint_log")
+_AUDIT_STORE_KEYS = (
+    "backend",
+    "database",
+    "postgresql_dsn",
+    "instance_id",
+    "checkpoint_log",
+    "spool",
+    "spool_max_bytes",
+    "forward_phi_while_spooling",
+    "write_timeout_seconds",
+    "max_held_events",
+)
 
 
 def reload_problems(

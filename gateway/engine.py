@@ -213,7 +213,7 @@ class Gateway:
 UNRECORDABLE = Verdict(
     Action.BLOCK,
     "unrecordable",
-    "this transfer cannot be recorded (the audit store is failing and holds all it may); "
+    "this transfer cannot be recorded (neither the audit store nor its spool takes events); "
     "refused until recording works again",
     enforced=True,
     record=True,

@@ -114,12 +114,33 @@ AUDIT_STORE_UP = Gauge(
 )
 AUDIT_HELD_EVENTS = Gauge(
     f"{PREFIX}_audit_held_events",
-    "Decided events held in memory because the audit database failed, waiting to be written.",
+    "Decided events held in memory because neither the audit database nor the spool took "
+    "them, waiting to be written.",
 )
 AUDIT_LOST_EVENTS = Counter(
     f"{PREFIX}_audit_lost_events_total",
-    "Decided events lost because more than audit.max_held_events were held while the audit "
-    "database failed.",
+    "Decided events lost because more than audit.max_held_events were held while neither the "
+    "audit database nor the spool took them.",
+)
+AUDIT_SPOOL_EVENTS = Gauge(
+    f"{PREFIX}_audit_spool_events",
+    "Decided events in the durable audit spool, waiting for the audit database.",
+)
+AUDIT_SPOOL_BYTES = Gauge(
+    f"{PREFIX}_audit_spool_bytes",
+    "Size of the durable audit spool file (bounded by audit.spool_max_bytes).",
+)
+AUDIT_SPOOL_MAX_BYTES = Gauge(
+    f"{PREFIX}_audit_spool_max_bytes",
+    "audit.spool_max_bytes: the spool's size limit.",
+)
+AUDIT_SPOOL_OLDEST = Gauge(
+    f"{PREFIX}_audit_spool_oldest_event_timestamp_seconds",
+    "When (Unix seconds) the oldest event in the audit spool was decided; 0 when it is empty.",
+)
+AUDIT_SPOOL_ERRORS = Counter(
+    f"{PREFIX}_audit_spool_errors_total",
+    "Attempts to spool audit events that failed (the spool is full or its disk fails).",
 )
 AUDIT_CHECKPOINT_ERRORS = Counter(
     f"{PREFIX}_audit_checkpoint_errors_total",

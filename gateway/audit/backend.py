@@ -19,7 +19,16 @@ from gateway.audit.event import AuditEvent, expiry_event
 
 CHAIN_COLUMNS = ("chain_seq", "prev_hash", "hash")
 ROW_COLUMNS = ("seq", *EVENT_FIELDS, *CHAIN_COLUMNS)
-CHECKPOINT_COLUMNS = ("instance_id", "time", "chain_seq", "hash", "reason", "key_id", "mac")
+CHECKPOINT_COLUMNS = (
+    "instance_id",
+    "time",
+    "chain_seq",
+    "hash",
+    "reason",
+    "key_id",
+    "mac",
+    "tally",
+)
 RETENTION_COLUMNS = ("instance_id", "time", "through_seq", "through_hash", "expired", "before")
 INTEGER_COLUMNS = frozenset({"port", "chain_seq", "through_seq", "expired"})
 
@@ -58,6 +67,10 @@ class AuditBackend(ABC):
 
     def sql(self, statement: str) -> str:
         return statement
+
+    @abstractmethod
+    def interrupt(self, conn: Connection) -> None:
+        """Make a call stalled on ``conn`` (from another thread) fail with one of ``errors``."""
 
     # -- reading -------------------------------------------------------------------------------
     def fetch(

@@ -19,6 +19,9 @@ from gateway.audit.event import AuditEvent
 
 GENESIS = "0" * 64
 EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
+# Fields added after chains were first written: hashed only when set, so the events written
+# before they existed keep their hashes.
+LATER_FIELDS = frozenset({"run_seq"})
 
 
 def canonical(record: Mapping[str, object]) -> bytes:
@@ -28,7 +31,7 @@ def canonical(record: Mapping[str, object]) -> bytes:
 
 def event_hash(row: Mapping[str, object], chain_seq: int, prev_hash: str) -> str:
     """Hash of an event (a row holding at least every AuditEvent field) at its chain place."""
-    record = {name: row[name] for name in EVENT_FIELDS}
+    record = {name: row[name] for name in EVENT_FIELDS if name not in LATER_FIELDS or row[name]}
     record["chain_seq"] = chain_seq
     record["prev_hash"] = prev_hash
     return hashlib.sha256(canonical(record)).hexdigest()
@@ -58,24 +61,46 @@ class Checkpoint:
     reason: str  # startup | interval | shutdown | expiry
     key_id: str
     mac: str
+    # "<run>/<n>": the writing run had numbered n events (AuditEvent.run_seq), each written
+    # or lost; empty in checkpoints written before tallies existed.
+    tally: str = ""
 
 
-def checkpoint_mac(key: bytes, instance_id: str, chain_seq: int, head: str, time: str) -> str:
-    message = canonical(
-        {"instance_id": instance_id, "chain_seq": chain_seq, "hash": head, "time": time}
-    )
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+def checkpoint_mac(
+    key: bytes, instance_id: str, chain_seq: int, head: str, time: str, *, tally: str = ""
+) -> str:
+    sealed: dict[str, object] = {
+        "instance_id": instance_id,
+        "chain_seq": chain_seq,
+        "hash": head,
+        "time": time,
+    }
+    if tally:  # older checkpoints were sealed without it
+        sealed["tally"] = tally
+    return hmac.new(key, canonical(sealed), hashlib.sha256).hexdigest()
 
 
 def make_checkpoint(
-    key: bytes, *, instance_id: str, chain_seq: int, head: str, time: str, reason: str
+    key: bytes,
+    *,
+    instance_id: str,
+    chain_seq: int,
+    head: str,
+    time: str,
+    reason: str,
+    tally: str = "",
 ) -> Checkpoint:
-    mac = checkpoint_mac(key, instance_id, chain_seq, head, time)
-    return Checkpoint(instance_id, time, chain_seq, head, reason, key_id(key), mac)
+    mac = checkpoint_mac(key, instance_id, chain_seq, head, time, tally=tally)
+    return Checkpoint(instance_id, time, chain_seq, head, reason, key_id(key), mac, tally)
 
 
 def checkpoint_valid(key: bytes, checkpoint: Checkpoint) -> bool:
     expected = checkpoint_mac(
-        key, checkpoint.instance_id, checkpoint.chain_seq, checkpoint.hash, checkpoint.time
+        key,
+        checkpoint.instance_id,
+        checkpoint.chain_seq,
+        checkpoint.hash,
+        checkpoint.time,
+        tally=checkpoint.tally,
     )
     return hmac.compare_digest(expected, checkpoint.mac)

@@ -69,7 +69,8 @@ def _parse(line: bytes) -> Checkpoint | None:
         data = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(data, dict) or set(data) != set(CHECKPOINT_COLUMNS):
+    # Lines written before checkpoints had a tally lack it.
+    if not isinstance(data, dict) or set(data) - {"tally"} != set(CHECKPOINT_COLUMNS) - {"tally"}:
         return None
     if not isinstance(data["chain_seq"], int) or not all(
         isinstance(data[c], str) for c in CHECKPOINT_COLUMNS if c != "chain_seq"

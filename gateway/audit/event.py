@@ -50,6 +50,10 @@ class AuditEvent:
     kind: str = "decision"
     # JSON with the kind's own facts (access: method, path, status, token; expiry: range).
     detail: str = ""
+    # "<run>/<n>": this process run's n-th decided event, numbered when it was decided, so
+    # `audit verify` can tell an event that was never written (a gap, or a number past the
+    # last one written that a checkpoint's tally names).
+    run_seq: str = ""
 
     @classmethod
     def from_decision(

@@ -7,9 +7,11 @@ import secrets
 import socket
 from pathlib import Path
 
+from gateway import metrics
 from gateway.audit.backend import AuditBackend
 from gateway.audit.chain import derive_key
 from gateway.audit.checkpoint_log import open_checkpoint_log
+from gateway.audit.spool import Spool
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.audit.store import AuditStore, ChainSettings
 from gateway.config import Audit
@@ -50,12 +52,22 @@ def checkpoint_log_path(settings: Audit) -> Path:
     return settings.database.with_name(settings.database.name + ".checkpoints")
 
 
+def spool_path(settings: Audit) -> Path:
+    """Where this instance spools events while its database fails."""
+    if settings.spool is not None:
+        return settings.spool
+    if settings.backend == "postgresql":
+        return settings.database.parent / f"audit-{instance_name(settings)}.spool"
+    return settings.database.with_name(settings.database.name + ".spool")
+
+
 def open_backend(settings: Audit) -> AuditBackend:
-    """Raises AuditError when the database cannot be opened."""
+    """Raises AuditError when the database cannot be opened (a PostgreSQL server that does
+    not answer yet is not an error: the store spools until it does)."""
     if settings.backend == "postgresql":
         from gateway.audit.postgres_backend import PostgresBackend
 
-        return PostgresBackend(settings.postgresql_dsn)
+        return PostgresBackend(settings.postgresql_dsn, settings.write_timeout_seconds)
     return SqliteBackend(settings.database)
 
 
@@ -70,4 +82,13 @@ def open_store(settings: Audit) -> AuditStore:
         retention_days=settings.retention_days,
         checkpoint_log=open_checkpoint_log(checkpoint_log_path(settings)),
     )
-    return AuditStore(open_backend(settings), chain, max_held=settings.max_held_events)
+    spool = Spool(spool_path(settings), settings.spool_max_bytes)
+    metrics.AUDIT_SPOOL_MAX_BYTES.set(settings.spool_max_bytes)
+    return AuditStore(
+        open_backend(settings),
+        chain,
+        max_held=settings.max_held_events,
+        spool=spool,
+        write_timeout=settings.write_timeout_seconds,
+        forward_while_spooling=settings.forward_phi_while_spooling,
+    )

@@ -4,11 +4,20 @@ for events a retention row has expired. ``audit verify`` checks every chain toge
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import socket
 
 import psycopg
 
-from gateway.audit.backend import CHAIN_COLUMNS, INTEGER_COLUMNS, AuditBackend, Cursor
+from gateway.audit.backend import (
+    CHAIN_COLUMNS,
+    INTEGER_COLUMNS,
+    AuditBackend,
+    Connection,
+    Cursor,
+)
 from gateway.audit.chain import EVENT_FIELDS
 from gateway.errors import AuditError
 
@@ -28,11 +37,13 @@ CREATE TABLE IF NOT EXISTS audit_events (
 CREATE UNIQUE INDEX IF NOT EXISTS audit_events_incident ON audit_events(incident_id);
 CREATE UNIQUE INDEX IF NOT EXISTS audit_events_chain ON audit_events(instance_id, chain_seq);
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
+{"".join(f"ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS {_column(c)};" for c in EVENT_FIELDS)}
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id BIGSERIAL PRIMARY KEY,
     instance_id TEXT NOT NULL, time TEXT NOT NULL, chain_seq BIGINT NOT NULL,
     hash TEXT NOT NULL, reason TEXT NOT NULL, key_id TEXT NOT NULL, mac TEXT NOT NULL
 );
+ALTER TABLE audit_checkpoints ADD COLUMN IF NOT EXISTS tally TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS audit_retention (
     id BIGSERIAL PRIMARY KEY,
     instance_id TEXT NOT NULL, time TEXT NOT NULL, through_seq BIGINT NOT NULL,
@@ -56,6 +67,7 @@ CREATE OR REPLACE TRIGGER audit_retention_append_only BEFORE UPDATE OR DELETE
 """  # noqa: S608
 # Several gateways may create the schema at once: serialise that too.
 _SCHEMA_LOCK = 0x5048_4947  # "PHIG"
+log = logging.getLogger(__name__)
 
 
 def _redacted(dsn: str) -> str:
@@ -65,24 +77,50 @@ def _redacted(dsn: str) -> str:
 class PostgresBackend(AuditBackend):
     errors = (psycopg.Error,)
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, connect_timeout: float = 10.0) -> None:
+        """A database that does not answer yet is not fatal: the schema is made at the first
+        connection, and the store spools meanwhile. A connection string libpq cannot read is
+        (AuditError)."""
         self.dsn = dsn
         self.location = f"postgresql:{dsn}"
+        self.connect_timeout = max(1, round(connect_timeout))
+        self._schema_ready = False
         try:
-            conn = self.connect()
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                    conn.execute(_SCHEMA)
-            finally:
-                conn.close()
+            psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise AuditError(f"postgresql {_redacted(dsn)}: {exc}") from None
+        try:
+            self.connect().close()
+        except psycopg.OperationalError as exc:
+            log.error("audit database %s not reachable yet: %s", self.location, exc)
         except psycopg.Error as exc:
             raise AuditError(
                 f"postgresql {_redacted(dsn)}: cannot open audit database: {exc}"
             ) from None
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
+        if not self._schema_ready:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    conn.execute(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._schema_ready = True
+        return conn
+
+    def interrupt(self, conn: Connection) -> None:
+        # A stopped server still has its socket acknowledged by the kernel: only shutting the
+        # socket down ends a read that waits for its answer.
+        if isinstance(conn, psycopg.Connection):
+            try:
+                fd = conn.pgconn.socket
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, psycopg.Error):
+                pass
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")

@@ -9,7 +9,13 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from gateway.audit.backend import CHAIN_COLUMNS, INTEGER_COLUMNS, AuditBackend, Cursor
+from gateway.audit.backend import (
+    CHAIN_COLUMNS,
+    INTEGER_COLUMNS,
+    AuditBackend,
+    Connection,
+    Cursor,
+)
 from gateway.audit.chain import EVENT_FIELDS
 from gateway.errors import AuditError
 
@@ -34,7 +40,8 @@ CREATE TABLE IF NOT EXISTS audit_events (
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     instance_id TEXT NOT NULL, time TEXT NOT NULL, chain_seq INTEGER NOT NULL,
-    hash TEXT NOT NULL, reason TEXT NOT NULL, key_id TEXT NOT NULL, mac TEXT NOT NULL
+    hash TEXT NOT NULL, reason TEXT NOT NULL, key_id TEXT NOT NULL, mac TEXT NOT NULL,
+    tally TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS audit_retention (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -100,6 +107,10 @@ class SqliteBackend(AuditBackend):
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
+    def interrupt(self, conn: Connection) -> None:
+        if isinstance(conn, sqlite3.Connection):
+            conn.interrupt()
+
     def begin_chain(self, cur: Cursor, instance_id: str) -> None:
         # One writer at a time for the whole file: the head read inside is the real head.
         cur.execute("BEGIN IMMEDIATE")
@@ -117,3 +128,8 @@ class SqliteBackend(AuditBackend):
                 conn.execute(
                     f"ALTER TABLE audit_events ADD COLUMN {_column(column, required=False)}"
                 )
+        checkpoint_columns = {
+            row[1] for row in conn.execute("PRAGMA table_info(audit_checkpoints)")
+        }
+        if "tally" not in checkpoint_columns:
+            conn.execute("ALTER TABLE audit_checkpoints ADD COLUMN tally TEXT NOT NULL DEFAULT ''")

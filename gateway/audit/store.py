@@ -2,19 +2,27 @@
 chain, writes keyed checkpoints (at start, every ``checkpoint_seconds``, at shutdown) and runs
 retention. The proxy's event loop only puts events on a queue: it never waits for a disk.
 
-A database that fails (stopped, restarted, full) loses nothing that was queued: the writer keeps
-the events in order, reconnects with back-off, and writes them when it answers again
-(``phi_gateway_audit_store_up``, ``phi_gateway_audit_held_events``; readiness says so).
+A database that fails (stopped, restarted, full, stalled) loses nothing that was queued: the
+writer puts the events, in order, in the durable spool (spool.py), reconnects with back-off,
+and writes them from there when it answers again (``phi_gateway_audit_store_up``,
+``phi_gateway_audit_spool_events``; readiness says so). Only if the spool fails too are events
+held in memory, and then decisions that need a record are refused (``accepting``).
+
+Every event is numbered as it is decided (``run_seq``), and each checkpoint's tally says how
+many this run had numbered: ``audit verify`` reports a number no event carries as an event
+decided and never written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +31,7 @@ from gateway.audit.backend import ROW_COLUMNS, AuditBackend, Connection
 from gateway.audit.chain import derive_key, make_checkpoint
 from gateway.audit.checkpoint_log import append_checkpoint
 from gateway.audit.event import AuditEvent
+from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.errors import AuditError
 
@@ -33,6 +42,7 @@ _GROUP_COMMIT_SECONDS = 0.005
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MOST_SECONDS = 30.0
 _BATCH = 500  # events in one transaction
+_SPOOL_BATCHES = 20  # spooled batches written before the queue is looked at again
 _RETENTION_EVERY_SECONDS = 24 * 3600
 DEFAULT_RETENTION_DAYS = 2192  # six years (HIPAA documentation retention, 45 CFR 164.316)
 
@@ -55,7 +65,11 @@ class AuditStore:
         self,
         backend: AuditBackend | Path,
         settings: ChainSettings | None = None,
+        *,
         max_held: int = 100_000,
+        spool: Spool | None = None,
+        write_timeout: float = 10.0,
+        forward_while_spooling: bool = True,
     ) -> None:
         self.backend = SqliteBackend(backend) if isinstance(backend, Path) else backend
         self.settings = settings or ChainSettings()
@@ -65,13 +79,28 @@ class AuditStore:
         self.head: tuple[int, str] | None = None  # (seq, hash) last written by this process
         self._thread: threading.Thread | None = None
         self.up = True  # the last write (or connection) worked
-        # Events taken from the queue, not yet written (the database is failing), in order.
+        # Events taken from the queue, not yet written or spooled, in order.
         self._held: list[AuditEvent] = []
         self.max_held = max_held
+        self.spool = spool
+        self.write_timeout = write_timeout
+        self.forward_while_spooling = forward_while_spooling
+        self.durable = True  # the store or the spool took the last events it was given
+        self._reported_durable = True
         self._lost_logged = False
-        self.unwritten = 0  # events still held when the writer stopped
-        # Told when the store stops or starts taking events (None: it is back).
-        self.on_state: Callable[[str | None], None] | None = None
+        self._spool_failure = ""  # the spool's last failure, logged once until it works again
+        self.unwritten = 0  # events neither written nor spooled when the writer stopped
+        self.spooled = 0  # events left in the spool when the writer stopped
+        # Told when the store stops or starts taking events: (message or None when back,
+        # whether decisions are still recorded durably, i.e. spooled).
+        self.on_state: Callable[[str | None, bool], None] | None = None
+        # Each event is numbered as it is decided: "<run>/<n>" (see tally_event).
+        self.run = secrets.token_hex(4)
+        self._numbered = 0
+        self._number_lock = threading.Lock()
+        self._taken = 0  # of this run's numbered events, how many the writer has taken
+        self._busy: tuple[float, Connection] | None = None  # a database call in progress
+        self._stopped = threading.Event()
 
     @property
     def location(self) -> str:
@@ -83,25 +112,33 @@ class AuditStore:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stopped.clear()
             self._thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
             self._thread.start()
+            threading.Thread(target=self._watch, name="audit-watchdog", daemon=True).start()
 
     def append(self, event: AuditEvent) -> None:
-        """Queue an event; never blocks the caller."""
+        """Number and queue an event; never blocks the caller."""
         if self._thread is None:
             self.start()
-        self._queue.put(event)
+        with self._number_lock:  # numbers follow the queue's order
+            self._numbered += 1
+            self._queue.put(replace(event, run_seq=f"{self.run}/{self._numbered}"))
 
     def accepting(self) -> bool:
-        """Can another event still be written or held (not lost)?"""
+        """Can another event still be recorded: written, or spooled durably? (Events held
+        in memory past both are not a record.)"""
+        if not self.durable or (not self.up and not self.forward_while_spooling):
+            return False
         return len(self._held) < self.max_held
 
     def pending(self) -> int:
-        """Events decided and not yet written: queued, or held while the store fails."""
-        return self._queue.qsize() + len(self._held)
+        """Events decided and not yet written: queued, held or spooled while the store fails."""
+        spooled = self.spool.events if self.spool is not None else 0
+        return self._queue.qsize() + len(self._held) + spooled
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every queued event is committed."""
+        """Wait until every queued event is committed (or, while the store fails, spooled)."""
         if self._thread is None:
             return
         done = threading.Event()
@@ -109,73 +146,88 @@ class AuditStore:
         done.wait(timeout)
 
     def close(self) -> None:
-        """Commit what is queued, write the shutdown checkpoint, stop the writer."""
+        """Write what is queued (or spool it), seal the chain, stop the writer."""
         if self._thread is not None:
             self._queue.put(_STOP)
-            self._thread.join(10)
-            if self._thread.is_alive():  # still trying a database that does not answer
-                self.unwritten = self.pending()
+            # A stalled database call is cut after write_timeout; then the events are spooled.
+            self._thread.join(self.write_timeout + 10)
+            if self._thread.is_alive():
+                self.unwritten = self._queue.qsize() + len(self._held)
                 log.error("audit: %d decided event(s) not written at shutdown", self.unwritten)
+            self._stopped.set()
             self._thread = None
 
     # -- the writer thread -------------------------------------------------------------------
     def _writer(self) -> None:
-        """Append queued events in order. When the database fails (down, restarted, full), the
-        events are kept, in order, and written when it answers again: the writer reconnects
-        with back-off and retries; meanwhile the store reports itself down."""
+        """Append queued events in order. When the database fails (down, restarted, full,
+        stalled), the events go to the spool, in order, and are written from it when it
+        answers again: the writer reconnects with back-off; meanwhile the store reports
+        itself down (and, if the spool fails too, not recording)."""
         conn: Connection | None = None
         backlog = self._held
         waiters: list[threading.Event] = []
         retry_at, backoff = 0.0, _RETRY_FIRST_SECONDS
         next_checkpoint = time.monotonic()  # the startup checkpoint, once connected
         next_expiry = time.monotonic()
-        dirty, started, stopping = False, False, False
+        dirty, started, stopping, failed = False, False, False, False
+        written_at_stop = 0
         try:
             while True:
                 now = time.monotonic()
                 if conn is None:  # waiting to reconnect (checkpoints wait for a database)
                     wait = max(0.0, retry_at - now)
+                elif self._spooled():
+                    wait = 0.0  # drain the spool, a few batches at a time
                 else:
                     wait = max(0.0, next_checkpoint - now)
                     if backlog:
                         wait = min(wait, max(0.0, retry_at - now))
                 try:
-                    first = self._queue.get(timeout=wait)
+                    first = self._queue.get(timeout=0.0 if stopping else wait)
                 except queue.Empty:
                     first = None
                 for item in self._gather(first) if first is not None else []:
                     if isinstance(item, AuditEvent):
+                        self._taken += 1
                         self._hold(item)
                     elif isinstance(item, threading.Event):
                         waiters.append(item)
                     elif item is _STOP:
                         stopping = True
                 now = time.monotonic()
-                if conn is None and (now >= retry_at or stopping):
+                # At shutdown a failing database is not tried again: the spool is quicker.
+                if conn is None and now >= retry_at and not (stopping and failed):
                     conn = self._connect()
-                    if conn is not None and backlog and started:
-                        self._forget_written(conn, backlog)
                     if conn is not None and not started:
                         self._checkpoint(conn, "startup")
                         started = True
-                if conn is not None and backlog and (now >= retry_at or stopping):
-                    while backlog and self._write(conn, backlog[:_BATCH]):
-                        del backlog[:_BATCH]
-                        dirty, backoff = True, _RETRY_FIRST_SECONDS
-                    if backlog:  # the database failed: a fresh connection next time
+                if conn is not None and (now >= retry_at or stopping or self._spooled()):
+                    ok, written = self._drain(conn, backlog, everything=stopping)
+                    dirty = dirty or written > 0
+                    if stopping:
+                        written_at_stop += written
+                    if ok:
+                        backoff, failed = _RETRY_FIRST_SECONDS, False
+                    else:  # the database failed: a fresh connection next time
                         conn.close()
                         conn = None
-                if conn is None and (backlog or not started):
+                        failed = True
+                if conn is None:
+                    failed = failed or bool(backlog) or not started
+                if backlog and (conn is None or self._spooled()):
+                    self._to_spool(backlog)  # keeps the order: the spool is drained first
+                if conn is None and failed and now >= retry_at:
                     retry_at = now + backoff
                     backoff = min(backoff * 2, _RETRY_MOST_SECONDS)
-                self._report(conn is not None and not backlog, len(backlog))
+                self._report(conn is not None and not backlog and not self._spooled())
                 if not backlog:
                     for waiter in waiters:
                         waiter.set()
                     waiters = []
-                if conn is not None and now >= next_checkpoint:
-                    if dirty:
-                        self._checkpoint(conn, "interval")
+                quiet = not backlog and not self._spooled()
+                if conn is not None and quiet and (now >= next_checkpoint or stopping):
+                    if dirty or stopping:
+                        self._checkpoint(conn, "shutdown" if stopping else "interval")
                         dirty = False
                     elif started:  # nothing new: the last checkpoint still seals the head
                         metrics.AUDIT_LAST_CHECKPOINT.set(time.time())
@@ -184,20 +236,96 @@ class AuditStore:
                     self._expire(conn)
                     next_expiry = now + _RETENTION_EVERY_SECONDS
                 if stopping:
-                    if conn is not None:
-                        self._checkpoint(conn, "shutdown")
-                    self.unwritten = len(backlog)
-                    if backlog:
-                        log.error(
-                            "audit: %d decided event(s) could not be written before shutdown",
-                            len(backlog),
-                        )
+                    self._stop(backlog, written_at_stop)
                     for waiter in waiters:
                         waiter.set()
                     return
         finally:
             if conn is not None:
                 conn.close()
+
+    def _spooled(self) -> bool:
+        return self.spool is not None and self.spool.events > 0
+
+    def _stop(self, backlog: list[AuditEvent], written: int) -> None:
+        """Say where the decided events went."""
+        self.unwritten = len(backlog)
+        self.spooled = self.spool.events if self.spool is not None else 0
+        if self.spooled or self.unwritten:
+            log.error(
+                "audit: shutdown with the store failing: %d event(s) written, %d in the "
+                "spool %s (written at the next start), %d not recorded",
+                written,
+                self.spooled,
+                self.spool.path if self.spool is not None else "-",
+                self.unwritten,
+            )
+
+    def _drain(
+        self, conn: Connection, backlog: list[AuditEvent], everything: bool
+    ) -> tuple[bool, int]:
+        """Write the spool, then the backlog: (False when the database failed, how many
+        events were written)."""
+        spool = self.spool
+        batches = written = 0
+        while spool is not None and spool.events and (everything or batches < _SPOOL_BATCHES):
+            events, offset = spool.read(_BATCH)
+            fresh = self._unwritten(conn, events)
+            if fresh is None or (fresh and not self._write(conn, fresh)):
+                return False, written
+            spool.advance(offset, len(events))
+            self._report_spool()
+            batches += 1
+            written += len(fresh)
+        if spool is not None and spool.events:
+            return True, written  # more next time round; the backlog waits behind it
+        while backlog:
+            batch = backlog[:_BATCH]
+            if not self.up:  # after a failure a commit's answer may have been lost
+                fresh = self._unwritten(conn, batch)
+                if fresh is None:
+                    return False, written
+                batch = fresh
+            if batch and not self._write(conn, batch):
+                return False, written
+            written += len(batch)
+            del backlog[:_BATCH]
+        return True, written
+
+    def _to_spool(self, backlog: list[AuditEvent]) -> None:
+        if self.spool is None:
+            self.durable = len(backlog) < self.max_held
+            return
+        try:
+            self.spool.append(backlog)
+        except (SpoolFull, OSError) as exc:
+            problem = str(exc) if isinstance(exc, SpoolFull) else str(exc.strerror or exc)
+            metrics.AUDIT_SPOOL_ERRORS.inc()
+            if problem != self._spool_failure:
+                self._spool_failure = problem
+                log.error(
+                    "audit spool %s cannot take events: %s; %d event(s) held in memory",
+                    self.spool.path,
+                    problem,
+                    len(backlog),
+                )
+            self.durable = False
+            return
+        backlog.clear()
+        if self._spool_failure:
+            log.warning("audit spool %s takes events again", self.spool.path)
+        self._spool_failure = ""
+        self.durable = True
+        self._report_spool()
+
+    def _report_spool(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        metrics.AUDIT_SPOOL_EVENTS.set(spool.events)
+        metrics.AUDIT_SPOOL_BYTES.set(spool.size)
+        oldest = _timestamp(spool.oldest)
+        metrics.AUDIT_SPOOL_OLDEST.set(oldest)
 
     def _hold(self, event: AuditEvent) -> None:
         if len(self._held) >= self.max_held:
@@ -211,21 +339,22 @@ class AuditStore:
         if not self._lost_logged:
             self._lost_logged = True
             log.error(
-                "audit: more than %d events held while the store is down: further events are "
-                "lost (counted in phi_gateway_audit_lost_events_total)",
+                "audit: more than %d events held while neither the store nor the spool takes "
+                "them: further events are lost (counted in phi_gateway_audit_lost_events_total)",
                 self.max_held,
             )
 
-    def _forget_written(self, conn: Connection, held: list[AuditEvent]) -> None:
-        """After a failure, drop the held events the database did commit (its answer was
-        lost with the connection): each event is in the trail once."""
+    def _unwritten(self, conn: Connection, events: list[AuditEvent]) -> list[AuditEvent] | None:
+        """The events the trail does not hold yet (a commit whose answer was lost with the
+        connection, or a spool replayed after a crash, is not written twice); None when the
+        database failed."""
         try:
-            written = self.backend.written(conn, [e.incident_id for e in held])
+            with self._calling(conn):
+                written = self.backend.written(conn, [e.incident_id for e in events])
         except self.backend.errors as exc:
             log.error("audit: cannot check which held events were written: %s", exc)
-            return
-        if written:
-            held[:] = [e for e in held if e.incident_id not in written]
+            return None
+        return [e for e in events if e.incident_id not in written] if written else events
 
     def _connect(self) -> Connection | None:
         try:
@@ -234,13 +363,45 @@ class AuditStore:
             log.error("audit database unusable: %s", exc)
             return None
 
-    def _report(self, up: bool, held: int) -> None:
+    @contextlib.contextmanager
+    def _calling(self, conn: Connection) -> Iterator[None]:
+        """Marks a database call the watchdog may cut when it stalls."""
+        self._busy = (time.monotonic(), conn)
+        try:
+            yield
+        finally:
+            self._busy = None
+
+    def _watch(self) -> None:
+        """A database that stops answering (a stalled server, a hung disk) would hold the
+        writer forever: after write_timeout its call is interrupted and fails like any other."""
+        while not self._stopped.wait(min(1.0, self.write_timeout / 4)):
+            busy = self._busy
+            if busy is not None and time.monotonic() - busy[0] > self.write_timeout:
+                log.error(
+                    "audit database call stalled for more than %.0f s: interrupted",
+                    self.write_timeout,
+                )
+                self._busy = None
+                self.backend.interrupt(busy[1])
+
+    def _report(self, up: bool) -> None:
+        if up:
+            self.durable = True
         metrics.AUDIT_STORE_UP.set(1 if up else 0)
-        metrics.AUDIT_HELD_EVENTS.set(held)
-        if up != self.up:
-            self.up = up
-            if self.on_state is not None:
-                self.on_state(None if up else "audit store not writable; events held in memory")
+        metrics.AUDIT_HELD_EVENTS.set(len(self._held))
+        state = (up, self.durable)
+        if state != (self.up, self._reported_durable):
+            self.up, self._reported_durable = state
+            if self.on_state is None:
+                return
+            if up:
+                self.on_state(None, True)
+            elif self.durable and self.spool is not None:
+                where = self.spool.path
+                self.on_state(f"audit store not writable; events spooled to {where}", True)
+            else:
+                self.on_state("audit store and spool not writable; events held in memory", False)
 
     def _gather(self, first: object) -> list[object]:
         # Group what arrives within a few milliseconds into one transaction: one fsync for
@@ -265,7 +426,8 @@ class AuditStore:
             for e in events
         ]
         try:
-            self.head = self.backend.append(conn, self.instance_id, events)
+            with self._calling(conn):
+                self.head = self.backend.append(conn, self.instance_id, events)
         except self.backend.errors as exc:
             self._failed(len(events))
             log.error("audit write failed for %d event(s): %s", len(events), exc)
@@ -276,20 +438,24 @@ class AuditStore:
     def _checkpoint(self, conn: Connection, reason: str) -> None:
         """Seal the chain's current head with the keyed checkpoint (nothing to seal: skip)."""
         try:
-            cur = conn.cursor()
-            seq, head = self.backend.head(cur, self.instance_id)
-            if seq == 0:
-                return
-            now = dt.datetime.now(dt.UTC)
-            checkpoint = make_checkpoint(
-                self._checkpoint_key,
-                instance_id=self.instance_id,
-                chain_seq=seq,
-                head=head,
-                time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                reason=reason,
-            )
-            self.backend.add_checkpoint(conn, checkpoint)
+            with self._calling(conn):
+                cur = conn.cursor()
+                seq, head = self.backend.head(cur, self.instance_id)
+                if seq == 0:
+                    return
+                now = dt.datetime.now(dt.UTC)
+                checkpoint = make_checkpoint(
+                    self._checkpoint_key,
+                    instance_id=self.instance_id,
+                    chain_seq=seq,
+                    head=head,
+                    time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    reason=reason,
+                    # Taken only when nothing is held: every number up to it was written
+                    # or lost (a gap `audit verify` reports).
+                    tally=f"{self.run}/{self._taken}" if self._taken else "",
+                )
+                self.backend.add_checkpoint(conn, checkpoint)
         except self.backend.errors as exc:
             metrics.AUDIT_CHECKPOINT_ERRORS.inc()
             log.error("audit checkpoint failed: %s", exc)
@@ -337,3 +503,13 @@ class AuditStore:
             )
         finally:
             conn.close()
+
+
+def _timestamp(iso: str) -> float:
+    """Seconds since the epoch of an event's ISO time (0 when there is none)."""
+    if not iso:
+        return 0.0
+    try:
+        return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

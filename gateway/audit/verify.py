@@ -44,10 +44,18 @@ class ChainResult:
     expired_through: int = 0  # events up to this seq were removed by retention (recorded)
     problem: str = ""  # empty: intact
     in_range: int = 0  # events inside the requested time range
+    # Events decided (numbered) but not in the trail: never written (lost while the store
+    # and spool failed, or still in a spool), with the runs and numbers they had.
+    missing: int = 0
+    missing_detail: str = ""
 
     @property
     def intact(self) -> bool:
         return not self.problem
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
 
     @property
     def unsealed(self) -> int:
@@ -70,6 +78,11 @@ class ChainResult:
             text += f", seq 1-{self.expired_through} expired by retention"
         if self.unsealed:
             text += f"; {self.unsealed} newest event(s) not yet sealed by a checkpoint"
+        if self.missing:
+            text += (
+                f"; INCOMPLETE: {self.missing} decided event(s) never written "
+                f"({self.missing_detail})"
+            )
         return text
 
 
@@ -84,6 +97,10 @@ class Verification:
     @property
     def intact(self) -> bool:
         return all(c.intact for c in self.chains) and not self.log_problems
+
+    @property
+    def complete(self) -> bool:
+        return all(c.complete for c in self.chains)
 
     @property
     def events(self) -> int:
@@ -101,6 +118,8 @@ class Verification:
         for log in self.checkpoint_logs:
             lines.append(f"checkpoint log {log} checked")
         verdict = "intact" if self.intact else "TAMPERED"
+        if not self.complete:
+            verdict += ", INCOMPLETE"
         lines.append(
             f"result: {verdict} ({self.events} events in {len(self.chains)} chain(s) checked)"
         )
@@ -109,6 +128,7 @@ class Verification:
     def as_dict(self) -> dict[str, Any]:
         return {
             "intact": self.intact,
+            "complete": self.complete,
             "keyed": self.keyed,
             "events": self.events,
             "legacy_events": self.legacy_events,
@@ -129,6 +149,8 @@ class Verification:
                     "logged_checkpoints": c.logged_checkpoints,
                     "unsealed": c.unsealed,
                     "expired_through": c.expired_through,
+                    "missing": c.missing,
+                    "missing_detail": c.missing_detail,
                 }
                 for c in self.chains
             ],
@@ -228,7 +250,57 @@ def _verify_chain(
     result.problem = _check_links(rows, retention, result)
     if not result.problem:
         result.problem = _check_checkpoints(rows, checkpoints, key, result)
+    if not result.problem:
+        _check_complete(rows, [c for c, _ in checkpoints], result)
     return result
+
+
+def _check_complete(
+    rows: list[dict[str, Any]], checkpoints: list[Checkpoint], result: ChainResult
+) -> None:
+    """Every run numbers its events 1, 2, 3, ... as it decides them, and its checkpoints say
+    how far it had got: a number no event carries is an event never written. (Where
+    retention expired the chain's start, a run's numbers are counted from its oldest kept.)"""
+    numbers: dict[str, set[int]] = {}
+    for row in rows:
+        run, n = _run_number(str(row.get("run_seq") or ""))
+        if run:
+            numbers.setdefault(run, set()).add(n)
+    tallies: dict[str, int] = {}
+    for checkpoint in checkpoints:
+        run, n = _run_number(checkpoint.tally)
+        if run:
+            tallies[run] = max(n, tallies.get(run, 0))
+    details: list[str] = []
+    for run in sorted(numbers.keys() | tallies.keys()):
+        present = numbers.get(run, set())
+        top = max(max(present, default=0), tallies.get(run, 0))
+        low = min(present, default=top + 1) if result.expired_through else 1
+        gaps = [n for n in range(low, top + 1) if n not in present]
+        if gaps:
+            result.missing += len(gaps)
+            details.append(f"run {run}: {_ranges(gaps)}")
+    result.missing_detail = "; ".join(details)
+
+
+def _run_number(value: str) -> tuple[str, int]:
+    run, _, number = value.partition("/")
+    if not run or not number.isdigit():
+        return "", 0
+    return run, int(number)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[3, 4, 5, 9] -> "numbers 3-5, 9" (at most a few ranges, then how many more)."""
+    spans: list[tuple[int, int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], n)
+        else:
+            spans.append((n, n))
+    shown = [f"{a}-{b}" if a != b else str(a) for a, b in spans[:5]]
+    more = f" and {len(spans) - 5} more range(s)" if len(spans) > 5 else ""
+    return "numbers " + ", ".join(shown) + more
 
 
 def _check_links(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,9 +186,11 @@ def test_a_database_restart_loses_no_decided_event(
                     == 451
                 )
             _wait(lambda: gateway.metric("phi_gateway_audit_store_up") == 0)
-            assert gateway.metric("phi_gateway_audit_held_events") == 40
+            _wait(lambda: gateway.metric("phi_gateway_audit_spool_events") == 40)
+            assert gateway.metric("phi_gateway_audit_held_events") == 0
+            # Still recording (durably, on the gateway's disk): ready, saying so.
             status, text = gateway.admin_get("/readyz")
-            assert status == 503 and "audit" in text
+            assert status == 200 and "audit store not writable; events spooled" in text
             postgres.resume()
             _wait(lambda: gateway.metric("phi_gateway_audit_store_up") == 1, 60)
         _wait(lambda: rows() == 50)
@@ -195,9 +198,107 @@ def test_a_database_restart_loses_no_decided_event(
         result = verify(PostgresBackend(postgres.dsn), KEY)
         chain = next(c for c in result.chains if c.instance_id == "gw-out")
         assert not chain.problem and (chain.first_seq, chain.last_seq) == (1, 50), chain
+        assert chain.complete, chain.describe()
     finally:
         gateway.stop()
         postgres.resume()  # for the module's other tests, if an assertion stopped us early
+
+
+def _rows(dsn: str, instance: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT COUNT(*) FROM audit_events WHERE instance_id = %s AND kind = 'decision'",
+            (instance,),
+        ).fetchone()
+        return int(found[0]) if found else 0
+
+
+def test_a_gateway_started_while_postgres_is_down_serves_and_spools(
+    tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams, postgres: PostgresServer
+) -> None:
+    config = gateway_config(
+        test_mmdb,
+        pki,
+        audit={"backend": "postgresql", "postgresql_dsn": postgres.dsn, "instance_id": "gw-cold"},
+    )
+    body = hl7_adt(make_patient(1601)).encode()
+    postgres.halt()
+    try:
+        gateway = GatewayProcess(tmp_path / "gw", config, env=SECRET_ENV)  # ready: it serves
+        try:
+            with httpx.Client(proxy=gateway.proxy_url, timeout=10) as client:
+                home = client.post(f"{upstreams.domestic.url}/home", content=body)
+                assert home.status_code == 200
+                for number in range(6):
+                    sent = client.post(f"{upstreams.foreign.url}/c{number}", content=body)
+                    assert sent.status_code == 451
+            assert not any(r.path.startswith("/c") for r in upstreams.foreign.received)
+            _wait(lambda: gateway.metric("phi_gateway_audit_spool_events") == 6)
+            spool = tmp_path / "gw" / "audit-gw-cold.spool"
+            assert spool.is_file()
+            postgres.resume()
+            _wait(lambda: _rows(postgres.dsn, "gw-cold") == 6, 60)
+            _wait(lambda: gateway.metric("phi_gateway_audit_spool_events") == 0)
+            assert gateway.stop() == 0, gateway.output()[-2000:]
+        finally:
+            gateway.stop()
+        chain = next(
+            c
+            for c in verify(PostgresBackend(postgres.dsn), KEY).chains
+            if c.instance_id == "gw-cold"
+        )
+        assert chain.intact and chain.complete and chain.events == 6, chain.describe()
+    finally:
+        postgres.resume()
+
+
+def test_sigterm_while_postgres_hangs_spools_and_the_next_start_writes(
+    tmp_path: Path, test_mmdb: Path, pki: Pki, upstreams: Upstreams, postgres: PostgresServer
+) -> None:
+    """A database that stops answering (not refusing: hung) during shutdown: the stalled call
+    is cut, the decided events go to the spool, the exit says so; the next start writes them."""
+    config = gateway_config(
+        test_mmdb,
+        pki,
+        audit={
+            "backend": "postgresql",
+            "postgresql_dsn": postgres.dsn,
+            "instance_id": "gw-hang",
+            "write_timeout_seconds": 2,
+        },
+    )
+    body = hl7_adt(make_patient(1701)).encode()
+    gateway = GatewayProcess(tmp_path / "gw", config, env=SECRET_ENV)
+    try:
+        with httpx.Client(proxy=gateway.proxy_url, timeout=10) as client:
+            assert client.post(f"{upstreams.foreign.url}/h0", content=body).status_code == 451
+            _wait(lambda: _rows(postgres.dsn, "gw-hang") == 1)
+            postgres.freeze()
+            for number in range(1, 21):
+                assert (
+                    client.post(f"{upstreams.foreign.url}/h{number}", content=body).status_code
+                    == 451
+                )
+        started = time.monotonic()
+        code = gateway.stop()
+        took = time.monotonic() - started
+        output = gateway.output()
+        assert code == 0, output[-2000:]
+        assert took < 14, f"shutdown took {took:.1f} s"
+        assert "20 decided audit event(s) are in the spool" in output, output[-2000:]
+        assert "Traceback" not in output and "CancelledError" not in output
+    finally:
+        gateway.stop()
+        postgres.thaw()
+    again = GatewayProcess(tmp_path / "gw", config, env=SECRET_ENV)
+    try:
+        _wait(lambda: _rows(postgres.dsn, "gw-hang") == 21, 60)
+    finally:
+        assert again.stop() == 0
+    chain = next(
+        c for c in verify(PostgresBackend(postgres.dsn), KEY).chains if c.instance_id == "gw-hang"
+    )
+    assert chain.intact and chain.complete and chain.events == 21, chain.describe()
 
 
 def _wait(condition: object, seconds: float = 30) -> None:

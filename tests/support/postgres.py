@@ -44,7 +44,23 @@ class PostgresServer:
     def resume(self) -> None:
         self._script("resume", str(self.port))
 
+    def freeze(self) -> None:
+        """Stop the server's processes (SIGSTOP) as a hung host does: connections stay open,
+        the kernel still acknowledges them, nothing answers."""
+        self._signal("-STOP")
+
+    def thaw(self) -> None:
+        self._signal("-CONT")
+
+    def _signal(self, which: str) -> None:
+        pid = (self.dir / "data" / "postmaster.pid").read_text().split()[0]
+        children = subprocess.run(
+            ["pgrep", "-P", pid], capture_output=True, text=True, check=False
+        ).stdout.split()
+        subprocess.run(["kill", which, pid, *children], check=False, capture_output=True)
+
     def stop(self) -> None:
+        self.thaw()
         self._script("stop")
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -1,6 +1,7 @@
-"""The audit database fails (stopped, restarted, full): nothing decided is lost. Events are
-held in order and written when it answers again, the chain intact; the store says it is down;
-a shutdown that cannot write them says how many; past the bound, losses are counted."""
+"""The audit database fails (stopped, restarted, full) and the store has no spool (the spool is
+tested in test_audit_spool.py): nothing decided is lost. Events are held in order and written
+when it answers again, the chain intact; the store says it is down; a shutdown that cannot
+write them says how many; past the bound, losses are counted and `audit verify` names them."""
 
 from __future__ import annotations
 
@@ -63,14 +64,14 @@ def test_events_decided_while_the_database_fails_are_written_when_it_is_back(
     backend = FlakyBackend(db)
     store = AuditStore(backend, ChainSettings(instance_id="gw-a", secret=SECRET))
     states: list[str | None] = []
-    store.on_state = states.append
+    store.on_state = lambda message, recording: states.append(message)
     store.append(_event())
     store.flush()
     backend.down = True
     for _ in range(40):
         store.append(_event())
     _wait(lambda: not store.up)
-    assert states == ["audit store not writable; events held in memory"]
+    assert states == ["audit store and spool not writable; events held in memory"]
     assert metrics.AUDIT_STORE_UP._value.get() == 0
     assert store.pending() == 40 and _rows(db) == 1
     backend.down = False
@@ -110,6 +111,12 @@ def test_past_the_bound_held_events_are_lost_and_counted(tmp_path: Path) -> None
     _wait(lambda: store.pending() == 0)
     store.close()
     assert _rows(tmp_path / "audit.db") == 101
+    # The lost ones were numbered when decided: verification tells they were never written.
+    result = verify(SqliteBackend(tmp_path / "audit.db"), KEY)
+    assert result.intact and not result.complete
+    assert result.chains[0].missing == 50
+    assert f"run {store.run}: numbers 102-151" in result.describe()
+    assert "INCOMPLETE" in result.describe()
 
 
 def test_a_store_started_while_its_database_fails_writes_once_it_answers(
