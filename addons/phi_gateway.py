@@ -23,6 +23,7 @@ from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
+from addons import body_limits
 from gateway import metrics
 from gateway.config import GatewayConfig, load_config
 from gateway.enforce import Act, act
@@ -46,6 +47,8 @@ _STREAM_DOMESTIC_ABOVE = 1024 * 1024
 # Bodies above this are inspected in a worker thread so the event loop keeps serving others.
 _THREAD_THRESHOLD = 256 * 1024
 _INTERNAL_ERROR_BODY = b'{"error": "blocked", "rule": "internal-error"}'
+# A request cut for its size is answered 413; its connection is dropped this much later.
+_ABORT_AFTER_REFUSAL_SECONDS = 0.5
 
 
 def _protocol(flow: http.HTTPFlow) -> Protocol:
@@ -312,6 +315,7 @@ class PhiGateway:
         self.gateway = gateway
         # Which address each host's connections go to (DNS-rebinding guard).
         self.pins = ConnectionPins()
+        body_limits.install()
 
     # -- configuration ------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -404,11 +408,12 @@ class PhiGateway:
         if not destination.addresses:
             return  # answered in request()
         declared = _declared_length(flow.request.headers)
-        if not needs_inspection(destination, gateway.config) and (
-            declared is None or declared > _STREAM_DOMESTIC_ABOVE
-        ):
+        if needs_inspection(destination, gateway.config):
+            # Buffered in full, then inspected: cut as soon as it passes a limit.
+            limits = gateway.config.limits
+            body_limits.BUDGET.watch(flow, limits.max_body_bytes, limits.max_buffered_body_bytes)
+        elif declared is None or declared > _STREAM_DOMESTIC_ABOVE:
             # Domestic bulk is never inspected: forward it as it arrives instead of buffering.
-            # (Bodies bound abroad are buffered in full, then inspected or refused.)
             flow.request.stream = True
 
     @_hook(_refuse_request)
@@ -456,10 +461,35 @@ class PhiGateway:
     @_hook()
     def response(self, flow: http.HTTPFlow) -> None:
         self._release(flow)
+        body_limits.BUDGET.release(flow)
 
     @_hook()
     def error(self, flow: http.HTTPFlow) -> None:
         self._release(flow)
+        limit = flow.metadata.get(body_limits.REFUSED)
+        if isinstance(limit, str) and self.gateway is not None:
+            self._refuse_body(self.gateway, flow, limit)
+            if flow.request.http_version.startswith("HTTP/1"):
+                # mitmproxy answers 413 but leaves the socket open, unread, with the sender
+                # blocked mid-body: cut it once the answer is out (HTTP/2 resets the stream).
+                writer = self._client_writer(flow.client_conn)
+                if writer is not None:
+                    asyncio.get_running_loop().call_later(
+                        _ABORT_AFTER_REFUSAL_SECONDS, writer.transport.abort
+                    )
+        body_limits.BUDGET.release(flow)
+
+    @staticmethod
+    def _refuse_body(gateway: Gateway, flow: http.HTTPFlow, limit: str) -> None:
+        """A body cut while it arrived (body_limits): decided and recorded like any payload
+        too large to read; the refusal names the incident."""
+        destination = flow.metadata.get(DESTINATION_METADATA)
+        if not isinstance(destination, Destination):
+            return
+        preset = Inspection(Format.BINARY, error=f"body exceeds {limit}", limit=limit)
+        decision = gateway.evaluate(to_message(flow), destination, preset=preset)
+        if decision.incident_id:
+            flow.metadata[body_limits.INCIDENT] = decision.incident_id
 
     # -- upstream connections: connect to the judged address --------------------------------
     @_hook()
@@ -638,6 +668,15 @@ class PhiGateway:
 
     def _close_client(self, flow: tcp.TCPFlow, reason: str) -> None:
         self._close_connection(flow.client_conn, reason)
+
+    @staticmethod
+    def _client_writer(client: connection.Client) -> asyncio.StreamWriter | None:
+        """The client's socket writer while mitmproxy still holds its connection."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(client.id) if proxyserver else None
+        transport = handler.transports.get(client) if handler else None
+        writer = transport.writer if transport is not None else None
+        return writer if isinstance(writer, asyncio.StreamWriter) else None
 
     @staticmethod
     def _close_connection(client: connection.Client, reason: str) -> None:

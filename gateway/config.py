@@ -229,7 +229,12 @@ class RedactionSettings(_Strict):
 
 
 class Limits(_Strict):
+    # A request body bound abroad is buffered whole to be inspected: one larger than this is
+    # refused (413) as soon as its declared length or its arriving bytes pass it.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # All bodies buffered for inspection at once hold at most this much (a body that would
+    # pass it is refused, 413): the gateway's memory does not grow with concurrent uploads.
+    max_buffered_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_decompression_ratio: int = Field(default=200, ge=2)
     # Payloads inside payloads (an HL7 file in a zip in a multipart upload in base64) are
@@ -247,6 +252,14 @@ class Limits(_Strict):
     # memory: a document that crashes, hangs or blows up its reader costs one worker.
     document_workers: int = Field(default=2, ge=1, le=64)
     max_document_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> Self:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "max_buffered_body_bytes must be at least max_body_bytes (one body must fit)"
+            )
+        return self
 
 
 class Ocr(_Strict):
