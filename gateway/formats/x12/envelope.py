@@ -1,0 +1,167 @@
+"""ASC X12 interchanges as the gateway meets them: found in a text, split into segments with
+the delimiters each interchange declares, tolerant of what real senders send.
+
+An interchange starts with a fixed-width ISA header of 106 characters: the element separator
+is its 4th character, the repetition separator ISA11, the component separator ISA16 (the 105th
+character) and the segment terminator the 106th. Senders write lower case, wrap files at 80
+columns, put CR/LF after each terminator, and drop the last terminator; a GS/ST group sent
+without its ISA is still X12 (its delimiters are read from the ST segment). Every segment keeps
+its offsets in the text, so redaction can rewrite elements in place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+ISA_LENGTH = 106
+# Characters that never delimit (letters, digits, space): a header using them is not X12.
+_NOT_DELIMITER = re.compile(r"[A-Za-z0-9 ]")
+# Where an interchange or a bare functional group starts.
+_START = re.compile(
+    r"(?i)(?:ISA(?=[^A-Za-z0-9 \r\n])|GS(?=[^A-Za-z0-9 \r\n])|ST(?=[^A-Za-z0-9 \r\n]\d{3}))"
+)
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+
+
+class X12Error(ValueError):
+    """The text is not X12 that can be read (the reason, never content)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delimiters:
+    element: str = "*"
+    repetition: str = "^"
+    component: str = ":"
+    segment: str = "~"
+
+
+@dataclass(slots=True)
+class Segment:
+    tag: str  # upper case: "NM1"
+    elements: list[str]  # elements[0] is the tag; elements[n] is element n (NM1-03 = [3])
+    start: int  # offsets of the segment (without its terminator) in the interchange's text
+    end: int
+
+    def element(self, number: int) -> str:
+        return self.elements[number] if number < len(self.elements) else ""
+
+
+@dataclass(slots=True)
+class Interchange:
+    text: str  # the interchange as found, line breaks the sender added removed
+    delimiters: Delimiters
+    segments: list[Segment] = field(default_factory=list)
+    has_isa: bool = True
+
+    def transactions(self) -> list[str]:
+        """The transaction set ids of its ST segments ("837", "999", ...)."""
+        return [s.element(1) for s in self.segments if s.tag == "ST"]
+
+
+def starts_like_x12(text: str) -> bool:
+    """Cheap sniff: does the text (after leading white space) open an interchange or group?"""
+    head = text.lstrip()[:ISA_LENGTH]
+    if head[:3].upper() == "ISA":
+        return len(head) >= 4 and not _NOT_DELIMITER.match(head[3])
+    return bool(re.match(r"(?i)(?:GS|ST)[^A-Za-z0-9 \r\n]", head))
+
+
+def find(text: str) -> list[Interchange]:
+    """Every interchange (or bare group) in a text, in order; raises X12Error when the text
+    starts like X12 but its header cannot be read."""
+    found: list[Interchange] = []
+    position = 0
+    while True:
+        match = _START.search(text, position)
+        if match is None:
+            break
+        interchange, end = _read(text, match.start())
+        found.append(interchange)
+        position = max(end, match.start() + 1)
+    return found
+
+
+def _read(text: str, start: int) -> tuple[Interchange, int]:
+    has_isa = text[start : start + 3].upper() == "ISA"
+    delimiters = _isa_delimiters(text, start) if has_isa else _bare_delimiters(text, start)
+    # The interchange runs to its IEA (or to the next ISA, or to the end).
+    end = _interchange_end(text, start, delimiters, has_isa)
+    raw = text[start:end]
+    if delimiters.segment not in "\r\n":
+        raw = _LINE_BREAKS.sub("", raw)  # wrapped lines and CR/LF after terminators
+    interchange = Interchange(raw, delimiters, has_isa=has_isa)
+    interchange.segments = _segments(raw, delimiters)
+    if has_isa and (not interchange.segments or interchange.segments[0].tag != "ISA"):
+        raise X12Error("ISA header cannot be read")
+    return interchange, end
+
+
+def _isa_delimiters(text: str, start: int) -> Delimiters:
+    """ISA is fixed width; a file wrapped at 80 columns breaks it: read it without breaks."""
+    header = ""
+    position = start
+    while len(header) < ISA_LENGTH and position < len(text):
+        char = text[position]
+        position += 1
+        if char in "\r\n" and len(header) != ISA_LENGTH - 1:
+            continue
+        header += char
+    if len(header) < ISA_LENGTH - 1:
+        raise X12Error("ISA header is shorter than 106 characters")
+    element = header[3]
+    fields = header.split(element)
+    if len(fields) < 17:
+        raise X12Error("ISA header has fewer than 16 elements")
+    component = header[104]
+    segment = header[105] if len(header) == ISA_LENGTH else "~"
+    repetition = fields[11] if len(fields[11]) == 1 else ""
+    if _NOT_DELIMITER.match(repetition):  # 4010 headers carry "U" there: no repetitions
+        repetition = ""
+    if _NOT_DELIMITER.match(component) or segment in (element, component):
+        raise X12Error("ISA delimiters are not distinct separators")
+    return Delimiters(element, repetition or "^", component, segment)
+
+
+def _bare_delimiters(text: str, start: int) -> Delimiters:
+    """A group without ISA: the element separator follows GS/ST; the terminator is the
+    first usual terminator after it."""
+    element = text[start + 2]
+    window = text[start : start + 4096]
+    for candidate in ("~", "'", "\n", "\r"):
+        if candidate != element and candidate in window:
+            segment = candidate
+            break
+    else:
+        segment = "~"
+    component = ":" if element != ":" else ">"
+    return Delimiters(element, "^", component, segment)
+
+
+def _interchange_end(text: str, start: int, delimiters: Delimiters, has_isa: bool) -> int:
+    tag = "IEA" if has_isa else ("GE" if text[start : start + 2].upper() == "GS" else "SE")
+    pattern = re.compile(
+        rf"(?i)(?:^|{re.escape(delimiters.segment)})\s*{tag}{re.escape(delimiters.element)}"
+    )
+    match = pattern.search(text, start + 3)
+    if match is None:
+        return len(text)
+    terminator = text.find(delimiters.segment, match.end())
+    return len(text) if terminator < 0 else terminator + 1
+
+
+def _segments(raw: str, delimiters: Delimiters) -> list[Segment]:
+    segments: list[Segment] = []
+    position = 0
+    for piece in raw.split(delimiters.segment):
+        start = position
+        position += len(piece) + 1
+        stripped = piece.strip("\r\n \t")
+        if not stripped:
+            continue
+        offset = start + piece.index(stripped[0])
+        elements = stripped.split(delimiters.element)
+        tag = elements[0].upper()
+        elements[0] = tag
+        segments.append(Segment(tag, elements, offset, offset + len(stripped)))
+    return segments

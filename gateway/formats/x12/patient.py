@@ -1,0 +1,228 @@
+"""Where the patient is in an X12 5010 transaction: by transaction set, loop and segment.
+
+The hierarchy (HL) and the entity qualifier of each NM1 say whose loop a segment is in: the
+subscriber (NM1*IL), the patient or dependent (NM1*QC, *03, corrected *74), or a provider,
+payer or facility (NM1*85, *82, *77, *PR, ... — not patient PHI). Segments after a patient's
+NM1 (N3/N4 address, DMG birth date, REF identifiers, PER contacts) belong to that patient
+until the next NM1, HL or claim. The claim itself (837 CLM, 835 CLP, 834 INS) carries the
+patient control number, dates of service and admission, medical record numbers and free text.
+Each field found is named by loop and element ("2010BA NM1-03"), never by value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gateway.formats.x12.envelope import Interchange, Segment
+from gateway.model import Category
+
+# NM101 entity identifiers of people whose data is PHI.
+PATIENT_ENTITIES = frozenset({"IL", "QC", "03", "74", "IL1"})
+# NM108 identification qualifiers -> category of NM109.
+_ID_QUALIFIERS = {
+    "MI": Category.HEALTH_PLAN_ID,  # member identification number
+    "34": Category.SSN,
+    "II": Category.OTHER_ID,  # standard unique health identifier
+    "ZZ": Category.OTHER_ID,
+    "24": Category.OTHER_ID,
+    "N": Category.OTHER_ID,
+}
+# REF01 qualifiers inside a patient's loop or a claim -> category of REF02.
+_REF_QUALIFIERS = {
+    "SY": Category.SSN,
+    "EA": Category.MRN,
+    "1W": Category.HEALTH_PLAN_ID,
+    "0F": Category.HEALTH_PLAN_ID,  # subscriber number (834)
+    "23": Category.ACCOUNT_NUMBER,  # client number
+    "6O": Category.OTHER_ID,
+    "IG": Category.HEALTH_PLAN_ID,  # insurance policy number
+    "HJ": Category.HEALTH_PLAN_ID,  # identity card number
+    "Q4": Category.OTHER_ID,  # prior identifier number
+    "ABB": Category.OTHER_ID,  # personal id number
+    "EJ": Category.ACCOUNT_NUMBER,  # patient account number (276/277)
+    "F6": Category.HEALTH_PLAN_ID,  # Medicare number
+    "NQ": Category.HEALTH_PLAN_ID,  # Medicaid number
+    "3H": Category.OTHER_ID,  # case number
+}
+# Date qualifiers of DTP/DTM in a claim or a patient's loop that are dates of the individual.
+_PERSONAL_DATE_QUALIFIERS = frozenset(
+    {
+        "472",  # service
+        "435",  # admission
+        "096",  # discharge
+        "434",  # statement
+        "431",  # onset of current illness
+        "439",  # accident
+        "484",  # last menstrual period
+        "454",  # initial treatment
+        "304",  # latest visit
+        "453",  # acute manifestation
+        "360",  # disability from
+        "361",  # disability to
+        "297",  # initial disability
+        "296",  # return to work
+        "232",  # claim statement period start (835 DTM)
+        "233",  # claim statement period end
+        "050",  # received
+        "036",  # expiration
+        "102",  # issue
+        "291",  # plan (271)
+        "307",  # eligibility
+        "356",  # eligibility begin
+        "357",  # eligibility end
+        "348",  # benefit begin
+        "349",  # benefit end
+        "303",  # maintenance effective
+        "336",  # employment begin
+        "337",  # employment end
+        "338",  # Medicare begin
+        "339",  # Medicare end
+        "340",  # COBRA begin
+        "341",  # COBRA end
+        "286",  # retirement
+        "300",  # enrollment signature
+        "301",  # coverage begin (834)
+        "343",  # premium paid to date end
+        "543",  # last premium paid
+    }
+)
+# Loop names of a patient's NM1 by transaction set and HL level code (HL03).
+_PARTY_LOOPS = {
+    ("837", "22"): "2010BA",
+    ("837", "23"): "2010CA",
+    ("270", "22"): "2100C",
+    ("271", "22"): "2100C",
+    ("270", "23"): "2100D",
+    ("271", "23"): "2100D",
+    ("276", "22"): "2100D",
+    ("277", "22"): "2100D",
+    ("276", "23"): "2100E",
+    ("277", "23"): "2100E",
+    ("278", "22"): "2010C",
+    ("278", "23"): "2010D",
+}
+# Segments that open the claim (or member) loop, by transaction set.
+_CLAIM_LOOPS = {
+    "837": {"CLM": "2300", "LX": "2400"},
+    "835": {"CLP": "2100", "SVC": "2110"},
+    "834": {"INS": "2000"},
+    "277": {"TRN": "2200D"},
+    "276": {"TRN": "2200D"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One identifying element: where it is (segment index, element, component) and what."""
+
+    segment: int  # index in Interchange.segments
+    element: int
+    category: Category
+    location: str  # "2010BA NM1-03"
+    free_text: bool = False  # read by the text detectors, not identifying by its place
+
+
+def patient_fields(interchange: Interchange) -> Iterator[Field]:
+    """Every element of an interchange that identifies a patient or subscriber."""
+    transaction = ""
+    level = ""  # HL03 of the current hierarchical level
+    party = ""  # loop of the patient NM1 whose segments follow; "" outside one
+    claim = ""  # loop of the claim the segments are in
+    for index, segment in enumerate(interchange.segments):
+        tag = segment.tag
+        if tag == "ST":
+            transaction, level, party, claim = segment.element(1), "", "", ""
+            continue
+        if tag == "HL":
+            level, party, claim = segment.element(3), "", ""
+            continue
+        opened = _CLAIM_LOOPS.get(transaction, {}).get(tag)
+        if opened:
+            claim, party = opened, ""
+            yield from _claim_fields(index, segment, opened)
+            continue
+        if tag == "NM1":
+            entity = segment.element(1).upper()
+            if entity in PATIENT_ENTITIES:
+                party = _party_loop(transaction, level, entity, claim)
+                yield from _nm1_fields(index, segment, party)
+            else:
+                party = ""
+            continue
+        where = party or claim
+        if not where:
+            if tag in ("NTE", "K3", "MSG"):
+                yield Field(index, 2 if tag == "NTE" else 1, Category.NAME, f"{tag}-01", True)
+            continue
+        yield from _loop_fields(index, segment, where, in_party=bool(party))
+
+
+def _party_loop(transaction: str, level: str, entity: str, claim: str) -> str:
+    named = _PARTY_LOOPS.get((transaction, level))
+    if named:
+        return named
+    if transaction == "835":
+        return "2100"
+    if transaction == "834":
+        return "2100A"
+    return f"{claim or 'NM1'}-{entity}"
+
+
+def _nm1_fields(index: int, segment: Segment, loop: str) -> Iterator[Field]:
+    for element in (3, 4, 5, 7):  # last, first, middle names, suffix
+        if segment.element(element):
+            yield Field(index, element, Category.NAME, f"{loop} NM1-{element:02d}")
+    if segment.element(9):
+        category = _ID_QUALIFIERS.get(segment.element(8).upper(), Category.OTHER_ID)
+        yield Field(index, 9, category, f"{loop} NM1-09")
+
+
+def _claim_fields(index: int, segment: Segment, loop: str) -> Iterator[Field]:
+    tag = segment.tag
+    if tag in ("CLM", "CLP") and segment.element(1):
+        yield Field(index, 1, Category.ACCOUNT_NUMBER, f"{loop} {tag}-01")
+    if tag == "CLP" and segment.element(7):
+        yield Field(index, 7, Category.OTHER_ID, f"{loop} CLP-07")  # payer claim control
+    if tag == "TRN" and segment.element(2):
+        yield Field(index, 2, Category.ACCOUNT_NUMBER, f"{loop} TRN-02")
+
+
+def _loop_fields(index: int, segment: Segment, loop: str, in_party: bool) -> Iterator[Field]:
+    tag = segment.tag
+    if tag == "N3":
+        for element in (1, 2):
+            if segment.element(element):
+                yield Field(index, element, Category.GEOGRAPHY, f"{loop} N3-{element:02d}")
+    elif tag == "N4":
+        for element in (1, 3):  # city, postal code (the state is not PHI)
+            if segment.element(element):
+                yield Field(index, element, Category.GEOGRAPHY, f"{loop} N4-{element:02d}")
+    elif tag == "DMG" and segment.element(2):
+        yield Field(index, 2, Category.DATE, f"{loop} DMG-02")
+    elif tag == "REF" and segment.element(2):
+        category = _REF_QUALIFIERS.get(segment.element(1).upper())
+        if category is not None or in_party:
+            yield Field(index, 2, category or Category.OTHER_ID, f"{loop} REF-02")
+    elif tag in ("DTP", "DTM") and segment.element(3 if tag == "DTP" else 2):
+        qualifier = segment.element(1).upper()
+        if in_party or qualifier in _PERSONAL_DATE_QUALIFIERS:
+            element = 3 if tag == "DTP" else 2
+            yield Field(index, element, Category.DATE, f"{loop} {tag}-{element:02d}")
+    elif tag == "PER":
+        for element in (4, 6, 8):  # communication numbers
+            if segment.element(element):
+                category = {"EM": Category.EMAIL, "FX": Category.FAX}.get(
+                    segment.element(element - 1).upper(), Category.PHONE
+                )
+                yield Field(index, element, category, f"{loop} PER-{element:02d}")
+        if in_party and segment.element(2):
+            yield Field(index, 2, Category.NAME, f"{loop} PER-02")
+    elif tag == "PAT" and segment.element(6):
+        yield Field(index, 6, Category.DATE, f"{loop} PAT-06")  # date of death
+    elif tag in ("NTE", "K3", "MSG"):
+        element = 2 if tag == "NTE" else 1
+        if segment.element(element):
+            yield Field(index, element, Category.NAME, f"{loop} {tag}-{element:02d}", True)
+    elif tag == "INS" and in_party and segment.element(17):
+        yield Field(index, 17, Category.OTHER_ID, f"{loop} INS-17")
