@@ -22,12 +22,14 @@ from gateway.formats.media import Media
 from gateway.formats.office import Office
 from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
+from gateway.formats.x12 import X12Format
 from gateway.formats.xds import Xds
 from gateway.model import Format
 
 FORMATS: tuple[FormatHandler, ...] = (
     Rtf(),  # "{\rtf": before JSON, which would call it malformed
     Hl7v2Er7(),
+    X12Format(),  # "ISA*" / "ST*": never JSON or XML, before plain text reads it
     FhirJson(),
     FhirNdjson(),
     GenericJson(),

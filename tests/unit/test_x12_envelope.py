@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.config import Limits
 from gateway.formats.x12.envelope import X12Error, find, starts_like_x12
 from gateway.formats.x12.patient import patient_fields
+from gateway.inspector import Inspector
 from gateway.model import Category
 
 
@@ -113,20 +115,48 @@ def test_the_patient_is_found_by_loop_never_the_providers() -> None:
     assert not provider_rows & {f.segment for f in patient_fields(found)}
 
 
+ACK = isa() + "~".join(
+    [
+        "GS*FA*R*S*20261201*1200*2*X*005010X231A1",
+        "ST*999*0001*005010X231A1",
+        "AK1*HC*1*005010X222A1",
+        "AK2*837*0001",
+        "IK5*A",
+        "AK9*A*1*1*1",
+        "SE*6*0001",
+        "GE*1*2",
+        "IEA*1*000000002~",
+    ]
+)
+
+
 def test_an_acknowledgement_has_no_patient_fields() -> None:
-    ack = isa() + "~".join(
-        [
-            "GS*FA*R*S*20261201*1200*2*X*005010X231A1",
-            "ST*999*0001*005010X231A1",
-            "AK1*HC*1*005010X222A1",
-            "AK2*837*0001",
-            "IK5*A",
-            "AK9*A*1*1*1",
-            "SE*6*0001",
-            "GE*1*2",
-            "IEA*1*000000002~",
-        ]
-    )
-    (found,) = find(ack)
+    (found,) = find(ACK)
     assert found.transactions() == ["999"]
     assert list(patient_fields(found)) == []
+
+
+INSPECTOR = Inspector(Limits())
+
+
+def test_a_claim_is_phi_and_says_where_and_an_acknowledgement_is_not() -> None:
+    claim = INSPECTOR.inspect(claim_837p().encode())
+    assert claim.format.value == "x12" and claim.message_type == "837"
+    assert claim.contains_phi
+    locations = {f.location for f in claim.findings}
+    assert {"2010BA NM1-03", "2010BA REF-02", "2300 CLM-01"} <= locations
+    assert not any("DOE" in f.location or "123456789" in f.location for f in claim.findings)
+    ack = INSPECTOR.inspect(ACK.encode())
+    assert ack.format.value == "x12" and ack.message_type == "999"
+    assert not ack.contains_phi and ack.inspected
+    # Wrapped in base64 inside JSON, it is found all the same.
+    import base64
+    import json
+
+    wrapped = json.dumps({"payload": base64.b64encode(claim_837p().encode()).decode()})
+    assert INSPECTOR.inspect(wrapped.encode()).contains_phi
+
+
+def test_an_unreadable_interchange_is_an_error_not_a_pass() -> None:
+    broken = INSPECTOR.inspect(b"ISA*00*short header~GS*HC~ST*837*0001~SE*2*0001~")
+    assert not broken.inspected and "X12" in broken.error

@@ -1,1 +1,74 @@
-"""ASC X12 5010 (claims, remittances, eligibility, enrollment): issue 16, in progress."""
+"""ASC X12 5010 (claims 837, remittances 835, eligibility 270/271, claim status 276/277,
+reviews 278, enrollment 834) as a format plug-in: interchanges found by their ISA header (or a
+bare GS/ST group), split by the delimiters each declares (envelope.py), the patient's
+elements named by transaction, loop and element (patient.py). Acknowledgements (999, TA1,
+997) carry no patient loops and pass. Refusals in X12 and redaction: issue 16, next steps.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.containers.budget import Combined
+from gateway.formats.base import FormatHandler, Payload, Reader
+from gateway.formats.x12.envelope import X12Error, find, starts_like_x12
+from gateway.formats.x12.patient import patient_fields
+from gateway.model import Finding, Format, Inspection
+
+X12 = Format("x12")
+_SNIFF = 512
+
+
+class X12Format(FormatHandler):
+    formats = frozenset({X12})
+    signature = re.compile(r"(?i)ISA[*|^~:!]00[*|^~:!]")
+    label = "x12"
+    prose_when_unreadable = False
+
+    def starts(self, text: str) -> bool:
+        return _looks_like_x12(text)
+
+    def sniff(self, payload: Payload) -> bool:
+        return _looks_like_x12(payload.latin1()[: _SNIFF * 8])
+
+    def inspect(self, payload: Payload, reader: Reader) -> Inspection:
+        text = payload.data.decode("utf-8", "replace")
+        try:
+            interchanges = find(text)
+        except X12Error as exc:
+            return Inspection(X12, error=f"malformed X12: {exc}")
+        if not interchanges:
+            return Inspection(X12, error="malformed X12: no interchange")
+        combined = Combined(X12)
+        found: list[Finding] = []
+        types: list[str] = []
+        for interchange in interchanges:
+            types += [t for t in interchange.transactions() if t not in types]
+            for field in patient_fields(interchange):
+                value = interchange.segments[field.segment].element(field.element)
+                if field.free_text:
+                    reader.free_text(value, field.location, payload.depth, combined)
+                else:
+                    found.append(Finding(field.category, field.location))
+        combined.add_fields(found)
+        result = combined.result()
+        return Inspection(
+            X12,
+            ",".join(types)[:40],
+            result.findings,
+            result.contains_phi,
+            result.error,
+            result.limit,
+            result.internal,
+        )
+
+
+def _looks_like_x12(text: str) -> bool:
+    """An ISA header, or a bare GS/ST group that has its closing SE with the same separator."""
+    head = text.lstrip()
+    if not starts_like_x12(head):
+        return False
+    if head[:3].upper() == "ISA":
+        return True
+    element = head[2]
+    return re.search(rf"(?i)SE{re.escape(element)}\d", head) is not None
