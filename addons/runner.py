@@ -289,6 +289,12 @@ def run(args: argparse.Namespace) -> int:
         for server in admins:
             server.stop()
         gateway.close()
+    if not gateway.audit.spooled and not gateway.audit.unwritten:
+        print(
+            f"phi-gateway: stopped; {gateway.audit.decided} audit event(s) of this run are "
+            f"in the trail ({gateway.audit.location})",
+            file=sys.stderr,
+        )
     if gateway.audit.spooled:
         print(
             f"phi-gateway: {gateway.audit.spooled} decided audit event(s) are in the spool "

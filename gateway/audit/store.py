@@ -107,6 +107,11 @@ class AuditStore:
         return self.backend.location
 
     @property
+    def decided(self) -> int:
+        """Events of this run the writer has taken (written, spooled, held or lost)."""
+        return self._taken
+
+    @property
     def instance_id(self) -> str:
         return self.settings.instance_id
 
@@ -195,6 +200,10 @@ class AuditStore:
                     elif item is _STOP:
                         stopping = True
                 now = time.monotonic()
+                if conn is None and failed and backlog:
+                    # Durable before trying a database that may take its connect timeout
+                    # to answer (a hung server accepts, then says nothing).
+                    self._to_spool(backlog)
                 # At shutdown a failing database is not tried again: the spool is quicker.
                 if conn is None and now >= retry_at and not (stopping and failed):
                     conn = self._connect()
