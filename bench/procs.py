@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +140,13 @@ class Processes:
         self.logdir = logdir
         self.children: list[Child] = []
 
-    def start(self, name: str, argv: Sequence[str], cwd: Path | None = None) -> Child:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Child:
         log = self.logdir / f"{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -149,7 +155,7 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                 start_new_session=True,
             )
         child = Child(name, proc, log)
