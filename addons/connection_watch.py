@@ -49,6 +49,7 @@ from gateway.connections import (
     Refusal,
     Timeouts,
     open_descriptors,
+    per_client_cap,
     soft_nofile_limit,
     tick_seconds,
     total_cap,
@@ -152,7 +153,8 @@ class ConnectionWatch:
             )
         total = "no global cap" if cap is None else f"at most {cap}{source}"
         return (
-            f"{total}, {settings.max_per_client} per client; timeouts: headers "
+            f"{total}, {per_client_cap(settings.max_per_client, cap)} per client; "
+            f"timeouts: headers "
             f"{settings.header_seconds:g} s, idle {settings.idle_seconds:g} s, body "
             f"{settings.body_seconds:g} s + 1 s per {settings.min_body_bytes_per_second} B, "
             f"upstream {settings.upstream_seconds:g} s"
@@ -169,11 +171,12 @@ class ConnectionWatch:
             return
         settings = self._settings()
         budget = self.budget()
+        total = self.total_cap()
         admitted = self.table.admit(
             client.id,
             str(client.peername[0]),
             time.monotonic(),
-            Caps(settings.max_per_client, self.total_cap()),
+            Caps(per_client_cap(settings.max_per_client, total), total),
             descriptors_short=budget is not None and budget.short(self._in_use),
             stream=_stream_mode(client),
         )
@@ -182,9 +185,9 @@ class ConnectionWatch:
             metrics.CONNECTIONS_REFUSED.labels(admitted.value).inc()
             if admitted is Refusal.PER_CLIENT:
                 log.warning(
-                    "refused a connection from %s: connections.max_per_client (%s) reached",
+                    "refused a connection from %s: its cap (%s connections) reached",
                     client.peername[0],
-                    settings.max_per_client,
+                    per_client_cap(settings.max_per_client, total),
                 )
             else:
                 log.warning("refused a connection: %s cap reached", admitted.value)

@@ -332,6 +332,13 @@ def total_cap(configured: int | None, budget: DescriptorBudget) -> int | None:
     return configured if derived is None else min(configured, derived)
 
 
+def per_client_cap(configured: int, total: int | None) -> int:
+    """``connections.max_per_client``, never more than half the global cap: one client
+    alone can never take every connection (under a low descriptor limit the derived global
+    cap may be below the configured per-client one)."""
+    return configured if total is None else min(configured, max(1, total // 2))
+
+
 def soft_nofile_limit() -> int | None:
     try:
         import resource

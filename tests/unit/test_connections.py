@@ -14,6 +14,7 @@ from gateway.connections import (
     Refusal,
     Stage,
     Timeouts,
+    per_client_cap,
     tick_seconds,
     total_cap,
 )
@@ -245,3 +246,10 @@ def test_ticks_follow_the_shortest_timeout() -> None:
     assert tick_seconds(T) == 1.0
     assert tick_seconds(Timeouts(0.4, 30, 20, 1, 60)) == pytest.approx(0.1)
     assert tick_seconds(Timeouts(0.01, 0.01, 0.01, 1, 0.01)) == 0.05
+
+
+def test_one_client_never_gets_more_than_half_of_all_connections() -> None:
+    assert per_client_cap(256, None) == 256
+    assert per_client_cap(256, 1000) == 256
+    assert per_client_cap(256, 88) == 44  # RLIMIT_NOFILE 256: the derived global cap is low
+    assert per_client_cap(256, 1) == 1
