@@ -19,6 +19,7 @@ upstream still pending) mitmproxy's 502 stands. This reaches into mitmproxy's la
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
 import time
@@ -27,7 +28,7 @@ from typing import Any, cast
 
 from mitmproxy import connection, ctx, http, tcp
 from mitmproxy.proxy import commands, events, layer
-from mitmproxy.proxy.layers.http import HttpLayer, HttpStream
+from mitmproxy.proxy.layers.http import GetHttpConnection, HttpLayer, HttpStream
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import (
     ResponseData,
@@ -291,12 +292,15 @@ class ConnectionWatch:
             clock.writing(now)  # still sending the client its answer
             return
         if overdue.phase is Phase.UPSTREAM and overdue.flow is not None:
-            if not _answer_upstream_timeout(handler, overdue.flow):
-                return  # another request shares that upstream connection: try again later
+            cut = _cut_upstream(handler, overdue.flow)
+            if cut is _Cut.WAITING:
+                return  # try again at the next check
             clock.answered(overdue.flow)
+            if cut is _Cut.GONE:
+                return
             log.warning(
-                "a destination did not begin to answer within connections.upstream_seconds: "
-                "answered 504"
+                "a destination did not begin to answer within connections.upstream_seconds: %s",
+                cut.value,
             )
         else:
             clock.closing = True
@@ -356,9 +360,20 @@ def _layers(root: layer.Layer) -> Iterator[layer.Layer]:
             stack += list(current.connections.values()) + list(current.streams.values())
 
 
-def _answer_upstream_timeout(handler: Any, flow_id: str) -> bool:
-    """Answer the request 504 and close its upstream connection; False when that would cut
-    other requests sharing the connection (HTTP/2 upstreams), so it waits."""
+class _Cut(enum.Enum):
+    """What became of a request whose upstream did not answer in time."""
+
+    ANSWERED = "answered 504"
+    CLOSED = "its upstream connection closed (mitmproxy answers 502)"
+    WAITING = "waiting: its HTTP/2 upstream connection carries other requests"
+    GONE = "gone already"
+
+
+def _cut_upstream(handler: Any, flow_id: str) -> _Cut:
+    """Answer the request 504 and close its upstream connection. While that connection is
+    still being opened (TCP connect, TLS handshake) there is no reader to answer for it:
+    closing it makes mitmproxy answer 502. Never closes an HTTP/2 connection that carries
+    other requests too."""
     for found in _layers(handler.layer):
         if not isinstance(found, HttpLayer):
             continue
@@ -368,29 +383,44 @@ def _answer_upstream_timeout(handler: Any, flow_id: str) -> bool:
                 continue
             server = flow.server_conn
             top = found.connections.get(server)
-            if top is None or isinstance(top, HttpStream):
+            if isinstance(top, HttpStream):
                 continue  # the CONNECT carrying the tunnel: the request is further down
+            if top is None:  # flow.server_conn is set only once the connection is open
+                server = _connection_opened_for(found, stream)
+                top = found.connections.get(server) if server is not None else None
+                if server is None or top is None:
+                    return _Cut.GONE
             reader = top.context.layers[-1]
             if isinstance(reader, Http2Client) and len(reader.streams) > 1:
-                return False
+                return _Cut.WAITING
             flow.metadata[TIMEOUT_METADATA] = Phase.UPSTREAM.value
-            _answer_on_close(reader, stream_id, _timeout_response())
+            armed = _answer_on_close(reader, stream_id, _timeout_response())
             io = handler.transports.get(server)
             if io is not None and io.handler is not None:
                 io.handler.cancel("PHI gateway: upstream timeout")
-            return True
-    return True  # the request is gone: nothing left to answer
+            return _Cut.ANSWERED if armed else _Cut.CLOSED
+    return _Cut.GONE
+
+
+def _connection_opened_for(found: HttpLayer, stream: HttpStream) -> Any:
+    """The upstream connection being opened for ``stream`` (its pending GetHttpConnection)."""
+    for command, source in found.command_sources.items():
+        if source is stream and isinstance(command, GetHttpConnection):
+            for server, waiting in found.waiting_for_establishment.items():
+                if command in waiting:
+                    return server
+    return None
 
 
 def _timeout_response() -> http.Response:
     return http.Response.make(504, UPSTREAM_TIMEOUT_BODY, {"content-type": "application/json"})
 
 
-def _answer_on_close(reader: layer.Layer, stream_id: int, response: http.Response) -> None:
+def _answer_on_close(reader: layer.Layer, stream_id: int, response: http.Response) -> bool:
     """Make the upstream connection's reader report its close as ``response`` to the stream
     (when that stream has had no answer yet); every other stream hears what it would have.
-    Layers other than HTTP/1 and HTTP/2 readers (still connecting, TLS handshake) keep
-    mitmproxy's own answer."""
+    False for layers other than HTTP/1 and HTTP/2 readers (still connecting, TLS handshake):
+    they keep mitmproxy's own answer."""
     if isinstance(reader, Http1Client):
 
         def unanswered() -> bool:
@@ -401,7 +431,7 @@ def _answer_on_close(reader: layer.Layer, stream_id: int, response: http.Respons
             ours = reader.our_stream_id.get(stream_id)
             return reader.streams.get(ours or -1) is StreamState.EXPECTING_HEADERS
     else:
-        return
+        return False
     original = reader._handle_event
 
     def reporting(event: events.Event) -> layer.CommandGenerator[None]:
@@ -419,3 +449,4 @@ def _answer_on_close(reader: layer.Layer, stream_id: int, response: http.Respons
                 yield command
 
     reader._handle_event = reporting  # type: ignore[method-assign]
+    return True

@@ -267,6 +267,20 @@ def test_an_http2_client_gets_its_504_over_http2(tight: Tight, upstream_h2: bool
     assert tight.timeouts("upstream") == before + 1
 
 
+def test_an_upstream_stuck_in_its_tls_handshake_is_cut_with_a_502(tight: Tight) -> None:
+    """Before the connection is open there is nothing to answer for: mitmproxy's 502 stands,
+    at the same deadline."""
+    before = tight.timeouts("upstream")
+    start = time.monotonic()
+    with httpx.Client(
+        proxy=tight.gateway.proxy_url, verify=trusting(tight.gateway), timeout=10
+    ) as client:
+        response = client.get(f"https://{DOMESTIC_IP}:{tight.silent.port}/no-handshake")
+    assert response.status_code == 502
+    assert time.monotonic() - start < UPSTREAM + SLACK
+    assert tight.timeouts("upstream") == before + 1
+
+
 def test_a_slow_upstream_within_its_time_is_answered(tight: Tight) -> None:
     before = tight.timeouts("upstream")
     with httpx.Client(proxy=tight.gateway.proxy_url, timeout=10) as client:
