@@ -271,15 +271,16 @@ class Connections(_Strict):
     # seconds: the client gets a 504 from the gateway (HTTP) or its connection is closed
     # (MLLP, once the sender waits and nothing came back).
     upstream_seconds: float = Field(default=120.0, gt=0, le=86400)
-    # Concurrent connections from one client address, and from all clients together; one
-    # more is closed at once (counted by reason). max_total null: derived from the process's
-    # open-file limit (RLIMIT_NOFILE): (limit - descriptors open at start - reserved) / 2,
-    # two descriptors per proxied connection; a larger max_total is lowered to it.
+    # Concurrent connections from one client address (never more than half the global cap),
+    # and from all clients together; one more is closed at once (counted by reason).
+    # max_total null: derived from the process's open-file limit (RLIMIT_NOFILE): (limit -
+    # descriptors open at start - reserved) / 2, two descriptors per proxied connection; a
+    # larger max_total is lowered to it.
     max_per_client: int = Field(default=256, ge=1, le=1_000_000)
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
     # Descriptors kept free for the admin port (/healthz, /metrics), the audit store, DNS
     # and reports: also the margin below the limit at which new connections are refused
-    # whatever their count.
+    # whatever their count (when half of it is in use).
     reserved_descriptors: int = Field(default=64, ge=16, le=100_000)
 
 
