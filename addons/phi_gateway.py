@@ -507,6 +507,7 @@ class PhiGateway:
     @_hook()
     def done(self) -> None:
         self.watch.stop()
+        REPEATS.detach(*_REPEATING_LOGGERS)  # a reloaded script brings its own
 
     @_hook()
     def client_connected(self, client: connection.Client) -> None:

@@ -53,6 +53,10 @@ class RepeatFilter(logging.Filter):
             if self not in logger.filters:
                 logger.addFilter(self)
 
+    def detach(self, *names: str) -> None:
+        for name in names:
+            logging.getLogger(name).removeFilter(self)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, _SUMMARY, False):
             return True

@@ -27,7 +27,8 @@ def world(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[logging.Logger, Re
     repeats.attach("test.repeats")  # once is enough
     caplog.set_level(logging.INFO, "test.repeats")
     yield logger, repeats, clock
-    logger.removeFilter(repeats)
+    repeats.detach("test.repeats")
+    assert repeats not in logger.filters
 
 
 def fail(logger: logging.Logger) -> None:
