@@ -24,12 +24,14 @@ from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
 from addons import body_limits
+from addons.connection_watch import ConnectionWatch
 from gateway import metrics
-from gateway.config import GatewayConfig, load_config
+from gateway.config import Connections, GatewayConfig, load_config
 from gateway.enforce import Act, act
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.geo.pinning import ConnectionPins, Key
+from gateway.logfilter import RepeatFilter
 from gateway.mllp import MllpSession
 from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
 from gateway.policy import effective_location, needs_inspection
@@ -49,6 +51,12 @@ _THREAD_THRESHOLD = 256 * 1024
 _INTERNAL_ERROR_BODY = b'{"error": "blocked", "rule": "internal-error"}'
 # A request cut for its size is answered 413; its connection is dropped this much later.
 _ABORT_AFTER_REFUSAL_SECONDS = 0.5
+# Repeated records of these loggers are written once a minute with their count (gateway/
+# logfilter.py): our hook failures, mitmproxy's connection errors and the event loop's
+# accept() errors are what repeats per connection under load.
+REPEATS = RepeatFilter()
+_REPEATING_LOGGERS = ("phi_gateway", "mitmproxy.master", "mitmproxy.proxy.server", "asyncio")
+_DEFAULT_BOUNDS = Connections()
 
 
 def _protocol(flow: http.HTTPFlow) -> Protocol:
@@ -152,20 +160,20 @@ def _hook[H: Callable[..., Any]](fail_closed: FailClosed | None = None) -> Calla
         if inspect.iscoroutinefunction(method):
 
             @functools.wraps(method)
-            async def guarded_async(addon: PhiGateway, arg: Any) -> None:
+            async def guarded_async(addon: PhiGateway, *args: Any) -> None:
                 try:
-                    await method(addon, arg)
+                    await method(addon, *args)
                 except Exception as exc:
-                    _hook_failed(addon, name, exc, fail_closed, arg)
+                    _hook_failed(addon, name, exc, fail_closed, args[0] if args else None)
 
             return cast(H, guarded_async)
 
         @functools.wraps(method)
-        def guarded(addon: PhiGateway, arg: Any) -> None:
+        def guarded(addon: PhiGateway, *args: Any) -> None:
             try:
-                method(addon, arg)
+                method(addon, *args)
             except Exception as exc:
-                _hook_failed(addon, name, exc, fail_closed, arg)
+                _hook_failed(addon, name, exc, fail_closed, args[0] if args else None)
 
         return cast(H, guarded)
 
@@ -316,6 +324,11 @@ class PhiGateway:
         # Which address each host's connections go to (DNS-rebinding guard).
         self.pins = ConnectionPins()
         body_limits.install()
+        # Caps and deadlines of client connections (connections.* of the policy in force).
+        self.watch = ConnectionWatch(self._connection_settings, REPEATS)
+
+    def _connection_settings(self) -> Connections:
+        return self.gateway.config.connections if self.gateway is not None else _DEFAULT_BOUNDS
 
     # -- configuration ------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -399,6 +412,13 @@ class PhiGateway:
     @_hook(_decide_in_request)
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Locate as soon as the headers arrive: decides whether the body must be buffered."""
+        self.watch.headers(flow)
+        try:
+            await self._requestheaders(flow)
+        finally:
+            self.watch.body(flow)  # the body's deadline runs from here, not from the headers
+
+    async def _requestheaders(self, flow: http.HTTPFlow) -> None:
         gateway = self.gateway
         if flow.response or flow.error or not flow.live or gateway is None:
             return
@@ -418,6 +438,13 @@ class PhiGateway:
 
     @_hook(_refuse_request)
     async def request(self, flow: http.HTTPFlow) -> None:
+        self.watch.judging(flow)
+        try:
+            await self._request(flow)
+        finally:
+            self.watch.forwarded(flow)  # the upstream's deadline runs from here (if it is sent)
+
+    async def _request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         gateway = self.gateway
@@ -459,12 +486,18 @@ class PhiGateway:
             flow.metadata["phi_gateway_incident"] = decision.incident_id
 
     @_hook()
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.watch.answered(flow)
+
+    @_hook()
     def response(self, flow: http.HTTPFlow) -> None:
+        self.watch.finished(flow)
         self._release(flow)
         body_limits.BUDGET.release(flow)
 
     @_hook()
     def error(self, flow: http.HTTPFlow) -> None:
+        self.watch.finished(flow)
         self._release(flow)
         limit = flow.metadata.get(body_limits.REFUSED)
         if isinstance(limit, str) and self.gateway is not None:
@@ -490,6 +523,37 @@ class PhiGateway:
         decision = gateway.evaluate(to_message(flow), destination, preset=preset)
         if decision.incident_id:
             flow.metadata[body_limits.INCIDENT] = decision.incident_id
+
+    @_hook()
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        self.watch.tunnel(flow)
+
+    # -- client connections: caps and deadlines (addons/connection_watch.py) ----------------
+    @_hook()
+    def running(self) -> None:
+        REPEATS.attach(*_REPEATING_LOGGERS)
+        self.watch.start()
+
+    @_hook()
+    def done(self) -> None:
+        self.watch.stop()
+        REPEATS.detach(*_REPEATING_LOGGERS)  # a reloaded script brings its own
+
+    @_hook()
+    def client_connected(self, client: connection.Client) -> None:
+        self.watch.connected(client)
+
+    @_hook()
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.watch.disconnected(client)
+
+    @_hook()
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        self.watch.streaming(flow.client_conn)
+
+    @_hook()
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        self.watch.streaming(flow.client_conn)
 
     # -- upstream connections: connect to the judged address --------------------------------
     @_hook()
@@ -572,6 +636,9 @@ class PhiGateway:
             return  # already raw TCP, or TLS / a proxy layer that decides again later
         if isinstance(current, layers.HttpLayer) and current.mode is not HTTPMode.transparent:
             return  # the explicit proxy itself (its CONNECT carries the real destination)
+        # An interface engine may connect and wait before its first message: a stream, not an
+        # idle HTTP connection.
+        self.watch.streaming(context.client, mllp=True)
         data = nextlayer.data_client()
         if not data or starts_like_tls_record(data) or (data[:1] == b"\x16" and len(data) < 3):
             return  # wait for the first bytes, or let TLS be decrypted first
@@ -586,7 +653,11 @@ class PhiGateway:
         long-lived interface connections stay flat in memory."""
         message = flow.messages[-1]
         if message.from_client:
+            arrived = message.content
             await self._judge_stream(flow, message)
+            self.watch.stream_sent(flow, arrived, forwarded=bool(message.content))
+        else:
+            self.watch.stream_replied(flow)
         # Last, not in a finally: after an error the guard still finds the message to empty.
         flow.messages.clear()
 
@@ -640,6 +711,7 @@ class PhiGateway:
             self._close_connection(data.context.client, "PHI gateway: TLS passthrough refused")
             return
         data.ignore_connection = True
+        self.watch.streaming(data.context.client)
         if server.peername is None and addresses[0] != host:
             server.address = (addresses[0], port)
 

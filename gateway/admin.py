@@ -7,7 +7,11 @@ metrics endpoints may live on a second server of their own (``admin.metrics_list
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -21,6 +25,10 @@ from gateway.config import ApiToken
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+log = logging.getLogger("phi_gateway")
+# Out of descriptors, the listening socket stays readable and accept() keeps failing: the
+# admin thread waits this long before trying again instead of spinning.
+_EXHAUSTED_PAUSE_SECONDS = 0.1
 
 
 class ReadinessState:
@@ -59,6 +67,15 @@ class ReadinessState:
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                log.error("the admin port cannot accept a connection: out of descriptors")
+                time.sleep(_EXHAUSTED_PAUSE_SECONDS)
+            raise
 
 
 class _QuietHandler(WSGIRequestHandler):

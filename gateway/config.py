@@ -262,6 +262,41 @@ class Limits(_Strict):
         return self
 
 
+class Connections(_Strict):
+    """Bounds on client connections (docs/operations.md, "Bounded connections"): how long
+    each phase of a connection may take, and how many connections clients may hold. mitmproxy
+    alone closes a connection only after ``tcp_timeout`` of silence, which a byte now and
+    then defeats. Streams (MLLP, raw TCP, WebSocket, TLS passthrough) keep that rule; only
+    the reply rule below applies to MLLP."""
+
+    # A new connection must complete its first request's headers within this many seconds
+    # of opening (silent or trickling alike); on a kept-alive connection, within this many
+    # seconds of the request's first byte.
+    header_seconds: float = Field(default=20.0, gt=0, le=3600)
+    # A kept-alive connection that sends nothing for this long after a response is closed.
+    idle_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # A request body must arrive within this many seconds of its headers, plus one second
+    # for every min_body_bytes_per_second bytes received: an upload that keeps moving at
+    # that rate is never cut; one trickling a byte now and then is.
+    body_seconds: float = Field(default=30.0, gt=0, le=3600)
+    min_body_bytes_per_second: int = Field(default=1024, ge=1, le=1024 * 1024 * 1024)
+    # An upstream that has the whole request but has not begun its answer after this many
+    # seconds: the client gets a 504 from the gateway (HTTP) or its connection is closed
+    # (MLLP, once the sender waits and nothing came back).
+    upstream_seconds: float = Field(default=120.0, gt=0, le=86400)
+    # Concurrent connections from one client address (never more than half the global cap),
+    # and from all clients together; one more is closed at once (counted by reason).
+    # max_total null: derived from the process's open-file limit (RLIMIT_NOFILE): (limit -
+    # descriptors open at start - reserved) / 2, two descriptors per proxied connection; a
+    # larger max_total is lowered to it.
+    max_per_client: int = Field(default=256, ge=1, le=1_000_000)
+    max_total: int | None = Field(default=None, ge=1, le=10_000_000)
+    # Descriptors kept free for the admin port (/healthz, /metrics), the audit store, DNS
+    # and reports: also the margin below the limit at which new connections are refused
+    # whatever their count (when half of it is in use).
+    reserved_descriptors: int = Field(default=64, ge=16, le=100_000)
+
+
 class Ocr(_Strict):
     """Optical character recognition of images and scanned PDF pages (tesseract-ocr, run by
     the document workers). Off by default: without it such content is unreadable media."""
@@ -457,6 +492,7 @@ class GatewayConfig(_Strict):
     geo: Geo = Geo()
     policy: Policy = Policy()
     limits: Limits = Limits()
+    connections: Connections = Connections()
     ocr: Ocr = Ocr()
     redaction: RedactionSettings = RedactionSettings()
     audit: Audit = Audit()

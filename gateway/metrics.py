@@ -198,6 +198,28 @@ OCR_PAGES = Counter(
     "ocr.max_seconds). All but read stay unreadable media (policy.unreadable_media).",
     ["result"],
 )
+CLIENT_CONNECTIONS = Gauge(
+    f"{PREFIX}_client_connections",
+    "Client connections open (admitted by the caps of connections.*).",
+)
+CLIENT_CONNECTIONS_LIMIT = Gauge(
+    f"{PREFIX}_client_connections_limit",
+    "The global cap on client connections in force: connections.max_total, or the cap "
+    "derived from RLIMIT_NOFILE, whichever is lower (0: no cap).",
+)
+CONNECTIONS_REFUSED = Counter(
+    f"{PREFIX}_connections_refused_total",
+    "Client connections closed as they arrived, by reason: per-client "
+    "(connections.max_per_client from one address), global (the global cap), descriptors "
+    "(open descriptors reached connections.reserved_descriptors).",
+    ["reason"],
+)
+CONNECTION_TIMEOUTS = Counter(
+    f"{PREFIX}_connection_timeouts_total",
+    "Client connections or requests cut by a deadline of connections.*, by phase: idle, "
+    "headers, body (connection closed), upstream (HTTP: answered 504; MLLP: closed).",
+    ["phase"],
+)
 UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")
 
 

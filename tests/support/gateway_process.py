@@ -30,6 +30,16 @@ def free_port() -> int:
         return port
 
 
+def _limited_files(nofile: int) -> list[str]:
+    """A prefix that runs the command under RLIMIT_NOFILE ``nofile`` (set, then exec'd)."""
+    code = (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", code]
+
+
 class GatewayProcess:
     """``netns``: run the gateway inside that network namespace (the admin API is reached from
     a thread that enters it too), listening on ``listen_host`` there."""
@@ -43,7 +53,9 @@ class GatewayProcess:
         netns: Netns | None = None,
         listen_host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
+        nofile: int | None = None,
     ) -> None:
+        """``nofile``: the gateway's RLIMIT_NOFILE (soft and hard), set in the child."""
         self.workdir = workdir
         self.netns = netns
         self.listen_host = listen_host
@@ -60,6 +72,7 @@ class GatewayProcess:
         self.proc = subprocess.Popen(
             [
                 *(netns.exec_prefix if netns else ()),
+                *(_limited_files(nofile) if nofile is not None else ()),
                 str(BIN),
                 "run",
                 "--config",
