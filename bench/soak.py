@@ -111,6 +111,7 @@ KINDS = (
     Kind("baa-phi", BAA_IP, True, 200, 15),
     Kind("baa-clean", BAA_IP, False, 200, 10),
 )
+FLOOD_SOURCE = "127.0.0.50"  # where slowloris and idle sockets come from
 UPLOAD = Kind("foreign-upload", BLOCKED_IP, True, 451, 0)
 
 
@@ -147,6 +148,9 @@ class Tally:
         self.incidents: set[str] = set()  # ids answered to clients (refusals)
         self.forwarded_phi: set[str] = set()  # fingerprints of allow-listed PHI answered 200
         self.unanswered_recordable = 0  # PHI abroad whose answer never came (it may be a row)
+        # Uploads abroad cut for their size while still sending: the 413 (and its incident id)
+        # came while the client was writing, so it saw a reset; each is a decided block.
+        self.size_cut = 0
         self.domestic_ms: dict[str, list[float]] = collections.defaultdict(list)
 
     def answered(
@@ -197,7 +201,7 @@ class Tally:
 
     @property
     def decided(self) -> int:
-        return len(self.incidents) + len(self.forwarded_phi)
+        return len(self.incidents) + len(self.forwarded_phi) + self.size_cut
 
 
 def _rule(body: bytes) -> str:
@@ -321,6 +325,8 @@ def gateway_config(tmp: Path, postgres: PostgresServer | None) -> dict[str, Any]
             "allow_destinations": [{"cidr": f"{BAA_IP}/32", "reason": "BAA SOAK-1 (test)"}],
         },
         "limits": {"max_body_bytes": MAX_BODY_BYTES},
+        # Short enough that the slowloris burst (held 10 s) is cut within it.
+        "connections": {"header_seconds": 5},
         "audit": audit,
         "proxy": {"confdir": str(tmp / "mitmproxy")},
     }
@@ -773,6 +779,8 @@ class Soak:
             client.close()
             with lock:
                 causes[cause or f"{UPLOAD.expect} as expected"] += 1
+                if cause and ("ConnectionReset" in cause or "BrokenPipe" in cause):
+                    self.tally.size_cut += 1
 
         began = time.monotonic()
         took = []
@@ -820,6 +828,8 @@ class Soak:
             if i and i % 25 == 0:
                 time.sleep(0.02)
             sock = socket.socket()
+            # Another host than the traffic's clients: caps are per client address.
+            sock.bind((FLOOD_SOURCE, 0))
             sock.setblocking(False)
             if sock.connect_ex(address) in (0, errno.EINPROGRESS):
                 selector.register(sock, selectors.EVENT_WRITE, sock)
@@ -999,18 +1009,18 @@ class Soak:
             return None
         return sum(v for k, v in metrics.items() if k.startswith("phi_gateway_audit_events_total{"))
 
-    def audit_rows(self) -> list[tuple[str, str]]:
-        """(incident id, payload fingerprint) of every decision event in the trail."""
+    def audit_rows(self) -> list[tuple[str, str, str]]:
+        """(incident id, payload fingerprint, error) of every decision event in the trail."""
         query = (
-            "SELECT incident_id, payload_fingerprint FROM audit_events "
+            "SELECT incident_id, payload_fingerprint, error FROM audit_events "
             "WHERE kind = 'decision' AND instance_id = '" + INSTANCE + "'"
         )
         if self.postgres is not None:
             with psycopg.connect(self.postgres.dsn, connect_timeout=10) as conn:
-                return [(str(a), str(b)) for a, b in conn.execute(query).fetchall()]
+                return [(str(a), str(b), str(c)) for a, b, c in conn.execute(query).fetchall()]
         db = sqlite3.connect(f"file:{self.tmp / 'audit.db'}?mode=ro", uri=True, timeout=10)
         try:
-            return [(str(a), str(b)) for a, b in db.execute(query).fetchall()]
+            return [(str(a), str(b), str(c)) for a, b, c in db.execute(query).fetchall()]
         finally:
             db.close()
 
@@ -1059,7 +1069,7 @@ class Soak:
         code: int,
         shutdown_s: float,
         shutdown_lines: list[str],
-        rows: list[tuple[str, str]],
+        rows: list[tuple[str, str, str]],
         verify: dict[str, Any],
         reached: dict[str, collections.Counter[str]],
     ) -> dict[str, Any]:
@@ -1068,9 +1078,10 @@ class Soak:
         prints = collections.Counter(r[1] for r in rows)
         missing_refusals = len(tally.incidents - ids)
         missing_forwarded = sum(1 for f in tally.forwarded_phi if f not in prints)
-        unmatched = sum(
-            1 for i, f in rows if i not in tally.incidents and f not in tally.forwarded_phi
-        )
+        loose = [r for r in rows if r[0] not in tally.incidents and r[1] not in tally.forwarded_phi]
+        # Rows of size refusals whose answer the client could not read match those cuts.
+        cut_rows = sum(1 for r in loose if "body exceeds max_" in r[2])
+        unmatched = len(loose) - min(cut_rows, tally.size_cut)
         duplicated = sum(prints[f] - 1 for f in tally.forwarded_phi if prints[f] > 1)
         seconds = self.args.seconds
         rss = rss_account([s for s in self.samples if s.t >= WARMUP * seconds], schedule, seconds)
@@ -1136,6 +1147,7 @@ class Soak:
                 "refusals_missing_from_trail": missing_refusals,
                 "forwarded_missing_from_trail": missing_forwarded,
                 "rows_matching_no_answer": unmatched,
+                "size_cuts_seen_as_resets": tally.size_cut,
                 "forwarded_recorded_twice": duplicated,
                 "answers_lost_that_may_be_rows": tally.unanswered_recordable,
                 "equal": tally.decided == len(rows),

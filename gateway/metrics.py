@@ -122,6 +122,11 @@ AUDIT_LOST_EVENTS = Counter(
     "Decided events lost because more than audit.max_held_events were held while neither the "
     "audit database nor the spool took them.",
 )
+AUDIT_QUEUED_EVENTS = Gauge(
+    f"{PREFIX}_audit_queued_events",
+    "Decided events queued for the audit writer, not yet taken (read at scrape time: grows "
+    "while the writer waits on a stalled database, until the call is cut).",
+)
 AUDIT_SPOOL_EVENTS = Gauge(
     f"{PREFIX}_audit_spool_events",
     "Decided events in the durable audit spool, waiting for the audit database.",

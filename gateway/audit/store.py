@@ -118,6 +118,7 @@ class AuditStore:
     def start(self) -> None:
         if self._thread is None:
             self._stopped.clear()
+            metrics.AUDIT_QUEUED_EVENTS.set_function(self._queue.qsize)
             self._thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
             self._thread.start()
             threading.Thread(target=self._watch, name="audit-watchdog", daemon=True).start()
