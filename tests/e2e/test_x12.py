@@ -1,32 +1,60 @@
-"""X12 through the real gateway (issue 16, first step): an 837P claim bound abroad is blocked,
-the same claim at home arrives byte for byte, and an acknowledgement (999) passes abroad."""
+"""X12 through the real gateway (issue 16, first steps): a claim bound abroad is refused with
+a 999 that rejects its group (valid for pyx12), an interchange whose envelope cannot be read
+gets a TA1, the same claim at home arrives byte for byte, and a 999 passes abroad."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from gateway.formats.x12.envelope import find
 from tests.e2e.conftest import Upstreams
 from tests.support.gateway_process import GatewayProcess
-from tests.unit.test_x12_envelope import ACK, claim_837p
+from tests.support.patients import make_patient
+from tests.support.x12 import Delims, ack_999, claim_837p, validate
 
 pytestmark = pytest.mark.e2e
 
 
-def test_a_claim_abroad_is_blocked_at_home_it_passes_and_an_ack_goes(
-    client: httpx.Client, upstreams: Upstreams, gateway: GatewayProcess
+@pytest.mark.parametrize(
+    "delims", [Delims(), Delims("|", "!", ">", "\n"), Delims("*", "^", ":", "~", "\r\n")]
+)
+def test_a_claim_abroad_is_refused_in_x12_and_at_home_it_passes(
+    client: httpx.Client, upstreams: Upstreams, gateway: GatewayProcess, delims: Delims
 ) -> None:
-    claim = claim_837p().encode()
+    patient = make_patient(2201)
+    claim = claim_837p(patient, delims).encode()
     blocked = client.post(
         f"{upstreams.foreign.url}/claims", content=claim, headers={"content-type": "text/plain"}
     )
     assert blocked.status_code == 451
+    assert blocked.headers["content-type"] == "application/edi-x12"
+    assert validate(blocked.text) == []
+    assert "IK5*R*5~" in blocked.text and "AK9*R*1*1*0~" in blocked.text
     assert "/claims" not in upstreams.foreign.paths()
+    for value in patient.identifiers():
+        assert value not in blocked.text
     incident = blocked.headers["x-phi-gateway-incident"]
     row = gateway.audit_row(incident)
     assert row["format"] == "x12" and row["message_type"] == "837"
-    assert "2010BA REF-02" in row["locations"] and "DOE" not in str(row)
+    assert "2010BA REF-02" in row["locations"] and patient.family not in str(row)
     home = client.post(f"{upstreams.domestic.url}/claims", content=claim)
     assert home.status_code == 200 and upstreams.domestic.received[-1].body == claim
-    ack = client.post(f"{upstreams.foreign.url}/ack", content=ACK.encode())
-    assert ack.status_code == 200 and upstreams.foreign.received[-1].body == ACK.encode()
+
+
+def test_an_unreadable_envelope_abroad_gets_a_ta1(
+    client: httpx.Client, upstreams: Upstreams
+) -> None:
+    broken = b"ISA*00*cut short~GS*HC*A*B~ST*837*0001~NM1*IL*1*DOE*JOHN~SE*3*0001~"
+    answer = client.post(f"{upstreams.foreign.url}/broken", content=broken)
+    assert answer.status_code == 451
+    (ta1,) = find(answer.text)
+    assert [s.tag for s in ta1.segments] == ["ISA", "TA1", "IEA"]
+    assert ta1.segments[1].element(4) == "R"
+    assert "/broken" not in upstreams.foreign.paths()
+
+
+def test_an_acknowledgement_passes_abroad(client: httpx.Client, upstreams: Upstreams) -> None:
+    ack = ack_999().encode()
+    answer = client.post(f"{upstreams.foreign.url}/ack", content=ack)
+    assert answer.status_code == 200 and upstreams.foreign.received[-1].body == ack

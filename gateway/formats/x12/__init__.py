@@ -2,7 +2,8 @@
 reviews 278, enrollment 834) as a format plug-in: interchanges found by their ISA header (or a
 bare GS/ST group), split by the delimiters each declares (envelope.py), the patient's
 elements named by transaction, loop and element (patient.py). Acknowledgements (999, TA1,
-997) carry no patient loops and pass. Refusals in X12 and redaction: issue 16, next steps.
+997) carry no patient loops and pass. A refusal is a 999 rejecting the groups sent, or a TA1
+for an envelope that cannot be read (ack.py). Redaction: issue 16, next step.
 """
 
 from __future__ import annotations
@@ -10,10 +11,18 @@ from __future__ import annotations
 import re
 
 from gateway.containers.budget import Combined
-from gateway.formats.base import FormatHandler, Payload, Reader
+from gateway.formats.base import (
+    BLOCK_STATUS,
+    INCIDENT_HEADER,
+    FormatHandler,
+    Payload,
+    Reader,
+    RefusalRequest,
+)
+from gateway.formats.x12.ack import ACK_CONTENT_TYPE, envelope_reply, reject_999, reject_ta1
 from gateway.formats.x12.envelope import X12Error, find, starts_like_x12
 from gateway.formats.x12.patient import patient_fields
-from gateway.model import Finding, Format, Inspection
+from gateway.model import BlockResponse, Finding, Format, Inspection
 
 X12 = Format("x12")
 _SNIFF = 512
@@ -36,9 +45,9 @@ class X12Format(FormatHandler):
         try:
             interchanges = find(text)
         except X12Error as exc:
-            return Inspection(X12, error=f"malformed X12: {exc}")
+            return Inspection(X12, error=f"malformed X12: {exc}", reply={"unreadable": "1"})
         if not interchanges:
-            return Inspection(X12, error="malformed X12: no interchange")
+            return Inspection(X12, error="malformed X12: no interchange", reply={"unreadable": "1"})
         combined = Combined(X12)
         found: list[Finding] = []
         types: list[str] = []
@@ -60,7 +69,21 @@ class X12Format(FormatHandler):
             result.error,
             result.limit,
             result.internal,
+            reply=envelope_reply(interchanges),
         )
+
+    def refusal(self, request: RefusalRequest) -> BlockResponse | None:
+        """A 999 rejecting the groups sent, or a TA1 when the envelope was unreadable."""
+        inspection = request.inspection
+        if inspection.format != X12:
+            return None
+        reply = inspection.reply
+        if reply.get("unreadable") or not reply.get("groups"):
+            body = reject_ta1(reply, request.incident_id)
+        else:
+            body = reject_999(reply, request.incident_id)
+        headers = ((INCIDENT_HEADER, request.incident_id),)
+        return BlockResponse(BLOCK_STATUS, ACK_CONTENT_TYPE, body.encode(), headers)
 
 
 def _looks_like_x12(text: str) -> bool:
