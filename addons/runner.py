@@ -78,6 +78,19 @@ class GatewayEventLoop(asyncio.SelectorEventLoop):
             sock = sock.sock
         super()._accept_connection(protocol_factory, _AcceptOnce(sock), *args)  # type: ignore[misc]
 
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        # asyncio reports an accept() that ran out of descriptors with its traceback: a
+        # known condition (the connection caps keep a reserve) says one line, rate-limited.
+        exc = context.get("exception")
+        if (
+            isinstance(exc, OSError)
+            and exc.errno in _OUT_OF_RESOURCES
+            and "accept" in str(context.get("message", ""))
+        ):
+            log.warning("accept() out of resources (%s): new connections wait", exc.strerror)
+            return
+        super().default_exception_handler(context)
+
 
 def effective_config(args: argparse.Namespace, text: str | None = None) -> GatewayConfig:
     """The config file (or ``text``, read from it) with command-line overrides applied,

@@ -92,7 +92,8 @@ class PostgresBackend(AuditBackend):
         try:
             self.connect().close()
         except psycopg.OperationalError as exc:
-            log.error("audit database %s not reachable yet: %s", self.location, exc)
+            # A warning: mitmproxy ends a start-up that logs an error (the store spools).
+            log.warning("audit database %s not reachable yet: %s", self.location, exc)
         except psycopg.Error as exc:
             raise AuditError(
                 f"postgresql {_redacted(dsn)}: cannot open audit database: {exc}"

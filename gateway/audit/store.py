@@ -207,7 +207,7 @@ class AuditStore:
                     self._to_spool(backlog)
                 # At shutdown a failing database is not tried again: the spool is quicker.
                 if conn is None and now >= retry_at and not (stopping and failed):
-                    conn = self._connect()
+                    conn = self._connect(started)
                     if conn is not None and not started:
                         self._checkpoint(conn, "startup")
                         started = True
@@ -366,11 +366,13 @@ class AuditStore:
             return None
         return [e for e in events if e.incident_id not in written] if written else events
 
-    def _connect(self) -> Connection | None:
+    def _connect(self, started: bool) -> Connection | None:
         try:
             return self.backend.connect()
         except self.backend.errors as exc:
-            log.error("audit database unusable: %s", exc)
+            # Before the first connection this is a warning: mitmproxy ends a start-up that
+            # logs an error, and a gateway must start (and spool) while its database is down.
+            (log.error if started else log.warning)("audit database unusable: %s", exc)
             return None
 
     @contextlib.contextmanager

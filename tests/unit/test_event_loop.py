@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,21 @@ def test_one_resource_error_schedules_one_retry(listening: socket.socket) -> Non
         assert len(errors) == 1
         assert errors[0]["message"] == "socket.accept() out of system resource"
         assert len(loop._scheduled) == 1  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+
+
+def test_the_resource_error_is_one_line_without_traceback(
+    listening: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = GatewayEventLoop()
+    try:
+        with caplog.at_level(logging.WARNING):
+            loop._accept_connection(lambda: None, Exhausted(listening), None, None, 100)
+        assert [r.getMessage() for r in caplog.records] == [
+            "accept() out of resources (Too many open files): new connections wait"
+        ]
+        assert all(r.exc_info is None for r in caplog.records)
     finally:
         loop.close()
 
