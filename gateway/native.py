@@ -28,9 +28,10 @@ from pathlib import Path
 from types import ModuleType
 
 # Interpreter-bound code run per message: the identifier patterns and free-text detectors,
-# the HL7 v2 and FHIR inspectors, redactors and verifications. The stage entry points
-# (gateway.inspector, gateway.redactor) and the format handlers stay interpreted: they are
-# thin, and tests replace a format's redactor to prove that an unexpected exception blocks.
+# the HL7 v2 and FHIR inspectors, redactors and verifications, the X12 envelope and loops.
+# The stage entry points (gateway.inspector, gateway.redactor) and the format handlers stay
+# interpreted: they are thin, and tests replace a format's redactor to prove that an
+# unexpected exception blocks.
 NATIVE_MODULES = (
     "gateway.formats.fhir.inspect",
     "gateway.formats.fhir.redact",
@@ -40,6 +41,8 @@ NATIVE_MODULES = (
     "gateway.formats.hl7v2.inspect",
     "gateway.formats.hl7v2.redact",
     "gateway.formats.hl7v2.verify",
+    "gateway.formats.x12.envelope",
+    "gateway.formats.x12.patient",
     "gateway.phi.freetext",
     "gateway.phi.patterns",
     "gateway.phi.safe_harbor",

@@ -49,17 +49,21 @@ class X12Format(FormatHandler):
         if not interchanges:
             return Inspection(X12, error="malformed X12: no interchange", reply={"unreadable": "1"})
         combined = Combined(X12)
-        found: list[Finding] = []
+        found: dict[Finding, None] = {}  # a batch repeats the same places: each once
+        notes: dict[str, list[str]] = {}  # free text by place, read in one pass per place
         types: list[str] = []
         for interchange in interchanges:
             types += [t for t in interchange.transactions() if t not in types]
+            segments = interchange.segments
             for field in patient_fields(interchange):
-                value = interchange.segments[field.segment].element(field.element)
                 if field.free_text:
-                    reader.free_text(value, field.location, payload.depth, combined)
+                    value = segments[field.segment].element(field.element)
+                    notes.setdefault(field.location, []).append(value)
                 else:
-                    found.append(Finding(field.category, field.location))
-        combined.add_fields(found)
+                    found[Finding(field.category, field.location)] = None
+        for location, texts in notes.items():
+            reader.free_text("\n".join(texts), location, payload.depth, combined)
+        combined.add_fields(list(found))
         result = combined.result()
         return Inspection(
             X12,

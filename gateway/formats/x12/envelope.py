@@ -22,6 +22,7 @@ _START = re.compile(
     r"(?i)(?:ISA(?=[^A-Za-z0-9 \r\n])|GS(?=[^A-Za-z0-9 \r\n])|ST(?=[^A-Za-z0-9 \r\n]\d{3}))"
 )
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+_BLANKS = frozenset({"", "\r", "\n", " ", "\t"})
 
 
 class X12Error(ValueError):
@@ -99,8 +100,10 @@ def _read(text: str, start: int) -> tuple[Interchange, int]:
 
 def _isa_delimiters(text: str, start: int) -> Delimiters:
     """ISA is fixed width; a file wrapped at 80 columns breaks it: read it without breaks."""
-    header = ""
-    position = start
+    header = text[start : start + ISA_LENGTH]
+    position = start + len(header)
+    if "\r" in header[:-1] or "\n" in header[:-1]:
+        header, position = "", start
     while len(header) < ISA_LENGTH and position < len(text):
         char = text[position]
         position += 1
@@ -153,15 +156,21 @@ def _interchange_end(text: str, start: int, delimiters: Delimiters, has_isa: boo
 def _segments(raw: str, delimiters: Delimiters) -> list[Segment]:
     segments: list[Segment] = []
     position = 0
+    separator = delimiters.element
     for piece in raw.split(delimiters.segment):
         start = position
-        position += len(piece) + 1
-        stripped = piece.strip("\r\n \t")
-        if not stripped:
-            continue
-        offset = start + piece.index(stripped[0])
-        elements = stripped.split(delimiters.element)
-        tag = elements[0].upper()
-        elements[0] = tag
-        segments.append(Segment(tag, elements, offset, offset + len(stripped)))
+        size = len(piece)
+        position += size + 1
+        segment = piece
+        if piece[:1] in _BLANKS or piece[-1:] in _BLANKS:
+            segment = piece.strip("\r\n \t")
+            if not segment:
+                continue
+            start += piece.index(segment[0])
+            size = len(segment)
+        elements = segment.split(separator)
+        tag = elements[0]
+        if not tag.isupper():
+            tag = elements[0] = tag.upper()
+        segments.append(Segment(tag, elements, start, start + size))
     return segments

@@ -102,6 +102,22 @@ _PARTY_LOOPS = {
     ("278", "22"): "2010C",
     ("278", "23"): "2010D",
 }
+# The hierarchical level of a subscriber (HL03 22) or patient/dependent (23), by transaction
+# set: its segments before the person's NM1 (a 276's DMG) are that person's too.
+_LEVEL_LOOPS = {
+    ("837", "22"): "2000B",
+    ("837", "23"): "2000C",
+    ("270", "22"): "2000C",
+    ("271", "22"): "2000C",
+    ("270", "23"): "2000D",
+    ("271", "23"): "2000D",
+    ("276", "22"): "2000D",
+    ("277", "22"): "2000D",
+    ("276", "23"): "2000E",
+    ("277", "23"): "2000E",
+    ("278", "22"): "2000C",
+    ("278", "23"): "2000D",
+}
 # Segments that open the claim (or member) loop, by transaction set.
 _CLAIM_LOOPS = {
     "837": {"CLM": "2300", "LX": "2400"},
@@ -135,7 +151,8 @@ def patient_fields(interchange: Interchange) -> Iterator[Field]:
             transaction, level, party, claim = segment.element(1), "", "", ""
             continue
         if tag == "HL":
-            level, party, claim = segment.element(3), "", ""
+            level, claim = segment.element(3), ""
+            party = _LEVEL_LOOPS.get((transaction, level), "")
             continue
         opened = _CLAIM_LOOPS.get(transaction, {}).get(tag)
         if opened:
