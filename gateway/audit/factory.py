@@ -43,22 +43,24 @@ def location(settings: Audit) -> str:
     return str(settings.database)
 
 
+def _beside_database(settings: Audit, given: Path | None, suffix: str) -> Path:
+    """A file of this instance's next to its database (``given`` when configured):
+    <database>.<suffix>, or audit-<instance_id>.<suffix> with PostgreSQL (one per gateway)."""
+    if given is not None:
+        return given
+    if settings.backend == "postgresql":
+        return settings.database.parent / f"audit-{instance_name(settings)}.{suffix}"
+    return settings.database.with_name(f"{settings.database.name}.{suffix}")
+
+
 def checkpoint_log_path(settings: Audit) -> Path:
     """Where this instance appends its checkpoints outside the database."""
-    if settings.checkpoint_log is not None:
-        return settings.checkpoint_log
-    if settings.backend == "postgresql":
-        return settings.database.parent / f"audit-{instance_name(settings)}.checkpoints"
-    return settings.database.with_name(settings.database.name + ".checkpoints")
+    return _beside_database(settings, settings.checkpoint_log, "checkpoints")
 
 
 def spool_path(settings: Audit) -> Path:
     """Where this instance spools events while its database fails."""
-    if settings.spool is not None:
-        return settings.spool
-    if settings.backend == "postgresql":
-        return settings.database.parent / f"audit-{instance_name(settings)}.spool"
-    return settings.database.with_name(settings.database.name + ".spool")
+    return _beside_database(settings, settings.spool, "spool")
 
 
 def open_backend(settings: Audit) -> AuditBackend:
