@@ -78,6 +78,14 @@ class GatewayEventLoop(asyncio.SelectorEventLoop):
             sock = sock.sock
         super()._accept_connection(protocol_factory, _AcceptOnce(sock), *args)  # type: ignore[misc]
 
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        # Whoever handles it (mitmproxy installs its own handler) gets the error without its
+        # traceback: a known condition, not a bug.
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:
+            context = {**context, "exception": exc.with_traceback(None)}
+        super().call_exception_handler(context)
+
     def default_exception_handler(self, context: dict[str, Any]) -> None:
         # asyncio reports an accept() that ran out of descriptors with its traceback: a
         # known condition (the connection caps keep a reserve) says one line, rate-limited.
