@@ -84,7 +84,8 @@ def _zip_members(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    # NotImplementedError: a central directory that declares a zip version past 6.3.
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
         raise ContainerError("corrupt zip archive") from None
     if len(infos) > budget.max_members:
         raise ContainerError(

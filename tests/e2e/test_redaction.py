@@ -17,6 +17,7 @@ from tests.support.gateway_process import GatewayProcess
 from tests.support.mmdb import FOREIGN_IP_2
 from tests.support.patients import fhir_rich_bundle, hl7_rich, make_patient
 from tests.support.upstream import Pki
+from tests.support.x12 import Delims, claim_837i, claim_837p, remittance_835, validate
 
 pytestmark = pytest.mark.e2e
 PATIENT = make_patient(77)
@@ -178,3 +179,32 @@ def test_a_fhir_attachment_is_replaced_by_a_labelled_placeholder(
     assert attachment.data == PLACEHOLDER_TEXT and attachment.contentType == "text/plain"
     assert resource.meta is not None and resource.meta.security
     assert "REDACTED" in {label.code for label in resource.meta.security}
+
+
+@pytest.mark.parametrize(
+    ("generate", "delims"),
+    [
+        (claim_837p, Delims()),
+        (claim_837i, Delims(after="\r\n")),
+        (remittance_835, Delims("|", "!", ">", "\n")),
+    ],
+)
+def test_x12_is_redacted_and_stays_a_valid_interchange(
+    redacting: GatewayProcess, upstreams: Upstreams, generate: object, delims: Delims
+) -> None:
+    body = generate(PATIENT, delims).encode()  # type: ignore[operator]
+    path = f"/redact-{generate.__name__}"  # type: ignore[attr-defined]
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(upstreams.foreign.url + path, content=body)
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    received = next(r for r in upstreams.foreign.received if r.path == path)
+    no_identifiers(received.body)
+    text = received.body.decode()
+    assert text.startswith(body.decode()[:106])  # the ISA header as sent
+    if delims.element == "*":
+        assert validate(text) == []  # pyx12, with the implementation guide's map
+    rows = [r for r in redacting.audit_rows_where(action="redact") if r["format"] == "x12"]
+    assert rows
+    summary = json.loads(rows[-1]["redaction"])
+    assert any(location.endswith("NM1-03") for location in summary["locations"])
+    assert redacting.metric("phi_gateway_redactions_total", result="redacted", format="x12") >= 1

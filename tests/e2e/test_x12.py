@@ -1,6 +1,8 @@
-"""X12 through the real gateway (issue 16, first steps): a claim bound abroad is refused with
-a 999 that rejects its group (valid for pyx12), an interchange whose envelope cannot be read
-gets a TA1, the same claim at home arrives byte for byte, and a 999 passes abroad."""
+"""X12 through the real gateway: a claim bound abroad is refused with a 999 that rejects its
+group (valid for pyx12), every transaction the gateway reads is refused abroad with nothing
+identifying reaching the receiver and arrives byte for byte at home, an interchange whose
+envelope cannot be read gets a TA1, and a 999 or a 277CA without patients passes abroad.
+(Redaction through the gateway: test_redaction.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,22 @@ from gateway.formats.x12.envelope import find
 from tests.e2e.conftest import Upstreams
 from tests.support.gateway_process import GatewayProcess
 from tests.support.patients import make_patient
-from tests.support.x12 import Delims, ack_999, claim_837p, validate
+from tests.support.x12 import (
+    Delims,
+    ack_999,
+    acknowledgement_277ca,
+    claim_837d,
+    claim_837i,
+    claim_837p,
+    claim_status_276,
+    claim_status_277,
+    eligibility_270,
+    eligibility_271,
+    enrollment_834,
+    remittance_835,
+    review_278,
+    validate,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -57,4 +74,45 @@ def test_an_unreadable_envelope_abroad_gets_a_ta1(
 def test_an_acknowledgement_passes_abroad(client: httpx.Client, upstreams: Upstreams) -> None:
     ack = ack_999().encode()
     answer = client.post(f"{upstreams.foreign.url}/ack", content=ack)
+    assert answer.status_code == 200 and upstreams.foreign.received[-1].body == ack
+
+
+TRANSACTIONS = [
+    (claim_837i, Delims("|", "!", ">", "\n")),
+    (claim_837d, Delims(after="\r\n")),
+    (remittance_835, Delims("^", "{", "\\", "'", "\n")),
+    (enrollment_834, Delims()),
+    (eligibility_270, Delims("|", "!", ">", "\n")),
+    (eligibility_271, Delims(after="\n")),
+    (claim_status_276, Delims()),
+    (claim_status_277, Delims("^", "{", "\\", "'", "\n")),
+    (review_278, Delims(after="\r\n")),
+]
+
+
+@pytest.mark.parametrize(
+    ("generate", "delims"), TRANSACTIONS, ids=lambda v: getattr(v, "__name__", "")
+)
+def test_every_transaction_is_refused_abroad_and_passes_at_home(
+    client: httpx.Client, upstreams: Upstreams, generate: object, delims: Delims
+) -> None:
+    patient = make_patient(2202)
+    body = generate(patient, delims).encode()  # type: ignore[operator]
+    path = f"/x12-{generate.__name__}"  # type: ignore[attr-defined]
+    blocked = client.post(f"{upstreams.foreign.url}{path}", content=body)
+    assert blocked.status_code == 451
+    assert path not in upstreams.foreign.paths()
+    (reply,) = find(blocked.text)
+    assert [s.tag for s in reply.segments][-4:] == ["AK9", "SE", "GE", "IEA"]
+    for value in patient.all_identifiers():
+        assert value.lower() not in blocked.text.lower()
+    home = client.post(f"{upstreams.domestic.url}{path}", content=body)
+    assert home.status_code == 200 and upstreams.domestic.received[-1].body == body
+
+
+def test_a_claim_acknowledgement_without_patients_passes_abroad(
+    client: httpx.Client, upstreams: Upstreams
+) -> None:
+    ack = acknowledgement_277ca(Delims(after="\n")).encode()
+    answer = client.post(f"{upstreams.foreign.url}/277ca", content=ack)
     assert answer.status_code == 200 and upstreams.foreign.received[-1].body == ack

@@ -156,7 +156,7 @@ def enrollment_834(patient: Patient, d: Delims = DEFAULT) -> str:
     body = [
         ["ST", "834", "0001", "005010X220A1"],
         ["BGN", "00", "12456", "20261201", "1200", "", "", "", "2"],
-        ["N1", "P5", "OXLADE MILLS", "FI", "123456789"],
+        ["N1", "P5", patient.employer.upper(), "FI", "123456789"],  # the employer
         ["N1", "IN", "ACME HEALTH PLAN", "FI", "987654321"],
         ["INS", "Y", "18", "021", "28", "A", "", "", "FT"],
         ["REF", "0F", patient.insurance_id],
@@ -212,3 +212,172 @@ def claim_status_276(patient: Patient, d: Delims = DEFAULT) -> str:
         ["DTP", "472", "RD8", f"{patient.admit_date}-{patient.admit_date}"],
     ]
     return _interchange(body, "HR", "005010X212", d)
+
+
+def claim_837i(patient: Patient, d: Delims = DEFAULT) -> str:
+    """An institutional claim for a dependent (2000C): the subscriber and the patient both
+    named, statement and admission dates, a medical record number, an attending physician."""
+    c = d.component
+    body = [
+        ["ST", "837", "0001", "005010X223A2"],
+        ["BHT", "0019", "00", "0123", "20261201", "1200", "CH"],
+        ["NM1", "41", "2", "NORTHSIDE BILLING", "", "", "", "", "46", "TGJ23"],
+        ["PER", "IC", "BILLING DESK", "TE", "3125550100"],
+        ["NM1", "40", "2", "ACME CLEARINGHOUSE", "", "", "", "", "46", "66783JJT"],
+        ["HL", "1", "", "20", "1"],
+        ["NM1", "85", "2", "NORTHSIDE HOSPITAL", "", "", "", "", "XX", "1234567893"],
+        ["N3", "1 HOSPITAL WAY"],
+        ["N4", "CHICAGO", "IL", "606010000"],
+        ["REF", "EI", "123456789"],
+        ["HL", "2", "1", "22", "1"],
+        ["SBR", "P", "", "GRP01", "", "", "", "", "", "CI"],
+        ["NM1", "IL", "1", "Hollowmere", patient.relative_given, "", "", "", "MI",
+         patient.insurance_id],
+        ["N3", patient.street],
+        ["N4", patient.city, patient.state, patient.zip],
+        ["DMG", "D8", "19600704", "F"],
+        ["NM1", "PR", "2", "ACME HEALTH PLAN", "", "", "", "", "PI", "12345"],
+        ["HL", "3", "2", "23", "0"],
+        ["PAT", "19"],
+        ["NM1", "QC", "1", patient.family, patient.given],
+        ["N3", patient.street],
+        ["N4", patient.city, patient.state, patient.zip],
+        ["DMG", "D8", patient.birth_date, "M"],
+        ["CLM", patient.account, "500", "", "", f"11{c}A{c}1", "", "A", "Y", "Y"],
+        ["DTP", "434", "RD8", f"{patient.admit_date}-{patient.admit_date}"],
+        ["DTP", "435", "DT", f"{patient.admit_date}0930"],
+        ["CL1", "1", "7", "01"],
+        ["REF", "EA", patient.mrn],
+        ["HI", f"ABK{c}J449"],
+        ["NM1", "71", "1", "ATTENDING", "ALICE", "", "", "", "XX", "1234567893"],
+        ["LX", "1"],
+        ["SV2", "0450", f"HC{c}99283", "500", "UN", "1"],
+        ["DTP", "472", "D8", patient.admit_date],
+    ]  # fmt: skip
+    return _interchange(body, "HC", "005010X223A2", d)
+
+
+def claim_837d(patient: Patient, d: Delims = DEFAULT) -> str:
+    """A dental claim: the subscriber is the patient; a cleaning on one tooth."""
+    c = d.component
+    body = [
+        ["ST", "837", "0001", "005010X224A2"],
+        ["BHT", "0019", "00", "0123", "20261201", "1200", "CH"],
+        ["NM1", "41", "2", "NORTHSIDE DENTAL", "", "", "", "", "46", "TGJ23"],
+        ["PER", "IC", "FRONT DESK", "TE", "3125550100"],
+        ["NM1", "40", "2", "ACME CLEARINGHOUSE", "", "", "", "", "46", "66783JJT"],
+        ["HL", "1", "", "20", "1"],
+        ["NM1", "85", "2", "NORTHSIDE DENTAL", "", "", "", "", "XX", "1234567893"],
+        ["N3", "1 DENTAL WAY"],
+        ["N4", "CHICAGO", "IL", "606010000"],
+        ["REF", "EI", "123456789"],
+        ["HL", "2", "1", "22", "0"],
+        ["SBR", "P", "18", "", "", "", "", "", "", "CI"],
+        ["NM1", "IL", "1", patient.family, patient.given, "", "", "", "MI", patient.insurance_id],
+        ["N3", patient.street],
+        ["N4", patient.city, patient.state, patient.zip],
+        ["DMG", "D8", patient.birth_date, "F"],
+        ["NM1", "PR", "2", "ACME DENTAL PLAN", "", "", "", "", "PI", "12345"],
+        ["CLM", patient.account, "200", "", "", f"11{c}B{c}1", "Y", "A", "Y", "Y"],
+        ["DTP", "472", "D8", patient.admit_date],
+        ["REF", "EA", patient.mrn],
+        ["NTE", "ADD", f"CALL {patient.phone} BEFORE THE VISIT"],
+        ["LX", "1"],
+        ["SV3", f"AD{c}D1110", "200", "", "", "", "1"],
+        ["TOO", "JP", "3"],
+    ]  # fmt: skip
+    return _interchange(body, "HC", "005010X224A2", d)
+
+
+def eligibility_271(patient: Patient, d: Delims = DEFAULT) -> str:
+    """An eligibility answer: the subscriber's name, id, address, birth date and a message."""
+    body = [
+        ["ST", "271", "0001", "005010X279A1"],
+        ["BHT", "0022", "11", "10001234", "20261201", "1200"],
+        ["HL", "1", "", "20", "1"],
+        ["NM1", "PR", "2", "ACME HEALTH PLAN", "", "", "", "", "PI", "12345"],
+        ["HL", "2", "1", "21", "1"],
+        ["NM1", "1P", "2", "NORTHSIDE CLINIC", "", "", "", "", "XX", "1234567893"],
+        ["HL", "3", "2", "22", "0"],
+        ["TRN", "2", "93175012547", "9877281234"],
+        ["NM1", "IL", "1", patient.family, patient.given, "", "", "", "MI", patient.insurance_id],
+        ["N3", patient.street],
+        ["N4", patient.city, patient.state, patient.zip],
+        ["DMG", "D8", patient.birth_date, "M"],
+        ["DTP", "346", "D8", "20260101"],
+        ["EB", "1", "IND", "30", "", "GOLD PLAN"],
+        ["MSG", f"MEMBER {patient.given} {patient.family} ALSO COVERED UNDER {patient.mrn}"],
+    ]  # fmt: skip
+    return _interchange(body, "HB", "005010X279A1", d)
+
+
+def claim_status_277(patient: Patient, d: Delims = DEFAULT) -> str:
+    """A claim status answer for the subscriber's claim (2100D, 2200D)."""
+    c = d.component
+    body = [
+        ["ST", "277", "0001", "005010X212"],
+        ["BHT", "0010", "08", "ABC277XXX", "20261201", "1200", "DG"],
+        ["HL", "1", "", "20", "1"],
+        ["NM1", "PR", "2", "ACME HEALTH PLAN", "", "", "", "", "PI", "12345"],
+        ["HL", "2", "1", "21", "1"],
+        ["NM1", "41", "2", "NORTHSIDE BILLING", "", "", "", "", "46", "X67E"],
+        ["HL", "3", "2", "19", "1"],
+        ["NM1", "1P", "2", "NORTHSIDE CLINIC", "", "", "", "", "XX", "1234567893"],
+        ["HL", "4", "3", "22", "0"],
+        ["NM1", "IL", "1", patient.family, patient.given, "", "", "", "MI", patient.insurance_id],
+        ["TRN", "2", "ABCXYZ1"],
+        ["STC", f"A1{c}20", "20261201", "", "100", "80"],
+        ["REF", "1K", "PAYERCLAIM77"],
+        ["REF", "EJ", patient.account],
+        ["DTP", "472", "RD8", f"{patient.admit_date}-{patient.admit_date}"],
+    ]
+    return _interchange(body, "HN", "005010X212", d)
+
+
+def acknowledgement_277ca(d: Delims = DEFAULT) -> str:
+    """A claim acknowledgement that rejects a whole batch at the provider level: envelope,
+    clearinghouse, submitter and provider, no patient loop (pyx12's X214 map wants a patient
+    level under every provider, so this one is checked by our own reader only)."""
+    c = d.component
+    body = [
+        ["ST", "277", "0001", "005010X214"],
+        ["BHT", "0085", "08", "BATCH0001", "20261201", "1200", "TH"],
+        ["HL", "1", "", "20", "1"],
+        ["NM1", "AY", "2", "ACME CLEARINGHOUSE", "", "", "", "", "46", "66783JJT"],
+        ["TRN", "1", "BATCH0001"],
+        ["DTP", "050", "D8", "20261201"],
+        ["DTP", "009", "D8", "20261201"],
+        ["HL", "2", "1", "21", "1"],
+        ["NM1", "41", "2", "NORTHSIDE BILLING", "", "", "", "", "46", "TGJ23"],
+        ["TRN", "2", "0123"],
+        ["STC", f"A3{c}24", "", "U", "100"],
+        ["QTY", "AA", "1"],
+        ["AMT", "YY", "100"],
+        ["HL", "3", "2", "19", "0"],
+        ["NM1", "85", "2", "NORTHSIDE CLINIC", "", "", "", "", "XX", "1234567893"],
+        ["TRN", "1", "0"],
+        ["STC", f"A3{c}24", "", "U", "100"],
+    ]
+    return _interchange(body, "HN", "005010X214", d)
+
+
+def review_278(patient: Patient, d: Delims = DEFAULT) -> str:
+    """A services review request: the subscriber (2010C) and the event's dates (2000E)."""
+    c = d.component
+    body = [
+        ["ST", "278", "0001", "005010X217"],
+        ["BHT", "0007", "13", "REVIEW0001", "20261201", "1200"],
+        ["HL", "1", "", "20", "1"],
+        ["NM1", "X3", "2", "ACME REVIEW", "", "", "", "", "PI", "12345"],
+        ["HL", "2", "1", "21", "1"],
+        ["NM1", "1P", "2", "NORTHSIDE CLINIC", "", "", "", "", "XX", "1234567893"],
+        ["HL", "3", "2", "22", "1"],
+        ["NM1", "IL", "1", patient.family, patient.given, "", "", "", "MI", patient.insurance_id],
+        ["DMG", "D8", patient.birth_date, "M"],
+        ["HL", "4", "3", "EV", "0"],
+        ["UM", "HS", "I", "3", f"11{c}B"],
+        ["DTP", "472", "D8", patient.admit_date],
+        ["HI", f"ABK{c}J449"],
+        ["MSG", f"RE {patient.family} MRN {patient.mrn}"],
+    ]
+    return _interchange(body, "HI", "005010X217", d)

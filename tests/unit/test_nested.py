@@ -106,6 +106,11 @@ def test_unreadable_archives_fail_closed() -> None:
     encrypted[central + 8] |= 1  # the encryption flag, as the central directory states it
     assert INSPECTOR.inspect(bytes(encrypted)).error
     assert INSPECTOR.inspect(gzip.compress(HL7)[:-9]).error
+    future = bytearray(_zip("a.hl7", HL7))
+    central = future.index(b"PK\x01\x02")
+    future[central + 6] = 64  # "version needed to extract" 6.4: zipfile cannot, says so
+    result = INSPECTOR.inspect(bytes(future))
+    assert result.error == "corrupt zip archive" and not result.internal
 
 
 def test_clean_containers_pass() -> None:

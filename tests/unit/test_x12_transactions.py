@@ -1,6 +1,7 @@
 """The patient in each X12 transaction the issue names, by loop: generated for synthetic
-patients, valid for pyx12 where it has the 5010 map (835, 834; it has none for 270/271, 276
-and 278, whose structure our own reader checks), and inspected as PHI with the right places."""
+patients, valid for pyx12 where it has the 5010 map (837P, 837I, 835, 834; it has none for
+837D, 270/271, 276/277 and 278, whose structure our own reader checks), and inspected as PHI
+with the right places. A 277CA without patient loops is no PHI."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ from gateway.inspector import Inspector
 from gateway.model import Category
 from tests.support.patients import Patient, make_patient
 from tests.support.x12 import (
+    acknowledgement_277ca,
+    claim_837d,
+    claim_837i,
     claim_837p,
     claim_status_276,
+    claim_status_277,
     eligibility_270,
+    eligibility_271,
     enrollment_834,
     remittance_835,
+    review_278,
     validate,
 )
 from tests.unit.test_nested import assert_sound
@@ -52,6 +59,7 @@ EXPECTED: list[tuple[Generator, str, dict[str, Category]]] = [
             "2100A PER-04": Category.PHONE,
             "2100A N3-01": Category.GEOGRAPHY,
             "2100A DMG-02": Category.DATE,
+            "1000A N1-02": Category.NAME,  # the sponsor: the members' employer
         },
     ),
     (
@@ -73,6 +81,64 @@ EXPECTED: list[tuple[Generator, str, dict[str, Category]]] = [
             "2200D DTP-03": Category.DATE,
         },
     ),
+    (
+        claim_837i,
+        "837",
+        {
+            "2010BA NM1-03": Category.NAME,  # the subscriber, a relative of the patient
+            "2010BA NM1-09": Category.HEALTH_PLAN_ID,
+            "2010CA NM1-03": Category.NAME,
+            "2010CA N3-01": Category.GEOGRAPHY,
+            "2010CA DMG-02": Category.DATE,
+            "2300 CLM-01": Category.ACCOUNT_NUMBER,
+            "2300 REF-02": Category.MRN,
+            "2300 DTP-03": Category.DATE,
+            "2400 DTP-03": Category.DATE,
+        },
+    ),
+    (
+        claim_837d,
+        "837",
+        {
+            "2010BA NM1-03": Category.NAME,
+            "2010BA DMG-02": Category.DATE,
+            "2300 CLM-01": Category.ACCOUNT_NUMBER,
+            "2300 DTP-03": Category.DATE,
+            "2300 REF-02": Category.MRN,
+        },
+    ),
+    (
+        eligibility_271,
+        "271",
+        {
+            "2100C NM1-03": Category.NAME,
+            "2100C NM1-09": Category.HEALTH_PLAN_ID,
+            "2100C N3-01": Category.GEOGRAPHY,
+            "2100C N4-03": Category.GEOGRAPHY,
+            "2100C DMG-02": Category.DATE,
+        },
+    ),
+    (
+        claim_status_277,
+        "277",
+        {
+            "2100D NM1-03": Category.NAME,
+            "2100D NM1-09": Category.HEALTH_PLAN_ID,
+            "2200D TRN-02": Category.ACCOUNT_NUMBER,
+            "2200D REF-02": Category.ACCOUNT_NUMBER,
+            "2200D DTP-03": Category.DATE,
+        },
+    ),
+    (
+        review_278,
+        "278",
+        {
+            "2010C NM1-03": Category.NAME,
+            "2010C NM1-09": Category.HEALTH_PLAN_ID,
+            "2010C DMG-02": Category.DATE,
+            "2000E DTP-03": Category.DATE,
+        },
+    ),
 ]
 
 
@@ -92,7 +158,9 @@ def test_each_transaction_names_its_patient_by_loop(
         assert not any(v in finding.location for v in PATIENT.identifiers())
 
 
-NOT_PATIENTS = ("PR", "PE", "85", "1P", "41", "P5", "IN")
+# Payers, payees, providers, submitters, insurers: not the patient. (An 834's sponsor, N1*P5,
+# is the members' employer, which Safe Harbor removes: see the 834 case.)
+NOT_PATIENTS = ("PR", "PE", "85", "1P", "41", "IN", "71", "40")
 
 
 def test_payer_and_provider_loops_are_not_the_patient() -> None:
@@ -100,21 +168,31 @@ def test_payer_and_provider_loops_are_not_the_patient() -> None:
         (interchange,) = find(generate(PATIENT))
         flagged = {f.segment for f in patient_fields(interchange)}
         for index, segment in enumerate(interchange.segments):
-            if segment.tag in ("NM1", "N1") and segment.element(1) in (
-                "PR",
-                "PE",
-                "85",
-                "1P",
-                "41",
-                "P5",
-                "IN",
-            ):
+            if segment.tag in ("NM1", "N1") and segment.element(1) in NOT_PATIENTS:
                 assert index not in flagged, (segment.tag, segment.element(1))
 
 
 def test_the_generated_transactions_pyx12_knows_are_valid() -> None:
-    for generate in (claim_837p, remittance_835, enrollment_834):
-        assert validate(generate(PATIENT)) == []
+    for generate in (claim_837p, claim_837i, remittance_835, enrollment_834):
+        assert validate(generate(PATIENT)) == [], generate.__name__
+
+
+def test_free_text_in_a_message_or_note_is_read_for_the_patient() -> None:
+    for generate, location in ((eligibility_271, "2100C MSG-01"), (claim_837d, "2300 NTE-02")):
+        (interchange,) = find(generate(PATIENT))
+        fields = {f.location: f.free_text for f in patient_fields(interchange)}
+        assert fields.get(location) is True, (location, sorted(fields))
+        inspection = INSPECTOR.inspect(generate(PATIENT).encode())
+        assert any(f.location.startswith(location) for f in inspection.findings)
+
+
+def test_a_claim_acknowledgement_without_patient_loops_is_no_phi() -> None:
+    text = acknowledgement_277ca()
+    (interchange,) = find(text)
+    assert interchange.transactions() == ["277"]
+    assert list(patient_fields(interchange)) == []
+    inspection = INSPECTOR.inspect(text.encode())
+    assert inspection.format == "x12" and not inspection.contains_phi
 
 
 @settings(max_examples=150, deadline=None)

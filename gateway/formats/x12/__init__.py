@@ -3,12 +3,15 @@ reviews 278, enrollment 834) as a format plug-in: interchanges found by their IS
 bare GS/ST group), split by the delimiters each declares (envelope.py), the patient's
 elements named by transaction, loop and element (patient.py). Acknowledgements (999, TA1,
 997) carry no patient loops and pass. A refusal is a 999 rejecting the groups sent, or a TA1
-for an envelope that cannot be read (ack.py). Redaction: issue 16, next step.
+for an envelope that cannot be read (ack.py). Redaction rewrites the patient's elements to
+Safe Harbor in place and keeps the interchange valid (redact.py), verified before it leaves
+(verify.py).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from gateway.containers.budget import Combined
 from gateway.formats.base import (
@@ -17,15 +20,35 @@ from gateway.formats.base import (
     FormatHandler,
     Payload,
     Reader,
+    RedactContext,
     RefusalRequest,
+    with_document,
 )
 from gateway.formats.x12.ack import ACK_CONTENT_TYPE, envelope_reply, reject_999, reject_ta1
-from gateway.formats.x12.envelope import X12Error, find, starts_like_x12
+from gateway.formats.x12.envelope import Interchange, X12Error, find, starts_like_x12
 from gateway.formats.x12.patient import patient_fields
-from gateway.model import BlockResponse, Finding, Format, Inspection
+from gateway.formats.x12.redact import X12Redactor
+from gateway.formats.x12.verify import verify_x12
+from gateway.model import (
+    BlockResponse,
+    Document,
+    Finding,
+    Format,
+    Inspection,
+    RedactionOutcome,
+)
 
 X12 = Format("x12")
 _SNIFF = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What inspection read, handed to redaction: the text, its encoding, its interchanges."""
+
+    text: str
+    encoding: str
+    interchanges: list[Interchange]
 
 
 class X12Format(FormatHandler):
@@ -41,7 +64,7 @@ class X12Format(FormatHandler):
         return _looks_like_x12(payload.latin1()[: _SNIFF * 8])
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
-        text = payload.data.decode("utf-8", "replace")
+        text, encoding = _decode(payload.data)
         try:
             interchanges = find(text)
         except X12Error as exc:
@@ -63,9 +86,13 @@ class X12Format(FormatHandler):
                     found[Finding(field.category, field.location)] = None
         for location, texts in notes.items():
             reader.free_text("\n".join(texts), location, payload.depth, combined)
+        # Whatever lies between interchanges is no X12 and is read as text.
+        outside = "\n".join(_outside(text, interchanges)).strip()
+        if outside:
+            reader.free_text(outside, "outside the interchanges", payload.depth, combined)
         combined.add_fields(list(found))
         result = combined.result()
-        return Inspection(
+        inspection = Inspection(
             X12,
             ",".join(types)[:40],
             result.findings,
@@ -74,6 +101,25 @@ class X12Format(FormatHandler):
             result.limit,
             result.internal,
             reply=envelope_reply(interchanges),
+        )
+        return with_document(inspection, payload, Parsed(text, encoding, interchanges))
+
+    def can_redact(self, fmt: Format) -> bool:
+        return fmt == X12
+
+    def redact(self, document: Document, context: RedactContext) -> RedactionOutcome:
+        parsed = document.parsed
+        if not isinstance(parsed, Parsed):
+            return RedactionOutcome(error="redaction is not available for this payload")
+        result = X12Redactor(context).redact(parsed.text, parsed.interchanges)
+        problem = verify_x12(result.text, result.searched, result.searched_dates, context.shift)
+        if problem:
+            return RedactionOutcome(error=problem)
+        codec, bom = document.sent_as
+        # Written back as it came: in its UTF-16/32 (with its BOM), else in its own bytes.
+        body = bom + result.text.encode(codec) if codec else result.text.encode(parsed.encoding)
+        return RedactionOutcome(
+            body, ACK_CONTENT_TYPE, dict(result.counts), tuple(sorted(result.locations))
         )
 
     def refusal(self, request: RefusalRequest) -> BlockResponse | None:
@@ -88,6 +134,23 @@ class X12Format(FormatHandler):
             body = reject_999(reply, request.incident_id)
         headers = ((INCIDENT_HEADER, request.incident_id),)
         return BlockResponse(BLOCK_STATUS, ACK_CONTENT_TYPE, body.encode(), headers)
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    """UTF-8 when it is, else Latin-1 (every byte kept): redaction writes it back the same."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def _outside(text: str, interchanges: list[Interchange]) -> list[str]:
+    pieces, position = [], 0
+    for interchange in interchanges:
+        pieces.append(text[position : interchange.start])
+        position = interchange.end
+    pieces.append(text[position:])
+    return [p for p in pieces if p.strip()]
 
 
 def _looks_like_x12(text: str) -> bool:

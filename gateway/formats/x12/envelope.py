@@ -54,6 +54,9 @@ class Interchange:
     delimiters: Delimiters
     segments: list[Segment] = field(default_factory=list)
     has_isa: bool = True
+    start: int = 0  # where it lies in the text it was found in (line breaks included)
+    end: int = 0
+    line_end: str = ""  # what the sender wrote after each terminator ("\r\n", "\n", "")
 
     def transactions(self) -> list[str]:
         """The transaction set ids of its ST segments ("837", "999", ...)."""
@@ -89,13 +92,21 @@ def _read(text: str, start: int) -> tuple[Interchange, int]:
     # The interchange runs to its IEA (or to the next ISA, or to the end).
     end = _interchange_end(text, start, delimiters, has_isa)
     raw = text[start:end]
+    line_end = ""
     if delimiters.segment not in "\r\n":
+        line_end = _line_end(raw, delimiters.segment)
         raw = _LINE_BREAKS.sub("", raw)  # wrapped lines and CR/LF after terminators
-    interchange = Interchange(raw, delimiters, has_isa=has_isa)
+    interchange = Interchange(raw, delimiters, [], has_isa, start, end, line_end)
     interchange.segments = _segments(raw, delimiters)
     if has_isa and (not interchange.segments or interchange.segments[0].tag != "ISA"):
         raise X12Error("ISA header cannot be read")
     return interchange, end
+
+
+def _line_end(raw: str, terminator: str) -> str:
+    """The line break after the first terminator followed by one, if any."""
+    match = re.search(rf"{re.escape(terminator)}(\r\n|\r|\n)", raw)
+    return match.group(1) if match else ""
 
 
 def _isa_delimiters(text: str, start: int) -> Delimiters:

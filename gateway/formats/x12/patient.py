@@ -17,8 +17,29 @@ from dataclasses import dataclass
 from gateway.formats.x12.envelope import Interchange, Segment
 from gateway.model import Category
 
-# NM101 entity identifiers of people whose data is PHI.
-PATIENT_ENTITIES = frozenset({"IL", "QC", "03", "74", "IL1"})
+# NM101 entity identifiers of people whose data is PHI: the subscriber, the patient or
+# dependent, a corrected name, and the people and places around them that Safe Harbor
+# removes too (relatives, household, employer, guardians, the member's mailing address).
+PATIENT_ENTITIES = frozenset(
+    {
+        "IL",  # insured or subscriber
+        "QC",  # patient
+        "03",  # dependent
+        "74",  # corrected insured
+        "70",  # prior incorrect insured (834)
+        "31",  # postal mailing address (834)
+        "36",  # employer
+        "QD",  # responsible party
+        "GD",  # guardian
+        "S3",  # custodial parent
+        "E1",  # person legally responsible
+        "EXS",  # ex-spouse
+        "GB",  # other insured
+        "J6",  # power of attorney
+        "LR",  # legal representative
+        "M8",  # school
+    }
+)
 # NM108 identification qualifiers -> category of NM109.
 _ID_QUALIFIERS = {
     "MI": Category.HEALTH_PLAN_ID,  # member identification number
@@ -125,7 +146,12 @@ _CLAIM_LOOPS = {
     "834": {"INS": "2000"},
     "277": {"TRN": "2200D"},
     "276": {"TRN": "2200D"},
+    "278": {"UM": "2000E"},
 }
+# Claim loops a transaction opens only at a person's level: the TRN of a 276/277 traces a
+# claim in a subscriber or patient level (2200D/E), a batch at the levels above (277CA).
+_PERSON_LEVELS = frozenset({"22", "23"})
+_TRACED = frozenset({"276", "277"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +181,15 @@ def patient_fields(interchange: Interchange) -> Iterator[Field]:
             party = _LEVEL_LOOPS.get((transaction, level), "")
             continue
         opened = _CLAIM_LOOPS.get(transaction, {}).get(tag)
+        if opened and tag == "TRN" and transaction in _TRACED and level not in _PERSON_LEVELS:
+            opened = None
         if opened:
             claim, party = opened, ""
             yield from _claim_fields(index, segment, opened)
+            continue
+        if tag == "N1" and transaction == "834" and segment.element(1).upper() == "P5":
+            if segment.element(2):  # the plan sponsor of an enrollment: the employer
+                yield Field(index, 2, Category.NAME, "1000A N1-02")
             continue
         if tag == "NM1":
             entity = segment.element(1).upper()
