@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.support.documents import docx_face_sheet, summary_lines
 from tests.support.patients import fhir_patient, fhir_patient_json, hl7_adt, make_patient
+from tests.support.x12 import claim_837p
 
 HL7_TARGET = 2048
 BUNDLE_TARGET = 500_000
@@ -69,6 +70,15 @@ def hl7_adt_2k(target: int = HL7_TARGET) -> bytes:
             f"OBX|{n}|NM|{code}^{display}^LN||{value}|{unit}|||||F|||2024010203{n % 60:02d}"
         )
     return ("\r".join(segments) + "\r").encode()
+
+
+def x12_837p_2k(target: int = HL7_TARGET) -> bytes:
+    """A professional claim (837P) for one synthetic patient, with service lines to ~2 KB."""
+    patient = make_patient(_SEED + 4)
+    services = 1
+    while len(claim_837p(patient, services=services + 1)) <= target:
+        services += 1
+    return claim_837p(patient, services=services).encode()
 
 
 def fhir_patient_resource() -> bytes:
@@ -177,6 +187,7 @@ def build_payloads() -> list[Payload]:
     bundle = fhir_bundle()
     pdf = discharge_summary_200k()
     docx = docx_face_sheet(make_patient(_SEED + 3))
+    claim = x12_837p_2k()
     return [
         Payload(
             "hl7-adt-2k",
@@ -199,6 +210,7 @@ def build_payloads() -> list[Payload]:
         Payload(
             "pdf-200k", f"discharge summary PDF, {len(pdf) // 1000} kB", "application/pdf", pdf
         ),
+        Payload("x12-837p-2k", f"X12 837P claim, {len(claim)} B", "application/edi-x12", claim),
         Payload(
             "docx-face-sheet",
             f"DOCX face sheet, {len(docx) // 1000} kB",

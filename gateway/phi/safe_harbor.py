@@ -138,9 +138,16 @@ class Pseudonymizer:
         return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
 
     def shift_days(self, patient_key: str, max_days: int) -> int:
-        """A per-patient date shift in [-max_days, max_days], stable for that patient."""
+        """A per-patient date shift in [-max_days, max_days], never 0, stable for that
+        patient."""
         digest = self._hash.digest(b"shift\0" + patient_key.encode())
-        return int.from_bytes(digest[:4], "big") % (2 * max_days + 1) - max_days
+        days = int.from_bytes(digest[:4], "big") % (2 * max_days + 1) - max_days
+        if days == 0 and max_days > 0:
+            # No shift would leave the real dates: another byte picks one. (Only this case
+            # is re-drawn, so every other patient keeps the shift earlier releases gave.)
+            days = 1 + digest[4] % max_days
+            days = days if digest[5] & 1 else -days
+        return days
 
 
 @dataclass

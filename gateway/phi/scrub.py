@@ -95,11 +95,56 @@ def _present(lowered: str, lowered_values: Iterable[str]) -> list[str]:
     return [v for v in lowered_values if v in lowered]
 
 
-def find_values(text: str, lowered_values: Iterable[str]) -> bool:
+# Past this many values, a text is searched through a ``ValueIndex`` rather than once per
+# value (a batch of claims brings thousands, each text would be read thousands of times).
+_MANY_VALUES = 64
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
+class ValueIndex:
+    """Lower-case values by their first token (run of ASCII letters and digits). A value
+    that occurs in a text as a whole token (what every search here asks) has its first
+    token there as a whole token too, so only the values whose first token the text holds
+    are looked for: the cost follows the text, not the number of values."""
+
+    __slots__ = ("_by_first", "_tokenless")
+
+    def __init__(self, lowered_values: Iterable[str]) -> None:
+        self._by_first: dict[str, list[str]] = {}
+        self._tokenless: list[str] = []
+        for value in lowered_values:
+            first = _TOKEN_RUN.search(value)
+            if first is None:
+                self._tokenless.append(value)
+            else:
+                self._by_first.setdefault(first.group(), []).append(value)
+
+    def present(self, lowered: str) -> list[str]:
+        """The values that may occur in ``lowered`` as whole tokens (a superset: callers
+        check the boundaries), each once."""
+        hits = [v for v in self._tokenless if v in lowered]
+        by_first = self._by_first
+        for token in set(_TOKEN_RUN.findall(lowered)):
+            candidates = by_first.get(token)
+            if candidates is not None:
+                hits += [v for v in candidates if v in lowered]
+        return hits
+
+
+def _present_in(lowered: str, lowered_values: Iterable[str] | ValueIndex) -> list[str]:
+    """``_present``, through a ``ValueIndex`` when there are many values."""
+    if isinstance(lowered_values, ValueIndex):
+        return lowered_values.present(lowered)
+    if isinstance(lowered_values, set | frozenset | list) and len(lowered_values) > _MANY_VALUES:
+        return ValueIndex(lowered_values).present(lowered)
+    return _present(lowered, lowered_values)
+
+
+def find_values(text: str, lowered_values: Iterable[str] | ValueIndex) -> bool:
     """Does any value occur as a whole token? A plain substring test first (the usual case:
     none of them anywhere), then the token boundaries of the few that do."""
     lowered = text.lower()
-    hits = _present(lowered, lowered_values)
+    hits = _present_in(lowered, lowered_values)
     if not hits:
         return False
     if text.isascii():
@@ -276,6 +321,8 @@ class ContextScrubber:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._lowered: set[str] = set()
+        self._index: ValueIndex | None = None  # of _lowered, made when many are searched
+        self._indexed = 0  # how many values it was made of (values are only ever added)
 
     def add(self, value: str) -> None:
         if value in self._values:
@@ -346,13 +393,21 @@ class ContextScrubber:
         """Is this whole value one of the learned identifiers?"""
         return value.strip().lower() in self._lowered
 
+    def _searched(self) -> set[str] | ValueIndex:
+        lowered = self._lowered
+        if len(lowered) <= _MANY_VALUES:
+            return lowered
+        if self._index is None or self._indexed != len(lowered):
+            self._index, self._indexed = ValueIndex(lowered), len(lowered)
+        return self._index
+
     def matches(self, text: str) -> bool:
-        return find_values(text, self._lowered)
+        return find_values(text, self._searched())
 
     def scrub(self, text: str) -> str:
         """SSN/phone/e-mail shapes and the learned values masked."""
         text = scrub_patterns(text)
-        hits = _present(text.lower(), self._lowered)
+        hits = _present_in(text.lower(), self._searched())
         return mask_values(text, hits) if hits else text
 
     def scrub_pieces(self, pieces: list[str], separator: str) -> dict[int, str]:

@@ -47,9 +47,29 @@ def _interchange(body: list[list[str]], functional: str, version: str, d: Delims
     return isa(d) + "".join(d.element.join(s) + d.segment + d.after for s in segments)
 
 
-def claim_837p(patient: Patient, d: Delims = DEFAULT) -> str:
+def claim_837p(patient: Patient, d: Delims = DEFAULT, services: int = 1) -> str:
     """A professional claim: the subscriber is the patient (name, member id, address, birth
-    date, SSN), with a medical record number, an admission date, a note and one service."""
+    date, SSN), with a medical record number, an admission date, a note and ``services``
+    service lines."""
+    return _interchange(_claim_837p_set(patient, d, services), "HC", "005010X222A1", d)
+
+
+def claim_batch(patients: list[Patient], d: Delims = DEFAULT, services: int = 1) -> str:
+    """A batch file as clearinghouses send them: one interchange, one functional group, a
+    professional claim transaction set per patient (ST/SE control numbers counted up)."""
+    segments: list[list[str]] = [
+        ["GS", "HC", "SUBMITTERID", "RECEIVERID", "20261201", "1200", "1", "X", "005010X222A1"]
+    ]
+    for number, patient in enumerate(patients, 1):
+        body = _claim_837p_set(patient, d, services)
+        control = f"{number:04d}"
+        body[0][2] = control
+        segments += [*body, ["SE", str(len(body) + 1), control]]
+    segments += [["GE", str(len(patients)), "1"], ["IEA", "1", "000000001"]]
+    return isa(d) + "".join(d.element.join(s) + d.segment + d.after for s in segments)
+
+
+def _claim_837p_set(patient: Patient, d: Delims, services: int) -> list[list[str]]:
     c = d.component
     body = [
         ["ST", "837", "0001", "005010X222A1"],
@@ -75,11 +95,16 @@ def claim_837p(patient: Patient, d: Delims = DEFAULT) -> str:
         ["REF", "EA", patient.mrn],
         ["NTE", "ADD", f"PATIENT {patient.given} {patient.family} ASKED FOR A CALL"],
         ["HI", f"ABK{c}J449"],
-        ["LX", "1"],
-        ["SV1", f"HC{c}99213", "100", "UN", "1", "", "", "1"],
-        ["DTP", "472", "D8", patient.admit_date],
     ]
-    return _interchange(body, "HC", "005010X222A1", d)
+    for line in range(1, services + 1):
+        body += [
+            ["LX", str(line)],
+            ["SV1", f"HC{c}{99210 + line % 6}", "100", "UN", "1", "", "", "1"],
+            ["DTP", "472", "D8", patient.admit_date],
+        ]
+    claim = next(segment for segment in body if segment[0] == "CLM")
+    claim[2] = str(100 * services)  # CLM-02: the total of the lines
+    return body
 
 
 def ack_999(d: Delims = DEFAULT) -> str:

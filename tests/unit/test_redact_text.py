@@ -14,6 +14,7 @@ from gateway.phi.patterns import SSN_SHAPE as SSN
 from gateway.phi.scrub import (
     MASK,
     ContextScrubber,
+    ValueIndex,
     find_values,
     has_pattern,
     mask_spans,
@@ -42,6 +43,21 @@ def test_mask_values_matches_the_regex(text: str, values: list[str]) -> None:
     assert mask_values(text, hits) == _reference_mask(text, values)
     expected = bool(hits) and values_pattern(hits).search(text) is not None
     assert find_values(text, lowered_values) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_TEXT, values=_VALUES)
+def test_the_value_index_finds_what_the_plain_search_finds(text: str, values: list[str]) -> None:
+    lowered_values = {v.lower() for v in values}
+    expected = find_values(text, lowered_values)  # few values: one search per value
+    assert find_values(text, ValueIndex(lowered_values)) == expected
+    scrubber = ContextScrubber()
+    for value in values:
+        scrubber.add(value)
+    masked = scrubber.scrub(text)
+    for n in range(100):  # past the threshold: the scrubber searches through an index
+        scrubber.add(f"zz{n}q")
+    assert scrubber.scrub(text) == masked
 
 
 @settings(max_examples=400, deadline=None)

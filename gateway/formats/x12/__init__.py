@@ -26,7 +26,7 @@ from gateway.formats.base import (
 )
 from gateway.formats.x12.ack import ACK_CONTENT_TYPE, envelope_reply, reject_999, reject_ta1
 from gateway.formats.x12.envelope import Interchange, X12Error, find, starts_like_x12
-from gateway.formats.x12.patient import patient_fields
+from gateway.formats.x12.patient import places
 from gateway.formats.x12.redact import X12Redactor
 from gateway.formats.x12.verify import verify_x12
 from gateway.model import (
@@ -72,29 +72,18 @@ class X12Format(FormatHandler):
         if not interchanges:
             return Inspection(X12, error="malformed X12: no interchange", reply={"unreadable": "1"})
         combined = Combined(X12)
-        found: dict[Finding, None] = {}  # a batch repeats the same places: each once
-        notes: dict[str, list[str]] = {}  # free text by place, read in one pass per place
-        types: list[str] = []
-        for interchange in interchanges:
-            types += [t for t in interchange.transactions() if t not in types]
-            segments = interchange.segments
-            for field in patient_fields(interchange):
-                if field.free_text:
-                    value = segments[field.segment].element(field.element)
-                    notes.setdefault(field.location, []).append(value)
-                else:
-                    found[Finding(field.category, field.location)] = None
-        for location, texts in notes.items():
+        held = places(interchanges)
+        for location, texts in held.notes.items():  # one read per place
             reader.free_text("\n".join(texts), location, payload.depth, combined)
         # Whatever lies between interchanges is no X12 and is read as text.
         outside = "\n".join(_outside(text, interchanges)).strip()
         if outside:
             reader.free_text(outside, "outside the interchanges", payload.depth, combined)
-        combined.add_fields(list(found))
+        combined.add_fields([Finding(category, location) for category, location in held.fields])
         result = combined.result()
         inspection = Inspection(
             X12,
-            ",".join(types)[:40],
+            ",".join(held.transactions)[:40],
             result.findings,
             result.contains_phi,
             result.error,

@@ -5,8 +5,8 @@ An interchange starts with a fixed-width ISA header of 106 characters: the eleme
 is its 4th character, the repetition separator ISA11, the component separator ISA16 (the 105th
 character) and the segment terminator the 106th. Senders write lower case, wrap files at 80
 columns, put CR/LF after each terminator, and drop the last terminator; a GS/ST group sent
-without its ISA is still X12 (its delimiters are read from the ST segment). Every segment keeps
-its offsets in the text, so redaction can rewrite elements in place.
+without its ISA is still X12 (its delimiters are read from the ST segment). A segment's
+elements are split only when read.
 """
 
 from __future__ import annotations
@@ -37,15 +37,28 @@ class Delimiters:
     segment: str = "~"
 
 
-@dataclass(slots=True)
 class Segment:
-    tag: str  # upper case: "NM1"
-    elements: list[str]  # elements[0] is the tag; elements[n] is element n (NM1-03 = [3])
-    start: int  # offsets of the segment (without its terminator) in the interchange's text
-    end: int
+    """One segment: its tag read at once, its elements split when first asked for (most
+    segments of a claim, service lines and codes, are never read)."""
+
+    def __init__(self, raw: str, separator: str, tag: str) -> None:
+        self.raw = raw  # the segment as sent, without its terminator
+        self.separator = separator
+        self.tag = tag  # upper case: "NM1"
+        self._elements: list[str] | None = None
+
+    @property
+    def elements(self) -> list[str]:
+        """elements[0] is the tag; elements[n] is element n (NM1-03 = [3])."""
+        elements = self._elements
+        if elements is None:
+            elements = self._elements = self.raw.split(self.separator)
+            elements[0] = self.tag
+        return elements
 
     def element(self, number: int) -> str:
-        return self.elements[number] if number < len(self.elements) else ""
+        elements = self.elements
+        return elements[number] if number < len(elements) else ""
 
 
 @dataclass(slots=True)
@@ -166,22 +179,16 @@ def _interchange_end(text: str, start: int, delimiters: Delimiters, has_isa: boo
 
 def _segments(raw: str, delimiters: Delimiters) -> list[Segment]:
     segments: list[Segment] = []
-    position = 0
     separator = delimiters.element
     for piece in raw.split(delimiters.segment):
-        start = position
-        size = len(piece)
-        position += size + 1
         segment = piece
         if piece[:1] in _BLANKS or piece[-1:] in _BLANKS:
             segment = piece.strip("\r\n \t")
             if not segment:
                 continue
-            start += piece.index(segment[0])
-            size = len(segment)
-        elements = segment.split(separator)
-        tag = elements[0]
+        cut = segment.find(separator)
+        tag = segment if cut < 0 else segment[:cut]
         if not tag.isupper():
-            tag = elements[0] = tag.upper()
-        segments.append(Segment(tag, elements, start, start + size))
+            tag = tag.upper()
+        segments.append(Segment(segment, separator, tag))
     return segments

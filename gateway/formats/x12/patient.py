@@ -11,7 +11,6 @@ Each field found is named by loop and element ("2010BA NM1-03"), never by value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.formats.x12.envelope import Interchange, Segment
@@ -154,7 +153,7 @@ _PERSON_LEVELS = frozenset({"22", "23"})
 _TRACED = frozenset({"276", "277"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a batch makes tens of thousands, and frozen costs
 class Field:
     """One identifying element: where it is (segment index, element, component) and what."""
 
@@ -165,46 +164,68 @@ class Field:
     free_text: bool = False  # read by the text detectors, not identifying by its place
 
 
-def patient_fields(interchange: Interchange) -> Iterator[Field]:
-    """Every element of an interchange that identifies a patient or subscriber."""
+# The tags whose segments can open a loop or hold the patient: the others (service lines,
+# codes, amounts) are passed over without being split.
+_READ_TAGS = frozenset(
+    {"ST", "HL", "NM1", "N1", "N3", "N4", "DMG", "REF", "DTP", "DTM", "PER", "PAT", "NTE"}
+    | {"K3", "MSG", "INS"}
+    | {tag for loops in _CLAIM_LOOPS.values() for tag in loops}
+)
+_NO_CLAIMS: dict[str, str] = {}
+_FREE_TEXT = frozenset({"NTE", "K3", "MSG"})
+_COMMUNICATION = {"EM": Category.EMAIL, "FX": Category.FAX}
+
+
+def patient_fields(interchange: Interchange) -> list[Field]:
+    """Every element of an interchange that identifies a patient or subscriber, in order."""
+    found: list[Field] = []
+    locations: dict[tuple[str, str, int], str] = {}  # a batch repeats its places
     transaction = ""
+    claims = _NO_CLAIMS  # the claim loops the transaction set opens, by tag
     level = ""  # HL03 of the current hierarchical level
     party = ""  # loop of the patient NM1 whose segments follow; "" outside one
     claim = ""  # loop of the claim the segments are in
     for index, segment in enumerate(interchange.segments):
         tag = segment.tag
+        if tag not in _READ_TAGS:
+            continue
         if tag == "ST":
             transaction, level, party, claim = segment.element(1), "", "", ""
+            claims = _CLAIM_LOOPS.get(transaction, _NO_CLAIMS)
             continue
         if tag == "HL":
             level, claim = segment.element(3), ""
             party = _LEVEL_LOOPS.get((transaction, level), "")
             continue
-        opened = _CLAIM_LOOPS.get(transaction, {}).get(tag)
+        opened = claims.get(tag)
         if opened and tag == "TRN" and transaction in _TRACED and level not in _PERSON_LEVELS:
             opened = None
         if opened:
             claim, party = opened, ""
-            yield from _claim_fields(index, segment, opened)
+            _claim_fields(found, locations, index, segment, opened)
             continue
-        if tag == "N1" and transaction == "834" and segment.element(1).upper() == "P5":
-            if segment.element(2):  # the plan sponsor of an enrollment: the employer
-                yield Field(index, 2, Category.NAME, "1000A N1-02")
+        if tag == "N1":
+            if transaction == "834" and segment.element(1).upper() == "P5" and segment.element(2):
+                # The plan sponsor of an enrollment: the members' employer.
+                found.append(Field(index, 2, Category.NAME, "1000A N1-02"))
             continue
         if tag == "NM1":
             entity = segment.element(1).upper()
             if entity in PATIENT_ENTITIES:
                 party = _party_loop(transaction, level, entity, claim)
-                yield from _nm1_fields(index, segment, party)
+                _nm1_fields(found, locations, index, segment, party)
             else:
                 party = ""
             continue
         where = party or claim
         if not where:
-            if tag in ("NTE", "K3", "MSG"):
-                yield Field(index, 2 if tag == "NTE" else 1, Category.NAME, f"{tag}-01", True)
+            if tag in _FREE_TEXT:
+                found.append(
+                    Field(index, 2 if tag == "NTE" else 1, Category.NAME, f"{tag}-01", True)
+                )
             continue
-        yield from _loop_fields(index, segment, where, in_party=bool(party))
+        _loop_fields(found, locations, index, segment, where, bool(party))
+    return found
 
 
 def _party_loop(transaction: str, level: str, entity: str, claim: str) -> str:
@@ -218,60 +239,120 @@ def _party_loop(transaction: str, level: str, entity: str, claim: str) -> str:
     return f"{claim or 'NM1'}-{entity}"
 
 
-def _nm1_fields(index: int, segment: Segment, loop: str) -> Iterator[Field]:
+def _at(locations: dict[tuple[str, str, int], str], loop: str, tag: str, element: int) -> str:
+    """The location "2010BA NM1-03", made once per payload."""
+    key = (loop, tag, element)
+    location = locations.get(key)
+    if location is None:
+        location = locations[key] = f"{loop} {tag}-{element:02d}"
+    return location
+
+
+def _nm1_fields(
+    found: list[Field],
+    locations: dict[tuple[str, str, int], str],
+    index: int,
+    segment: Segment,
+    loop: str,
+) -> None:
     for element in (3, 4, 5, 7):  # last, first, middle names, suffix
         if segment.element(element):
-            yield Field(index, element, Category.NAME, f"{loop} NM1-{element:02d}")
+            found.append(Field(index, element, Category.NAME, _at(locations, loop, "NM1", element)))
     if segment.element(9):
         category = _ID_QUALIFIERS.get(segment.element(8).upper(), Category.OTHER_ID)
-        yield Field(index, 9, category, f"{loop} NM1-09")
+        found.append(Field(index, 9, category, _at(locations, loop, "NM1", 9)))
 
 
-def _claim_fields(index: int, segment: Segment, loop: str) -> Iterator[Field]:
+def _claim_fields(
+    found: list[Field],
+    locations: dict[tuple[str, str, int], str],
+    index: int,
+    segment: Segment,
+    loop: str,
+) -> None:
     tag = segment.tag
     if tag in ("CLM", "CLP") and segment.element(1):
-        yield Field(index, 1, Category.ACCOUNT_NUMBER, f"{loop} {tag}-01")
-    if tag == "CLP" and segment.element(7):
-        yield Field(index, 7, Category.OTHER_ID, f"{loop} CLP-07")  # payer claim control
+        found.append(Field(index, 1, Category.ACCOUNT_NUMBER, _at(locations, loop, tag, 1)))
+    if tag == "CLP" and segment.element(7):  # payer claim control number
+        found.append(Field(index, 7, Category.OTHER_ID, _at(locations, loop, tag, 7)))
     if tag == "TRN" and segment.element(2):
-        yield Field(index, 2, Category.ACCOUNT_NUMBER, f"{loop} TRN-02")
+        found.append(Field(index, 2, Category.ACCOUNT_NUMBER, _at(locations, loop, tag, 2)))
 
 
-def _loop_fields(index: int, segment: Segment, loop: str, in_party: bool) -> Iterator[Field]:
+def _loop_fields(  # noqa: PLR0917 - one call site, in the walk
+    found: list[Field],
+    locations: dict[tuple[str, str, int], str],
+    index: int,
+    segment: Segment,
+    loop: str,
+    in_party: bool,
+) -> None:
     tag = segment.tag
-    if tag == "N3":
-        for element in (1, 2):
+    if tag in {"N3", "N4"}:
+        # Street lines; city and postal code (the state is not PHI).
+        for element in (1, 2) if tag == "N3" else (1, 3):
             if segment.element(element):
-                yield Field(index, element, Category.GEOGRAPHY, f"{loop} N3-{element:02d}")
-    elif tag == "N4":
-        for element in (1, 3):  # city, postal code (the state is not PHI)
-            if segment.element(element):
-                yield Field(index, element, Category.GEOGRAPHY, f"{loop} N4-{element:02d}")
-    elif tag == "DMG" and segment.element(2):
-        yield Field(index, 2, Category.DATE, f"{loop} DMG-02")
-    elif tag == "REF" and segment.element(2):
-        category = _REF_QUALIFIERS.get(segment.element(1).upper())
-        if category is not None or in_party:
-            yield Field(index, 2, category or Category.OTHER_ID, f"{loop} REF-02")
-    elif tag in ("DTP", "DTM") and segment.element(3 if tag == "DTP" else 2):
-        qualifier = segment.element(1).upper()
-        if in_party or qualifier in _PERSONAL_DATE_QUALIFIERS:
-            element = 3 if tag == "DTP" else 2
-            yield Field(index, element, Category.DATE, f"{loop} {tag}-{element:02d}")
+                location = _at(locations, loop, tag, element)
+                found.append(Field(index, element, Category.GEOGRAPHY, location))
+    elif tag == "DMG":
+        if segment.element(2):
+            found.append(Field(index, 2, Category.DATE, _at(locations, loop, tag, 2)))
+    elif tag == "REF":
+        if segment.element(2):
+            category = _REF_QUALIFIERS.get(segment.element(1).upper())
+            if category is not None or in_party:
+                location = _at(locations, loop, tag, 2)
+                found.append(Field(index, 2, category or Category.OTHER_ID, location))
+    elif tag in {"DTP", "DTM"}:
+        element = 3 if tag == "DTP" else 2
+        if segment.element(element) and (
+            in_party or segment.element(1).upper() in _PERSONAL_DATE_QUALIFIERS
+        ):
+            found.append(Field(index, element, Category.DATE, _at(locations, loop, tag, element)))
     elif tag == "PER":
         for element in (4, 6, 8):  # communication numbers
             if segment.element(element):
-                category = {"EM": Category.EMAIL, "FX": Category.FAX}.get(
-                    segment.element(element - 1).upper(), Category.PHONE
-                )
-                yield Field(index, element, category, f"{loop} PER-{element:02d}")
+                qualifier = segment.element(element - 1).upper()
+                category = _COMMUNICATION.get(qualifier, Category.PHONE)
+                found.append(Field(index, element, category, _at(locations, loop, tag, element)))
         if in_party and segment.element(2):
-            yield Field(index, 2, Category.NAME, f"{loop} PER-02")
-    elif tag == "PAT" and segment.element(6):
-        yield Field(index, 6, Category.DATE, f"{loop} PAT-06")  # date of death
-    elif tag in ("NTE", "K3", "MSG"):
+            found.append(Field(index, 2, Category.NAME, _at(locations, loop, tag, 2)))
+    elif tag == "PAT":
+        if segment.element(6):  # date of death
+            found.append(Field(index, 6, Category.DATE, _at(locations, loop, tag, 6)))
+    elif tag in _FREE_TEXT:
         element = 2 if tag == "NTE" else 1
         if segment.element(element):
-            yield Field(index, element, Category.NAME, f"{loop} {tag}-{element:02d}", True)
+            location = _at(locations, loop, tag, element)
+            found.append(Field(index, element, Category.NAME, location, True))
     elif tag == "INS" and in_party and segment.element(17):
-        yield Field(index, 17, Category.OTHER_ID, f"{loop} INS-17")
+        found.append(Field(index, 17, Category.OTHER_ID, _at(locations, loop, tag, 17)))
+
+
+@dataclass(slots=True)
+class Places:
+    """What a payload's interchanges hold, summed up for inspection: each identifying place
+    once (a batch repeats them thousands of times), the free text of each place, and the
+    transaction set ids in the order first seen."""
+
+    fields: dict[tuple[Category, str], None]
+    notes: dict[str, list[str]]
+    transactions: list[str]
+
+
+def places(interchanges: list[Interchange]) -> Places:
+    fields: dict[tuple[Category, str], None] = {}
+    notes: dict[str, list[str]] = {}
+    transactions: list[str] = []
+    for interchange in interchanges:
+        for kind in interchange.transactions():
+            if kind not in transactions:
+                transactions.append(kind)
+        segments = interchange.segments
+        for found in patient_fields(interchange):
+            if found.free_text:
+                value = segments[found.segment].element(found.element)
+                notes.setdefault(found.location, []).append(value)
+            else:
+                fields[found.category, found.location] = None
+    return Places(fields, notes, transactions)

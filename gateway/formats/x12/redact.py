@@ -41,6 +41,8 @@ NAME_KIND = "x12-name"
 _TEXT_LENGTH = {"NTE": 80, "K3": 80, "MSG": 264}
 _D8 = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _CLEARED_NAME_PARTS = frozenset({4, 5, 7})
+# An interchange, its segments' new elements (None: dropped) and its free-text fields.
+_Rewritten = tuple[Interchange, list[list[str] | None], list[Field]]
 
 
 @dataclass
@@ -66,15 +68,16 @@ class X12Redactor:
         result = X12Redaction("")
         scrubber = ContextScrubber()
         dates = ContextScrubber()
-        rewritten: list[tuple[Interchange, list[list[str] | None]]] = []
+        rewritten: list[_Rewritten] = []
         for interchange in interchanges:
-            out = self._interchange(interchange, result, scrubber, dates)
-            rewritten.append((interchange, out))
+            notes: list[Field] = []
+            out = self._interchange(interchange, result, scrubber, dates, notes)
+            rewritten.append((interchange, out, notes))
         self._free_text(rewritten, scrubber, dates, result)
         pieces: list[str] = []
         position = 0
         written = ""  # the line break the last interchange written ends with
-        for interchange, elements in rewritten:
+        for interchange, elements, _ in rewritten:
             gap = text[position : interchange.start]
             if gap.strip():
                 raise ValueError("text between interchanges")
@@ -95,14 +98,19 @@ class X12Redactor:
         result: X12Redaction,
         scrubber: ContextScrubber,
         dates: ContextScrubber,
+        notes: list[Field],
     ) -> list[list[str] | None]:
-        """Each segment's new elements (None: dropped)."""
+        """Each segment's new elements (None: dropped); its free-text fields go to ``notes``,
+        to be scrubbed once every identifier of the payload is known."""
         segments = interchange.segments
         out: list[list[str] | None] = [list(s.elements) for s in segments]
         keys = _patient_keys(interchange)
         for f in patient_fields(interchange):
+            if f.free_text:
+                notes.append(f)
+                continue
             elements = out[f.segment]
-            if elements is None or f.free_text:
+            if elements is None:
                 continue
             segment = segments[f.segment]
             value = segment.element(f.element)
@@ -159,17 +167,17 @@ class X12Redactor:
 
     def _free_text(
         self,
-        rewritten: list[tuple[Interchange, list[list[str] | None]]],
+        rewritten: list[_Rewritten],
         scrubber: ContextScrubber,
         dates: ContextScrubber,
         result: X12Redaction,
     ) -> None:
         """Free text is scrubbed once every identifier of the payload is known."""
-        for interchange, out in rewritten:
+        for interchange, out, notes in rewritten:
             mask = _mask(interchange.delimiters)
-            for f in patient_fields(interchange):
+            for f in notes:
                 elements = out[f.segment]
-                if not f.free_text or elements is None or f.element >= len(elements):
+                if elements is None or f.element >= len(elements):
                     continue
                 original = elements[f.element]
                 text = dates.scrub(scrubber.scrub(original))
