@@ -88,11 +88,15 @@ def paired(
     return median(walls), median(cpus), median(refs), median(parses), runs
 
 
-def report(name: str, timing: tuple[float, float, float, float, int], target: float) -> None:
+def report(name: str, timing: tuple[float, float, float, float, int], target: float | None) -> None:
+    """One row; ``target`` None: a figure the issues set no target for."""
     ms, cpu_ms, reference, parse_ms, runs = timing
-    verdict = "met" if reference <= target else "NOT MET"
+    if target is None:
+        verdict, goal = "(no target)", "-"
+    else:
+        verdict, goal = ("met" if reference <= target else "NOT MET"), f"{target:.1f}"
     print(
-        f"{name:<28} {ms:>9.3f} {cpu_ms:>8.3f} {parse_ms:>7.1f} {reference:>9.3f} {target:>7.1f}"
+        f"{name:<28} {ms:>9.3f} {cpu_ms:>8.3f} {parse_ms:>7.1f} {reference:>9.3f} {goal:>7}"
         f"  {runs:>5}  {verdict}"
     )
 

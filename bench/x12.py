@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 
 from bench.payloads import x12_837p_2k
 from bench.redaction import REFERENCE_PARSE_MS, paired, report, yardstick
@@ -56,10 +57,10 @@ def main() -> int:
         f"{'payload':<28} {'wall ms':>9} {'cpu ms':>8} {'parse':>7} {'≈ref ms':>9} {'target':>7}"
         f"  {'runs':>5}  verdict (on ≈ref)"
     )
-    cases = [
+    cases: list[tuple[str, Callable[[], object], float | None]] = [
         (f"inspect 837P ({len(claim)} B)", lambda: inspector.inspect(claim), 0.2),
         ("  a new patient each call", lambda: inspector.inspect(next(fresh)), 0.2),
-        (f"redact 837P ({len(claim)} B)", lambda: redactor.redact(claim, "", X12), 0.3),
+        (f"redact 837P ({len(claim)} B)", lambda: redactor.redact(claim, "", X12), None),
         (f"inspect batch ({len(batch) / 1e6:.1f} MB)", lambda: inspector.inspect(batch), 50.0),
         (
             f"redact batch ({len(batch) / 1e6:.1f} MB)",

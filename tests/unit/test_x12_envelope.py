@@ -47,6 +47,14 @@ def test_what_real_senders_send_is_read() -> None:
         assert tags[0] == "ISA" and "NM1" in tags and tags[-1] == "IEA", tags
     batch = find(text + "\r\n" + text)
     assert len(batch) == 2
+    # Each interchange of a batch ends at its own IEA, whatever terminates its segments,
+    # in upper or lower case.
+    for e, c, t in (("*", ":", "~"), ("|", ">", "\n"), ("^", "\\", "'")):
+        one = claim_837p(e, c, t)
+        for joined in (one + one, one.lower() + "\n" + one.lower(), one + "\n \n" + one):
+            pair = find(joined)
+            assert [len(i.segments) for i in pair] == [len(find(one)[0].segments)] * 2
+            assert all(i.segments[-1].tag == "IEA" for i in pair)
     bare = find("ST*837*0001~NM1*IL*1*DOE*JOHN~SE*3*0001~")
     assert len(bare) == 1 and not bare[0].has_isa and bare[0].segments[1].element(3) == "DOE"
 

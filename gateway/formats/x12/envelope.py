@@ -166,15 +166,33 @@ def _bare_delimiters(text: str, start: int) -> Delimiters:
 
 
 def _interchange_end(text: str, start: int, delimiters: Delimiters, has_isa: bool) -> int:
-    tag = "IEA" if has_isa else ("GE" if text[start : start + 2].upper() == "GS" else "SE")
-    pattern = re.compile(
-        rf"(?i)(?:^|{re.escape(delimiters.segment)})\s*{tag}{re.escape(delimiters.element)}"
-    )
-    match = pattern.search(text, start + 3)
-    if match is None:
+    tag = "IEA" if has_isa else ("GS" if text[start : start + 2].upper() == "GS" else "SE")
+    terminator = delimiters.segment
+    found = _closing(text, start + 3, tag + delimiters.element, terminator)
+    if found < 0:  # not in upper case: the slower case-insensitive search
+        pattern = re.compile(
+            rf"(?i)(?:^|{re.escape(terminator)})\s*{tag}{re.escape(delimiters.element)}"
+        )
+        match = pattern.search(text, start + 3)
+        found = -1 if match is None else match.end()
+    if found < 0:
         return len(text)
-    terminator = text.find(delimiters.segment, match.end())
-    return len(text) if terminator < 0 else terminator + 1
+    end = text.find(terminator, found)
+    return len(text) if end < 0 else end + 1
+
+
+def _closing(text: str, position: int, needle: str, terminator: str) -> int:
+    """Where the closing segment's first element starts: ``needle`` (tag and separator) at
+    the start of a segment (after a terminator and blanks, or at the start), or -1."""
+    at = text.find(needle, position)
+    while at >= 0:
+        before = at - 1
+        while before >= 0 and text[before] != terminator and text[before] in _BLANKS:
+            before -= 1
+        if before < 0 or text[before] == terminator:
+            return at + len(needle)
+        at = text.find(needle, at + 1)
+    return -1
 
 
 def _segments(raw: str, delimiters: Delimiters) -> list[Segment]:
