@@ -23,6 +23,7 @@ from gateway.formats.office import Office
 from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
 from gateway.formats.x12 import X12Format
+from gateway.formats.x12.core import CoreEnvelope
 from gateway.formats.xds import Xds
 from gateway.model import Format
 
@@ -36,6 +37,7 @@ FORMATS: tuple[FormatHandler, ...] = (
     FhirXml(),
     Hl7v2Xml(),
     Cda(),
+    CoreEnvelope(),  # X12 in a CAQH CORE SOAP envelope: before XML, which would not answer in CORE
     Xds(),  # ebRIM metadata in SOAP: before XML, which reads it without knowing the patient
     Html(),  # before XML, which would call an HTML5 page malformed
     GenericXml(),

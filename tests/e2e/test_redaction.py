@@ -3,6 +3,7 @@ identifier-free message; the client gets the receiver's own answer."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections.abc import Iterator
@@ -12,12 +13,21 @@ import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from gateway.formats.x12.envelope import find
 from tests.e2e.conftest import Upstreams, gateway_config
 from tests.support.gateway_process import GatewayProcess
 from tests.support.mmdb import FOREIGN_IP_2
 from tests.support.patients import fhir_rich_bundle, hl7_rich, make_patient
 from tests.support.upstream import Pki
-from tests.support.x12 import Delims, claim_837i, claim_837p, remittance_835, validate
+from tests.support.x12 import (
+    Delims,
+    claim_837i,
+    claim_837p,
+    claim_status_276,
+    core_envelope,
+    remittance_835,
+    validate,
+)
 
 pytestmark = pytest.mark.e2e
 PATIENT = make_patient(77)
@@ -208,3 +218,25 @@ def test_x12_is_redacted_and_stays_a_valid_interchange(
     summary = json.loads(rows[-1]["redaction"])
     assert any(location.endswith("NM1-03") for location in summary["locations"])
     assert redacting.metric("phi_gateway_redactions_total", result="redacted", format="x12") >= 1
+
+
+def test_x12_in_a_core_envelope_is_redacted_in_place(
+    redacting: GatewayProcess, upstreams: Upstreams
+) -> None:
+    interchange = claim_status_276(PATIENT)
+    body = core_envelope(base64.b64encode(interchange.encode()).decode()).encode()
+    with httpx.Client(proxy=redacting.proxy_url) as client:
+        response = client.post(
+            upstreams.foreign.url + "/redact-core",
+            content=body,
+            headers={"content-type": "application/soap+xml"},
+        )
+    assert response.status_code == 200
+    received = next(r for r in upstreams.foreign.received if r.path == "/redact-core")
+    head = body[: body.index(b"<Payload>") + len(b"<Payload>")]
+    assert received.body.startswith(head)  # the envelope as sent
+    payload = received.body[len(head) : received.body.index(b"</Payload>")]
+    no_identifiers(base64.b64decode(payload))
+    no_identifiers(received.body)
+    (redacted,) = find(base64.b64decode(payload).decode())
+    assert redacted.transactions() == ["276"]

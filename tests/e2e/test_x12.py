@@ -6,6 +6,9 @@ envelope cannot be read gets a TA1, and a 999 or a 277CA without patients passes
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
+
 import httpx
 import pytest
 
@@ -22,6 +25,7 @@ from tests.support.x12 import (
     claim_837p,
     claim_status_276,
     claim_status_277,
+    core_envelope,
     eligibility_270,
     eligibility_271,
     enrollment_834,
@@ -116,3 +120,27 @@ def test_a_claim_acknowledgement_without_patients_passes_abroad(
     ack = acknowledgement_277ca(Delims(after="\n")).encode()
     answer = client.post(f"{upstreams.foreign.url}/277ca", content=ack)
     assert answer.status_code == 200 and upstreams.foreign.received[-1].body == ack
+
+
+def test_a_core_soap_request_abroad_is_refused_in_core(
+    client: httpx.Client, upstreams: Upstreams, gateway: GatewayProcess
+) -> None:
+    patient = make_patient(2203)
+    body = core_envelope(escape(eligibility_270(patient))).encode()
+    answer = client.post(
+        f"{upstreams.foreign.url}/core",
+        content=body,
+        headers={"content-type": "application/soap+xml"},
+    )
+    assert answer.status_code == 451
+    assert answer.headers["content-type"] == "application/soap+xml"
+    root = ET.fromstring(answer.content)
+    values = {child.tag: child.text for child in root[0][0]}
+    assert values["PayloadType"] == "CoreEnvelopeError"
+    incident = answer.headers["x-phi-gateway-incident"]
+    assert incident in (values["ErrorMessage"] or "")
+    assert "/core" not in upstreams.foreign.paths()
+    row = gateway.audit_row(incident)
+    assert row["format"] == "caqh-core" and "core/Payload/2100C NM1-03" in row["locations"]
+    home = client.post(f"{upstreams.domestic.url}/core", content=body)
+    assert home.status_code == 200 and upstreams.domestic.received[-1].body == body

@@ -406,3 +406,33 @@ def review_278(patient: Patient, d: Delims = DEFAULT) -> str:
         ["MSG", f"RE {patient.family} MRN {patient.mrn}"],
     ]
     return _interchange(body, "HI", "005010X217", d)
+
+
+SOAP_12 = "http://www.w3.org/2003/05/soap-envelope"
+CORE_NS = "http://www.caqh.org/SOAP/WSDL/CORERule2.2.0.xsd"
+
+
+def core_envelope(
+    payload: str,
+    request: str = "COREEnvelopeRealTimeRequest",
+    soap: str = SOAP_12,
+    sender: str = "HospitalA",
+    payload_type: str = "X12_270_Request_005010X279A1",
+) -> str:
+    """A CAQH CORE connectivity request (rule 270) around ``payload``, the Payload element's
+    content as written (escaped X12, a CDATA section, or base64)."""
+    fields = [
+        ("PayloadType", payload_type),
+        ("ProcessingMode", "RealTime" if "RealTime" in request else "Batch"),
+        ("PayloadID", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"),
+        ("TimeStamp", "2026-12-01T10:20:34Z"),
+        ("SenderID", sender),
+        ("ReceiverID", "PayerB"),
+        ("CORERuleVersion", "2.2.0"),
+    ]
+    elements = "".join(f"<{k}>{v}</{k}>" for k, v in fields)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{soap}" '
+        f'xmlns:cor="{CORE_NS}"><soapenv:Header/><soapenv:Body><cor:{request}>{elements}'
+        f"<Payload>{payload}</Payload></cor:{request}></soapenv:Body></soapenv:Envelope>"
+    )
