@@ -5,11 +5,11 @@ the engine then blocks it (never forward a half-redacted message)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import secrets
 
+from gateway.collector import paused
 from gateway.config import RedactionSettings
 from gateway.errors import PayloadError
 from gateway.formats import handler_for
@@ -49,20 +49,8 @@ class Redactor:
         return DatePolicy(mode="shift", shift_days=days)
 
     def redact(self, inspection: Inspection) -> RedactionOutcome:
-        # The cyclic garbage collector is paused while a message is redacted: a decoded
-        # document is a tree (no cycles to find), yet its tens of thousands of fresh
-        # containers would trigger dozens of collections, each walking them again (more in
-        # a proxy with a larger heap). Reference counting still frees acyclic garbage at
-        # once. Only the caller that paused the collector resumes it, so concurrent
-        # redactions cannot leave it off.
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
+        with paused():  # see gateway/collector.py
             return self._redact(inspection)
-        finally:
-            if paused:
-                gc.enable()
 
     def _redact(self, inspection: Inspection) -> RedactionOutcome:
         fmt = inspection.format

@@ -5,6 +5,7 @@ with the right places. A 277CA without patient loops is no PHI."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -206,3 +207,27 @@ def test_mutated_interchanges_never_raise(generate: Generator, position: int, ju
     position %= len(body)
     body[position : position + len(junk)] = junk
     assert_sound(INSPECTOR.inspect(bytes(body)))
+
+
+def test_the_collector_is_paused_while_x12_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's tens of thousands of segments would set off collection after collection
+    (gateway/collector.py); the collector is resumed after, also when a reader fails."""
+    from gateway.formats.x12 import X12Format
+
+    seen: list[bool] = []
+    original = X12Format._inspect
+
+    def spy(self: X12Format, payload: object, reader: object) -> object:
+        seen.append(gc.isenabled())
+        return original(self, payload, reader)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(X12Format, "_inspect", spy)
+    INSPECTOR.inspect(claim_837p(PATIENT).encode())
+    assert seen == [False] and gc.isenabled()
+
+    def broken(self: X12Format, payload: object, reader: object) -> object:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(X12Format, "_inspect", broken)
+    assert INSPECTOR.inspect(claim_837p(PATIENT).encode()).error
+    assert gc.isenabled()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.collector import paused
 from gateway.containers.budget import Combined
 from gateway.formats.base import (
     BLOCK_STATUS,
@@ -64,6 +65,12 @@ class X12Format(FormatHandler):
         return _looks_like_x12(payload.latin1()[: _SNIFF * 8])
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
+        # Paused here, not for a whole payload: reading X12 is short, while a payload's
+        # inspection may run for seconds in a thread (OCR) and must not pause it that long.
+        with paused():  # see gateway/collector.py
+            return self._inspect(payload, reader)
+
+    def _inspect(self, payload: Payload, reader: Reader) -> Inspection:
         text, encoding = _decode(payload.data)
         try:
             interchanges = find(text)

@@ -29,7 +29,7 @@ def envelope_reply(interchanges: Sequence[Interchange]) -> dict[str, str]:
     reply: dict[str, str] = {}
     groups: list[str] = []
     sets: list[str] = []
-    for segment in first.segments:
+    for segment in first.headers():
         if segment.tag == "ISA":
             for number in (5, 6, 7, 8, 9, 10, 13, 15):
                 reply[f"ISA{number:02d}"] = segment.element(number).strip()

@@ -23,6 +23,7 @@ _START = re.compile(
 )
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _BLANKS = frozenset({"", "\r", "\n", " ", "\t"})
+_HEADERS = frozenset({"ISA", "GS", "ST"})
 
 
 class X12Error(ValueError):
@@ -74,6 +75,10 @@ class Interchange:
     def transactions(self) -> list[str]:
         """The transaction set ids of its ST segments ("837", "999", ...)."""
         return [s.element(1) for s in self.segments if s.tag == "ST"]
+
+    def headers(self) -> list[Segment]:
+        """Its ISA, GS and ST segments, in order (what an acknowledgement echoes)."""
+        return [s for s in self.segments if s.tag in _HEADERS]
 
 
 def starts_like_x12(text: str) -> bool:

@@ -172,6 +172,8 @@ _READ_TAGS = frozenset(
     | {tag for loops in _CLAIM_LOOPS.values() for tag in loops}
 )
 _NO_CLAIMS: dict[str, str] = {}
+# Locations made so far, by loop, tag and element number.
+_Locations = dict[str, dict[str, dict[int, str]]]
 _FREE_TEXT = frozenset({"NTE", "K3", "MSG"})
 _COMMUNICATION = {"EM": Category.EMAIL, "FX": Category.FAX}
 
@@ -179,7 +181,7 @@ _COMMUNICATION = {"EM": Category.EMAIL, "FX": Category.FAX}
 def patient_fields(interchange: Interchange) -> list[Field]:
     """Every element of an interchange that identifies a patient or subscriber, in order."""
     found: list[Field] = []
-    locations: dict[tuple[str, str, int], str] = {}  # a batch repeats its places
+    locations: _Locations = {}  # a batch repeats its places
     transaction = ""
     claims = _NO_CLAIMS  # the claim loops the transaction set opens, by tag
     level = ""  # HL03 of the current hierarchical level
@@ -239,18 +241,23 @@ def _party_loop(transaction: str, level: str, entity: str, claim: str) -> str:
     return f"{claim or 'NM1'}-{entity}"
 
 
-def _at(locations: dict[tuple[str, str, int], str], loop: str, tag: str, element: int) -> str:
-    """The location "2010BA NM1-03", made once per payload."""
-    key = (loop, tag, element)
-    location = locations.get(key)
+def _at(locations: _Locations, loop: str, tag: str, element: int) -> str:
+    """The location "2010BA NM1-03", made once per payload (no key is built per field)."""
+    in_loop = locations.get(loop)
+    if in_loop is None:
+        in_loop = locations[loop] = {}
+    of_tag = in_loop.get(tag)
+    if of_tag is None:
+        of_tag = in_loop[tag] = {}
+    location = of_tag.get(element)
     if location is None:
-        location = locations[key] = f"{loop} {tag}-{element:02d}"
+        location = of_tag[element] = f"{loop} {tag}-{element:02d}"
     return location
 
 
 def _nm1_fields(
     found: list[Field],
-    locations: dict[tuple[str, str, int], str],
+    locations: _Locations,
     index: int,
     segment: Segment,
     loop: str,
@@ -265,7 +272,7 @@ def _nm1_fields(
 
 def _claim_fields(
     found: list[Field],
-    locations: dict[tuple[str, str, int], str],
+    locations: _Locations,
     index: int,
     segment: Segment,
     loop: str,
@@ -281,7 +288,7 @@ def _claim_fields(
 
 def _loop_fields(  # noqa: PLR0917 - one call site, in the walk
     found: list[Field],
-    locations: dict[tuple[str, str, int], str],
+    locations: _Locations,
     index: int,
     segment: Segment,
     loop: str,
