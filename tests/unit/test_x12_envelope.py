@@ -57,6 +57,11 @@ def test_what_real_senders_send_is_read() -> None:
             assert all(i.segments[-1].tag == "IEA" for i in pair)
     bare = find("ST*837*0001~NM1*IL*1*DOE*JOHN~SE*3*0001~")
     assert len(bare) == 1 and not bare[0].has_isa and bare[0].segments[1].element(3) == "DOE"
+    # A bare functional group ends at its GE, whatever follows it.
+    group = "GS*HC*A*B*20261201*1200*1*X*005010X222A1~ST*837*0001~SE*2*0001~GE*1*1~"
+    (alone,) = find(group + "NOTE: call back tomorrow")
+    assert [s.tag for s in alone.segments] == ["GS", "ST", "SE", "GE"]
+    assert alone.end == len(group)
 
 
 def test_a_header_that_cannot_be_read_is_an_error() -> None:

@@ -171,7 +171,7 @@ def _bare_delimiters(text: str, start: int) -> Delimiters:
 
 
 def _interchange_end(text: str, start: int, delimiters: Delimiters, has_isa: bool) -> int:
-    tag = "IEA" if has_isa else ("GS" if text[start : start + 2].upper() == "GS" else "SE")
+    tag = "IEA" if has_isa else ("GE" if text[start : start + 2].upper() == "GS" else "SE")
     terminator = delimiters.segment
     found = _closing(text, start + 3, tag + delimiters.element, terminator)
     if found < 0:  # not in upper case: the slower case-insensitive search
