@@ -28,8 +28,7 @@ from gateway.formats.base import (
 from gateway.formats.x12.ack import ACK_CONTENT_TYPE, envelope_reply, reject_999, reject_ta1
 from gateway.formats.x12.envelope import Interchange, X12Error, find, starts_like_x12
 from gateway.formats.x12.patient import places
-from gateway.formats.x12.redact import X12Redactor
-from gateway.formats.x12.verify import verify_x12
+from gateway.formats.x12.redact import rewrite_verified
 from gateway.model import (
     BlockResponse,
     Document,
@@ -107,10 +106,9 @@ class X12Format(FormatHandler):
         parsed = document.parsed
         if not isinstance(parsed, Parsed):
             return RedactionOutcome(error="redaction is not available for this payload")
-        result = X12Redactor(context).redact(parsed.text, parsed.interchanges)
-        problem = verify_x12(result.text, result.searched, result.searched_dates, context.shift)
-        if problem:
-            return RedactionOutcome(error=problem)
+        result = rewrite_verified(parsed.text, parsed.interchanges, context)
+        if isinstance(result, str):
+            return RedactionOutcome(error=result)
         codec, bom = document.sent_as
         # Written back as it came: in its UTF-16/32 (with its BOM), else in its own bytes.
         body = bom + result.text.encode(codec) if codec else result.text.encode(parsed.encoding)

@@ -35,11 +35,9 @@ from gateway.formats.base import (
     with_document,
 )
 from gateway.formats.x12.envelope import X12Error, find, starts_like_x12
-from gateway.formats.x12.redact import X12Redactor
-from gateway.formats.x12.verify import verify_x12
+from gateway.formats.x12.redact import rewrite_verified
 from gateway.formats.xmldoc import parse_xml, split_tag
 from gateway.model import BlockResponse, Document, Format, Inspection, RedactionOutcome
-from gateway.phi.freetext import scan_text
 
 CORE = Format("caqh-core")
 SOAP_12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -60,10 +58,13 @@ _CDATA = re.compile(rb"^\s*<!\[CDATA\[(.*)\]\]>\s*$", re.DOTALL)
 
 @dataclass(frozen=True, slots=True)
 class CoreParsed:
-    """The envelope as sent and how its Payload carried the interchange."""
+    """The envelope as sent, how its Payload carried the interchange, its SOAP version, and
+    whether its own elements (left as sent by redaction) identify a patient."""
 
     data: bytes
     carried: str  # "inline" (escaped or in CDATA) or "base64"
+    soap: str
+    envelope_identifies: bool
 
 
 class CoreEnvelope(FormatHandler):
@@ -90,17 +91,22 @@ class CoreEnvelope(FormatHandler):
                     combined.add("core/Payload", reader.scan(body, payload.depth + 1))
             else:
                 envelope[local] = text.strip()
-        ids = "\n".join(v for v in envelope.values() if v)  # as _envelope_text reads them
+        ids = "\n".join(v for v in envelope.values() if v)
+        own = Combined(CORE)  # the envelope's own elements, apart: redaction leaves them
         if ids:
-            reader.free_text(ids, "core/envelope", payload.depth, combined)
+            reader.free_text(ids, "core/envelope", payload.depth, own)
+            combined.findings += own.findings
+            combined.phi = combined.phi or own.phi
+        soap = split_tag(str(payload.xml().tag))[0]
         reply = {f"core.{k}": v for k, v in envelope.items() if k in _ECHOED and _echo_safe(v)}
         reply["core.request"] = split_tag(str(request.tag))[1]
         reply["core.namespace"] = split_tag(str(request.tag))[0][:200]
-        reply["core.soap"] = split_tag(str(payload.xml().tag))[0]
+        reply["core.soap"] = soap
         inspection = replace(combined.result(), reply=reply)
-        if carried and _PAYLOAD_ELEMENT.search(payload.data) is not None:
-            inspection = with_document(inspection, payload, CoreParsed(payload.data, carried))
-        return inspection
+        if not carried:
+            return inspection
+        parsed = CoreParsed(payload.data, carried, soap, own.phi)
+        return with_document(inspection, payload, parsed)
 
     def can_redact(self, fmt: Format) -> bool:
         return fmt == CORE
@@ -109,6 +115,8 @@ class CoreEnvelope(FormatHandler):
         parsed = document.parsed
         if not isinstance(parsed, CoreParsed) or document.sent_as[0]:
             return RedactionOutcome(error="redaction is not available for this envelope")
+        if parsed.envelope_identifies:  # only the Payload is rewritten
+            return RedactionOutcome(error="the CORE envelope itself identifies a patient")
         matches = list(_PAYLOAD_ELEMENT.finditer(parsed.data))
         if len(matches) != 1:
             return RedactionOutcome(error="the envelope does not hold exactly one Payload")
@@ -123,17 +131,13 @@ class CoreEnvelope(FormatHandler):
             return RedactionOutcome(error="the Payload is not a readable interchange")
         if not interchanges:
             return RedactionOutcome(error="the Payload holds no interchange")
-        result = X12Redactor(context).redact(text, interchanges)
-        problem = verify_x12(result.text, result.searched, result.searched_dates, context.shift)
-        if problem:
-            return RedactionOutcome(error=problem)
+        result = rewrite_verified(text, interchanges, context)
+        if isinstance(result, str):
+            return RedactionOutcome(error=result)
         content = _wrap(result.text.encode("utf-8"), parsed.carried)
         body = parsed.data[: match.start(2)] + content + parsed.data[match.end(2) :]
-        # Only the Payload is rewritten: the rest of the envelope must hold nobody.
-        if scan_text(_envelope_text(body)).contains_phi:
-            return RedactionOutcome(error="the CORE envelope itself identifies a patient")
         return RedactionOutcome(
-            body, _content_type(parsed.data), dict(result.counts), tuple(sorted(result.locations))
+            body, _content_type(parsed.soap), dict(result.counts), tuple(sorted(result.locations))
         )
 
     def refusal(self, request: RefusalRequest) -> BlockResponse | None:
@@ -141,8 +145,7 @@ class CoreEnvelope(FormatHandler):
         if inspection.format != CORE:
             return None
         body = core_error(inspection.reply, request.incident_id, request.text)
-        soap = inspection.reply.get("core.soap", SOAP_12)
-        content_type = "text/xml; charset=utf-8" if soap == SOAP_11 else "application/soap+xml"
+        content_type = _content_type(inspection.reply.get("core.soap", SOAP_12))
         headers = ((INCIDENT_HEADER, request.incident_id),)
         return BlockResponse(BLOCK_STATUS, content_type, body.encode(), headers)
 
@@ -190,18 +193,6 @@ def _core_element(root: ET.Element) -> ET.Element | None:
     return None
 
 
-def _envelope_text(data: bytes) -> str:
-    """The envelope's own elements (all but the Payload), as the inspection read them."""
-    try:
-        request = _core_element(parse_xml(data))
-    except XmlError:
-        return ""
-    if request is None:
-        return ""
-    texts = [(c.text or "").strip() for c in request if split_tag(str(c.tag))[1] != "Payload"]
-    return "\n".join(t for t in texts if t)
-
-
 def _payload_bytes(text: str) -> tuple[bytes, str]:
     """The Payload's content and how it was carried: X12 inline (the parser has undone the
     escapes and CDATA), else base64, else as it is (read like any payload)."""
@@ -242,5 +233,6 @@ def _echo_safe(value: str) -> bool:
     return _ECHO_SAFE.match(value) is not None
 
 
-def _content_type(data: bytes) -> str:
-    return "text/xml; charset=utf-8" if SOAP_11.encode() in data else "application/soap+xml"
+def _content_type(soap: str) -> str:
+    """SOAP 1.1 travels as text/xml, SOAP 1.2 as application/soap+xml."""
+    return "text/xml; charset=utf-8" if soap == SOAP_11 else "application/soap+xml"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from gateway.formats.base import RedactContext
 from gateway.formats.x12.envelope import Delimiters, Interchange, Segment
 from gateway.formats.x12.patient import PATIENT_ENTITIES, Field, patient_fields
+from gateway.formats.x12.verify import verify_x12
 from gateway.model import Category
 from gateway.phi.freetext import prose_identifies
 from gateway.phi.safe_harbor import REDACTED, DatePolicy, zip3
@@ -55,6 +56,16 @@ class X12Redaction:
     # often the day the file was made, in BHT-04 and DTM*405 too).
     searched: set[str] = field(default_factory=set)
     searched_dates: set[str] = field(default_factory=set)
+
+
+def rewrite_verified(
+    text: str, interchanges: list[Interchange], context: RedactContext
+) -> X12Redaction | str:
+    """The payload's interchanges rewritten and verified (verify.py), or why the result may
+    not leave (a reason, never a value)."""
+    result = X12Redactor(context).redact(text, interchanges)
+    problem = verify_x12(result.text, result.searched, result.searched_dates, context.shift)
+    return problem or result
 
 
 class X12Redactor:
