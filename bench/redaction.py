@@ -88,6 +88,19 @@ def paired(
     return median(walls), median(cpus), median(refs), median(parses), runs
 
 
+def print_header() -> None:
+    """What the figures are, and the columns ``report`` fills."""
+    print(f"gateway code: {native.STATE.describe()}")
+    print(
+        f"yardstick: hl7apy parse_message of a small ADT, {REFERENCE_PARSE_MS:.0f} CPU ms on the "
+        "reference machine ('parse'), timed here beside each payload, round by round"
+    )
+    print(
+        f"{'payload':<28} {'wall ms':>9} {'cpu ms':>8} {'parse':>7} {'≈ref ms':>9} {'target':>7}"
+        f"  {'runs':>5}  verdict (on ≈ref)"
+    )
+
+
 def report(name: str, timing: tuple[float, float, float, float, int], target: float | None) -> None:
     """One row; ``target`` None: a figure the issues set no target for."""
     ms, cpu_ms, reference, parse_ms, runs = timing
@@ -123,15 +136,7 @@ def main() -> int:
     else:
         print(f"(corpus not found at {CORPUS}: Synthea bundle skipped)")
     parse = yardstick()
-    print(f"gateway code: {native.STATE.describe()}")
-    print(
-        f"yardstick: hl7apy parse_message of a small ADT, {REFERENCE_PARSE_MS:.0f} CPU ms on the "
-        "reference machine ('parse'), timed here beside each payload, round by round"
-    )
-    print(
-        f"{'payload':<28} {'wall ms':>9} {'cpu ms':>8} {'parse':>7} {'≈ref ms':>9} {'target':>7}"
-        f"  {'runs':>5}  verdict (on ≈ref)"
-    )
+    print_header()
     for name, body, fmt, target in cases:
         outcome = redactor.redact(body, "", fmt)
         if outcome.error:

@@ -14,8 +14,7 @@ import sys
 from collections.abc import Callable
 
 from bench.payloads import x12_837p_2k
-from bench.redaction import REFERENCE_PARSE_MS, paired, report, yardstick
-from gateway import native
+from bench.redaction import paired, print_header, report, yardstick
 from gateway.config import parse_config
 from gateway.formats.x12 import X12
 from gateway.inspector import Inspector
@@ -48,15 +47,7 @@ def main() -> int:
         assert inspection.format == X12 and inspection.contains_phi, inspection
         assert not redactor.redact(body, "", X12).error
     parse = yardstick()
-    print(f"gateway code: {native.STATE.describe()}")
-    print(
-        f"yardstick: hl7apy parse_message of a small ADT, {REFERENCE_PARSE_MS:.0f} CPU ms on the "
-        "reference machine ('parse'), timed here beside each payload, round by round"
-    )
-    print(
-        f"{'payload':<28} {'wall ms':>9} {'cpu ms':>8} {'parse':>7} {'≈ref ms':>9} {'target':>7}"
-        f"  {'runs':>5}  verdict (on ≈ref)"
-    )
+    print_header()
     cases: list[tuple[str, Callable[[], object], float | None]] = [
         (f"inspect 837P ({len(claim)} B)", lambda: inspector.inspect(claim), 0.2),
         ("  a new patient each call", lambda: inspector.inspect(next(fresh)), 0.2),

@@ -33,6 +33,14 @@ pytestmark = pytest.mark.e2e
 PATIENT = make_patient(77)
 
 
+def post_through(
+    gateway: GatewayProcess, url: str, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """A POST through the gateway as an explicit proxy, as a client at the hospital sends."""
+    with httpx.Client(proxy=gateway.proxy_url) as client:
+        return client.post(url, content=body, headers=headers)
+
+
 def no_identifiers(body: bytes) -> None:
     text = body.decode("latin-1").lower()
     for value in PATIENT.all_identifiers():
@@ -64,11 +72,10 @@ def redacting(
 
 def test_hl7_is_redacted_on_the_way_out(redacting: GatewayProcess, upstreams: Upstreams) -> None:
     body = hl7_rich(PATIENT).encode()
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(upstreams.foreign.url + "/redact-hl7", content=body)
+    response = post_through(redacting, upstreams.foreign.url + "/redact-hl7", body)
     assert response.status_code == 200
     assert response.json() == {"ok": True}  # the receiver's own answer
-    received = next(r for r in upstreams.foreign.received if r.path == "/redact-hl7")
+    received = upstreams.foreign.first_at("/redact-hl7")
     no_identifiers(received.body)
     assert received.body.startswith(b"MSH|^~\\&|EPIC|")
     assert int(received.headers["Content-Length"]) == len(received.body)
@@ -84,14 +91,14 @@ def test_gzip_fhir_bundle_is_redacted_and_still_valid(
     redacting: GatewayProcess, upstreams: Upstreams
 ) -> None:
     body = gzip.compress(json.dumps(fhir_rich_bundle(PATIENT)).encode())
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(
-            upstreams.foreign.url + "/redact-fhir",
-            content=body,
-            headers={"content-encoding": "gzip", "content-type": "application/fhir+json"},
-        )
+    response = post_through(
+        redacting,
+        upstreams.foreign.url + "/redact-fhir",
+        body,
+        {"content-encoding": "gzip", "content-type": "application/fhir+json"},
+    )
     assert response.status_code == 200
-    received = next(r for r in upstreams.foreign.received if r.path == "/redact-fhir")
+    received = upstreams.foreign.first_at("/redact-fhir")
     assert "Content-Encoding" not in received.headers
     no_identifiers(received.body)
     Bundle.model_validate(json.loads(received.body))
@@ -102,14 +109,14 @@ def test_fhir_xml_bundle_is_redacted_and_stays_xml(
 ) -> None:
     xml = Bundle.model_validate(fhir_rich_bundle(PATIENT)).model_dump_xml()
     body = xml if isinstance(xml, bytes) else xml.encode()  # typed str, returned as bytes
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(
-            upstreams.foreign.url + "/redact-fhir-xml",
-            content=body,
-            headers={"content-type": "application/fhir+xml"},
-        )
+    response = post_through(
+        redacting,
+        upstreams.foreign.url + "/redact-fhir-xml",
+        body,
+        {"content-type": "application/fhir+xml"},
+    )
     assert response.status_code == 200
-    received = next(r for r in upstreams.foreign.received if r.path == "/redact-fhir-xml")
+    received = upstreams.foreign.first_at("/redact-fhir-xml")
     no_identifiers(received.body)
     assert received.body.startswith(b"<?xml")  # still XML, as the client sent it
     Bundle.model_validate_xml(received.body)
@@ -118,10 +125,9 @@ def test_fhir_xml_bundle_is_redacted_and_stays_xml(
 
 def test_redact_rule_for_a_destination(redacting: GatewayProcess, upstreams: Upstreams) -> None:
     body = hl7_rich(PATIENT).encode()
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(upstreams.foreign_2.url + "/dua", content=body)
+    response = post_through(redacting, upstreams.foreign_2.url + "/dua", body)
     assert response.status_code == 200
-    received = next(r for r in upstreams.foreign_2.received if r.path == "/dua")
+    received = upstreams.foreign_2.first_at("/dua")
     no_identifiers(received.body)
     assert redacting.audit_rows_where(rule="redact-list")
 
@@ -134,8 +140,7 @@ def test_what_cannot_be_redacted_is_blocked(
         b"<id root='1.2.3' extension='" + PATIENT.mrn.encode() + b"'/></patientRole>"
         b"</recordTarget></ClinicalDocument>"
     )
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(upstreams.foreign.url + "/redact-cda", content=cda)
+    response = post_through(redacting, upstreams.foreign.url + "/redact-cda", cda)
     assert response.status_code == 451
     assert response.json()["rule"] == "redaction-failed"
     assert "/redact-cda" not in upstreams.foreign.paths()
@@ -156,7 +161,7 @@ def test_monitor_mode_records_what_would_be_redacted(
                 client.post(upstreams.foreign.url + "/would-redact", content=body).status_code
                 == 200
             )
-        received = next(r for r in upstreams.foreign.received if r.path == "/would-redact")
+        received = upstreams.foreign.first_at("/would-redact")
         assert received.body == body  # monitor: forwarded as sent
         row = process.audit_rows(wait_for=1)[0]
         assert row["action"] == "monitor"
@@ -175,14 +180,14 @@ def test_a_fhir_attachment_is_replaced_by_a_labelled_placeholder(
     from tests.support import documents as docs
 
     body = carriers.fhir_document_reference(docs.discharge_summary_pdf(PATIENT), PATIENT)
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(
-            upstreams.foreign.url + "/redact-attachment",
-            content=body,
-            headers={"content-type": "application/fhir+json"},
-        )
+    response = post_through(
+        redacting,
+        upstreams.foreign.url + "/redact-attachment",
+        body,
+        {"content-type": "application/fhir+json"},
+    )
     assert response.status_code == 200
-    received = next(r for r in upstreams.foreign.received if r.path == "/redact-attachment")
+    received = upstreams.foreign.first_at("/redact-attachment")
     no_identifiers(received.body)
     resource = DocumentReference.model_validate_json(received.body)  # still valid FHIR
     attachment = resource.content[0].attachment
@@ -204,10 +209,9 @@ def test_x12_is_redacted_and_stays_a_valid_interchange(
 ) -> None:
     body = generate(PATIENT, delims).encode()  # type: ignore[operator]
     path = f"/redact-{generate.__name__}"  # type: ignore[attr-defined]
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(upstreams.foreign.url + path, content=body)
+    response = post_through(redacting, upstreams.foreign.url + path, body)
     assert response.status_code == 200 and response.json() == {"ok": True}
-    received = next(r for r in upstreams.foreign.received if r.path == path)
+    received = upstreams.foreign.first_at(path)
     no_identifiers(received.body)
     text = received.body.decode()
     assert text.startswith(body.decode()[:106])  # the ISA header as sent
@@ -225,14 +229,14 @@ def test_x12_in_a_core_envelope_is_redacted_in_place(
 ) -> None:
     interchange = claim_status_276(PATIENT)
     body = core_envelope(base64.b64encode(interchange.encode()).decode()).encode()
-    with httpx.Client(proxy=redacting.proxy_url) as client:
-        response = client.post(
-            upstreams.foreign.url + "/redact-core",
-            content=body,
-            headers={"content-type": "application/soap+xml"},
-        )
+    response = post_through(
+        redacting,
+        upstreams.foreign.url + "/redact-core",
+        body,
+        {"content-type": "application/soap+xml"},
+    )
     assert response.status_code == 200
-    received = next(r for r in upstreams.foreign.received if r.path == "/redact-core")
+    received = upstreams.foreign.first_at("/redact-core")
     head = body[: body.index(b"<Payload>") + len(b"<Payload>")]
     assert received.body.startswith(head)  # the envelope as sent
     payload = received.body[len(head) : received.body.index(b"</Payload>")]

@@ -69,6 +69,10 @@ class RecordingServer:
     def paths(self) -> list[str]:
         return [r.path for r in self.received]
 
+    def first_at(self, path: str) -> Received:
+        """The first request received at ``path`` (StopIteration: none arrived)."""
+        return next(r for r in self.received if r.path == path)
+
     def bodies(self) -> list[bytes]:
         return [r.body for r in self.received]
 
