@@ -211,6 +211,15 @@ class Policy(_Strict):
     deny_destinations: tuple[DestinationRule, ...] = ()
 
 
+class DicomRedaction(_Strict):
+    # Keep the patient's sex, age (over 89: 090Y), size, weight, ethnic group, smoking and
+    # pregnancy status (Retain Patient Characteristics Option).
+    retain_patient_characteristics: bool = False
+    # Keep descriptions and comments the free-text detectors find nothing in, instead of
+    # removing them (Clean Descriptors Option).
+    clean_descriptors: bool = False
+
+
 class RedactionSettings(_Strict):
     """How the redact action de-identifies (see docs/redaction.md)."""
 
@@ -226,6 +235,10 @@ class RedactionSettings(_Strict):
     keep: tuple[str, ...] = ()
     # Z-segments (site-defined, unknown content): cleared, or kept.
     z_segments: Literal["redact", "keep"] = "redact"
+    # DICOM: the Basic Application Level Confidentiality Profile, with these options (dates
+    # follow ``dates``: shift is the Retain Longitudinal Temporal Information with Modified
+    # Dates option). docs/dicom.md.
+    dicom: DicomRedaction = Field(default_factory=DicomRedaction)
 
 
 class Limits(_Strict):
@@ -248,6 +261,10 @@ class Limits(_Strict):
     max_mllp_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # PDF documents with more pages are not read (refused abroad).
     max_pdf_pages: int = Field(default=1000, ge=1, le=100000)
+    # One DICOM dataset's header: data elements read (pixels are skipped, never counted),
+    # and sequences nested in sequences; past either, refused abroad.
+    max_dicom_elements: int = Field(default=200_000, ge=100, le=10_000_000)
+    max_dicom_depth: int = Field(default=12, ge=2, le=64)
     # Documents (PDF) are read by this many worker processes, each limited to this much
     # memory: a document that crashes, hangs or blows up its reader costs one worker.
     document_workers: int = Field(default=2, ge=1, le=64)
@@ -441,6 +458,10 @@ class Proxy(_Strict):
     # Destination ports whose streams are MLLP: never parsed as HTTP, framed from the first
     # byte (MLLP is also recognised on any port by its 0x0B start byte).
     mllp_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = (2575,)
+    # Destination ports whose streams are DICOM upper layer (DIMSE): raw TCP from the first
+    # byte, followed association by association (also recognised on any port by the
+    # A-ASSOCIATE-RQ that opens one).
+    dicom_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = (104, 11112)
     # TLS connections to these destinations are relayed encrypted (not decrypted), judged by
     # the address they connect to when the ClientHello arrives: domestic passes, abroad is
     # refused (the payload cannot be read).

@@ -23,6 +23,7 @@ payload content: reasons are fixed sentences, limits are config key names.
         ├── XmlError             unreadable or unsafe XML (entity declarations)
         ├── Hl7Error             not a readable HL7 v2 message
         ├── FhirError            a FHIR document the walker refuses
+        ├── DicomError           a DICOM dataset or association that cannot be read
         └── RedactionError       a payload cannot be redacted safely (the message is blocked)
             └── Hl7RedactionError
 """
@@ -117,6 +118,11 @@ class Hl7Error(PayloadError):
 
 class FhirError(PayloadError):
     """A FHIR document the walker refuses."""
+
+
+class DicomError(PayloadError):
+    """A DICOM dataset (or a DIMSE association) the reader refuses: truncated, lying
+    lengths, nested or sized past a limit."""
 
 
 class RedactionError(PayloadError):

@@ -91,6 +91,8 @@ class Inspector:
             self.limits.max_nesting_depth,
             started + self.limits.max_inspection_seconds,
             self.limits.max_archive_members,
+            max_dicom_elements=self.limits.max_dicom_elements,
+            max_dicom_depth=self.limits.max_dicom_depth,
         )
         scanner = Scanner(budget, self.registry, self._extract, self._recognize)
         return scanner.scan(body, 0, whole=True)
@@ -166,10 +168,11 @@ class Registry:
 
     def __init__(self, formats: Sequence[FormatHandler]) -> None:
         self.formats = formats
-        self.documents = tuple(h for h in formats if not h.fallback)
+        self.documents = tuple(h for h in formats if not h.fallback and not h.binary)
         self.fallbacks = tuple(h for h in formats if h.fallback)
         self.starts = tuple(h for h in formats if type(h).starts is not FormatHandler.starts)
         self.slow = tuple(h for h in formats if h.slow)
+        self.binary = tuple(h for h in formats if h.binary)
         signatures: dict[tuple[str, re.Pattern[str]], None] = {}
         for handler in formats:
             if handler.signature is not None:
@@ -196,6 +199,7 @@ class Scanner:
         self._fallbacks = registry.fallbacks
         self._starts = registry.starts
         self._signatures = registry.signatures
+        self._binary = registry.binary
 
     def scan(
         self, body: bytes, depth: int, whole: bool = False, sent_as: Wide = NOT_WIDE
@@ -215,6 +219,11 @@ class Scanner:
             return Inspection(Format.BINARY, error=error, internal=True)
 
     def _sniff(self, body: bytes, depth: int, whole: bool, sent_as: Wide) -> Inspection:
+        if self._binary and not sent_as[0]:
+            exact = Payload(body, depth, whole)
+            for handler in self._binary:
+                if handler.sniff(exact):
+                    return handler.inspect(exact, self)
         data = body.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
         if not data:
             return Inspection(Format.EMPTY)

@@ -40,6 +40,8 @@ class Redactor:
             pseudonymize_ids=settings.identifiers == "pseudonym",
             redact_z_segments=settings.z_segments == "redact",
             keep=frozenset(settings.keep),
+            dicom_characteristics=settings.dicom.retain_patient_characteristics,
+            dicom_clean_descriptors=settings.dicom.clean_descriptors,
         )
 
     def _dates(self, patient_key: str) -> DatePolicy:

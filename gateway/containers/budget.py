@@ -22,6 +22,9 @@ class Budget:
     deadline: float
     max_members: int = 1000
     spent_bytes: int = 0
+    # One DICOM dataset: data elements read, sequences within sequences.
+    max_dicom_elements: int = 200_000
+    max_dicom_depth: int = 12
 
     def enter(self, depth: int) -> None:
         if depth > self.max_depth:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gateway.formats.base import FormatHandler
 from gateway.formats.cda import Cda
+from gateway.formats.dicom import DicomFormat
 from gateway.formats.email import Email
 from gateway.formats.fhir import FhirJson, FhirNdjson, FhirXml
 from gateway.formats.generic_json import GenericJson
@@ -28,6 +29,7 @@ from gateway.formats.xds import Xds
 from gateway.model import Format
 
 FORMATS: tuple[FormatHandler, ...] = (
+    DicomFormat(),  # binary: sniffed on the bytes as sent, before the UTF-16/32 stage
     Rtf(),  # "{\rtf": before JSON, which would call it malformed
     Hl7v2Er7(),
     X12Format(),  # "ISA*" / "ST*": never JSON or XML, before plain text reads it

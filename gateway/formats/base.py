@@ -187,6 +187,8 @@ class RedactContext:
     pseudonymize_ids: bool
     redact_z_segments: bool
     keep: frozenset[str]
+    dicom_characteristics: bool = False  # Retain Patient Characteristics Option
+    dicom_clean_descriptors: bool = False  # Clean Descriptors Option
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,9 @@ class FormatHandler:
     prose_when_unreadable: ClassVar[bool] = True
     # Documents of this format may sit inside JSON of no format (``within_json``).
     claims_json_nodes: ClassVar[bool] = False
+    # A binary format whose bytes may look like UTF-16/32 text or start with blanks (DICOM's
+    # zero or arbitrary preamble): sniffed on the layer as sent, before the wide-text stage.
+    binary: ClassVar[bool] = False
     # Reading this format takes a document reader (a worker process) or long work: the proxy
     # inspects such payloads off its event loop (``Inspector.slow``).
     slow: ClassVar[bool] = False

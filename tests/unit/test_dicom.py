@@ -1,0 +1,317 @@
+"""DICOM inspection and redaction without a proxy: datasets written by pydicom in every
+encoding and container the gateway reads, judged by Annex E through Safe Harbor; hostile
+datasets give a decision, never a pass; redaction keeps a valid DICOM object (pydicom reads
+it back, transfer syntax and pixels unchanged) with nothing identifying left."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+import struct
+import zipfile
+
+import orjson
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from gateway.config import Limits, RedactionSettings
+from gateway.formats.dicom import DICOM
+from gateway.formats.dicom.profile import RULES, rules_by_tag
+from gateway.formats.dicom.walk import WalkLimits, read_header
+from gateway.inspector import Inspector
+from gateway.model import Category
+from gateway.redactor import Redactor
+from tests.support.dicom import (
+    CT,
+    MR,
+    SC,
+    SYNTAXES,
+    US,
+    bare,
+    dataset,
+    deidentified,
+    leaked,
+    part10,
+    read,
+)
+from tests.support.patients import make_patient
+
+INSPECTOR = Inspector(Limits())
+PATIENT = make_patient(17)
+EXPECTED = {
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence[0].PatientID",
+    "AccessionNumber",
+    "StudyDate",
+}
+
+
+def _redactor(**settings: object) -> Redactor:
+    return Redactor(RedactionSettings.model_validate(settings), b"site-key" * 4)
+
+
+def test_every_profile_keyword_is_a_dicom_keyword() -> None:
+    assert len(rules_by_tag()) == len(RULES)
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+def test_part10_in_every_transfer_syntax_names_the_patient(syntax: str) -> None:
+    result = INSPECTOR.inspect(part10(dataset(PATIENT), syntax))
+    assert result.format == DICOM and not result.error
+    assert result.contains_phi and result.message_type == "CT"
+    assert set(result.locations()) >= EXPECTED
+    assert "(0029,1010)" in result.locations()  # a private element with a value
+    assert not leaked(" ".join(result.locations()).encode(), PATIENT)
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES[:3])
+def test_bare_datasets_are_read_in_each_encoding(syntax: str) -> None:
+    result = INSPECTOR.inspect(bare(dataset(PATIENT), syntax))
+    assert result.format == DICOM and result.contains_phi
+    assert set(result.locations()) >= EXPECTED
+
+
+@pytest.mark.parametrize("sop_class", [CT, MR, US, SC])
+def test_each_modality_and_multiframe(sop_class: str) -> None:
+    data = part10(dataset(PATIENT, sop_class=sop_class, frames=4))
+    result = INSPECTOR.inspect(data)
+    assert result.contains_phi and "PatientName" in result.locations()
+
+
+def test_any_preamble_is_read_and_its_text_judged() -> None:
+    """A DICOM-TIFF file's preamble starts like TIFF: still DICOM, not an image."""
+    tiff = part10(dataset(PATIENT), preamble=b"II*\x00\x08\x00\x00\x00")
+    result = INSPECTOR.inspect(tiff)
+    assert result.format == DICOM and result.contains_phi
+    spaces = part10(deidentified(), preamble=b"   \t\r\n" + b"\x00" * 10)
+    assert INSPECTOR.inspect(spaces).format == DICOM
+
+
+def test_a_zero_preamble_is_not_read_as_utf16() -> None:
+    clean = INSPECTOR.inspect(part10(deidentified()))
+    assert clean.format == DICOM and not clean.error and not clean.contains_phi
+
+
+def test_deidentified_dataset_passes_and_real_values_do_not() -> None:
+    assert not INSPECTOR.inspect(bare(deidentified())).contains_phi
+    named = deidentified()
+    named.PatientName = f"{PATIENT.family}^{PATIENT.given}"
+    result = INSPECTOR.inspect(part10(named))
+    assert result.contains_phi and result.locations() == ["PatientName"]
+    removed_kept = deidentified()
+    removed_kept.PatientAddress = PATIENT.street  # X: must be gone even when declared
+    assert INSPECTOR.inspect(part10(removed_kept)).locations() == ["PatientAddress"]
+    undeclared = deidentified()
+    del undeclared.PatientIdentityRemoved  # a pseudonym without the declaration: a name
+    assert "PatientName" in INSPECTOR.inspect(part10(undeclared)).locations()
+
+
+def test_dates_of_a_deidentified_dataset() -> None:
+    full = deidentified()
+    full.StudyDate = "20261114"
+    assert INSPECTOR.inspect(part10(full)).locations() == ["StudyDate"]
+    full.LongitudinalTemporalInformationModified = "MODIFIED"
+    assert not INSPECTOR.inspect(part10(full)).contains_phi
+    old = deidentified()
+    old.PatientAge = "093Y"
+    assert INSPECTOR.inspect(part10(old)).findings[0].category is Category.DATE
+
+
+def test_burned_in_annotation_is_phi_we_cannot_read() -> None:
+    result = INSPECTOR.inspect(part10(dataset(PATIENT, burned_in="YES")))
+    assert result.contains_phi and result.opaque
+    clean = deidentified()
+    clean.BurnedInAnnotation = "YES"
+    result = INSPECTOR.inspect(part10(clean))
+    assert result.contains_phi and "BurnedInAnnotation" in result.locations()
+    clean.BurnedInAnnotation = "NO"
+    assert not INSPECTOR.inspect(part10(clean)).contains_phi
+
+
+def _dicomdir() -> bytes:
+    ds = Dataset()
+    ds.FileSetID = "STUDY1"
+    record = Dataset()
+    record.DirectoryRecordType = "PATIENT"
+    record.PatientName = f"{PATIENT.family}^{PATIENT.given}"
+    record.PatientID = PATIENT.mrn
+    study = Dataset()
+    study.DirectoryRecordType = "STUDY"
+    study.StudyDate = "20261114"
+    ds.DirectoryRecordSequence = Sequence([record, study])
+    ds.SOPClassUID = "1.2.840.10008.1.3.10"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.99"
+    return part10(ds)
+
+
+def test_dicomdir_records_are_read() -> None:
+    result = INSPECTOR.inspect(_dicomdir())
+    assert result.message_type == "DICOMDIR" and result.contains_phi
+    assert "DirectoryRecordSequence[0].PatientName" in result.locations()
+    assert "DirectoryRecordSequence[1].StudyDate" in result.locations()
+
+
+def test_stow_rs_multipart_zip_and_base64_carry_dicom() -> None:
+    data = part10(dataset(PATIENT))
+    stow = b"--dcm\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--dcm--\r\n"
+    result = INSPECTOR.inspect(stow)
+    assert result.contains_phi and any("PatientName" in loc for loc in result.locations())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("IMG0001.dcm", data)
+    assert "PatientName" in " ".join(INSPECTOR.inspect(buffer.getvalue()).locations())
+    wrapped = orjson.dumps({"study": base64.b64encode(data).decode()})
+    assert "PatientName" in " ".join(INSPECTOR.inspect(wrapped).locations())
+
+
+# -- hostile datasets: a decision, never a crash or a pass --------------------------------
+
+
+def _never_clean(data: bytes) -> None:
+    result = INSPECTOR.inspect(data)
+    assert result.error or result.contains_phi, result
+
+
+def test_truncated_files_never_pass_an_identifier() -> None:
+    """Cut anywhere: unreadable (blocked abroad), or read whole up to the cut with every
+    identifier in it found; a cut between elements before any identifier holds none."""
+    data = part10(dataset(PATIENT))
+    for cut in range(140, len(data), 3):
+        result = INSPECTOR.inspect(data[:cut])
+        assert result.error or result.contains_phi or not leaked(data[:cut], PATIENT), cut
+
+
+def test_lying_lengths_are_refused() -> None:
+    data = bytearray(part10(dataset(PATIENT)))
+    at = data.find(b"PN", 132)  # PatientName's explicit VR header: its length follows
+    struct.pack_into("<H", data, at + 2, 0xFFF0)
+    result = INSPECTOR.inspect(bytes(data))
+    assert result.format == DICOM and "longer" in result.error
+
+
+def test_random_corruption_gives_a_decision() -> None:
+    rng = random.Random(5)
+    original = part10(dataset(PATIENT))
+    for _ in range(300):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(132, len(data))] = rng.randrange(256)
+        _never_clean(bytes(data))
+
+
+def test_deep_sequences_hit_the_depth_limit() -> None:
+    inner = Dataset()
+    inner.PatientName = "Doe^Jane"
+    for _ in range(40):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    inner.SOPClassUID = SC
+    inner.SOPInstanceUID = "1.2.3.4"
+    result = INSPECTOR.inspect(part10(inner))
+    assert result.limit == "max_dicom_depth" and result.error
+
+
+def test_many_elements_hit_the_element_limit() -> None:
+    ds = deidentified()
+    items = []
+    for number in range(300):
+        item = Dataset()
+        item.CodeValue = str(number)
+        items.append(item)
+    ds.AnatomicRegionSequence = Sequence(items)
+    small = Inspector(Limits(max_dicom_elements=200))
+    result = small.inspect(part10(ds))
+    assert result.limit == "max_dicom_elements"
+
+
+def test_a_huge_text_value_is_read() -> None:
+    ds = deidentified()
+    ds.ImageComments = (
+        "x " * 400_000 + f"patient {PATIENT.given} {PATIENT.family} MRN {PATIENT.mrn}"
+    )
+    assert INSPECTOR.inspect(part10(ds)).contains_phi
+
+
+def test_the_pixels_are_never_read() -> None:
+    data = part10(dataset(PATIENT, rows=256, frames=8))
+    header = read_header(data, WalkLimits(1000, 8, 1 << 20, lambda: None))
+    pixel = [e for e in header.elements if e.tag == 0x7FE00010]
+    assert pixel and pixel[0].value == b"" and pixel[0].length == 256 * 256 * 2 * 8
+
+
+# -- redaction -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("dates", ["year", "shift"])
+def test_redaction_keeps_a_valid_object_with_nothing_identifying(syntax: str, dates: str) -> None:
+    original = dataset(PATIENT, frames=2)
+    inspection = INSPECTOR.inspect(part10(original, syntax))
+    outcome = _redactor(dates=dates).redact(inspection)
+    assert not outcome.error and outcome.body
+    assert not leaked(outcome.body, PATIENT)
+    again = INSPECTOR.inspect(outcome.body)
+    assert again.format == DICOM and not again.contains_phi and not again.error
+    written = read(outcome.body)  # pydicom, an independent reader
+    assert written.file_meta.TransferSyntaxUID == syntax
+    assert written.PixelData == original.PixelData
+    assert written.PatientIdentityRemoved == "YES"
+    codes = [item.CodeValue for item in written.DeidentificationMethodCodeSequence]
+    assert codes[0] == "113100" and ("113107" in codes) == (dates == "shift")
+    assert written.SOPClassUID == CT and written.SOPInstanceUID != original.SOPInstanceUID
+    assert written.file_meta.MediaStorageSOPInstanceUID == written.SOPInstanceUID
+    assert outcome.counts["name"] >= 1 and outcome.counts["date"] >= 1
+    assert not leaked(" ".join(outcome.locations).encode(), PATIENT)
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_bare_datasets_are_redacted_in_their_encoding(syntax: str) -> None:
+    outcome = _redactor().redact(INSPECTOR.inspect(bare(dataset(PATIENT), syntax)))
+    assert not outcome.error and not leaked(outcome.body, PATIENT)
+    again = INSPECTOR.inspect(outcome.body)
+    assert again.format == DICOM and not again.contains_phi
+
+
+def test_uids_stay_one_study_across_files_and_sessions() -> None:
+    first = _redactor().redact(INSPECTOR.inspect(part10(dataset(PATIENT, instance=1))))
+    second = _redactor().redact(INSPECTOR.inspect(part10(dataset(PATIENT, instance=2))))
+    a, b = read(first.body), read(second.body)
+    assert a.StudyInstanceUID == b.StudyInstanceUID and a.SeriesInstanceUID == b.SeriesInstanceUID
+    assert a.SOPInstanceUID != b.SOPInstanceUID
+    assert a.StudyInstanceUID.startswith("2.25.") and len(a.StudyInstanceUID) <= 64
+    assert a.PatientID == b.PatientID and a.PatientID != PATIENT.mrn
+    other_key = Redactor(RedactionSettings(), b"another-site-key" * 2)
+    c = read(other_key.redact(INSPECTOR.inspect(part10(dataset(PATIENT)))).body)
+    assert c.StudyInstanceUID != a.StudyInstanceUID
+
+
+def test_profile_options() -> None:
+    ds = dataset(PATIENT)
+    ds.PatientAge = "094Y"
+    ds.PatientWeight = 71.5
+    plain = read(_redactor().redact(INSPECTOR.inspect(part10(ds))).body)
+    assert "PatientAge" not in plain and "PatientWeight" not in plain
+    assert "StudyDescription" not in plain
+    kept = _redactor(
+        dicom={"retain_patient_characteristics": True, "clean_descriptors": True}
+    ).redact(INSPECTOR.inspect(part10(ds)))
+    written = read(kept.body)
+    assert written.PatientAge == "090Y" and float(written.PatientWeight) == 71.5
+    assert written.StudyDescription == ds.StudyDescription  # nothing identifying in it
+    codes = {item.CodeValue for item in written.DeidentificationMethodCodeSequence}
+    assert {"113100", "113108", "113105"} <= codes
+
+
+def test_burned_in_pixels_block_redaction() -> None:
+    inspection = INSPECTOR.inspect(part10(dataset(PATIENT, burned_in="YES")))
+    outcome = _redactor().redact(inspection)
+    assert outcome.error and not outcome.body
