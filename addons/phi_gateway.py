@@ -27,6 +27,7 @@ from addons import body_limits
 from addons.connection_watch import ConnectionWatch
 from gateway import metrics
 from gateway.config import Connections, GatewayConfig, load_config
+from gateway.dimse import DimseSession, starts_like_associate_rq
 from gateway.enforce import Act, act
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
@@ -263,7 +264,7 @@ def _close_stream(addon: PhiGateway, flow: tcp.TCPFlow) -> str:
     session = flow.metadata.get(SESSION_METADATA)
 
     def destination(gateway: Gateway) -> Destination:
-        if isinstance(session, MllpSession):
+        if isinstance(session, MllpSession | DimseSession):
             return session.destination
         return _stream_destination(gateway, flow)
 
@@ -620,14 +621,16 @@ class PhiGateway:
     # -- raw TCP and MLLP ------------------------------------------------------------------
     @_hook()
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        """Streams to configured MLLP ports are raw TCP from the first byte (never parsed as
-        HTTP); TLS on those ports is still decrypted first and decided again inside."""
+        """Streams to configured MLLP and DICOM ports are raw TCP from the first byte (never
+        parsed as HTTP); TLS on those ports is still decrypted first and decided again
+        inside."""
         gateway = self.gateway
         context = nextlayer.context
         server = context.server.address
         if gateway is None or server is None or context.client.transport_protocol != "tcp":
             return
-        if server[1] not in gateway.config.proxy.mllp_ports:
+        proxy = gateway.config.proxy
+        if server[1] not in proxy.mllp_ports and server[1] not in proxy.dicom_ports:
             return
         current = nextlayer.layer
         if isinstance(current, layers.TCPLayer) or (
@@ -638,7 +641,7 @@ class PhiGateway:
             return  # the explicit proxy itself (its CONNECT carries the real destination)
         # An interface engine may connect and wait before its first message: a stream, not an
         # idle HTTP connection.
-        self.watch.streaming(context.client, mllp=True)
+        self.watch.streaming(context.client, mllp=server[1] in proxy.mllp_ports)
         data = nextlayer.data_client()
         if not data or starts_like_tls_record(data) or (data[:1] == b"\x16" and len(data) < 3):
             return  # wait for the first bytes, or let TLS be decrypted first
@@ -657,6 +660,9 @@ class PhiGateway:
             await self._judge_stream(flow, message)
             self.watch.stream_sent(flow, arrived, forwarded=bool(message.content))
         else:
+            session = flow.metadata.get(SESSION_METADATA)
+            if isinstance(session, DimseSession):
+                session.observe_reply(message.content)
             self.watch.stream_replied(flow)
         # Last, not in a finally: after an error the guard still finds the message to empty.
         flow.messages.clear()
@@ -669,9 +675,9 @@ class PhiGateway:
             return
         data = message.content
         session = flow.metadata.get(SESSION_METADATA)
-        if not isinstance(session, MllpSession):
+        if not isinstance(session, MllpSession | DimseSession):
             session = flow.metadata[SESSION_METADATA] = self._start_session(gateway, flow)
-        if session.framer.pending + len(data) > _THREAD_THRESHOLD:
+        if session.pending + len(data) > _THREAD_THRESHOLD:
             output = await asyncio.to_thread(session.feed, gateway, data)
         else:
             output = session.feed(gateway, data)
@@ -682,10 +688,17 @@ class PhiGateway:
             self._close_client(flow, "PHI gateway: unreadable stream to a foreign destination")
 
     @staticmethod
-    def _start_session(gateway: Gateway, flow: tcp.TCPFlow) -> MllpSession:
+    def _start_session(gateway: Gateway, flow: tcp.TCPFlow) -> MllpSession | DimseSession:
+        """DICOM when the stream opens an association or goes to a DICOM port, else MLLP
+        (which also judges streams that turn out to be neither)."""
         destination = _stream_destination(gateway, flow)
         first = flow.messages[-1].content
-        mllp_port = destination.port in gateway.config.proxy.mllp_ports
+        proxy = gateway.config.proxy
+        if starts_like_associate_rq(first) or (
+            destination.port in proxy.dicom_ports and first[:1] != b"\x0b"
+        ):
+            return DimseSession(gateway, destination, _client(flow))
+        mllp_port = destination.port in proxy.mllp_ports
         return MllpSession(gateway, destination, _client(flow), first, mllp_port)
 
     # -- TLS passthrough --------------------------------------------------------------------

@@ -85,6 +85,7 @@ class Protocol(enum.StrEnum):
     HTTP3 = "http/3"
     TCP = "tcp"
     MLLP = "mllp"
+    DICOM = "dicom"  # DIMSE over the DICOM upper layer protocol
     TLS_PASSTHROUGH = "tls-passthrough"
     UDP = "udp"
     WEBSOCKET = "websocket"

@@ -64,6 +64,11 @@ class MllpSession:
             gateway.evaluate(self._message(b"", len(first)), destination)
             self.state = State.RELAY
 
+    @property
+    def pending(self) -> int:
+        """Bytes held until their frame ends."""
+        return self.framer.pending
+
     def _message(self, body: bytes, size: int) -> Message:
         host, port = self.destination.host, self.destination.port
         return Message(self.protocol, self.client, host, port, body=body, raw_body_size=size)

@@ -43,6 +43,8 @@ TEXT_VRS = frozenset(
     | {"UI", "UR", "UT"}
 )
 PREAMBLE = 128
+# The implementation class UID of the file meta groups the gateway writes (a 2.25 UUID UID).
+IMPLEMENTATION_UID = b"2.25.293139810121374201168316321809423308"
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,3 +393,33 @@ class _Walk:
             if self.count & 4095 == 0:
                 self.limits.check()
         raise DicomError("truncated encapsulated DICOM pixel data")
+
+
+def _meta_element(tag: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) & 1:
+        value += b"\x00"
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", 2, tag, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 2, tag, vr, len(value)) + value
+
+
+def wrap_part10(dataset: bytes, syntax: str, sop_class: str, sop_instance: str) -> bytes:
+    """A dataset as DIMSE carries it, in a Part 10 file naming its transfer syntax: read
+    (and rewritten) like any file, then unwrapped again."""
+    elements = (
+        _meta_element(0x0001, b"OB", b"\x00\x01")
+        + _meta_element(0x0002, b"UI", sop_class.encode("ascii", "replace"))
+        + _meta_element(0x0003, b"UI", sop_instance.encode("ascii", "replace"))
+        + _meta_element(0x0010, b"UI", syntax.encode("ascii", "replace"))
+        + _meta_element(0x0012, b"UI", IMPLEMENTATION_UID)
+    )
+    length = _meta_element(0x0000, b"UL", struct.pack("<I", len(elements)))
+    return b"\x00" * PREAMBLE + b"DICM" + length + elements + dataset
+
+
+def unwrap_part10(data: bytes) -> bytes:
+    """The dataset of a Part 10 file (deflated as it was, if it was)."""
+    start = part10_offset(data)
+    if start < 0:
+        return data
+    return data[_file_meta(data, start + 4)[1] :]
