@@ -51,6 +51,7 @@ bench: native
 	$(PY) -m bench.mllp
 	$(PY) -m bench.redaction
 	$(PY) -m bench.x12
+	$(PY) -m bench.dicom
 	$(PY) -m bench.geo
 
 # Three minutes of mixed traffic with faults injected (bench/README.md, "Soak"); not in

@@ -14,6 +14,7 @@ from pathlib import Path
 from fpdf import FPDF
 from PIL import Image
 
+from tests.support.dicom import dataset, part10
 from tests.support.documents import docx_face_sheet, summary_lines
 from tests.support.patients import fhir_patient, fhir_patient_json, hl7_adt, make_patient
 from tests.support.x12 import claim_837p
@@ -79,6 +80,11 @@ def x12_837p_2k(target: int = HL7_TARGET) -> bytes:
     while len(claim_837p(patient, services=services + 1)) <= target:
         services += 1
     return claim_837p(patient, services=services).encode()
+
+
+def dicom_ct() -> bytes:
+    """A CT image (Part 10, 128 x 128 x 16 bit) naming one synthetic patient: ~33 kB."""
+    return part10(dataset(make_patient(_SEED + 5), rows=128))
 
 
 def fhir_patient_resource() -> bytes:
@@ -188,6 +194,7 @@ def build_payloads() -> list[Payload]:
     pdf = discharge_summary_200k()
     docx = docx_face_sheet(make_patient(_SEED + 3))
     claim = x12_837p_2k()
+    image = dicom_ct()
     return [
         Payload(
             "hl7-adt-2k",
@@ -211,6 +218,7 @@ def build_payloads() -> list[Payload]:
             "pdf-200k", f"discharge summary PDF, {len(pdf) // 1000} kB", "application/pdf", pdf
         ),
         Payload("x12-837p-2k", f"X12 837P claim, {len(claim)} B", "application/edi-x12", claim),
+        Payload("dicom-ct", f"DICOM CT image, {len(image) // 1000} kB", "application/dicom", image),
         Payload(
             "docx-face-sheet",
             f"DOCX face sheet, {len(docx) // 1000} kB",

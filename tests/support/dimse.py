@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -125,3 +126,65 @@ class Tap:
                 return
             into.append(data)
             sink.sendall(data)
+
+
+# -- PDUs written by hand (the benchmark's sender and receiver; no pynetdicom in the loop) ---
+
+
+def _item(kind: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(body)) + body
+
+
+def _uid(value: str) -> bytes:
+    return value.encode()
+
+
+def associate(kind: int, sop_class: str, syntax: str, max_pdu: int = 65536) -> bytes:
+    """An A-ASSOCIATE-RQ (kind 1) proposing, or -AC (kind 2) accepting, context 1."""
+    fixed = b"\x00\x01\x00\x00" + b"ARCHIVE".ljust(16) + b"HOSPITAL".ljust(16) + bytes(32)
+    app = _item(0x10, _uid("1.2.840.10008.3.1.1.1"))
+    if kind == 1:
+        context = _item(
+            0x20, b"\x01\x00\x00\x00" + _item(0x30, _uid(sop_class)) + _item(0x40, _uid(syntax))
+        )
+    else:
+        context = _item(0x21, b"\x01\x00\x00\x00" + _item(0x40, _uid(syntax)))
+    user = _item(0x50, _item(0x51, struct.pack(">I", max_pdu)))
+    body = fixed + app + context + user
+    return struct.pack(">BBI", kind, 0, len(body)) + body
+
+
+def _element(number: int, value: bytes) -> bytes:
+    if len(value) & 1:
+        value += b"\x00"
+    return struct.pack("<HHI", 0, number, len(value)) + value
+
+
+def _command(elements: bytes) -> bytes:
+    return _element(0, struct.pack("<I", len(elements))) + elements
+
+
+def c_store_rq(message_id: int, sop_class: str, instance: str) -> bytes:
+    return _command(
+        _element(0x0002, _uid(sop_class))
+        + _element(0x0100, struct.pack("<H", 0x0001))
+        + _element(0x0110, struct.pack("<H", message_id))
+        + _element(0x0700, struct.pack("<H", 0))
+        + _element(0x0800, struct.pack("<H", 0x0000))
+        + _element(0x1000, _uid(instance))
+    )
+
+
+def c_store_rsp(message_id: int, sop_class: str, status: int = 0) -> bytes:
+    return _command(
+        _element(0x0002, _uid(sop_class))
+        + _element(0x0100, struct.pack("<H", 0x8001))
+        + _element(0x0120, struct.pack("<H", message_id))
+        + _element(0x0800, struct.pack("<H", 0x0101))
+        + _element(0x0900, struct.pack("<H", status))
+    )
+
+
+def p_data(command: bool, data: bytes, context: int = 1) -> bytes:
+    pdv = struct.pack(">IBB", len(data) + 2, context, 3 if command else 2) + data
+    return struct.pack(">BBI", 4, 0, len(pdv)) + pdv

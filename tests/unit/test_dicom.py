@@ -24,6 +24,7 @@ from gateway.formats.dicom.walk import WalkLimits, read_header
 from gateway.inspector import Inspector
 from gateway.model import Category
 from gateway.redactor import Redactor
+from tests.support import carriers
 from tests.support.dicom import (
     CT,
     MR,
@@ -161,6 +162,11 @@ def test_dicomdir_records_are_read() -> None:
 
 def test_stow_rs_multipart_zip_and_base64_carry_dicom() -> None:
     data = part10(dataset(PATIENT))
+    clean = deidentified()
+    clean.PixelData = bytes(range(256)) * 4  # CR and LF bytes in the pixels, kept exact
+    stow_clean = b"--dcm\r\nContent-Type: application/dicom\r\n\r\n" + part10(clean)
+    passed = INSPECTOR.inspect(stow_clean + b"\r\n--dcm--\r\n")
+    assert not passed.contains_phi and not passed.error
     stow = b"--dcm\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--dcm--\r\n"
     result = INSPECTOR.inspect(stow)
     assert result.contains_phi and any("PatientName" in loc for loc in result.locations())
@@ -315,3 +321,11 @@ def test_burned_in_pixels_block_redaction() -> None:
     inspection = INSPECTOR.inspect(part10(dataset(PATIENT, burned_in="YES")))
     outcome = _redactor().redact(inspection)
     assert outcome.error and not outcome.body
+
+
+def test_dicom_attached_to_fhir_is_read() -> None:
+    data = part10(dataset(PATIENT))
+    binary = INSPECTOR.inspect(carriers.fhir_binary(data, "application/dicom"))
+    assert binary.contains_phi and "PatientName" in " ".join(binary.locations())
+    clean = INSPECTOR.inspect(carriers.fhir_binary(part10(deidentified()), "application/dicom"))
+    assert not clean.contains_phi and not clean.error
