@@ -20,9 +20,10 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from gateway.dimse.pdu import command_uint, pdvs, read_command
 from tests.e2e.conftest import Upstreams, gateway_config
 from tests.support.dicom import CT, MR, SC, US, bare, dataset, deidentified, leaked, part10, read
-from tests.support.dimse import StoreScp, c_store
+from tests.support.dimse import StoreScp, associate, c_store, c_store_rq, p_data
 from tests.support.gateway_process import GatewayProcess, free_port
 from tests.support.mmdb import DOMESTIC_IP, FOREIGN_IP
 from tests.support.patients import make_patient
@@ -251,3 +252,58 @@ def test_an_upload_abroad_in_redact_mode_arrives_valid(
     written = read(arrived)
     assert written.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert written.PixelData == original.PixelData and written.PatientIdentityRemoved == "YES"
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    head = b""
+    while len(head) < 6:
+        chunk = sock.recv(6 - len(head))
+        if not chunk:
+            raise ConnectionError("closed")
+        head += chunk
+    length = struct.unpack_from(">I", head, 2)[0]
+    body = b""
+    while len(body) < length:
+        chunk = sock.recv(length - len(body))
+        if not chunk:
+            raise ConnectionError("closed")
+        body += chunk
+    return head[0], body
+
+
+def _status(body: bytes) -> int:
+    (item,) = pdvs(body)
+    return command_uint(read_command(item.data), 0x0900) or 0
+
+
+def test_an_association_in_a_connect_tunnel_is_judged(gateway: GatewayProcess) -> None:
+    """The explicit proxy: CONNECT to a receiver abroad, then DIMSE on a port the gateway
+    knows only from the A-ASSOCIATE-RQ (written by hand; the receiver is pynetdicom)."""
+    scp = StoreScp(FOREIGN_IP)
+    clean = deidentified(CT)
+    try:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+            target = f"{FOREIGN_IP}:{scp.port}"
+            sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                reply += sock.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200")
+            sock.sendall(associate(1, CT, ImplicitVRLittleEndian))
+            assert _read_pdu(sock)[0] == 2  # the receiver's A-ASSOCIATE-AC
+            phi = bare(dataset(PATIENTS[2]), ImplicitVRLittleEndian)
+            sock.sendall(p_data(True, c_store_rq(1, CT, "2.25.1")) + p_data(False, phi))
+            kind, body = _read_pdu(sock)
+            assert kind == 4 and _status(body) == REFUSED
+            sock.sendall(
+                p_data(True, c_store_rq(2, CT, str(clean.SOPInstanceUID)))
+                + p_data(False, bare(clean, ImplicitVRLittleEndian))
+            )
+            kind, body = _read_pdu(sock)
+            assert kind == 4 and _status(body) == 0x0000  # the receiver's own answer
+        deadline = time.monotonic() + 5
+        while not scp.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scp.received == [bare(clean, ImplicitVRLittleEndian)]
+    finally:
+        scp.close()

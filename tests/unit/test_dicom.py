@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import random
 import struct
 import zipfile
@@ -329,3 +330,19 @@ def test_dicom_attached_to_fhir_is_read() -> None:
     assert binary.contains_phi and "PatientName" in " ".join(binary.locations())
     clean = INSPECTOR.inspect(carriers.fhir_binary(part10(deidentified()), "application/dicom"))
     assert not clean.contains_phi and not clean.error
+
+
+def test_redaction_writes_no_value_to_logs_or_warnings(
+    caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder
+) -> None:
+    ds = dataset(PATIENT)
+    ds.add_new(0x00081030, "LO", f"{PATIENT.family}^{PATIENT.given}\\" * 40)  # too long for LO
+    ds.add_new(0x00200052, "UI", f"1.2.{PATIENT.mrn}.x")  # not a UID
+    inspection = INSPECTOR.inspect(part10(ds))
+    caplog.clear()
+    recwarn.clear()
+    caplog.set_level(logging.DEBUG)
+    outcome = _redactor().redact(inspection)
+    assert not leaked(outcome.body, PATIENT)
+    said = caplog.text + " ".join(str(w.message) for w in recwarn)
+    assert not leaked(said.encode(), PATIENT)

@@ -18,8 +18,10 @@ rewrites it; the table is profile.py), then verified by our own reader before it
 from __future__ import annotations
 
 import io
+import logging
 from collections import Counter
 
+from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -48,6 +50,12 @@ from gateway.formats.dicom.walk import (
 from gateway.model import Category, RedactionOutcome
 from gateway.phi.freetext import scan_text
 from gateway.phi.safe_harbor import DatePolicy
+
+# pydicom's validation warnings and log records quote the values they judge ("invalid value
+# for VR PN: '...'"): never written (what is invalid is our verification's business).
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
+logging.getLogger("pydicom").disabled = True
 
 CONTENT_TYPE = "application/dicom"
 _STANDARD_UID_ROOT = "1.2.840.10008."
