@@ -13,6 +13,8 @@ from __future__ import annotations
 from gateway.formats.base import FormatHandler
 from gateway.formats.cda import Cda
 from gateway.formats.dicom import DicomFormat
+from gateway.formats.dicom.json_model import DicomJson
+from gateway.formats.dicom.stow import DicomStow
 from gateway.formats.email import Email
 from gateway.formats.fhir import FhirJson, FhirNdjson, FhirXml
 from gateway.formats.generic_json import GenericJson
@@ -30,9 +32,11 @@ from gateway.model import Format
 
 FORMATS: tuple[FormatHandler, ...] = (
     DicomFormat(),  # binary: sniffed on the bytes as sent, before the UTF-16/32 stage
+    DicomStow(),  # STOW-RS multipart of DICOM instances: before the containers stage
     Rtf(),  # "{\rtf": before JSON, which would call it malformed
     Hl7v2Er7(),
     X12Format(),  # "ISA*" / "ST*": never JSON or XML, before plain text reads it
+    DicomJson(),  # the DICOM JSON model: before JSON, which would not know a PN from a code
     FhirJson(),
     FhirNdjson(),
     GenericJson(),

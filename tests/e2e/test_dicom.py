@@ -224,15 +224,48 @@ def test_stow_rs_abroad_is_refused_and_de_identified_studies_pass(
         return b"\r\n".join(parts) + f"\r\n--{boundary}--\r\n".encode()
 
     headers = {"content-type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+    study = _study()
     refused = client.post(
-        f"{upstreams.foreign.url}/dicomweb/studies", content=stow(_study()), headers=headers
+        f"{upstreams.foreign.url}/dicomweb/studies", content=stow(study), headers=headers
     )
     assert refused.status_code == 451
+    assert refused.headers["content-type"] == "application/dicom+json"
+    failed = orjson.loads(refused.content)["00081198"]["Value"]
+    assert [f["00081155"]["Value"][0] for f in failed] == [str(d.SOPInstanceUID) for d in study]
+    _no_phi(refused.content)
     assert "/dicomweb/studies" not in upstreams.foreign.paths()
     clean = stow([deidentified(CT), deidentified(MR)])
     passed = client.post(f"{upstreams.foreign.url}/dicomweb/clean", content=clean, headers=headers)
     assert passed.status_code == 200
     assert upstreams.foreign.first_at("/dicomweb/clean").body == clean
+
+
+def test_stow_rs_abroad_in_redact_mode_arrives_de_identified(
+    redacting: Site, upstreams: Upstreams
+) -> None:
+    boundary = b"RedactedStow"
+    study = _study(1)
+    body = (
+        b"".join(
+            b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n"
+            for ds in study
+        )
+        + b"--"
+        + boundary
+        + b"--\r\n"
+    )
+    headers = {"content-type": 'multipart/related; type="application/dicom"; boundary=RedactedStow'}
+    with httpx.Client(proxy=redacting.gateway.proxy_url, timeout=10) as plain:
+        answer = plain.post(f"{upstreams.foreign.url}/redacted/stow", content=body, headers=headers)
+    assert answer.status_code == 200
+    arrived = upstreams.foreign.first_at("/redacted/stow").body
+    _no_phi(arrived)
+    parts = arrived.split(b"\r\n--" + boundary)[:-1]
+    assert len(parts) == 4
+    for original, part in zip(study, parts, strict=True):
+        written = read(part.split(b"\r\n\r\n", 1)[1])
+        assert written.PatientIdentityRemoved == "YES"
+        assert written.PixelData == original.PixelData
 
 
 def test_an_upload_abroad_in_redact_mode_arrives_valid(

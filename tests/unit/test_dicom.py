@@ -21,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from gateway.config import Limits, RedactionSettings
 from gateway.formats.dicom import DICOM
 from gateway.formats.dicom.profile import RULES, rules_by_tag
+from gateway.formats.dicom.stow import DICOMWEB
 from gateway.formats.dicom.walk import WalkLimits, read_header
 from gateway.inspector import Inspector
 from gateway.model import Category
@@ -346,3 +347,76 @@ def test_redaction_writes_no_value_to_logs_or_warnings(
     assert not leaked(outcome.body, PATIENT)
     said = caplog.text + " ".join(str(w.message) for w in recwarn)
     assert not leaked(said.encode(), PATIENT)
+
+
+# -- STOW-RS ---------------------------------------------------------------------------------
+
+BOUNDARY = b"StowBoundary7"
+
+
+def _stow(parts: list[bytes], kinds: list[bytes] | None = None) -> bytes:
+    kinds = kinds or [b"application/dicom"] * len(parts)
+    body = b"".join(
+        b"--" + BOUNDARY + b"\r\nContent-Type: " + kind + b"\r\n\r\n" + part + b"\r\n"
+        for part, kind in zip(parts, kinds, strict=True)
+    )
+    return body + b"--" + BOUNDARY + b"--\r\n"
+
+
+def test_stow_rs_is_judged_instance_by_instance() -> None:
+    study = [dataset(PATIENT, instance=n) for n in (1, 2, 3)]
+    result = INSPECTOR.inspect(_stow([part10(ds) for ds in study]))
+    assert result.format == DICOMWEB and result.message_type == "STOW-RS"
+    assert {"part[0]/PatientName", "part[2]/PatientName"} <= set(result.locations())
+    assert result.contains_phi
+    clean = INSPECTOR.inspect(_stow([part10(deidentified()), part10(deidentified(MR))]))
+    assert clean.format == DICOMWEB and not clean.contains_phi and not clean.error
+    metadata = orjson.dumps({"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]}})
+    mixed = INSPECTOR.inspect(
+        _stow([part10(deidentified()), metadata], [b"application/dicom", b"application/json"])
+    )
+    assert mixed.contains_phi
+
+
+def test_stow_rs_refusal_lists_every_instance() -> None:
+    from gateway.formats.base import RefusalRequest
+    from gateway.formats.dicom.stow import DicomStow
+    from gateway.model import Action, Verdict
+
+    study = [dataset(PATIENT, instance=n) for n in (1, 2)]
+    inspection = INSPECTOR.inspect(_stow([part10(ds) for ds in study]))
+    verdict = Verdict(Action.BLOCK, "foreign-phi", "PHI abroad")
+    answer = DicomStow().refusal(RefusalRequest(verdict, inspection, "INC-1", "refused"))
+    assert answer is not None and answer.status == 451
+    failed = orjson.loads(answer.body)["00081198"]["Value"]
+    assert [f["00081155"]["Value"][0] for f in failed] == [str(ds.SOPInstanceUID) for ds in study]
+    assert not leaked(answer.body, PATIENT)
+
+
+def test_stow_rs_redaction_rewrites_each_instance_and_keeps_the_body() -> None:
+    study = [dataset(PATIENT, instance=n) for n in (1, 2)]
+    body = _stow([part10(ds) for ds in study])
+    outcome = _redactor().redact(INSPECTOR.inspect(body))
+    assert not outcome.error and not leaked(outcome.body, PATIENT)
+    assert outcome.body.startswith(b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom")
+    assert outcome.body.endswith(b"--" + BOUNDARY + b"--\r\n")
+    again = INSPECTOR.inspect(outcome.body)
+    assert again.format == DICOMWEB and not again.contains_phi and not again.error
+    parts = outcome.body.split(b"\r\n--" + BOUNDARY)
+    first = read(parts[0].split(b"\r\n\r\n", 1)[1])
+    assert first.PatientIdentityRemoved == "YES" and first.PixelData == study[0].PixelData
+    assert any(loc.startswith("part[1]/") for loc in outcome.locations)
+
+
+def test_the_dicom_json_model_is_judged_like_a_file() -> None:
+    """QIDO-RS results and STOW-RS metadata: pydicom writes the JSON, the same rules judge it."""
+    results = [dataset(PATIENT, instance=n, pixels=False).to_json_dict() for n in (1, 2)]
+    found = INSPECTOR.inspect(orjson.dumps(results))
+    assert found.format == "dicom-json" and found.contains_phi
+    assert {"[0].PatientName", "[1].OtherPatientIDsSequence[0].PatientID"} <= set(found.locations())
+    clean = deidentified()
+    del clean.PixelData
+    passed = INSPECTOR.inspect(orjson.dumps(clean.to_json_dict()))
+    assert passed.format == "dicom-json" and not passed.contains_phi and not passed.error
+    malformed = INSPECTOR.inspect(b'{"00100010": {"vr": "PN", "Value": 5}}')
+    assert malformed.format == "dicom-json" and malformed.error  # blocked abroad

@@ -4,13 +4,13 @@ wherever the registry meets them (an upload, a STOW-RS multipart part, a zip mem
 The header is walked by our own reader (walk.py), never the pixels; what identifies the
 patient is PS3.15 Annex E read through Safe Harbor (profile.py, inspect.py). Redaction
 applies the Basic Profile with pydicom and re-reads the result (redact.py). A refusal over
-HTTP is a STOW-RS style failure: the instance in a FailedSOPSequence. DIMSE associations
-are followed by ``gateway/dimse``.
+HTTP is a STOW-RS style failure: the instance in a FailedSOPSequence. STOW-RS bodies are
+read as one upload (stow.py); DIMSE associations are followed by ``gateway/dimse``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import orjson
 
@@ -116,20 +116,23 @@ class DicomFormat(FormatHandler):
         return BlockResponse(
             BLOCK_STATUS,
             DICOM_JSON,
-            stow_failure(inspection.reply, request.text),
+            stow_failure([inspection.reply], request.text),
             ((INCIDENT_HEADER, request.incident_id),),
         )
 
 
-def stow_failure(reply: Mapping[str, str], text: str) -> bytes:
-    """A DICOM JSON response with the refused instance and why (PS3.18 10.5.3)."""
-    item: dict[str, object] = {"00081197": {"vr": "US", "Value": [PROCESSING_FAILURE]}}
-    if reply.get("sop_class"):
-        item["00081150"] = {"vr": "UI", "Value": [reply["sop_class"]]}
-    if reply.get("sop_instance"):
-        item["00081155"] = {"vr": "UI", "Value": [reply["sop_instance"]]}
+def stow_failure(instances: Sequence[Mapping[str, str]], text: str) -> bytes:
+    """A DICOM JSON response with the refused instances and why (PS3.18 10.5.3)."""
+    items = []
+    for reply in instances:
+        item: dict[str, object] = {"00081197": {"vr": "US", "Value": [PROCESSING_FAILURE]}}
+        if reply.get("sop_class"):
+            item["00081150"] = {"vr": "UI", "Value": [reply["sop_class"]]}
+        if reply.get("sop_instance"):
+            item["00081155"] = {"vr": "UI", "Value": [reply["sop_instance"]]}
+        items.append(item)
     body = {
-        "00081198": {"vr": "SQ", "Value": [item]},
+        "00081198": {"vr": "SQ", "Value": items},
         "00000902": {"vr": "LO", "Value": [text[:64]]},
     }
     return orjson.dumps(body)

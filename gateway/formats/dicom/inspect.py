@@ -79,11 +79,12 @@ def place(element: Element, keyword: str = "") -> str:
     return ".".join(parts)[:160]
 
 
-def judge(header: Header, trust_shifted: bool = True) -> Judged:
+def judge(header: Header, trust_shifted: bool = True, encoding: str = "") -> Judged:
     """``trust_shifted``: dates of a de-identified dataset that says they were shifted
     (LongitudinalTemporalInformationModified = MODIFIED) pass; False: only years pass (the
-    redactor's own check of what it cut to the year)."""
-    encoding = encoding_of(header)
+    redactor's own check of what it cut to the year). ``encoding``: of the values, when the
+    dataset's SpecificCharacterSet does not say (DICOM JSON is UTF-8)."""
+    encoding = encoding or encoding_of(header)
     elements = header.elements
     top = {e.tag: text_of(e, encoding) for e in elements if not e.parents and e.value}
     judged = Judged(
