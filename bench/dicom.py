@@ -43,6 +43,7 @@ from bench.procs import (
 from bench.redaction import paired, print_header, report, yardstick
 from gateway.config import parse_config
 from gateway.formats.dicom import DICOM
+from gateway.formats.dicom.walk import WalkLimits, read_header
 from gateway.inspector import Inspector
 from tests.support.dicom import CT, bare, dataset, part10
 from tests.support.dimse import associate, c_store_rq, c_store_rsp, p_data
@@ -69,10 +70,12 @@ def in_process() -> None:
         inspection = inspector.inspect(body)
         assert inspection.format == DICOM and inspection.contains_phi, inspection
     assert not redactor.redact(slice_, "", DICOM).error
+    walk_limits = WalkLimits(200_000, 12, 64 << 20, lambda: None)
     parse = yardstick()
     print_header()
     cases: list[tuple[str, Callable[[], object], float | None]] = [
         (f"inspect CT file ({len(big) / 1e6:.0f} MB)", lambda: inspector.inspect(big), 10.0),
+        ("  our header walk alone", lambda: read_header(big, walk_limits), None),
         (
             "  pydicom dcmread, header only",
             lambda: dcmread(io.BytesIO(big), stop_before_pixels=True),
