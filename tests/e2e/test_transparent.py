@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from pydicom.uid import ImplicitVRLittleEndian
 
+from tests.support import dicom
+from tests.support.dimse import StoreScp, c_store
 from tests.support.gateway_process import GatewayProcess
 from tests.support.mllp import MllpReceiver, MllpSender, mllp, msa, run
 from tests.support.mmdb import build_test_mmdb
@@ -80,6 +83,7 @@ class TransparentWorld:
     gateway: GatewayProcess
     domestic: Receivers
     foreign: Receivers
+    servers: Netns
 
 
 def _build_network(request: pytest.FixtureRequest) -> tuple[Netns, Netns, Netns]:
@@ -159,7 +163,7 @@ def world(
     request.addfinalizer(domestic.close)
     foreign = servers.call(lambda: receivers(FOREIGN_IP))
     request.addfinalizer(foreign.close)
-    yield TransparentWorld(client, gateway, domestic, foreign)
+    yield TransparentWorld(client, gateway, domestic, foreign, servers)
 
 
 ON_PORTS = pytest.mark.parametrize(
@@ -286,3 +290,34 @@ def test_http_looking_stream_to_the_mllp_port_abroad_is_not_parsed_as_http(
     assert len(rows) == 1 and rows[0]["port"] == MLLP_PORT
     after = gateway.metric("phi_gateway_flows_not_inspected_total", reason="unreadable")
     assert after == counted + 1
+
+
+def test_dicom_associations_are_judged_in_transparent_mode(
+    world: TransparentWorld, servers_dicom: dict[str, StoreScp]
+) -> None:
+    """DIMSE on an arbitrary port, recognised by its A-ASSOCIATE-RQ: abroad each C-STORE is
+    refused with 0124H and nothing arrives; at home every data set arrives as sent."""
+    patient = PATIENTS[0]
+    study = [dicom.dataset(patient, instance=1), dicom.dataset(patient, instance=2)]
+    abroad, home = servers_dicom["foreign"], servers_dicom["domestic"]
+    refused = world.client.call(lambda: c_store(FOREIGN_IP, abroad.port, study))
+    assert [r.status for r in refused] == [0x0124, 0x0124]
+    assert abroad.received == []
+    stored = world.client.call(lambda: c_store(DOMESTIC_IP, home.port, study))
+    assert [r.status for r in stored] == [0, 0]
+    expected = [digest(dicom.bare(ds, ImplicitVRLittleEndian)) for ds in study]
+    assert [digest(data) for data in home.received] == expected
+    rows = world.gateway.audit_rows_where(protocol="dicom", rule="foreign-phi", ip=FOREIGN_IP)
+    assert len(rows) >= 2
+
+
+@pytest.fixture(scope="module")
+def servers_dicom(world: TransparentWorld, request: pytest.FixtureRequest) -> dict[str, StoreScp]:
+    servers = world.servers
+    scps = {
+        "foreign": servers.call(lambda: StoreScp(FOREIGN_IP)),
+        "domestic": servers.call(lambda: StoreScp(DOMESTIC_IP)),
+    }
+    for scp in scps.values():
+        request.addfinalizer(scp.close)
+    return scps
