@@ -5,20 +5,32 @@ at all, and a careless script puts an MRN in a path or a custom header. Query pa
 form-like cookies and custom headers are read as named values (``gateway.phi.fields``);
 FHIR search syntax is undone first (``family:exact``, ``birthdate=ge1960-01-02``,
 ``identifier=system|value``, chained ``subject.name``).
+
+Every header is read except the protocol machinery of ``MACHINERY`` (values known to carry
+no payload). URLs in headers (``Referer``, ``Link``, ``Content-Location``, any value that is
+an http(s) URL) are read like the request target: path segments, query, fragment. JWTs in
+any header, cookie or query parameter (an OpenID Connect id_token names its user) are decoded
+and their claims read as named values; opaque tokens are not PHI.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
-from collections.abc import Iterable
-from urllib.parse import parse_qsl, unquote
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gateway.model import Category, Finding
-from gateway.phi.fields import is_phi, scan_fields
+from gateway.phi.fields import is_phi, safe_label, scan_fields
 from gateway.phi.freetext import scan_query, scan_text
 
-# Headers whose values are protocol machinery, never data someone chose to put there.
-_MACHINERY = frozenset(
+# Headers whose values are protocol machinery, never data someone chose to put there (tested
+# one by one: tests/unit/test_envelope.py). Authorization headers are machinery too, but a JWT
+# in them is decoded like one anywhere else.
+MACHINERY = frozenset(
     {
         "host",
         "user-agent",
@@ -36,13 +48,12 @@ _MACHINERY = frozenset(
         "trailer",
         "upgrade",
         "expect",
-        "origin",
-        "referer",
         "cache-control",
         "pragma",
         "if-match",
         "if-none-match",
         "if-modified-since",
+        "if-unmodified-since",
         "range",
         "date",
         "authorization",
@@ -51,10 +62,37 @@ _MACHINERY = frozenset(
         "sec-websocket-key",
         "sec-websocket-version",
         "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-fetch-site",
+        "sec-fetch-mode",
+        "sec-fetch-dest",
+        "sec-fetch-user",
+        "sec-ch-ua",
+        "sec-ch-ua-mobile",
+        "sec-ch-ua-platform",
+        "upgrade-insecure-requests",
+        "dnt",
+        "priority",
         "traceparent",
         "tracestate",
     }
 )
+# Headers whose value is a URL (or, for Link, URLs in angle brackets); Origin has no path.
+_URL_HEADERS = frozenset({"referer", "origin", "link", "content-location", "location"})
+_URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.(eyJ[A-Za-z0-9_-]{2,})\.[A-Za-z0-9_-]*")
+_MAX_JWT = 16 * 1024
+# OpenID Connect standard claims (OIDC Core 5.1) by the field names of gateway.phi.fields.
+_CLAIM_NAMES = {
+    "name": "fullname",
+    "given_name": "given",
+    "family_name": "family",
+    "nickname": "given",
+    "preferred_username": "fullname",
+    "phone_number": "phone",
+    "street_address": "address",
+    "postal_code": "zip",
+}
 _DATE_PREFIX = re.compile(r"^(?:eq|ne|lt|gt|ge|le|sa|eb|ap)(?=\d)")
 _SSN_SEGMENT = re.compile(r"^\d{3}-\d{2}-\d{4}$")
 # A search on these endpoints is about a person: any identifying parameter makes it PHI.
@@ -77,16 +115,59 @@ def fhir_search_pairs(query: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def inspect_target(path: str, query: str) -> list[Finding]:
+def inspect_target(path: str, query: str, where: str = "url") -> list[Finding]:
     """Findings in the request target (path segments and query parameters)."""
     found = [
-        Finding(Category.SSN, "url.path")
+        Finding(Category.SSN, f"{where}.path")
         for segment in unquote(path).split("/")
         if _SSN_SEGMENT.match(segment)
     ]
     if query:
-        found += scan_fields(fhir_search_pairs(query), "url.query", _SEARCH_NAMES)
+        found += scan_fields(fhir_search_pairs(query), f"{where}.query", _SEARCH_NAMES)
+        found += jwt_findings((v for _, v in parse_qsl(query)), f"{where}.query")
     return found
+
+
+def inspect_url(url: str, where: str) -> list[Finding]:
+    """A URL in a header, read like the request target; a fragment with parameters (a
+    single-page app's route, ``#/chart?mrn=...``) like a query."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return []
+    found = inspect_target(parts.path, parts.query, where)
+    fragment = parts.fragment
+    if "=" in fragment:
+        route, _, params = fragment.partition("?")
+        found += inspect_target(route, params or route, f"{where}.fragment")
+    return found
+
+
+def jwt_claims(value: str) -> Iterator[tuple[str, str]]:
+    """The claims of every JWT in a value, flattened to (name, value) pairs."""
+    for match in _JWT.finditer(value[: _MAX_JWT * 4]):
+        payload = match.group(1)[:_MAX_JWT]
+        try:
+            raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+            claims = json.loads(raw)
+        except (binascii.Error, ValueError, RecursionError):
+            continue
+        yield from _flatten(claims, 0)
+
+
+def _flatten(node: Any, depth: int) -> Iterator[tuple[str, str]]:
+    if not isinstance(node, dict) or depth > 4:
+        return
+    for key, value in list(node.items())[:200]:
+        if isinstance(value, dict):
+            yield from _flatten(value, depth + 1)
+        elif isinstance(value, str | int | float):
+            yield str(key), str(value)
+
+
+def jwt_findings(values: Iterable[str], where: str) -> list[Finding]:
+    pairs = [pair for value in values if "eyJ" in value for pair in jwt_claims(value)]
+    return scan_fields(pairs, f"{where}.jwt", _CLAIM_NAMES) if pairs else []
 
 
 def inspect_envelope(
@@ -99,7 +180,7 @@ def inspect_envelope(
     person_search = bool(target) and _PERSON_ENDPOINT.search(path) is not None
     # Prose in the query or in custom header values ("note=Patient: Jane Doe, DOB ...").
     prose = [scan_query(query, "url.query")] if query else []
-    values = [v for n, v in headers if n.lower() not in _MACHINERY and n.lower() != "cookie"]
+    values = [v for n, v in headers if _prose_header(n.lower())]
     if values:
         prose.append(scan_text("\n\n".join(values), "header"))
     named_phi = person_search or is_phi(found)  # the named-value threshold, before prose
@@ -108,13 +189,26 @@ def inspect_envelope(
     return found, named_phi or any(s.contains_phi for s in prose)
 
 
+def _prose_header(lowered: str) -> bool:
+    return lowered not in MACHINERY and lowered not in _URL_HEADERS and lowered != "cookie"
+
+
 def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:
-    """Findings in custom headers and cookies."""
+    """Findings in custom headers, URL-valued headers, JWTs anywhere, and cookies."""
     pairs: list[tuple[str, str]] = []
     cookies: list[tuple[str, str]] = []
+    found: list[Finding] = []
     for name, value in headers:
         lowered = name.lower()
-        if lowered in _MACHINERY:
+        label = safe_label(lowered)
+        if "eyJ" in value:
+            found += jwt_findings([value], f"header:{label}")
+        if lowered in _URL_HEADERS or (lowered not in MACHINERY and _URL.match(value.strip())):
+            for url in _URL.findall(value):
+                found += inspect_url(url, f"header:{label}")
+            if lowered in _URL_HEADERS:
+                continue
+        if lowered in MACHINERY:
             continue
         if lowered == "cookie":
             for crumb in value.split(";"):
@@ -122,7 +216,8 @@ def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:
                 cookies.append((key, unquote(val)))
             continue
         pairs.append((_header_field_name(lowered), value))
-    return scan_fields(pairs, "header") + scan_fields(cookies, "header.cookie")
+    found += scan_fields(pairs, "header") + scan_fields(cookies, "header.cookie")
+    return found
 
 
 def _header_field_name(name: str) -> str:

@@ -47,7 +47,9 @@ class H2Client:
         self.conn.initiate_connection()
         self.sock.sendall(self.conn.data_to_send())
 
-    def post(self, path: str, body: bytes) -> H2Response:
+    def post(
+        self, path: str, body: bytes, headers: list[tuple[str, str]] | None = None
+    ) -> H2Response:
         stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             stream_id,
@@ -57,6 +59,7 @@ class H2Client:
                 (":scheme", "https"),
                 (":authority", f"{self.host}:{self.port}"),
                 ("content-length", str(len(body))),
+                *(headers or []),
             ],
         )
         self.conn.send_data(stream_id, body, end_stream=True)

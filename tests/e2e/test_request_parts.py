@@ -1,0 +1,92 @@
+"""Every byte of the request, through the real gateway over HTTP/1.1 and HTTP/2: a Referer
+holding the EHR page the user came from and an OpenID Connect id_token in Authorization are
+refused abroad with nothing reaching the receiver; their clean counterparts (an ordinary
+Referer, an opaque access token) are forwarded abroad; at home everything arrives as sent."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Upstreams, trusting
+from tests.support.gateway_process import GatewayProcess
+from tests.support.h2client import H2Client
+from tests.support.patients import make_patient
+
+pytestmark = pytest.mark.e2e
+PATIENT = make_patient(1802)
+BODY = b'{"invoice": "2026-11", "amount": 120.5}'
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2ln"
+
+
+REFERER = (
+    f"https://ehr.hospital.example/chart?patient=4411&mrn={PATIENT.mrn}"
+    f"&dob={PATIENT.birth_date_iso}"
+)
+ID_TOKEN = _jwt(
+    {"sub": "1", "name": f"{PATIENT.given} {PATIENT.family}", "birthdate": PATIENT.birth_date_iso}
+)
+CASES = {
+    "referer": ("Referer", REFERER),
+    "id-token": ("Authorization", f"Bearer {ID_TOKEN}"),
+}
+CLEAN = {
+    "referer": ("Referer", "https://intranet.hospital.example/billing?tab=2"),
+    "id-token": ("Authorization", "Bearer 2YotnFZFEjr1zCsicMWpAA"),
+}
+
+
+def _leaks(upstreams: Upstreams) -> bool:
+    seen = [str(r.headers) + r.path for r in upstreams.foreign.received]
+    seen += [str(r.headers) + r.path for r in upstreams.foreign_tls.received]
+    return any(PATIENT.mrn in s or PATIENT.family in s for s in seen)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_http1_abroad_refused_clean_passes_home_as_sent(
+    client: httpx.Client, upstreams: Upstreams, case: str
+) -> None:
+    name, value = CASES[case]
+    refused = client.post(
+        f"{upstreams.foreign.url}/parts/{case}", content=BODY, headers={name: value}
+    )
+    assert refused.status_code == 451
+    assert f"/parts/{case}" not in upstreams.foreign.paths() and not _leaks(upstreams)
+    clean_name, clean_value = CLEAN[case]
+    passed = client.post(
+        f"{upstreams.foreign.url}/parts/{case}/clean",
+        content=BODY,
+        headers={clean_name: clean_value},
+    )
+    assert passed.status_code == 200
+    home = client.post(
+        f"{upstreams.domestic.url}/parts/{case}", content=BODY, headers={name: value}
+    )
+    assert home.status_code == 200
+    arrived = upstreams.domestic.first_at(f"/parts/{case}").headers
+    assert {k.lower(): v for k, v in arrived.items()}[name.lower()] == value
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_http2_abroad_refused(gateway: GatewayProcess, upstreams: Upstreams, case: str) -> None:
+    name, value = CASES[case]
+    h2 = H2Client(
+        gateway.port, upstreams.foreign_tls.host, upstreams.foreign_tls.port, trusting(gateway)
+    )
+    try:
+        refused = h2.post(f"/h2parts/{case}", BODY, [(name.lower(), value)])
+        clean_name, clean_value = CLEAN[case]
+        passed = h2.post(f"/h2parts/{case}/clean", BODY, [(clean_name.lower(), clean_value)])
+    finally:
+        h2.close()
+    assert refused.status == 451 and passed.status == 200
+    assert f"/h2parts/{case}" not in upstreams.foreign_tls.paths() and not _leaks(upstreams)

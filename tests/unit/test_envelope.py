@@ -1,0 +1,111 @@
+"""Every header of a request is read, except the protocol machinery (the list is tested
+here); URLs in headers like the request target; JWTs in headers, cookies and query
+parameters by their claims. Clean counterparts (an opaque token, an ordinary Referer) pass."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from gateway.envelope import MACHINERY, inspect_envelope
+from gateway.model import Category
+from tests.support.patients import make_patient
+
+PATIENT = make_patient(1801)
+ID_DOB = f"mrn={PATIENT.mrn}&dob={PATIENT.birth_date_iso}"
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+ID_TOKEN = _jwt(
+    {
+        "iss": "https://idp.hospital.example",
+        "sub": "248289761001",
+        "name": f"{PATIENT.given} {PATIENT.family}",
+        "birthdate": PATIENT.birth_date_iso,
+        "email": PATIENT.email,
+    }
+)
+
+
+def _phi(headers: list[tuple[str, str]], query: str = "") -> tuple[bool, list[str]]:
+    findings, phi = inspect_envelope("/api/v1/upload", query, headers)
+    return phi, sorted({f.location for f in findings})
+
+
+def test_the_machinery_list_is_what_carries_no_payload() -> None:
+    assert "referer" not in MACHINERY and "origin" not in MACHINERY and "cookie" not in MACHINERY
+    assert {"authorization", "user-agent", "traceparent", "accept"} <= MACHINERY
+    for name in sorted(MACHINERY):  # each skipped as named values and as prose
+        phi, where = _phi([(name, f"patient {PATIENT.given} {PATIENT.family} {ID_DOB}")])
+        assert not phi and where == [], name
+    note = f"Patient: {PATIENT.given} {PATIENT.family}, DOB {PATIENT.birth_date_iso}"
+    for name in ("X-Custom", "Warning", "X-Correlation", "From"):
+        phi, _ = _phi([(name, f"{note}, MRN {PATIENT.mrn}")])
+        assert phi, name
+
+
+@pytest.mark.parametrize("name", ["Referer", "Link", "Content-Location", "X-Return-To"])
+def test_urls_in_headers_are_read_like_the_request_target(name: str) -> None:
+    url = f"https://ehr.hospital.example/chart?patient=4411&{ID_DOB}"
+    value = f"<{url}>; rel=related" if name == "Link" else url
+    phi, where = _phi([(name, value)])
+    assert phi and f"header:{name.lower()}.query" in " ".join(where)
+
+
+def test_a_fragment_route_and_an_ssn_path_segment_in_a_referer() -> None:
+    phi, where = _phi([("Referer", f"https://ehr.example/app#/chart?{ID_DOB}")])
+    assert phi and any(".fragment." in w for w in where)
+    phi, _ = _phi([("Referer", f"https://ehr.example/patients/{PATIENT.ssn}/summary")])
+    assert phi
+
+
+def test_an_ordinary_referer_and_origin_pass() -> None:
+    phi, where = _phi(
+        [
+            ("Referer", "https://intranet.hospital.example/home?tab=2&lang=en#top"),
+            ("Origin", "https://intranet.hospital.example"),
+        ]
+    )
+    assert not phi and where == []
+
+
+def test_jwt_claims_are_read_wherever_the_token_is() -> None:
+    phi, where = _phi([("Authorization", f"Bearer {ID_TOKEN}")])
+    assert phi and "header:authorization.jwt" in " ".join(where)
+    phi, _ = _phi([("Cookie", f"theme=dark; id_token={ID_TOKEN}")])
+    assert phi
+    phi, where = _phi([], f"id_token={ID_TOKEN}&state=xyz")
+    assert phi and any(w.startswith("url.query.jwt") for w in where)
+    phi, _ = _phi([("X-Session", ID_TOKEN)])
+    assert phi
+
+
+def test_opaque_and_claim_free_tokens_pass() -> None:
+    access = _jwt({"iss": "https://idp.example", "sub": "248289761001", "scope": "openid"})
+    for value in (
+        "Bearer 2YotnFZFEjr1zCsicMWpAA",
+        f"Bearer {access}",
+        "Basic dXNlcjpwYXNzd29yZA==",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJub3QganNvbg.x",  # a payload that is no JSON
+    ):
+        phi, where = _phi([("Authorization", value)])
+        assert not phi and where == [], value
+    login = _jwt({"sub": "1", "email": PATIENT.email})  # a lone e-mail: not PHI
+    assert not _phi([("Authorization", f"Bearer {login}")])[0]
+
+
+def test_findings_hold_no_value() -> None:
+    findings, _ = inspect_envelope(
+        "/x", f"id_token={ID_TOKEN}", [("Referer", f"https://e.example/c?{ID_DOB}")]
+    )
+    text = " ".join(f.location for f in findings)
+    assert PATIENT.family not in text and PATIENT.mrn not in text
+    assert {f.category for f in findings} >= {Category.DATE, Category.MRN}
