@@ -210,6 +210,12 @@ def _element(tag: int, value: bytes) -> bytes:
     return struct.pack("<HHI", 0, tag, len(value)) + value
 
 
+def encode_command(command: dict[int, bytes]) -> bytes:
+    """A command set from its elements (group 0000, by element number), its length anew."""
+    body = b"".join(_element(number, value) for number, value in sorted(command.items()) if number)
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
 def failure_response(request: dict[int, bytes], status: int, comment: str) -> bytes:
     """The response command set refusing ``request`` with ``status`` (and a comment)."""
     field_value = command_uint(request, COMMAND_FIELD) or C_STORE_RQ

@@ -36,6 +36,7 @@ from gateway.dimse.pdu import (
     abort,
     command_text,
     command_uint,
+    encode_command,
     failure_response,
     fragments,
     p_data,
@@ -49,12 +50,14 @@ from gateway.enforce import Act, act
 from gateway.engine import Gateway
 from gateway.errors import DicomError
 from gateway.formats.dicom import DICOM
-from gateway.formats.dicom.walk import unwrap_part10, wrap_part10
+from gateway.formats.dicom.walk import part10_meta, unwrap_part10, wrap_part10
 from gateway.mllp.session import StreamOutput
 from gateway.model import Destination, Inspection, Message, Protocol
 from gateway.policy import needs_inspection
 
 _IMPLICIT_LE = "1.2.840.10008.1.2"
+# What one PDV held costs beside its bytes (its object): empty PDVs are not free.
+_PDV_COST = 64
 
 
 class State(enum.StrEnum):
@@ -70,6 +73,7 @@ class _Turn:
     out: StreamOutput
     forward: list[bytes] = field(default_factory=list)
     reply: list[bytes] = field(default_factory=list)
+    mark: int = 0  # forward[:mark] covers every PDU before self.unsent
 
 
 class DimseSession:
@@ -84,6 +88,9 @@ class DimseSession:
         self.state = State.FOLLOWING
         self.associated = False
         self.messages = 0
+        # The PDUs as sent since the last message boundary: what is relayed, byte for byte,
+        # if the association cannot be followed and is not blocked.
+        self.unsent: list[bytes] = []
         self._reset()
         if not needs_inspection(destination, gateway.config):
             gateway.evaluate(self._message(b""), destination)
@@ -130,10 +137,22 @@ class DimseSession:
             return out
         turn = _Turn(out)
         try:
-            for unit in self.framer.feed(data):
+            units = self.framer.feed(data)
+        except DicomError as exc:  # nothing of this read consumed: all still in the buffer
+            units = []
+            self._give_up(gateway, exc, turn, b"")
+        for number, unit in enumerate(units):
+            self.unsent.append(unit.raw)
+            try:
                 self._pdu(gateway, unit.kind, unit.body, unit.raw, turn)
-        except DicomError as exc:
-            self._give_up(gateway, exc, turn)
+            except DicomError as exc:
+                rest = b"".join(u.raw for u in units[number + 1 :])
+                self._give_up(gateway, exc, turn, rest)
+                break
+            if not self.command_pdvs and not self.data_pdvs:
+                # Everything so far is forwarded, answered or dropped: a point to relay from.
+                self.unsent.clear()
+                turn.mark = len(turn.forward)
         out.forward = b"".join(turn.forward)
         out.reply = b"".join(turn.reply)
         return out
@@ -164,6 +183,7 @@ class DimseSession:
                 raise DicomError("DIMSE messages interleaved")
             self.command_pdvs.append(item)
             self.context = item.context
+            self._count(item)
             if not item.last:
                 return
             self.command = read_command(b"".join(p.data for p in self.command_pdvs))
@@ -174,11 +194,15 @@ class DimseSession:
         if self.command is None or item.context != self.context:
             raise DicomError("DIMSE data set without its command")
         self.data_pdvs.append(item)
-        self.data_size += len(item.data)
-        if self.data_size > self.most:
-            raise DicomError("DIMSE data set larger than max_body_bytes", "max_body_bytes")
+        self._count(item)
         if item.last:
             self._judge(gateway, turn)
+
+    def _count(self, item: Pdv) -> None:
+        """A message held is bounded by max_body_bytes, each PDV counted with its cost."""
+        self.data_size += len(item.data) + _PDV_COST
+        if self.data_size > self.most:
+            raise DicomError("DIMSE message larger than max_body_bytes", "max_body_bytes")
 
     def _judge(self, gateway: Gateway, turn: _Turn) -> None:
         forward, reply, out = turn.forward, turn.reply, turn.out
@@ -200,13 +224,17 @@ class DimseSession:
             reply.append(p_data([pdv(self.context, True, True, response)]))
         elif what is Act.FORWARD_REDACTED and decision.redaction is not None:
             new = unwrap_part10(decision.redaction.body)
+            # The command names the instance too: it gets the remapped UID the data set has.
+            remapped = part10_meta(decision.redaction.body).get(0x00020003, b"")
+            command_set = encode_command({**command, AFFECTED_SOP_INSTANCE & 0xFFFF: remapped})
             max_pdu = self.association.acceptor_max_pdu
+            commands = p_data([pdv(self.context, True, True, command_set)])
             forward.append(commands + fragments(self.context, new, max_pdu))
         else:
             forward.append(commands + b"".join(p_data([p.raw]) for p in self.data_pdvs))
         self._reset()
 
-    def _give_up(self, gateway: Gateway, error: DicomError, turn: _Turn) -> None:
+    def _give_up(self, gateway: Gateway, error: DicomError, turn: _Turn, rest: bytes) -> None:
         """What cannot be followed is decided as an unreadable payload: abroad, the
         association is aborted on both sides and the connection closed."""
         forward, reply, out = turn.forward, turn.reply, turn.out
@@ -220,9 +248,11 @@ class DimseSession:
             reply.append(abort())
             out.close = True
         else:
-            # Not blocked (monitor mode): relayed from here on as sent.
+            # Not blocked (monitor mode, an allow-listed destination): relayed from here on
+            # as sent, from the last message boundary.
             self.state = State.RELAY
-            held = b"".join(p_data([p.raw]) for p in self.command_pdvs + self.data_pdvs)
-            forward.append(held + bytes(self.framer.buffer))
+            del forward[turn.mark :]
+            forward.append(b"".join(self.unsent) + rest + bytes(self.framer.buffer))
+            self.unsent.clear()
             self.framer.buffer.clear()
             self._reset()

@@ -22,7 +22,7 @@ from gateway.config import Limits, RedactionSettings
 from gateway.formats.dicom import DICOM
 from gateway.formats.dicom.profile import RULES, rules_by_tag
 from gateway.formats.dicom.stow import DICOMWEB
-from gateway.formats.dicom.walk import WalkLimits, read_header
+from gateway.formats.dicom.walk import WalkLimits, read_header, wrap_part10
 from gateway.inspector import Inspector
 from gateway.model import Category
 from gateway.redactor import Redactor
@@ -420,3 +420,101 @@ def test_the_dicom_json_model_is_judged_like_a_file() -> None:
     assert passed.format == "dicom-json" and not passed.contains_phi and not passed.error
     malformed = INSPECTOR.inspect(b'{"00100010": {"vr": "PN", "Value": 5}}')
     assert malformed.format == "dicom-json" and malformed.error  # blocked abroad
+
+
+# -- found in review: each once let a patient through or broke something ---------------------
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) & 1:
+        value += b" "
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+
+def _file(*elements: bytes) -> bytes:
+    base = _element(0x00080016, b"UI", CT.encode()) + _element(0x00080018, b"UI", b"1.2.3.4")
+    return wrap_part10(base + b"".join(elements), ExplicitVRLittleEndian, CT, "1.2.3.4")
+
+
+@pytest.mark.parametrize("vr", [b"OB", b"OW", b"FD", b"US", b"AT"])
+def test_a_patient_attribute_sent_with_another_vr_is_read_as_the_dictionary_says(
+    vr: bytes,
+) -> None:
+    name = f"{PATIENT.family}^{PATIENT.given}".encode()
+    assert INSPECTOR.inspect(_file(_element(0x00100010, vr, name))).locations() == ["PatientName"]
+
+
+def test_an_encapsulated_document_is_read_and_not_redacted() -> None:
+    note = f"Discharge summary. Patient: {PATIENT.given} {PATIENT.family}, MRN {PATIENT.mrn}"
+    ds = deidentified()
+    ds.EncapsulatedDocument = note.encode()
+    ds.MIMETypeOfEncapsulatedDocument = "text/plain"
+    result = INSPECTOR.inspect(part10(ds))
+    assert result.contains_phi and "EncapsulatedDocument" in " ".join(result.locations())
+    named = dataset(PATIENT)
+    named.EncapsulatedDocument = note.encode()
+    assert _redactor().redact(INSPECTOR.inspect(part10(named))).error
+
+
+@pytest.mark.parametrize(
+    ("charset", "name", "codec"),
+    [
+        ("ISO_IR 144", "Иванов^Иван", "iso8859_5"),
+        ("\\ISO 2022 IR 87", "ANONYMOUS=山田^太郎", "iso2022_jp"),
+        ("ISO_IR 100", "Müller^Jürgen", "latin-1"),
+    ],
+)
+def test_names_in_other_character_sets_are_names(charset: str, name: str, codec: str) -> None:
+    value = name.encode(codec)
+    data = _file(
+        _element(0x00080005, b"CS", charset.encode()),
+        _element(0x00100010, b"PN", value),
+        _element(0x00120062, b"CS", b"YES"),
+    )
+    assert INSPECTOR.inspect(data).locations() == ["PatientName"]
+
+
+def test_a_removed_name_is_no_dummy_and_modality_is_no_audit_field() -> None:
+    ds = deidentified()
+    ds.OtherPatientNames = "ANONYMOUS"  # X: must be gone, declared or not
+    assert INSPECTOR.inspect(part10(ds)).locations() == ["OtherPatientNames"]
+    ds = dataset(PATIENT)
+    ds.Modality = PATIENT.family[:16].upper()
+    assert INSPECTOR.inspect(part10(ds)).message_type == "dataset"
+
+
+def test_private_elements_with_invalid_numbers_are_data() -> None:
+    value = f"{PATIENT.family} {PATIENT.mrn}".encode()
+    data = _file(_element(0x00090010, b"LO", b"VENDOR"), _element(0x00090100, b"LO", value))
+    assert "(0009,0100)" in INSPECTOR.inspect(data).locations()
+
+
+def test_a_dicomdir_is_not_rewritten() -> None:
+    assert _redactor().redact(INSPECTOR.inspect(_dicomdir())).error
+
+
+def test_stow_rs_delimiters_and_epilogues_are_read_as_receivers_do() -> None:
+    named = part10(dataset(PATIENT))
+    hidden = _stow([part10(deidentified())]) + b"--" + BOUNDARY + b"\r\n\r\n" + named
+    assert INSPECTOR.inspect(hidden).error  # content after the closing delimiter: refused
+    # The boundary's bytes inside a part, not followed by "--" or a line end: no delimiter.
+    inside = part10(deidentified()) + b"\r\n--" + BOUNDARY + b"X" + named
+    result = INSPECTOR.inspect(_stow([inside]))
+    assert result.contains_phi or result.error  # one part, read whole: never a clean pass
+
+
+def test_dicom_json_inside_an_api_envelope_is_read() -> None:
+    wrapped = {"results": [dataset(PATIENT, pixels=False).to_json_dict()], "count": 1}
+    result = INSPECTOR.inspect(orjson.dumps(wrapped))
+    assert result.contains_phi and any("PatientName" in loc for loc in result.locations())
+
+
+def test_retained_characteristics_still_cut_dates() -> None:
+    ds = dataset(PATIENT)
+    ds.LastMenstrualDate = "20261003"
+    outcome = _redactor(dicom={"retain_patient_characteristics": True}).redact(
+        INSPECTOR.inspect(part10(ds))
+    )
+    assert not outcome.error and read(outcome.body).LastMenstrualDate == "20260101"

@@ -25,13 +25,14 @@ from gateway.dimse.pdu import (
 from gateway.dimse.session import State
 from gateway.engine import Gateway
 from gateway.model import Action, Decision
-from tests.support.dicom import CT, MR, dataset, deidentified, leaked, read
-from tests.support.dimse import StoreScp, Tap, c_store
+from tests.support.dicom import CT, MR, bare, dataset, deidentified, leaked, read
+from tests.support.dimse import StoreScp, Tap, associate, c_store, c_store_rq, p_data
 from tests.support.mmdb import DOMESTIC_IP, FOREIGN_IP
 from tests.support.patients import make_patient
 from tests.unit.test_mllp_session import make_gateway
 
 PATIENT = make_patient(1750)
+IMPLICIT = "1.2.840.10008.1.2"
 CLIENT = "10.0.0.9:5000"
 
 
@@ -201,3 +202,84 @@ def test_an_explicit_vr_association_is_judged_in_its_syntax(gateway: Gateway) ->
     _, reply, decisions, _ = _run(gateway, session, tap.sent, tap.replied)
     assert session.association.accepted and decisions[0].inspection.format == "dicom"
     assert _statuses(reply) == [0x0124]
+
+
+def _store(dataset_bytes: bytes, instance: str, message: int = 1, piece: int = 1000) -> bytes:
+    """A C-STORE written by hand: its command, then the data set in ``piece``-byte PDVs."""
+    command = p_data(True, c_store_rq(message, CT, instance))
+    chunks = [dataset_bytes[at : at + piece] for at in range(0, len(dataset_bytes), piece)]
+    out = b""
+    for number, chunk in enumerate(chunks):
+        last = number == len(chunks) - 1
+        item = struct.pack(">IBB", len(chunk) + 2, 1, 2 if last else 0) + chunk
+        out += struct.pack(">BBI", 4, 0, len(item)) + item
+    return command + out
+
+
+def test_a_redacted_c_store_names_the_remapped_instance_in_its_command(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests.support.mmdb import build_test_mmdb
+
+    tmp = tmp_path_factory.mktemp("dimse-uid")
+    gateway = make_gateway(
+        build_test_mmdb(tmp / "world.mmdb"), tmp, policy={"foreign_phi_action": "redact"}
+    )
+    try:
+        session = _session(gateway, FOREIGN_IP)
+        session.feed(gateway, associate(1, CT, IMPLICIT))
+        session.observe_reply(associate(2, CT, IMPLICIT))
+        original = dataset(PATIENT)
+        out = session.feed(gateway, _store(bare(original), str(original.SOPInstanceUID)))
+    finally:
+        gateway.close()
+    command_uid, data = "", b""
+    for unit in PduFramer(1 << 24).feed(out.forward):
+        for item in pdvs(unit.body):
+            if item.command:
+                command_uid = command_text(read_command(item.data), 0x1000)
+            else:
+                data += item.data
+    assert command_uid == read(data).SOPInstanceUID != original.SOPInstanceUID
+
+
+def test_an_association_not_followed_at_an_allowed_destination_is_relayed_whole(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests.support.mmdb import build_test_mmdb
+
+    tmp = tmp_path_factory.mktemp("dimse-relay")
+    gateway = make_gateway(
+        build_test_mmdb(tmp / "world.mmdb"),
+        tmp,
+        policy={"allow_destinations": [{"cidr": f"{DOMESTIC_IP}/32", "reason": "our PACS"}]},
+        limits={"max_body_bytes": 4096, "max_buffered_body_bytes": 1 << 20},
+    )
+    try:
+        session = _session(gateway, DOMESTIC_IP)
+        big, clean = dataset(PATIENT, rows=64), deidentified()
+        stream = (
+            associate(1, CT, IMPLICIT)
+            + _store(bare(big), "2.25.7")
+            + _store(bare(clean), "2.25.8", 2)
+            + struct.pack(">BBI", 5, 0, 4)
+            + bytes(4)
+        )
+        out = session.feed(gateway, stream)
+    finally:
+        gateway.close()
+    assert out.forward == stream and not out.close and session.state is State.RELAY
+
+
+def test_empty_pdvs_count_against_the_limit(gateway: Gateway) -> None:
+    session = _session(gateway, FOREIGN_IP)
+    session.feed(gateway, associate(1, CT, IMPLICIT))
+    endless = struct.pack(">IBB", 2, 1, 1)  # a command fragment that is never the last
+    pdu = struct.pack(">BBI", 4, 0, len(endless) * 10_000) + endless * 10_000
+    closed = False
+    for _ in range(100):
+        out = session.feed(gateway, pdu)
+        if out.close:
+            closed = True
+            break
+    assert closed and out.decisions[-1].inspection.limit == "max_body_bytes"

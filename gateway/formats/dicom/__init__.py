@@ -27,8 +27,15 @@ from gateway.formats.base import (
     RefusalRequest,
     with_document,
 )
-from gateway.formats.dicom.inspect import judge
-from gateway.formats.dicom.walk import Header, WalkLimits, bare_syntax, part10_offset, read_header
+from gateway.formats.dicom.inspect import judge, place
+from gateway.formats.dicom.walk import (
+    ENCAPSULATED_DOCUMENT,
+    Header,
+    WalkLimits,
+    bare_syntax,
+    part10_offset,
+    read_header,
+)
 from gateway.model import BlockResponse, Document, Format, Inspection, RedactionOutcome
 
 DICOM = Format("dicom")
@@ -57,6 +64,11 @@ def inspect_header(
         return Inspection(DICOM, error=f"malformed DICOM: {exc.reason}", limit=exc.limit), None
     judged = judge(header)
     combined = Combined(DICOM)
+    for element in header.elements:
+        if element.tag == ENCAPSULATED_DOCUMENT and element.value:
+            # An Encapsulated PDF or CDA: read by its own format, like any attachment.
+            inner = reader.scan(element.value.rstrip(b"\x00 "), depth + 1)
+            combined.add(f"{where}{place(element)}", inner)
     for location, text in judged.texts:
         reader.free_text(text, f"{where}{location}", depth, combined)
     if header.preamble.strip(b"\x00"):

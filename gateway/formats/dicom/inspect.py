@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydicom.charset import convert_encodings, decode_bytes
+
 from gateway.formats.dicom.profile import Rule, keyword_of, rules_by_tag
 from gateway.formats.dicom.walk import Element, Header
 from gateway.model import Category, Finding
@@ -35,6 +37,88 @@ _DUMMY_WORDS = frozenset(
     | {"RESEARCH", "PHANTOM", "TEST", "QA", "NA", "N/A", "DUMMY"}
 )
 _NAME_SPLIT = re.compile(r"[\^= ,]+")
+_PN_DELIMITERS = {0x5E, 0x3D}  # ^ and =: where ISO 2022 escapes reset
+# Modality codes (PS3.3 C.7.3.1.1.1, CID 29/33): the only Modality values that become a
+# message type (an audit column); anything else says "dataset".
+_MODALITIES = frozenset(
+    [
+        "AR",
+        "ASMT",
+        "AU",
+        "BDUS",
+        "BI",
+        "BMD",
+        "CD",
+        "CR",
+        "CT",
+        "DG",
+        "DOC",
+        "DX",
+        "ECG",
+        "EEG",
+        "EMG",
+        "EOG",
+        "EPS",
+        "ES",
+        "FID",
+        "GM",
+        "HC",
+        "HD",
+        "IO",
+        "IOL",
+        "IVOCT",
+        "IVUS",
+        "KER",
+        "KO",
+        "LEN",
+        "LS",
+        "MG",
+        "MR",
+        "M3D",
+        "NM",
+        "OAM",
+        "OCT",
+        "OP",
+        "OPM",
+        "OPT",
+        "OPTBSV",
+        "OPTENF",
+        "OPV",
+        "OSS",
+        "OT",
+        "PLAN",
+        "POS",
+        "PR",
+        "PT",
+        "PX",
+        "REG",
+        "RESP",
+        "RF",
+        "RG",
+        "RTDOSE",
+        "RTIMAGE",
+        "RTINTENT",
+        "RTPLAN",
+        "RTRAD",
+        "RTRECORD",
+        "RTSEGANN",
+        "RTSTRUCT",
+        "RWV",
+        "SEG",
+        "SM",
+        "SMR",
+        "SR",
+        "SRF",
+        "STAIN",
+        "TEXTUREMAP",
+        "TG",
+        "US",
+        "VA",
+        "XA",
+        "XAPROTOCOL",
+        "XC",
+    ]
+)
 _AGE = re.compile(r"^(\d{3})([DWMY])$")
 _RULES: dict[int, tuple[str, Rule]] = {}
 
@@ -59,14 +143,29 @@ class Judged:
     sop_instance: str = ""
 
 
-def text_of(element: Element, encoding: str) -> str:
-    return element.value.decode(encoding, "replace").strip(" \x00")
+def text_of(element: Element, encoding: str | list[str]) -> str:
+    """A value as text, in the dataset's character set(s) (pydicom's decoder, which knows
+    ISO 2022 escapes); what cannot be decoded is read as Latin-1, byte for byte."""
+    if isinstance(encoding, list):
+        try:
+            text = decode_bytes(element.value, convert_encodings(encoding), _PN_DELIMITERS)
+        except (LookupError, ValueError):
+            text = element.value.decode("latin-1")
+    else:
+        text = element.value.decode(encoding, "replace")
+    return text.strip(" \x00")
 
 
-def encoding_of(header: Header) -> str:
+def encoding_of(header: Header) -> str | list[str]:
+    """The value encoding SpecificCharacterSet names (ASCII/Latin-1 when it names none)."""
     for element in header.elements:
         if element.tag == CHARSET and not element.parents:
-            return "utf-8" if "192" in element.value.decode("ascii", "replace") else "latin-1"
+            terms = element.value.decode("ascii", "replace").strip(" \x00").split("\\")
+            if terms == ["ISO_IR 192"]:
+                return "utf-8"
+            if any(t.strip() for t in terms):
+                return [t.strip() for t in terms]
+            break
         if element.tag > CHARSET and not element.parents:
             break
     return "latin-1"
@@ -84,13 +183,13 @@ def judge(header: Header, trust_shifted: bool = True, encoding: str = "") -> Jud
     (LongitudinalTemporalInformationModified = MODIFIED) pass; False: only years pass (the
     redactor's own check of what it cut to the year). ``encoding``: of the values, when the
     dataset's SpecificCharacterSet does not say (DICOM JSON is UTF-8)."""
-    encoding = encoding or encoding_of(header)
+    codec: str | list[str] = encoding or encoding_of(header)
     elements = header.elements
-    top = {e.tag: text_of(e, encoding) for e in elements if not e.parents and e.value}
+    top = {e.tag: text_of(e, codec) for e in elements if not e.parents and e.value}
     judged = Judged(
         identity_removed=top.get(PATIENT_IDENTITY_REMOVED, "").upper() == "YES",
         burned_in=top.get(BURNED_IN, "").upper() == "YES",
-        modality=top.get(MODALITY, "")[:16],
+        modality=_modality(top.get(MODALITY, "")),
         sop_class=top.get(SOP_CLASS, "")[:64],
         sop_instance=top.get(SOP_INSTANCE, "")[:64],
     )
@@ -107,9 +206,13 @@ def judge(header: Header, trust_shifted: bool = True, encoding: str = "") -> Jud
         if tag & 0xFFFF == 0:
             continue  # group lengths
         if element.private:
-            if tag & 0xFFFF >= 0x1000 and element.length:
+            number = tag & 0xFFFF
+            if number >= 0x0100 and element.length:
                 findings.append(Finding(Category.OTHER_ID, place(element)))
-            continue  # private creators name a vendor's block
+            elif number >= 0x0010 and element.value:
+                # A private creator names a vendor's block: read as text like any other.
+                judged.texts.append((place(element), text_of(element, codec)))
+            continue
         if tag == BURNED_IN and judged.burned_in and not element.parents:
             findings.append(Finding(Category.OPAQUE_CONTENT, "BurnedInAnnotation"))
             continue
@@ -122,17 +225,21 @@ def judge(header: Header, trust_shifted: bool = True, encoding: str = "") -> Jud
         if not element.length:
             continue
         if vr == "PN":
-            value = text_of(element, encoding)
-            if value.strip("^= ") and not (dummies_allowed and not name_like(value)):
+            value = text_of(element, codec)
+            # A dummy is what the profile writes where it replaces (D, Z), never where it
+            # removes (X): such a name must be gone.
+            replaced = entry is None or "D" in entry[1].action or "Z" in entry[1].action
+            dummy = dummies_allowed and replaced and not name_like(value)
+            if value.strip("^= ") and not dummy:
                 findings.append(Finding(Category.NAME, place(element)))
             continue
         if vr in ("DA", "DT"):
-            value = text_of(element, encoding)
+            value = text_of(element, codec)
             if value and not (dummies_allowed and (shifted or _year_only(value))):
                 findings.append(Finding(Category.DATE, place(element)))
             continue
         if vr == "AS":
-            match = _AGE.match(text_of(element, encoding))
+            match = _AGE.match(text_of(element, codec))
             # 090Y in a de-identified dataset is Safe Harbor's "90 or older".
             aggregated = dummies_allowed and match is not None and match.group(1) == "090"
             if match and match.group(2) == "Y" and int(match.group(1)) >= 90 and not aggregated:
@@ -140,19 +247,24 @@ def judge(header: Header, trust_shifted: bool = True, encoding: str = "") -> Jud
             continue
         if entry is None:
             if vr in ("LT", "ST", "UT"):
-                judged.texts.append((place(element), text_of(element, encoding)))
+                judged.texts.append((place(element), text_of(element, codec)))
             continue
         keyword, rule = entry
         if rule.category is not None:
-            value = text_of(element, encoding)
+            value = text_of(element, codec)
             dummy = dummies_allowed and ("D" in rule.action or "Z" in rule.action)
             if value and not dummy:
                 findings.append(Finding(rule.category, place(element, keyword)))
         elif rule.text or vr in ("LT", "ST", "UT"):
-            value = text_of(element, encoding)
+            value = text_of(element, codec)
             if value:
                 judged.texts.append((place(element, keyword), value))
     return judged
+
+
+def _modality(value: str) -> str:
+    value = value.strip().upper()
+    return value if value in _MODALITIES else ""
 
 
 def _has_items(elements: list[Element], index: int) -> bool:
@@ -165,6 +277,8 @@ def _has_items(elements: list[Element], index: int) -> bool:
 
 def name_like(value: str) -> bool:
     """Does a person name hold a word of a real name (not a dummy word or a pseudonym)?"""
+    if not value.isascii() or "\x1b" in value:
+        return True  # a dummy is written in ASCII; other letters (or escapes) may be a name
     for word in _NAME_SPLIT.split(value):
         bare = word.strip(".'-")
         if len(bare) < 2 or not bare.replace("-", "").replace("'", "").isalpha():

@@ -8,29 +8,39 @@ same rules (inspect.py), so a name is a name whether it came in a file or in JSO
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from gateway.containers.budget import Combined
 from gateway.formats.base import FormatHandler, Payload, Reader
 from gateway.formats.dicom.inspect import judge
 from gateway.formats.dicom.walk import Element, Header
-from gateway.model import Format, Inspection
+from gateway.model import Finding, Format, Inspection
 
 DICOM_JSON_FORMAT = Format("dicom-json")
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 
 def _dataset_like(node: Any) -> bool:
+    """An object whose first keys are all tags holding attribute objects."""
     if not isinstance(node, dict) or not node:
         return False
-    key, value = next(iter(node.items()))
-    return bool(_TAG.match(key)) and isinstance(value, dict) and "vr" in value
+    for key, value in list(node.items())[:8]:
+        if not _TAG.match(key) or not isinstance(value, dict):
+            return False
+    return True
 
 
 def _datasets(document: Any) -> list[dict[str, Any]] | None:
+    """One dataset, or a list of them (empty objects allowed among them)."""
     if _dataset_like(document):
         return [document]
-    if isinstance(document, list) and document and all(_dataset_like(d) for d in document):
+    if (
+        isinstance(document, list)
+        and all(isinstance(d, dict) for d in document)
+        and any(_dataset_like(d) for d in document)
+        and all(_dataset_like(d) or not d for d in document)
+    ):
         return document
     return None
 
@@ -74,11 +84,12 @@ class _Flatten:
 
 class DicomJson(FormatHandler):
     formats = frozenset({DICOM_JSON_FORMAT})
+    claims_json_nodes = True
 
     def sniff(self, payload: Payload) -> bool:
         if payload.first not in (b"{", b"["):
             return False
-        head = payload.data[:64]
+        head = payload.data[:4096]
         if not re.search(rb'"[0-9A-Fa-f]{8}"\s*:', head):
             return False
         document, error = payload.json()
@@ -86,28 +97,55 @@ class DicomJson(FormatHandler):
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         document, _ = payload.json()
-        datasets = _datasets(document) or []
-        combined = Combined(DICOM_JSON_FORMAT)
-        findings = []
-        try:
-            for number, node in enumerate(datasets):
-                flat = _Flatten(reader.budget.max_dicom_elements)
-                flat.dataset(node, ())
-                header = Header({}, flat.out, "", False, b"", 0)
-                judged = judge(header, encoding="utf-8")
-                where = f"[{number}]." if len(datasets) > 1 else ""
-                for location, text in judged.texts:
-                    reader.free_text(text, f"{where}{location}", payload.depth, combined)
-                findings += [type(f)(f.category, f"{where}{f.location}") for f in judged.findings]
-        except (ValueError, RecursionError):
-            return Inspection(DICOM_JSON_FORMAT, error="malformed DICOM JSON")
-        combined.findings += findings
-        result = combined.result()
-        return Inspection(
-            DICOM_JSON_FORMAT,
-            "dataset" if len(datasets) == 1 else "datasets",
-            result.findings,
-            bool(findings) or result.contains_phi,
-            result.error,
-            result.limit,
-        )
+        return _inspect(_datasets(document) or [], reader, payload.depth)
+
+    def within_json(
+        self, document: Any, reader: Reader, depth: int
+    ) -> tuple[str, Inspection] | None:
+        """Datasets inside an API's own JSON ({"results": [{...}, ...]})."""
+        found = list(_find(document))
+        return ("dicom", _inspect(found, reader, depth)) if found else None
+
+    def owns_json_node(self, node: Any) -> bool:
+        return _dataset_like(node)
+
+
+def _find(node: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+    if depth > 32:
+        return
+    if _dataset_like(node):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _find(value, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _find(value, depth + 1)
+
+
+def _inspect(datasets: list[dict[str, Any]], reader: Reader, depth: int) -> Inspection:
+    combined = Combined(DICOM_JSON_FORMAT)
+    findings: list[Finding] = []
+    try:
+        for number, node in enumerate(datasets):
+            if not node:
+                continue
+            flat = _Flatten(reader.budget.max_dicom_elements)
+            flat.dataset(node, ())
+            judged = judge(Header({}, flat.out, "", False, b"", 0), encoding="utf-8")
+            where = f"[{number}]." if len(datasets) > 1 else ""
+            for location, text in judged.texts:
+                reader.free_text(text, f"{where}{location}", depth, combined)
+            findings += [Finding(f.category, f"{where}{f.location}") for f in judged.findings]
+    except (ValueError, RecursionError):
+        return Inspection(DICOM_JSON_FORMAT, error="malformed DICOM JSON")
+    combined.findings += findings
+    result = combined.result()
+    return Inspection(
+        DICOM_JSON_FORMAT,
+        "dataset" if len(datasets) == 1 else "datasets",
+        result.findings,
+        bool(findings) or result.contains_phi,
+        result.error,
+        result.limit,
+    )

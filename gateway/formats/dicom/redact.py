@@ -31,7 +31,7 @@ from pydicom.sequence import Sequence
 
 from gateway.errors import DicomError
 from gateway.formats.base import RedactContext
-from gateway.formats.dicom.inspect import judge
+from gateway.formats.dicom.inspect import DICOMDIR_CLASS, judge
 from gateway.formats.dicom.profile import (
     BASIC_PROFILE,
     CLEAN_DESCRIPTORS,
@@ -122,7 +122,10 @@ class _Profile:
         vr, tag = element.VR, int(element.tag)
         context = self.context
         if rule.characteristic and context.dicom_characteristics:
-            if vr == "AS" and _old_age(str(element.value or "")):
+            if vr in ("DA", "DT") and not element.is_empty:  # still a date of the patient
+                element.value = self.date(_flat(element.value), vr)
+                self.changed(Category.DATE, where)
+            elif vr == "AS" and _old_age(str(element.value or "")):
                 element.value = "090Y"
                 self.changed(Category.DATE, where)
             return
@@ -287,6 +290,12 @@ def _redact(data: bytes, header: Header, context: RedactContext) -> RedactionOut
     ds = _read(data, header)
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
         raise DicomError("DICOM pixels carry burned-in annotation: cannot be de-identified")
+    if "EncapsulatedDocument" in ds and ds.EncapsulatedDocument:
+        raise DicomError("an encapsulated document cannot be de-identified inside DICOM")
+    meta_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    if meta_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        # Its records point at byte offsets a rewrite would move.
+        raise DicomError("a DICOMDIR cannot be de-identified here")
     profile = _Profile(context, _patient_key(ds))
     profile.dataset(ds, "")
     meta = getattr(ds, "file_meta", None)

@@ -65,7 +65,7 @@ def split(data: bytes, most: int) -> list[Part] | None:
     cursor = match.end(0)
     while True:
         head_end = data.find(b"\r\n\r\n", cursor)
-        nxt = data.find(delimiter, cursor)
+        nxt = _delimiter(data, delimiter, cursor)
         if head_end < 0 or nxt < 0 or head_end > nxt:
             return None
         headers = data[cursor:head_end]
@@ -74,11 +74,25 @@ def split(data: bytes, most: int) -> list[Part] | None:
             return None
         after = nxt + len(delimiter)
         if data[after : after + 2] == b"--":
-            return parts
+            # An epilogue is ignored by receivers, but one that is not blank may be read
+            # by one that splits on another boundary: not judged, so refused.
+            return parts if not data[after + 2 :].strip() else None
         line_end = data.find(b"\n", after)
         if line_end < 0:
             return None
         cursor = line_end + 1
+
+
+_AFTER_DELIMITER = re.compile(rb"--|[ \t]*\r?\n")
+
+
+def _delimiter(data: bytes, delimiter: bytes, start: int) -> int:
+    """The next boundary delimiter (RFC 2046: followed by "--" or by blanks and a line end),
+    not a mere occurrence of its bytes inside a part."""
+    at = data.find(delimiter, start)
+    while at >= 0 and not _AFTER_DELIMITER.match(data, at + len(delimiter)):
+        at = data.find(delimiter, at + 1)
+    return at
 
 
 class DicomStow(FormatHandler):

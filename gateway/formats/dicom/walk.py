@@ -29,6 +29,9 @@ ITEM = 0xFFFEE000
 ITEM_END = 0xFFFEE00D
 SEQUENCE_END = 0xFFFEE0DD
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+# Binary values the walk keeps: a document inside the dataset (Encapsulated PDF/CDA).
+ENCAPSULATED_DOCUMENT = 0x00420011
+_KEPT_BINARY = frozenset({ENCAPSULATED_DOCUMENT})
 # Explicit VRs whose length takes four bytes after two reserved ones.
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
@@ -307,17 +310,20 @@ class _Walk:
                 )
             if self.count & 1023 == 0:
                 limits.check()
-            if tag in PIXEL_TAGS and top:
+            if tag in PIXEL_TAGS and (top or length == UNDEFINED):
+                # Pixels, at the top or in an item (an icon's, encapsulated): skipped.
                 at = self._skip_pixels(value_at, length)
                 self.out.append(Element(tag, vr or "OB", length, b"", parents))
                 continue
-            if vr == "UN" and explicit and not tag >> 16 & 1:
-                # A standard element sent as UN (a writer that did not know it, or one
-                # hiding it) is read as the dictionary says.
-                vr = _dictionary().get(tag, "UN")
-                explicit_inner = False
-            else:
-                explicit_inner = explicit
+            explicit_inner = explicit
+            if explicit and vr not in TEXT_VRS and vr != "SQ" and not tag >> 16 & 1:
+                # A standard element sent with another VR (UN from a writer that did not
+                # know it, OB from one hiding it) is read as the dictionary says.
+                known = _dictionary().get(tag, "")
+                if vr == "UN" and known:
+                    vr, explicit_inner = known, False
+                elif known in TEXT_VRS:
+                    vr = known
             if vr == "SQ" or (length == UNDEFINED and vr in ("UN", "")):
                 # UN of undefined length is a sequence in implicit VR little endian.
                 inner_explicit = explicit_inner and vr == "SQ"
@@ -329,8 +335,9 @@ class _Walk:
             end = value_at + length
             if end > self.end:
                 raise DicomError("DICOM element longer than the data")
-            value = self.data[value_at:end]
-            self.out.append(Element(tag, vr, length, value if vr in TEXT_VRS else b"", parents))
+            keep = vr in TEXT_VRS or tag in _KEPT_BINARY
+            value = self.data[value_at:end] if keep else b""
+            self.out.append(Element(tag, vr, length, value, parents))
             at = end
         if at > stop:
             raise DicomError("DICOM element runs past its item")
@@ -415,6 +422,12 @@ def wrap_part10(dataset: bytes, syntax: str, sop_class: str, sop_instance: str) 
     )
     length = _meta_element(0x0000, b"UL", struct.pack("<I", len(elements)))
     return b"\x00" * PREAMBLE + b"DICM" + length + elements + dataset
+
+
+def part10_meta(data: bytes) -> dict[int, bytes]:
+    """The file meta elements of a Part 10 file ({} when it is none)."""
+    start = part10_offset(data)
+    return _file_meta(data, start + 4)[0] if start >= 0 else {}
 
 
 def unwrap_part10(data: bytes) -> bytes:
