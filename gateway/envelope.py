@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gateway.model import Category, Finding
 from gateway.phi.fields import is_phi, safe_label, scan_fields
-from gateway.phi.freetext import scan_query, scan_text
+from gateway.phi.freetext import looks_like_file_name, scan_file_name, scan_query, scan_text
 
 # Headers whose values are protocol machinery, never data someone chose to put there (tested
 # one by one: tests/unit/test_envelope.py). Authorization headers are machinery too, but a JWT
@@ -82,6 +82,7 @@ _URL_HEADERS = frozenset({"referer", "origin", "link", "content-location", "loca
 _URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.(eyJ[A-Za-z0-9_-]{2,})\.[A-Za-z0-9_-]*")
 _MAX_JWT = 16 * 1024
+_FILENAME = re.compile(r"(?i)filename\*?=(?:[\w-]+'[\w-]*')?\"?([^\";]+)")
 # OpenID Connect standard claims (OIDC Core 5.1) by the field names of gateway.phi.fields.
 _CLAIM_NAMES = {
     "name": "fullname",
@@ -178,8 +179,16 @@ def inspect_envelope(
     target = inspect_target(path, query)
     found = target + inspect_headers(headers)
     person_search = bool(target) and _PERSON_ENDPOINT.search(path) is not None
-    # Prose in the query or in custom header values ("note=Patient: Jane Doe, DOB ...").
+    # Prose in the query or in custom header values ("note=Patient: Jane Doe, DOB ..."), and
+    # the names of files: the last path segment, a Content-Disposition's filename.
     prose = [scan_query(query, "url.query")] if query else []
+    segment = unquote(path).rsplit("/", 1)[-1]
+    if looks_like_file_name(segment):
+        prose.append(scan_file_name(segment, "url.path.filename"))
+    for name, value in headers:
+        if name.lower() == "content-disposition":
+            for match in _FILENAME.finditer(value):
+                prose.append(scan_file_name(unquote(match.group(1)), "header:filename"))
     values = [v for n, v in headers if _prose_header(n.lower())]
     if values:
         prose.append(scan_text("\n\n".join(values), "header"))

@@ -12,6 +12,7 @@ from gateway.containers.budget import Budget, Combined, Scan
 from gateway.errors import ContainerError
 from gateway.model import Format, Inspection
 from gateway.phi.fields import safe_label, scan_fields
+from gateway.phi.freetext import scan_file_name
 
 _FORM = re.compile(rb"^[\w.\-%+*\[\]]{1,100}=[^&\s]*(?:&[\w.\-%+*\[\]]{1,100}=[^&\s]*)*&?$")
 _MULTIPART_START = re.compile(rb"^--([!-~]{1,200})\r?\n")
@@ -44,7 +45,13 @@ def unpack_multipart(data: bytes, depth: int, scan: Scan, budget: Budget) -> Ins
         name = part.get_param("name", header="content-disposition")
         label = str(name) if isinstance(name, str) else str(number)
         inner = scan(payload, depth + 1)
-        combined.add(f"part[{safe_label(label, keep='._-')}]", inner)
+        where = f"part[{safe_label(label, keep='._-')}]"
+        combined.add(where, inner)
+        filename = part.get_filename()
+        if isinstance(filename, str) and filename:
+            named = scan_file_name(filename, f"{where}.filename")
+            combined.findings += named.findings
+            combined.phi = combined.phi or named.contains_phi
         if isinstance(name, str) and part.get_filename() is None and len(payload) < 1024:
             fields.append((name, payload.decode("utf-8", "replace")))
     combined.add_fields(scan_fields(fields, "form"))

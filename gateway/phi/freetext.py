@@ -566,3 +566,22 @@ def scan_query(query: str, location: str = "query") -> TextScan:
     plus-decoded, one ``key=value`` per line so keys act as labels for their values."""
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
     return scan_text("\n".join(f"{key}={value}" for key, value in pairs), location)
+
+
+_FILE_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+_FILE_SEPARATORS = re.compile(
+    r"[_+~]+|(?<=[A-Za-z])[-.](?=[A-Za-z])|(?<=[A-Za-z])-(?=\d)|(?<=\d)-(?=[A-Za-z])"
+)
+
+
+def looks_like_file_name(segment: str) -> bool:
+    """A path segment or header value that names a file (``scan_2026.pdf``)."""
+    return bool(_FILE_EXTENSION.search(segment)) and 2 < len(segment) <= 255
+
+
+def scan_file_name(name: str, location: str = "filename") -> TextScan:
+    """A file name read like free text: its extension dropped and its separators (``_``,
+    ``+``, a hyphen or dot between words) read as spaces, so ``Doe_John_1970-01-01_MRN123.pdf``
+    is the note "Doe John 1970-01-01 MRN123" while dates keep their own hyphens."""
+    stem = _FILE_EXTENSION.sub("", name.strip().strip('"'))
+    return scan_text(_FILE_SEPARATORS.sub(" ", stem), location)

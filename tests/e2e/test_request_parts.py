@@ -90,3 +90,16 @@ def test_http2_abroad_refused(gateway: GatewayProcess, upstreams: Upstreams, cas
         h2.close()
     assert refused.status == 451 and passed.status == 200
     assert f"/h2parts/{case}" not in upstreams.foreign_tls.paths() and not _leaks(upstreams)
+
+
+def test_file_names_abroad(client: httpx.Client, upstreams: Upstreams) -> None:
+    named = f"{PATIENT.family}_{PATIENT.given}_{PATIENT.birth_date_iso}_{PATIENT.mrn}.pdf"
+    refused = client.put(f"{upstreams.foreign.url}/files/{named}", content=BODY)
+    assert refused.status_code == 451 and not _leaks(upstreams)
+    passed = client.put(f"{upstreams.foreign.url}/files/invoice-2026-11.pdf", content=BODY)
+    assert passed.status_code == 200
+    files = {"file": (named, b"quarterly totals only", "text/plain")}
+    upload = client.post(f"{upstreams.foreign.url}/files/form", files=files)
+    assert upload.status_code == 451 and "/files/form" not in upstreams.foreign.paths()
+    home = client.put(f"{upstreams.domestic.url}/files/{named}", content=BODY)
+    assert home.status_code == 200 and upstreams.domestic.received[-1].body == BODY

@@ -109,3 +109,31 @@ def test_findings_hold_no_value() -> None:
     text = " ".join(f.location for f in findings)
     assert PATIENT.family not in text and PATIENT.mrn not in text
     assert {f.category for f in findings} >= {Category.DATE, Category.MRN}
+
+
+def test_file_names_are_read_like_free_text() -> None:
+    named = f"{PATIENT.family}_{PATIENT.given}_{PATIENT.birth_date_iso}_{PATIENT.mrn}.pdf"
+    findings, phi = inspect_envelope(f"/upload/{named}", "", [])
+    assert phi and all(f.location.startswith("url.path.filename") for f in findings)
+    disposition = [("Content-Disposition", f'attachment; filename="{named}"')]
+    assert inspect_envelope("/upload", "", disposition)[1]
+    for clean in ("invoice-2026-11.pdf", "report_final_v2.docx", "IMG_20261114_101530.jpg"):
+        assert not inspect_envelope(f"/upload/{clean}", "", [])[1], clean
+        header = [("Content-Disposition", f'attachment; filename="{clean}"')]
+        assert not inspect_envelope("/upload", "", header)[1], clean
+
+
+def test_a_multipart_part_is_judged_by_its_file_name_too() -> None:
+    from gateway.config import Limits
+    from gateway.inspector import Inspector
+
+    named = f"{PATIENT.family}_{PATIENT.given}_DOB_{PATIENT.birth_date_iso}.txt"
+    body = (
+        b'--b1\r\nContent-Disposition: form-data; name="file"; filename="'
+        + named.encode()
+        + b'"\r\nContent-Type: text/plain\r\n\r\nquarterly totals only\r\n--b1--\r\n'
+    )
+    result = Inspector(Limits()).inspect(body)
+    assert result.contains_phi and any(".filename" in f.location for f in result.findings)
+    clean = body.replace(named.encode(), b"invoice-2026-11.txt")
+    assert not Inspector(Limits()).inspect(clean).contains_phi
