@@ -23,6 +23,7 @@ from gateway.formats.hl7v2 import Hl7v2Er7, Hl7v2Xml
 from gateway.formats.markup import Html, Rtf
 from gateway.formats.media import Media
 from gateway.formats.office import Office
+from gateway.formats.patch import Patch
 from gateway.formats.pdf import Pdf
 from gateway.formats.text import Text
 from gateway.formats.x12 import X12Format
@@ -36,6 +37,7 @@ FORMATS: tuple[FormatHandler, ...] = (
     Rtf(),  # "{\rtf": before JSON, which would call it malformed
     Hl7v2Er7(),
     X12Format(),  # "ISA*" / "ST*": never JSON or XML, before plain text reads it
+    Patch(),  # JSON Patch and FHIRPath Patch: before FHIR and JSON, which read no operations
     DicomJson(),  # the DICOM JSON model: before JSON, which would not know a PN from a code
     FhirJson(),
     FhirNdjson(),

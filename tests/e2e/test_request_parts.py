@@ -103,3 +103,17 @@ def test_file_names_abroad(client: httpx.Client, upstreams: Upstreams) -> None:
     assert upload.status_code == 451 and "/files/form" not in upstreams.foreign.paths()
     home = client.put(f"{upstreams.domestic.url}/files/{named}", content=BODY)
     assert home.status_code == 200 and upstreams.domestic.received[-1].body == BODY
+
+
+def test_patch_bodies_abroad(client: httpx.Client, upstreams: Upstreams) -> None:
+    patch = [{"op": "add", "path": "/birthDate", "value": PATIENT.birth_date_iso}]
+    headers = {"content-type": "application/json-patch+json"}
+    refused = client.patch(
+        f"{upstreams.foreign.url}/fhir/Patient/1", content=json.dumps(patch), headers=headers
+    )
+    assert refused.status_code == 451 and "/fhir/Patient/1" not in upstreams.foreign.paths()
+    clean = [{"op": "replace", "path": "/status", "value": "final"}]
+    passed = client.patch(
+        f"{upstreams.foreign.url}/fhir/Observation/9", content=json.dumps(clean), headers=headers
+    )
+    assert passed.status_code == 200 and "/fhir/Observation/9" in upstreams.foreign.paths()

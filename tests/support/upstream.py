@@ -48,7 +48,7 @@ class RecordingServer:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            do_GET = do_POST = do_PUT = _handle
+            do_GET = do_POST = do_PUT = do_PATCH = _handle
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
