@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from gateway.model import Category, Finding
 from gateway.phi.fields import is_phi, safe_label, scan_fields
 from gateway.phi.freetext import looks_like_file_name, scan_file_name, scan_query, scan_text
+from gateway.phi.patterns import DATE_VALUE
 
 # Headers whose values are protocol machinery, never data someone chose to put there (tested
 # one by one: tests/unit/test_envelope.py). Authorization headers are machinery too, but a JWT
@@ -82,6 +83,51 @@ _URL_HEADERS = frozenset({"referer", "origin", "link", "content-location", "loca
 _URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.(eyJ[A-Za-z0-9_-]{2,})\.[A-Za-z0-9_-]*")
 _MAX_JWT = 16 * 1024
+# Title-case words of searches that are not about a person ("Results Since 2026-01-01").
+_NOT_NAMES = frozenset(
+    [
+        "all",
+        "any",
+        "after",
+        "before",
+        "between",
+        "since",
+        "from",
+        "until",
+        "to",
+        "on",
+        "at",
+        "by",
+        "due",
+        "last",
+        "next",
+        "new",
+        "open",
+        "closed",
+        "paid",
+        "unpaid",
+        "results",
+        "reports",
+        "report",
+        "orders",
+        "order",
+        "claims",
+        "claim",
+        "invoice",
+        "invoices",
+        "date",
+        "dates",
+        "created",
+        "updated",
+        "modified",
+        "scheduled",
+        "pending",
+        "final",
+        "draft",
+    ]
+)
+_LOOKUP_SPLIT = re.compile(r"[\s+,;]+")
+_LOOKUP_WORD = re.compile(r"^(?:[A-Z][a-z'\u2019-]+|[A-Z][A-Z'\u2019-]+)$")
 _FILENAME = re.compile(r"(?i)filename\*?=(?:[\w-]+'[\w-]*')?\"?([^\";]+)")
 # OpenID Connect standard claims (OIDC Core 5.1) by the field names of gateway.phi.fields.
 _CLAIM_NAMES = {
@@ -125,7 +171,29 @@ def inspect_target(path: str, query: str, where: str = "url") -> list[Finding]:
     ]
     if query:
         found += scan_fields(fhir_search_pairs(query), f"{where}.query", _SEARCH_NAMES)
-        found += jwt_findings((v for _, v in parse_qsl(query)), f"{where}.query")
+        values = [v for _, v in parse_qsl(query)[:MAX_QUERY_PARAMETERS]]
+        found += jwt_findings(values, f"{where}.query")
+        found += lookup_findings(values, f"{where}.query")
+    return found
+
+
+def lookup_findings(values: Iterable[str], where: str) -> list[Finding]:
+    """Short lookups (``?q=Jane Doe 1970-01-02``, a search box sent as a header): a value that
+    is a capitalised full name and a full date, and nothing else, looks a patient up."""
+    found: list[Finding] = []
+    for value in values:
+        if len(value) > 120:
+            continue
+        tokens = [t for t in _LOOKUP_SPLIT.split(value.strip()) if t]
+        if not 3 <= len(tokens) <= 6:
+            continue
+        dates = sum(1 for t in tokens if DATE_VALUE.match(t))
+        words = sum(1 for t in tokens if _LOOKUP_WORD.match(t) and t.lower() not in _NOT_NAMES)
+        if dates == 1 and words >= 2 and dates + words == len(tokens):
+            found += [
+                Finding(Category.NAME, f"{where}.lookup"),
+                Finding(Category.DATE, f"{where}.lookup"),
+            ]
     return found
 
 
@@ -225,6 +293,7 @@ def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:
                 cookies.append((key, unquote(val)))
             continue
         pairs.append((_header_field_name(lowered), value))
+        found += lookup_findings([value], f"header:{label}")
     found += scan_fields(pairs, "header") + scan_fields(cookies, "header.cookie")
     return found
 

@@ -117,3 +117,16 @@ def test_patch_bodies_abroad(client: httpx.Client, upstreams: Upstreams) -> None
         f"{upstreams.foreign.url}/fhir/Observation/9", content=json.dumps(clean), headers=headers
     )
     assert passed.status_code == 200 and "/fhir/Observation/9" in upstreams.foreign.paths()
+
+
+def test_a_lookup_query_and_an_unlabelled_header_abroad(
+    client: httpx.Client, upstreams: Upstreams
+) -> None:
+    lookup = f"Aurelio Quillfeather {PATIENT.birth_date_iso}"
+    refused = client.get(f"{upstreams.foreign.url}/lookup", params={"q": lookup})
+    assert refused.status_code == 451 and "/lookup" not in " ".join(upstreams.foreign.paths())
+    note = f"{PATIENT.given} {PATIENT.family}, DOB {PATIENT.birth_date_iso}"
+    header = client.post(f"{upstreams.foreign.url}/noted", content=BODY, headers={"X-Note": note})
+    assert header.status_code == 451 and "/noted" not in upstreams.foreign.paths()
+    clean = client.get(f"{upstreams.foreign.url}/lookup-clean", params={"q": "Invoice 2026-11-02"})
+    assert clean.status_code == 200

@@ -137,3 +137,16 @@ def test_a_multipart_part_is_judged_by_its_file_name_too() -> None:
     assert result.contains_phi and any(".filename" in f.location for f in result.findings)
     clean = body.replace(named.encode(), b"invoice-2026-11.txt")
     assert not Inspector(Limits()).inspect(clean).contains_phi
+
+
+def test_a_lookup_by_name_and_birth_date_is_phi_wherever_it_is_sent() -> None:
+    name = "Aurelio Quillfeather"  # as people have them (the synthetic surnames carry digits)
+    assert inspect_envelope("/search", f"q={name} {PATIENT.birth_date_iso}", [])[1]
+    assert inspect_envelope("/search", "q=Aurelio+Quillfeather+02/03/1970", [])[1]
+    assert inspect_envelope("/api", "", [("X-Lookup", "QUILLFEATHER, AURELIO 1970-02-03")])[1]
+    for clean in (
+        "q=Results Since 2026-01-01",
+        "q=chest pain protocol 2026",
+        "q=Invoice 2026-11-02",
+    ):
+        assert not inspect_envelope("/search", clean, [])[1], clean
