@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+from gateway.containers.budget import Combined
 from gateway.formats.base import (
     BLOCK_STATUS,
     INCIDENT_HEADER,
@@ -17,7 +19,7 @@ from gateway.formats.base import (
     document_of,
 )
 from gateway.formats.hl7v2.ack import ACK_CONTENT_TYPE, hl7_reject_ack
-from gateway.formats.hl7v2.er7 import HEADERS, looks_like_hl7, patient_key
+from gateway.formats.hl7v2.er7 import HEADERS, looks_like_hl7, patient_key, segment_ends
 from gateway.formats.hl7v2.inspect import HL7V2, PLAIN_CHECKS, inspect_hl7
 from gateway.formats.hl7v2.redact import Hl7Options, Hl7Redactor
 from gateway.formats.hl7v2.verify import verify_hl7
@@ -35,6 +37,37 @@ def _refuse(request: RefusalRequest) -> BlockResponse:
     body = hl7_reject_ack(inspection, request.text, request.incident_id).encode()
     headers = ((INCIDENT_HEADER, request.incident_id),)
     return BlockResponse(BLOCK_STATUS, ACK_CONTENT_TYPE, body, headers)
+
+
+# Narrative fields: OBX-5 of the text types, NTE-3 comments.
+_TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+_NARRATIVE_MIN = 12  # shorter values cannot hold a name next to a record number
+
+
+def _narrative(text: str) -> list[tuple[str, str]]:
+    """(location, text) of each narrative field of a message or batch (cheap: a scan for
+    OBX and NTE segments only)."""
+    if "OBX" not in text and "NTE" not in text:
+        return []
+    found: list[tuple[str, str]] = []
+    separator = text[3:4] or "|"
+    repetition = text[5:6] or "~"
+    for segment in segment_ends(text).split(text):
+        tag = segment[:3]
+        if tag not in ("OBX", "NTE") or segment[3:4] != separator:
+            continue
+        fields = segment.split(separator)
+        if tag == "OBX" and len(fields) > 5 and fields[2].split("^")[0] in _TEXT_TYPES:
+            value, where = fields[5], "OBX-5"
+        elif tag == "NTE" and len(fields) > 3:
+            value, where = fields[3], "NTE-3"
+        else:
+            continue
+        if len(value) >= _NARRATIVE_MIN:
+            found.append((where, value.replace(repetition, "\n")))
+        if len(found) >= 1000:
+            break
+    return found
 
 
 class Hl7v2Er7(FormatHandler):
@@ -55,7 +88,22 @@ class Hl7v2Er7(FormatHandler):
 
     def inspect(self, payload: Payload, reader: Reader) -> Inspection:
         text = payload.latin1()
-        return inspect_hl7(text, PLAIN_CHECKS, document_of(payload, HL7V2, text))
+        inspection = inspect_hl7(text, PLAIN_CHECKS, document_of(payload, HL7V2, text))
+        narrative = _narrative(text)
+        if not narrative or inspection.error:
+            return inspection
+        # Report text, notes and comments are read in every message, PID or not: a report
+        # that says "PATIENT: ..., MRN: ..." names its patient.
+        combined = Combined(HL7V2)
+        for location, value in narrative:
+            reader.free_text(value, location, payload.depth, combined)
+        if not combined.findings:
+            return inspection
+        return replace(
+            inspection,
+            findings=inspection.findings + tuple(combined.findings),
+            contains_phi=inspection.contains_phi or combined.phi,
+        )
 
     def can_redact(self, fmt: Format) -> bool:
         return fmt == HL7V2
