@@ -362,3 +362,20 @@ def test_a_long_run_of_delimiters_before_an_unsafe_token_is_decided_at_once() ->
     assert check("^" * 200_000 + "SMITH", '^~\\&" ')
     assert not check("^ " * 100_000 + "2005", '^~\\&" ')
     assert time.perf_counter() - started < 5  # exponential backtracking would never finish
+
+
+NARRATIVE_PATIENT = make_patient(1804)
+
+
+def test_hl7_report_text_names_its_patient_without_a_pid() -> None:
+    header = "MSH|^~\\&|LAB|HOSP|RCV|X|20261114||ORU^R01|C1|P|2.5\r"
+    report = (
+        f"OBX|1|TX|18842-5^Report||PATIENT: Aurelio Quillfeather, MRN: {NARRATIVE_PATIENT.mrn}, "
+        f"DOB: {NARRATIVE_PATIENT.birth_date_iso}. Findings normal.\r"
+    )
+    result = Inspector(Limits()).inspect((header + report).encode())
+    assert result.contains_phi and any(f.location.startswith("OBX-5") for f in result.findings)
+    note = f"NTE|1||Call back Aurelio Quillfeather, MRN {NARRATIVE_PATIENT.mrn}\r"
+    assert Inspector(Limits()).inspect((header + note).encode()).contains_phi
+    clean = header + "OBX|1|TX|18842-5^Report||Lipid panel within normal limits.\r"
+    assert not Inspector(Limits()).inspect(clean.encode()).contains_phi
