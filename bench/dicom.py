@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import struct
 import sys
@@ -30,18 +31,16 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from bench.mllp import Result
+from bench.mllp import Result, drive, receiver, start_receiver
 from bench.procs import (
-    REPO,
     Processes,
-    Proxy,
-    cpu_seconds,
     start_bare,
     start_gateway,
     write_gateway_config,
 )
 from bench.redaction import paired, print_header, report, yardstick
 from gateway.config import parse_config
+from gateway.dimse.pdu import fragments
 from gateway.formats.dicom import DICOM
 from gateway.formats.dicom.walk import WalkLimits, read_header
 from gateway.inspector import Inspector
@@ -118,16 +117,6 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     writer.close()
 
 
-async def receiver(hosts: list[str]) -> None:
-    first = await asyncio.start_server(_serve, hosts[0], 0)
-    port = first.sockets[0].getsockname()[1]
-    others = [await asyncio.start_server(_serve, h, port) for h in hosts[1:]]
-    print(port, flush=True)
-    async with first:
-        await first.serve_forever()
-    del others
-
-
 async def _associate(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(associate(1, CT, IMPLICIT))
@@ -139,7 +128,7 @@ async def _associate(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWri
     return reader, writer
 
 
-async def _sender(port: int, data: bytes, until: float, warm_until: float, out: Result) -> None:
+async def _sender(port: int, until: float, warm_until: float, out: Result, data: bytes) -> None:
     reader, writer = await _associate(port)
     message = 0
     try:
@@ -159,55 +148,10 @@ async def _sender(port: int, data: bytes, until: float, warm_until: float, out: 
         writer.close()
 
 
-def _fragments(dataset_bytes: bytes, max_pdu: int = 65536) -> bytes:
-    room = max_pdu - 12
-    pieces = [dataset_bytes[at : at + room] for at in range(0, len(dataset_bytes), room)]
-    out = []
-    for number, piece in enumerate(pieces):
-        last = number == len(pieces) - 1
-        pdv = struct.pack(">IBB", len(piece) + 2, 1, 2 if last else 0) + piece
-        out.append(struct.pack(">BBI", 4, 0, len(pdv)) + pdv)
-    return b"".join(out)
-
-
-def drive(proxy: Proxy, data: bytes, connections: int, seconds: float) -> Result:
-    result = Result(0, seconds, [], 0.0)
-    warmup = 1.0
-    cpu_before: float | None = None
-
-    async def load() -> None:
-        start = time.perf_counter()
-        warm_until, until = start + warmup, start + warmup + seconds
-        await asyncio.gather(
-            *(_sender(proxy.port, data, until, warm_until, result) for _ in range(connections))
-        )
-
-    async def measure() -> None:
-        nonlocal cpu_before
-        await asyncio.sleep(warmup)
-        cpu_before = cpu_seconds(proxy.child.pid)
-
-    async def both() -> None:
-        await asyncio.gather(load(), measure())
-
-    asyncio.run(both())
-    assert cpu_before is not None
-    result.cpu = cpu_seconds(proxy.child.pid) - cpu_before
-    return result
-
-
 def through_proxy(args: argparse.Namespace, procs: Processes, tmp: Path) -> None:
-    child = procs.start(
-        "dicom-receiver",
-        [sys.executable, "-m", "bench.dicom", "--receiver", *TARGETS.values()],
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 10
-    while not (text := child.log.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = int(text.splitlines()[0])
+    port = start_receiver(procs, "bench.dicom", list(TARGETS.values()))
     config = write_gateway_config(tmp)
-    data = _fragments(bare(dataset(make_patient(3), rows=512), IMPLICIT))
+    data = fragments(1, bare(dataset(make_patient(3), rows=512), IMPLICIT), 65536)
     print(
         f"\nDIMSE: C-STORE of {len(data) / 1e6:.2f} MB CT slices in 64 KB PDUs, "
         f"{args.connections} associations, one C-STORE in flight each, {args.duration:g} s"
@@ -225,7 +169,8 @@ def through_proxy(args: argparse.Namespace, procs: Processes, tmp: Path) -> None
             else:
                 proxy = start_gateway(procs, config, target)
             try:
-                results[kind] = drive(proxy, data, args.connections, args.duration)
+                sender = functools.partial(_sender, data=data)
+                results[kind] = drive(proxy, sender, args.connections, args.duration, 1.0)
             finally:
                 procs.stop(proxy.child)
         bare_r, gw = results["bare"], results["gateway"]
@@ -250,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--receiver", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.receiver:
-        asyncio.run(receiver(args.receiver))
+        asyncio.run(receiver(args.receiver, _serve))
         return 0
     in_process()
     if args.no_proxy:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +53,34 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     writer.close()
 
 
-async def receiver(hosts: list[str]) -> None:
-    """The receiver process: ACK every frame, on one port for all hosts."""
-    first = await asyncio.start_server(_serve, hosts[0], 0)
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# One sender connection: (proxy port, until, warm until, the result to count into).
+Sender = Callable[[int, float, float, "Result"], Awaitable[None]]
+
+
+async def receiver(hosts: list[str], serve: Serve = _serve) -> None:
+    """The receiver process: ``serve`` every connection, on one port for all hosts (MLLP:
+    ACK every frame); the port is printed for ``start_receiver``."""
+    first = await asyncio.start_server(serve, hosts[0], 0)
     port = first.sockets[0].getsockname()[1]
-    others = [await asyncio.start_server(_serve, h, port) for h in hosts[1:]]
+    others = [await asyncio.start_server(serve, h, port) for h in hosts[1:]]
     print(port, flush=True)
     async with first:
         await first.serve_forever()
     del others
+
+
+def start_receiver(procs: Processes, module: str, hosts: list[str]) -> int:
+    """``python -m module --receiver hosts...`` as a process of its own: the port it serves."""
+    child = procs.start(
+        f"{module.rsplit('.', 1)[-1]}-receiver",
+        [sys.executable, "-m", module, "--receiver", *hosts],
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 10
+    while not (text := child.log.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(text.splitlines()[0])
 
 
 @dataclass
@@ -78,7 +99,7 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
-async def _sender(port: int, frame: bytes, until: float, warm_until: float, out: Result) -> None:
+async def _sender(port: int, until: float, warm_until: float, out: Result, frame: bytes) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     buffer = b""
     try:
@@ -98,14 +119,16 @@ async def _sender(port: int, frame: bytes, until: float, warm_until: float, out:
         writer.close()
 
 
-def drive(proxy: Proxy, frame: bytes, connections: int, seconds: float, warmup: float) -> Result:
+def drive(proxy: Proxy, sender: Sender, connections: int, seconds: float, warmup: float) -> Result:
+    """``connections`` senders through the proxy for ``seconds`` after ``warmup``: messages,
+    latencies and the proxy's CPU time over the measured window."""
     result = Result(0, seconds, [], 0.0)
 
     async def load() -> None:
         start = time.perf_counter()
         warm_until, until = start + warmup, start + warmup + seconds
         await asyncio.gather(
-            *(_sender(proxy.port, frame, until, warm_until, result) for _ in range(connections))
+            *(sender(proxy.port, until, warm_until, result) for _ in range(connections))
         )
 
     cpu_before: float | None = None
@@ -147,15 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, procs: Processes, tmp: Path, frame: bytes) -> int:
-    child = procs.start(
-        "mllp-receiver",
-        [sys.executable, "-m", "bench.mllp", "--receiver", *TARGETS.values()],
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 10
-    while not (text := child.log.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = int(text.splitlines()[0])
+    port = start_receiver(procs, "bench.mllp", list(TARGETS.values()))
     config = write_gateway_config(tmp)
     print(
         f"MLLP: {len(frame)} B ADT^A01 frames, {args.connections} connections, one message "
@@ -176,7 +191,8 @@ def _run(args: argparse.Namespace, procs: Processes, tmp: Path, frame: bytes) ->
             else:
                 proxy = start_gateway(procs, config, target)
             try:
-                results[kind] = drive(proxy, frame, args.connections, args.duration, 1.0)
+                sender = functools.partial(_sender, frame=frame)
+                results[kind] = drive(proxy, sender, args.connections, args.duration, 1.0)
             finally:
                 procs.stop(proxy.child)
         bare, gw = results["bare"], results["gateway"]
