@@ -47,10 +47,13 @@ _NARRATIVE_MIN = 12  # shorter values cannot hold a name next to a record number
 def _narrative(text: str) -> list[tuple[str, str]]:
     """(location, text) of each narrative field of a message or batch (cheap: a scan for
     OBX and NTE segments only)."""
-    if "OBX" not in text and "NTE" not in text:
+    separator = text[3:4] or "|"
+    # Most messages have no text-typed OBX and no NTE: found without splitting them.
+    if f"NTE{separator}" not in text and not any(
+        f"{separator}{kind}" in text for kind in _TEXT_TYPES
+    ):
         return []
     found: list[tuple[str, str]] = []
-    separator = text[3:4] or "|"
     repetition = text[5:6] or "~"
     for segment in segment_ends(text).split(text):
         tag = segment[:3]
