@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.model import Category, Finding
+from gateway.phi.normalise import normalised
 from gateway.phi.patterns import (
     CONTEXT_REACH,
     DIGIT,
@@ -44,6 +45,7 @@ from gateway.phi.patterns import (
     email_spans,
     keywords,
     mentions,
+    merged,
     phone_spans,
     ssn_spans,
     standalone,
@@ -99,7 +101,7 @@ class TextScan:
 
 # A capitalised name word: Jane, O'Brien, McDonald, Smith-Jones.
 _NAME_WORD = r"(?:[A-Z]')?[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"
-_CAPS_WORD = r"[A-Z]{2,}(?:['-][A-Z]{2,})?"
+_CAPS_WORD = r"(?:[A-Z]')?[A-Z]{2,}(?:['-][A-Z]{2,})?"
 # "Jane Doe", "Jane Q. Doe", "Doe, Jane"; all caps only in the "DOE, JANE" shape.
 _FULL_NAME = (
     rf"(?P<name>{_NAME_WORD}(?:[ \t]+[A-Z]\.?)?[ \t]+{_NAME_WORD}"
@@ -325,6 +327,195 @@ def _names(text: str, low: str) -> list[Hit]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Relatives, household members and employers: Safe Harbor removes their names too
+# ---------------------------------------------------------------------------------------------
+
+# A relation word, then the name: "Spouse Jane Doe", "his wife, Jane", "mother's name is
+# Jane Doe", "Emergency contact: DOE, JANE"; or the name, then the relation in brackets or
+# after a comma: "Jane Doe (sister)", "Jane Doe, daughter".
+_RELATION = (
+    r"(?:spouse|wife|husband|partner|fianc(?:e|\xe9)e?|boyfriend|girlfriend"
+    r"|significant[ \t]+other|(?:step|god)?(?:mother|father|son|daughter|child)"
+    r"|mom|mum|dad|parents?|sons|daughters|children|kids?|brothers?|sisters?|siblings?|twin"
+    r"|grand(?:mother|father|ma|pa|son|daughter|child|parent)s?|aunt|uncle|niece|nephew|cousin"
+    r"|(?:brother|sister|mother|father|son|daughter)[ \t-]+in[ \t-]+law"
+    r"|guardian|caregiver|care[ \t]*giver|roommate|housemate|neighbou?r|landlord"
+    r"|next[ \t]+of[ \t]+kin|nok|emergency[ \t]+contact|contact[ \t]+person|surrogate"
+    r"|health[ \t]*care[ \t]+proxy|(?:health[ \t]*care[ \t]+)?power[ \t]+of[ \t]+attorney|poa"
+    r"|conservator)"
+)
+_RELATION_BEFORE = re.compile(
+    rf"{_RELATION}(?![a-z])(?:'s)?(?:[ \t]+(?:name[ \t]+is|is[ \t]+named|named|called|is))?"
+    r"[ \t]*(?:[:=,(-][ \t]*)?"
+)
+# The first letters of every word _RELATION starts with.
+_RELATION_STARTS = tuple(
+    words(
+        """
+    spouse wife husband partner fianc boyfriend girlfriend significant step god mother father
+    son daughter child mom mum dad parent kid brother sister sibling twin grand aunt uncle
+    niece nephew cousin guardian care roommate housemate neighb landlord next nok emergency
+    contact surrogate health power poa conservator
+    """
+    )
+)
+# Employers and schools: "employed by", "works at", "Employer: ...", "attends ... School".
+_EMPLOYER = re.compile(
+    r"(?:employed[ \t]+(?:by|at|with)|works?[ \t]+(?:at|for)|working[ \t]+(?:at|for)"
+    r"|retired[ \t]+from|attends|student[ \t]+at|enrolled[ \t]+(?:at|in)"
+    r"|(?:employer|school|daycare|work(?:place)?)[ \t]*(?:name)?[ \t]*[:=])[ \t]+"
+)
+_EMPLOYER_STARTS = tuple(words("employ work retired attends student enrolled school daycare"))
+# The name of an organisation: capitalised words, joined by "of", "and", "&", "the".
+_ORG_WORD = r"[A-Z][A-Za-z0-9'.-]*[A-Za-z0-9]"
+_ORGANISATION = re.compile(
+    rf"(?P<name>{_ORG_WORD}(?:,?[ \t]+(?:(?:of|and|&|the|for)[ \t]+)?{_ORG_WORD}){{0,5}})"
+)
+# Mixed case only: a relation word followed by capitals in an all-caps note ("MOTHER DIED OF
+# MI") is history, not a name. Capitals are a name after a label ("SPOUSE: JANE DOE") or in
+# the "DOE, JANE" shape.
+_RELATIVE_NAME = re.compile(
+    rf"(?P<name>{_CAPS_WORD},[ \t]*{_CAPS_WORD}(?:[ \t]+{_CAPS_WORD})?"
+    rf"|{_NAME_WORD},[ \t]*{_NAME_WORD}"
+    rf"|{_NAME_WORD}(?:[ \t]+(?:[A-Z]\.[ \t]+)?{_NAME_WORD}){{0,2}})"
+)
+_LABELLED_CAPS = re.compile(rf"(?P<name>{_CAPS_WORD}(?:[ \t]+{_CAPS_WORD}){{0,2}})(?![\w'])")
+_NAME_BEFORE = re.compile(
+    rf"(?:{_CAPS_WORD},[ \t]*{_CAPS_WORD}|{_NAME_WORD},[ \t]*{_NAME_WORD}"
+    rf"|{_NAME_WORD}(?:[ \t]+(?:[A-Z]\.[ \t]+)?{_NAME_WORD}){{0,2}})$"
+)
+# Capitalised words after a relation word that are not a name: "Mother Baby Unit", "Sister
+# Hospital", "Father Unknown", "Parent Education"; checked with NOT_NAMES.
+_NOT_RELATIVES = frozenset(
+    words(
+        """
+    Baby Babies Infant Infants Newborn Newborns Child Children Pediatric Pediatrics Neonatal
+    Medicine Hospital Hospitals Facility Facilities Site Sites Campus Organization Company
+    Unknown Unk None Declined Deceased Living Present Absent Not No Yes Is Was Has Had Will
+    Alive Also Only Both He She They His Her Their Its It We Our You Your Are Be At In On
+    With Without To Or By As If But So Who Whom Which What When Where Why How
+    Dr Doctor Nurse Rn Md Np Pa Law Laws Group Groups Class Classes Support Leave Visit
+    Visits Visiting Room Unit Wing Lounge Meeting Meetings Night Nights Care Line Lines Fund
+    Association Council Program Network Leader Leaders Medical Ward Wards Died Passed
+    History Hx Deceased Diagnosed Age Aged Alzheimer Alzheimers Cancer Diabetes Dementia
+    """
+    )
+)
+_ORG_NOT_FIRST = frozenset(
+    words(
+        """
+    The A An This That Home Night Nights Day Days Monday Tuesday Wednesday Thursday Friday
+    Saturday Sunday Today Tomorrow Yesterday Noon Morning Evening Least Most Times Full Part
+    January February March April May June July August September October November December
+    Full-time Part-time Weekend Weekends Remote Remotely Grand Rounds
+    """
+    )
+)
+# Attending or enrolled "at" something is a school only when it says so ("attends Grand
+# Rounds" is a meeting).
+_SCHOOL_WORDS = frozenset(
+    words(
+        """
+    School Elementary Middle High Academy College University Preschool Daycare Kindergarten
+    Montessori Institute Prep Preparatory Seminary Conservatory
+    """
+    )
+)
+_SCHOOL_ONLY = ("attends", "enrolled")
+_NAME_PIECE = re.compile(r"[A-Za-z'.-]+")
+
+
+def _not_name_word(piece: str) -> bool:
+    bare = piece.strip(".").rstrip("'")
+    return len(bare) > 1 and (
+        bare.capitalize() in NOT_NAMES or bare in NOT_NAMES or bare.capitalize() in _NOT_RELATIVES
+    )
+
+
+def _leading_name(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of the name words from ``start``, up to the first word that is not a name."""
+    kept = start
+    for word in _NAME_PIECE.finditer(text, start, end):
+        if _not_name_word(word.group()):
+            break
+        kept = word.end()
+    return (start, kept) if kept > start else None
+
+
+def _trailing_name(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of the name words that end at ``end``, back to the last word that is not a
+    name ("Reviewed With Jane Doe (sister)": Jane Doe)."""
+    kept = end
+    for word in reversed(list(_NAME_PIECE.finditer(text, start, end))):
+        if _not_name_word(word.group()):
+            break
+        kept = word.start()
+    return (kept, end) if kept < end else None
+
+
+def _word_starts(low: str, stems: tuple[str, ...]) -> list[int]:
+    """Where a word starting with one of ``stems`` starts: found by str.find, which is many
+    times faster over a long text than a regex alternation of the words."""
+    found: set[int] = set()
+    for stem in stems:
+        at = low.find(stem)
+        while at != -1:
+            if at == 0 or not (low[at - 1].isalnum() or low[at - 1] == "_"):
+                found.add(at)
+            at = low.find(stem, at + 1)
+    return sorted(found)
+
+
+def relative_spans(text: str, low: str | None = None) -> list[tuple[int, int]]:
+    """Where the names of relatives, household members, employers and schools are in a text
+    (``low``: its ``ascii_lower``). Not the patient's own name: those need a label or a
+    record, and are found (and removed) as such."""
+    if low is None:
+        low = ascii_lower(text)
+    spans: list[tuple[int, int] | None] = []
+    for start in _word_starts(low, _RELATION_STARTS):
+        kw = _RELATION_BEFORE.match(low, start)
+        if kw is None:
+            continue
+        at = kw.end()
+        m = _RELATIVE_NAME.match(text, at, at + 80)
+        if m is None and low[start:at].rstrip()[-1:] in (":", "="):
+            m = _LABELLED_CAPS.match(text, at, at + 80)
+        if m is not None:
+            spans.append(_leading_name(text, m.start("name"), m.end("name")))
+        joined = _JOINED_BEFORE.search(low, max(0, start - 40), start)
+        if joined is not None:
+            before = _NAME_BEFORE.search(text, max(0, joined.start() - 60), joined.start())
+            if before is not None:
+                spans.append(_trailing_name(text, before.start(), before.end()))
+    for start in _word_starts(low, _EMPLOYER_STARTS):
+        kw = _EMPLOYER.match(low, start)
+        if kw is None:
+            continue
+        m = _ORGANISATION.match(text, kw.end(), kw.end() + 120)
+        if m is None:
+            continue
+        names = _NAME_PIECE.findall(m.group("name"))
+        if names[0] in _ORG_NOT_FIRST:
+            continue
+        if kw.group().startswith(_SCHOOL_ONLY) and not _SCHOOL_WORDS.intersection(names):
+            continue
+        spans.append((m.start("name"), m.end("name")))
+    return merged(sorted(span for span in spans if span is not None))
+
+
+# The name before its relation: "Jane Doe (sister)", "Jane Doe, her daughter", "Jane Doe - son".
+_JOINED_BEFORE = re.compile(
+    r"(?:[ \t]*[(,]|[ \t]+[-\u2013])[ \t]*"
+    r"(?:(?:his|her|their|(?:the[ \t]+)?(?:patient|pt)'s)[ \t]+)?$"
+)
+
+
+def _relatives(text: str, low: str) -> list[Hit]:
+    return [Hit(C.NAME, a, b, Strength.ANCHOR) for a, b in relative_spans(text, low)]
+
+
+# ---------------------------------------------------------------------------------------------
 # Tables: a CSV/TSV header naming identifying columns, with rows that fill them
 # ---------------------------------------------------------------------------------------------
 
@@ -460,7 +651,7 @@ def _table_counts(filled: set[Column]) -> bool:
 
 def _hits(text: str) -> list[Hit]:
     low = ascii_lower(text)
-    hits = _names(text, low)
+    hits = _names(text, low) + _relatives(text, low)
     if DIGIT.search(text):
         hits += _ssns(text, low) + _phones(text) + _births(text, low) + _records(text, low)
         hits += _addresses(text, low)
@@ -520,11 +711,19 @@ def scan_text(text: str, location: str = "text") -> TextScan:
     ``location`` prefixes each finding's place (``body``, ``query``, ``header:X-Note``); the
     place is a character span (``body[120:131]``) or a table column (``body:column 3``).
     Pure and total: never raises on any ``str``; matched values never leave this function.
+    The text is read in its normal form (``phi.normalise``: entities, zero-width and bidi
+    characters, fullwidth digits), the spans are the text's as sent.
     """
+    form = normalised(text)
+    if form is not None:  # read as a person reads it; spans of the text as sent
+        text = form.text
     hits = _distinct(_hits(text))
     table = _table(text, location)
     rule = "table" if table else _rule(text, hits)
-    findings = table + [Finding(h.category, f"{location}[{h.start}:{h.end}]") for h in hits]
+    spans = [(h.start, h.end) if form is None else form.span(h.start, h.end) for h in hits]
+    findings = table + [
+        Finding(h.category, f"{location}[{a}:{b}]") for h, (a, b) in zip(hits, spans, strict=True)
+    ]
     return TextScan(tuple(findings[:MAX_FINDINGS]), bool(rule), rule)
 
 

@@ -11,6 +11,8 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 
+from gateway.phi.freetext import relative_spans
+from gateway.phi.normalise import normalised
 from gateway.phi.patterns import (
     EMAIL_SHAPE,
     MONTH_NAMES,
@@ -143,6 +145,9 @@ def _present_in(lowered: str, lowered_values: Iterable[str] | ValueIndex) -> lis
 def find_values(text: str, lowered_values: Iterable[str] | ValueIndex) -> bool:
     """Does any value occur as a whole token? A plain substring test first (the usual case:
     none of them anywhere), then the token boundaries of the few that do."""
+    form = normalised(text)
+    if form is not None and find_values(form.text, lowered_values):
+        return True
     lowered = text.lower()
     hits = _present_in(lowered, lowered_values)
     if not hits:
@@ -239,9 +244,15 @@ def _sub_in(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]])
 
 def scrub_patterns(text: str) -> str:
     """Nine digits after "SSN", read on the text as sent; then the SSN and phone shapes and
-    e-mail addresses, each searched only where one can be. Together they cover every SSN,
-    phone and e-mail span detection reports (tests/unit/test_identifiers.py)."""
-    spans = context_ssn_spans(text)
+    e-mail addresses, each searched only where one can be; and the names of relatives and
+    employers (``freetext.relative_spans``). Together they cover every SSN, phone and e-mail
+    span detection reports (tests/unit/test_identifiers.py). A text that is not its own
+    normal form (entities, zero-width characters, fullwidth digits) is searched in that form
+    and masked as sent."""
+    form = normalised(text)
+    if form is not None:
+        return mask_spans(text, [form.span(a, b) for a, b in _pattern_spans(form.text)])
+    spans = context_ssn_spans(text) + relative_spans(text)
     if spans:
         text = mask_spans(text, spans)
     windows = _number_windows(text)
@@ -252,12 +263,27 @@ def scrub_patterns(text: str) -> str:
     return text
 
 
+def _pattern_spans(text: str) -> list[Span]:
+    """Every span ``scrub_patterns`` masks, found on one text."""
+    spans = context_ssn_spans(text) + relative_spans(text)
+    for lo, hi in _number_windows(text):
+        spans += [m.span() for m in _NUMBER_PATTERN.finditer(text, lo, hi)]
+    if "@" in text:
+        for lo, hi in _email_windows(text):
+            spans += [m.span() for m in EMAIL_SHAPE.finditer(text, lo, hi)]
+    return spans
+
+
 def has_pattern(text: str) -> bool:
     """Is anything left that ``scrub_patterns`` would mask?"""
+    form = normalised(text)
+    if form is not None and has_pattern(form.text):
+        return True
     return (
         any(_NUMBER_PATTERN.search(text, lo, hi) for lo, hi in _number_windows(text))
         or any(EMAIL_SHAPE.search(text, lo, hi) for lo, hi in _email_windows(text))
         or bool(context_ssn_spans(text))
+        or bool(relative_spans(text))
     )
 
 
@@ -405,7 +431,14 @@ class ContextScrubber:
         return find_values(text, self._searched())
 
     def scrub(self, text: str) -> str:
-        """SSN/phone/e-mail shapes and the learned values masked."""
+        """SSN/phone/e-mail shapes, relatives' names and the learned values masked."""
+        form = normalised(text)
+        if form is not None:  # found in the normal form, masked in the text as sent
+            spans = _pattern_spans(form.text)
+            hits = _present_in(form.text.lower(), self._searched())
+            if hits:
+                spans += [m.span() for m in _cached_pattern(frozenset(hits)).finditer(form.text)]
+            return mask_spans(text, [form.span(a, b) for a, b in spans])
         text = scrub_patterns(text)
         hits = _present_in(text.lower(), self._searched())
         return mask_values(text, hits) if hits else text

@@ -244,3 +244,24 @@ def test_x12_in_a_core_envelope_is_redacted_in_place(
     no_identifiers(received.body)
     (redacted,) = find(base64.b64decode(payload).decode())
     assert redacted.transactions() == ["276"]
+
+
+def test_relatives_named_in_free_text_are_redacted(
+    redacting: GatewayProcess, upstreams: Upstreams
+) -> None:
+    # Safe Harbor removes relatives', employers' and household members' names too: here they
+    # are only in the notes, in no structured field the redactor could learn them from.
+    notes = (
+        "NTE|2||Spouse Aurelio Quillfeather requests callback re: discharge time.\r"
+        "NTE|3||Son Mateo attends Lincoln Elementary School; employer: Riverside Auto Parts.\r"
+        f"NTE|4||SSN re-verified as {''.join(chr(ord(c) + 0xFEE0) for c in PATIENT.ssn)}\r"
+    )
+    body = (hl7_rich(PATIENT).rstrip("\r") + "\r" + notes).encode()
+    response = post_through(redacting, upstreams.foreign.url + "/redact-relatives", body)
+    assert response.status_code == 200
+    received = upstreams.foreign.first_at("/redact-relatives").body.decode("utf-8")
+    no_identifiers(received.encode("utf-8"))
+    for name in ("Quillfeather", "Aurelio", "Mateo", "Lincoln", "Riverside"):
+        assert name not in received, "a relative's or employer's name reached the receiver"
+    assert not any("\uff10" <= ch <= "\uff19" for ch in received)
+    assert "requests callback re: discharge time." in received  # the note itself survives

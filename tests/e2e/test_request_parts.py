@@ -130,3 +130,82 @@ def test_a_lookup_query_and_an_unlabelled_header_abroad(
     assert header.status_code == 451 and "/noted" not in upstreams.foreign.paths()
     clean = client.get(f"{upstreams.foreign.url}/lookup-clean", params={"q": "Invoice 2026-11-02"})
     assert clean.status_code == 200
+
+
+def _fullwidth(digits: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in digits)
+
+
+ZW = "\u200b"  # zero-width space
+# Written the way a rich-text editor or an evasive sender spells them: entities between the
+# words, a zero-width space inside the surname, fullwidth digits in the SSN.
+OBFUSCATED = {
+    "entities": f"Patient:&nbsp;{PATIENT.given}&nbsp;{PATIENT.family} seen today.",
+    "zero-width": f"Pati{ZW}ent: {PATIENT.given} {PATIENT.family[:3]}{ZW}{PATIENT.family[3:]}",
+    "fullwidth": f"Verified SSN {_fullwidth(PATIENT.ssn)} at registration.",
+}
+OBFUSCATED_CLEAN = "Q&amp;A session at 10&nbsp;am in Room\u00a0B \u2014 bring your badge."
+
+
+def _note_leaks(upstreams: Upstreams) -> bool:
+    seen = [r.body.decode("utf-8", "replace") for r in upstreams.foreign.received]
+    seen += [r.body.decode("utf-8", "replace") for r in upstreams.foreign_tls.received]
+    return any(
+        PATIENT.given in s or PATIENT.family[:3] in s or _fullwidth(PATIENT.ssn) in s for s in seen
+    )
+
+
+@pytest.mark.parametrize("case", sorted(OBFUSCATED))
+def test_obfuscated_notes_abroad_http1(
+    client: httpx.Client, upstreams: Upstreams, case: str
+) -> None:
+    body = OBFUSCATED[case].encode()
+    headers = {"content-type": "text/plain; charset=utf-8"}
+    refused = client.post(f"{upstreams.foreign.url}/notes/{case}", content=body, headers=headers)
+    assert refused.status_code == 451
+    assert f"/notes/{case}" not in upstreams.foreign.paths() and not _note_leaks(upstreams)
+    clean = client.post(
+        f"{upstreams.foreign.url}/notes/{case}/clean",
+        content=OBFUSCATED_CLEAN.encode(),
+        headers=headers,
+    )
+    assert clean.status_code == 200
+    assert upstreams.foreign.first_at(f"/notes/{case}/clean").body == OBFUSCATED_CLEAN.encode()
+    home = client.post(f"{upstreams.domestic.url}/notes/{case}", content=body, headers=headers)
+    assert home.status_code == 200
+    assert upstreams.domestic.first_at(f"/notes/{case}").body == body
+
+
+@pytest.mark.parametrize("case", sorted(OBFUSCATED))
+def test_obfuscated_notes_abroad_http2(
+    gateway: GatewayProcess, upstreams: Upstreams, case: str
+) -> None:
+    h2 = H2Client(
+        gateway.port, upstreams.foreign_tls.host, upstreams.foreign_tls.port, trusting(gateway)
+    )
+    headers = [("content-type", "text/plain; charset=utf-8")]
+    try:
+        refused = h2.post(f"/h2notes/{case}", OBFUSCATED[case].encode(), headers)
+        passed = h2.post(f"/h2notes/{case}/clean", OBFUSCATED_CLEAN.encode(), headers)
+    finally:
+        h2.close()
+    assert refused.status == 451 and passed.status == 200
+    assert f"/h2notes/{case}" not in upstreams.foreign_tls.paths() and not _note_leaks(upstreams)
+
+
+def test_an_hl7_report_without_a_pid_abroad(client: httpx.Client, upstreams: Upstreams) -> None:
+    header = "MSH|^~\\&|LAB|HOSP|READER|VENDOR|20261114||ORU^R01|C18|P|2.5.1\r"
+    report = (
+        f"OBX|1|TX|18842-5^Report||PATIENT: {PATIENT.given} {PATIENT.family}, "
+        f"MRN: {PATIENT.mrn}, DOB: {PATIENT.birth_date_iso}. Findings normal.\r"
+    )
+    headers = {"content-type": "application/hl7-v2"}
+    body = (header + report).encode()
+    refused = client.post(f"{upstreams.foreign.url}/oru", content=body, headers=headers)
+    assert refused.status_code == 451 and "/oru" not in upstreams.foreign.paths()
+    assert not _note_leaks(upstreams)
+    clean = (header + "OBX|1|TX|18842-5^Report||Lipid panel within normal limits.\r").encode()
+    passed = client.post(f"{upstreams.foreign.url}/oru-clean", content=clean, headers=headers)
+    assert passed.status_code == 200 and upstreams.foreign.first_at("/oru-clean").body == clean
+    home = client.post(f"{upstreams.domestic.url}/oru", content=body, headers=headers)
+    assert home.status_code == 200 and upstreams.domestic.first_at("/oru").body == body

@@ -270,6 +270,12 @@ ADVERSARIAL = {
     "separators": " " * MB,
     "csv header": ",".join(["name"] * 1000) + "\n" + "a," * (MB // 2),
     "newlines": "\n" * MB,
+    "relation words": "son " * (MB // 4),
+    "relatives named": "Spouse Jane Doe (sister), " * (MB // 26),
+    "employers": "works at Aa " * (MB // 12),
+    "entities": "&nbsp;" * (MB // 6),
+    "zero-width": "\u200b" * MB,
+    "fullwidth": "\uff11" * MB,
 }
 
 

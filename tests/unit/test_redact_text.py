@@ -7,6 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.phi.normalise import normalised
 from gateway.phi.patterns import _TAIL_AT, context_ssn_spans, number_tails
 from gateway.phi.patterns import EMAIL_SHAPE as EMAIL
 from gateway.phi.patterns import PHONE_SHAPE as PHONE
@@ -103,7 +104,11 @@ _NUMBERS = re.compile(f"(?:{SSN.pattern})|(?:{PHONE.pattern})")
 @given(_PATTERN_TEXT)
 def test_windowed_pattern_scrub_equals_the_whole_text_regex(text: str) -> None:
     # The scrub searches only near an anchor; over the whole text, the same regexes must
-    # find exactly the same matches.
+    # find exactly the same matches. A text that is not its own normal form (digits of
+    # another script) is searched in that form: nothing the patterns find survives.
+    if normalised(text) is not None:
+        assert not has_pattern(scrub_patterns(text))
+        return
     found = mask_spans(text, context_ssn_spans(text))
     assert scrub_patterns(text) == EMAIL.sub(MASK, _NUMBERS.sub(MASK, found))
     assert has_pattern(text) == bool(
