@@ -334,11 +334,11 @@ def _names(text: str, low: str) -> list[Hit]:
 # Jane Doe", "Emergency contact: DOE, JANE"; or the name, then the relation in brackets or
 # after a comma: "Jane Doe (sister)", "Jane Doe, daughter".
 _RELATION = (
-    r"(?:spouse|wife|husband|partner|fianc(?:e|\xe9)e?|boyfriend|girlfriend"
+    r"(?:(?:brother|sister|mother|father|son|daughter)[ \t-]+in[ \t-]+law"  # before "sister"
+    r"|spouse|wife|husband|partner|fianc(?:e|\xe9)e?|boyfriend|girlfriend"
     r"|significant[ \t]+other|(?:step|god)?(?:mother|father|son|daughter|child)"
     r"|mom|mum|dad|parents?|sons|daughters|children|kids?|brothers?|sisters?|siblings?|twin"
     r"|grand(?:mother|father|ma|pa|son|daughter|child|parent)s?|aunt|uncle|niece|nephew|cousin"
-    r"|(?:brother|sister|mother|father|son|daughter)[ \t-]+in[ \t-]+law"
     r"|guardian|caregiver|care[ \t]*giver|roommate|housemate|neighbou?r|landlord"
     r"|next[ \t]+of[ \t]+kin|nok|emergency[ \t]+contact|contact[ \t]+person|surrogate"
     r"|health[ \t]*care[ \t]+proxy|(?:health[ \t]*care[ \t]+)?power[ \t]+of[ \t]+attorney|poa"

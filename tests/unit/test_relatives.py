@@ -74,3 +74,20 @@ def test_a_relative_s_name_with_a_phone_identifies_the_patient() -> None:
 def test_the_rest_of_the_note_survives() -> None:
     scrubbed = scrub_patterns("NTE|1||Spouse Aurelio Quillfeather requests callback")
     assert scrubbed == f"NTE|1||Spouse {MASK} requests callback"
+
+
+@pytest.mark.parametrize(
+    "relation",
+    [
+        "Spouse", "Wife", "Husband", "Partner", "Fiancee", "Boyfriend", "Girlfriend",
+        "Significant other", "Stepmother", "Godfather", "Mother", "Father", "Son", "Daughter",
+        "Mom", "Mum", "Dad", "Parent", "Brother", "Sister", "Sibling", "Twin", "Grandmother",
+        "Grandson", "Grandparents", "Aunt", "Uncle", "Niece", "Nephew", "Cousin",
+        "Sister-in-law", "Guardian", "Caregiver", "Roommate", "Housemate", "Neighbor",
+        "Landlord", "Next of kin", "NOK", "Emergency contact", "Contact person", "Surrogate",
+        "Health care proxy", "Power of attorney", "POA", "Conservator",
+    ],
+)  # fmt: skip
+def test_every_relation_word_introduces_a_name(relation: str) -> None:
+    text = f"{relation} Ines O'Brien called the unit."
+    assert [text[a:b] for a, b in relative_spans(text)] == ["Ines O'Brien"]
