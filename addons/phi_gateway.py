@@ -23,7 +23,7 @@ from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
-from addons import body_limits
+from addons import body_limits, trailers
 from addons.connection_watch import ConnectionWatch
 from gateway import metrics
 from gateway.config import Connections, GatewayConfig, load_config
@@ -50,6 +50,10 @@ _STREAM_DOMESTIC_ABOVE = 1024 * 1024
 # Bodies above this are inspected in a worker thread so the event loop keeps serving others.
 _THREAD_THRESHOLD = 256 * 1024
 _INTERNAL_ERROR_BODY = b'{"error": "blocked", "rule": "internal-error"}'
+_HTTP1_TRAILERS_BODY = (
+    b"PHI gateway: HTTP/1.1 request trailers cannot be forwarded (not implemented); send these "
+    b"fields as headers, or the request over HTTP/2"
+)
 # A request cut for its size is answered 413; its connection is dropped this much later.
 _ABORT_AFTER_REFUSAL_SECONDS = 0.5
 # Repeated records of these loggers are written once a minute with their count (gateway/
@@ -105,6 +109,7 @@ def to_message(flow: http.HTTPFlow) -> Message:
         path=request.path.split("?", 1)[0],
         query=request.path.split("?", 1)[1] if "?" in request.path else "",
         headers=tuple(request.headers.items(multi=True)),
+        trailers=tuple(request.trailers.items(multi=True)) if request.trailers else (),
         content_type=request.headers.get("content-type", ""),
         content_encoding=_codings(request.headers),
         accept=request.headers.get("accept", ""),
@@ -117,6 +122,19 @@ def _declared_length(headers: http.Headers) -> int | None:
     """Content-Length when given and valid; None for chunked or unknown lengths."""
     value = headers.get("content-length", "")
     return int(value) if value.isdigit() else None
+
+
+def _trailers_announced(request: http.Request) -> bool:
+    """An HTTP/1.1 chunked request that says a trailer section follows its body."""
+    return (
+        request.http_version.startswith("HTTP/1")
+        and "trailer" in request.headers
+        and "chunked" in request.headers.get("transfer-encoding", "").lower()
+    )
+
+
+def _http1_trailers(flow: http.HTTPFlow) -> bool:
+    return bool(flow.request.trailers) and _protocol(flow) is Protocol.HTTP1
 
 
 def _replace_body(flow: http.HTTPFlow, body: bytes) -> None:
@@ -325,6 +343,7 @@ class PhiGateway:
         # Which address each host's connections go to (DNS-rebinding guard).
         self.pins = ConnectionPins()
         body_limits.install()
+        trailers.install()
         # Caps and deadlines of client connections (connections.* of the policy in force).
         self.watch = ConnectionWatch(self._connection_settings, REPEATS)
 
@@ -433,6 +452,11 @@ class PhiGateway:
             # Buffered in full, then inspected: cut as soon as it passes a limit.
             limits = gateway.config.limits
             body_limits.BUDGET.watch(flow, limits.max_body_bytes, limits.max_buffered_body_bytes)
+        elif _trailers_announced(flow.request):
+            # Refused in request() once its trailers arrive: held (bounded like a body bound
+            # abroad), not streamed, so no part of it reaches the server.
+            limits = gateway.config.limits
+            body_limits.BUDGET.watch(flow, limits.max_body_bytes, limits.max_buffered_body_bytes)
         elif declared is None or declared > _STREAM_DOMESTIC_ABOVE:
             # Domestic bulk is never inspected: forward it as it arrives instead of buffering.
             flow.request.stream = True
@@ -480,6 +504,13 @@ class PhiGateway:
         if what is Act.REFUSE:
             answer = gateway.refusal(decision)
             _respond(flow, answer.status, answer.body, answer.content_type, answer.headers)
+            self._release(flow)
+        elif _http1_trailers(flow) and not flow.request.stream:
+            # mitmproxy 12 cannot write HTTP/1.1 trailers (addons/trailers.py): a clear answer
+            # now, at home too, instead of a request cut short upstream. PHI abroad was refused
+            # and recorded above; a streamed body's trailers get the 502 of addons/trailers.py.
+            metrics.UNFORWARDABLE.labels("http1-trailers").inc()
+            _respond(flow, 501, _HTTP1_TRAILERS_BODY, "text/plain")
             self._release(flow)
         elif what is Act.FORWARD_REDACTED and decision.redaction is not None:
             _replace_body(flow, decision.redaction.body)

@@ -226,9 +226,9 @@ def _forwards(verdict: Verdict) -> bool:
 
 def with_envelope(inspection: Inspection, message: Message) -> Inspection:
     """The body's inspection plus what the URL and headers hold."""
-    if not (message.query or message.headers or "-" in message.path):
+    if not (message.query or message.headers or message.trailers or "-" in message.path):
         return inspection
-    findings, phi = inspect_envelope(message.path, message.query, message.headers)
+    findings, phi = inspect_envelope(message.path, message.query, message.headers, message.trailers)
     if not findings:
         return inspection
     return replace(

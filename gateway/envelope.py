@@ -11,6 +11,11 @@ no payload). URLs in headers (``Referer``, ``Link``, ``Content-Location``, any v
 an http(s) URL) are read like the request target: path segments, query, fragment. JWTs in
 any header, cookie or query parameter (an OpenID Connect id_token names its user) are decoded
 and their claims read as named values; opaque tokens are not PHI.
+
+Request trailers (a header section sent after the body: HTTP/2, chunked HTTP/1.1) are read
+like headers, with locations ``trailer:...`` where headers have ``header:...``, and no
+allow-list: HTTP forbids the machinery fields in trailers (RFC 9110 section 6.5.1), so a
+machinery name there is a label on data, not machinery.
 """
 
 from __future__ import annotations
@@ -78,6 +83,12 @@ MACHINERY = frozenset(
         "tracestate",
     }
 )
+# Where a header field was: the header section, or the trailer section after the body.
+HEADER = "header"
+TRAILER = "trailer"
+# Trailers skip nothing (see the module's docstring); a name belongs here only once it is known
+# as a request trailer that carries no payload, and a test shows it.
+TRAILER_MACHINERY: frozenset[str] = frozenset()
 # Headers whose value is a URL (or, for Link, URLs in angle brackets); Origin has no path.
 _URL_HEADERS = frozenset({"referer", "origin", "link", "content-location", "location"})
 _URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
@@ -240,12 +251,18 @@ def jwt_findings(values: Iterable[str], where: str) -> list[Finding]:
 
 
 def inspect_envelope(
-    path: str, query: str, headers: Iterable[tuple[str, str]]
+    path: str,
+    query: str,
+    headers: Iterable[tuple[str, str]],
+    trailers: Iterable[tuple[str, str]] = (),
 ) -> tuple[list[Finding], bool]:
     """(findings, contains PHI) for everything around the body."""
     headers = list(headers)
+    trailers = list(trailers)
     target = inspect_target(path, query)
     found = target + inspect_headers(headers)
+    if trailers:
+        found += inspect_headers(trailers, TRAILER, TRAILER_MACHINERY)
     person_search = bool(target) and _PERSON_ENDPOINT.search(path) is not None
     # Prose in the query or in custom header values ("note=Patient: Jane Doe, DOB ..."), and
     # the names of files: the last path segment, a Content-Disposition's filename.
@@ -253,25 +270,34 @@ def inspect_envelope(
     segment = unquote(path).rsplit("/", 1)[-1]
     if looks_like_file_name(segment):
         prose.append(scan_file_name(segment, "url.path.filename"))
-    for name, value in headers:
-        if name.lower() == "content-disposition":
-            for match in _FILENAME.finditer(value):
-                prose.append(scan_file_name(unquote(match.group(1)), "header:filename"))
-    values = [v for n, v in headers if _prose_header(n.lower())]
-    if values:
-        prose.append(scan_text("\n\n".join(values), "header"))
+    for section, fields, machinery in (
+        (HEADER, headers, MACHINERY),
+        (TRAILER, trailers, TRAILER_MACHINERY),
+    ):
+        for name, value in fields:
+            if name.lower() == "content-disposition":
+                for match in _FILENAME.finditer(value):
+                    prose.append(scan_file_name(unquote(match.group(1)), f"{section}:filename"))
+        values = [v for n, v in fields if _prose_header(n.lower(), machinery)]
+        if values:
+            prose.append(scan_text("\n\n".join(values), section))
     named_phi = person_search or is_phi(found)  # the named-value threshold, before prose
     for scan in prose:
         found += scan.findings
     return found, named_phi or any(s.contains_phi for s in prose)
 
 
-def _prose_header(lowered: str) -> bool:
-    return lowered not in MACHINERY and lowered not in _URL_HEADERS and lowered != "cookie"
+def _prose_header(lowered: str, machinery: frozenset[str]) -> bool:
+    return lowered not in machinery and lowered not in _URL_HEADERS and lowered != "cookie"
 
 
-def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:
-    """Findings in custom headers, URL-valued headers, JWTs anywhere, and cookies."""
+def inspect_headers(
+    headers: Iterable[tuple[str, str]],
+    section: str = HEADER,
+    machinery: frozenset[str] = MACHINERY,
+) -> list[Finding]:
+    """Findings in custom headers, URL-valued headers, JWTs anywhere, and cookies; ``section``
+    names where they were (headers or trailers) and ``machinery`` what it skips there."""
     pairs: list[tuple[str, str]] = []
     cookies: list[tuple[str, str]] = []
     found: list[Finding] = []
@@ -279,13 +305,13 @@ def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:
         lowered = name.lower()
         label = safe_label(lowered)
         if "eyJ" in value:
-            found += jwt_findings([value], f"header:{label}")
-        if lowered in _URL_HEADERS or (lowered not in MACHINERY and _URL.match(value.strip())):
+            found += jwt_findings([value], f"{section}:{label}")
+        if lowered in _URL_HEADERS or (lowered not in machinery and _URL.match(value.strip())):
             for url in _URL.findall(value):
-                found += inspect_url(url, f"header:{label}")
+                found += inspect_url(url, f"{section}:{label}")
             if lowered in _URL_HEADERS:
                 continue
-        if lowered in MACHINERY:
+        if lowered in machinery:
             continue
         if lowered == "cookie":
             for crumb in value.split(";"):
@@ -293,8 +319,8 @@ def inspect_headers(headers: Iterable[tuple[str, str]]) -> list[Finding]:
                 cookies.append((key, unquote(val)))
             continue
         pairs.append((_header_field_name(lowered), value))
-        found += lookup_findings([value], f"header:{label}")
-    found += scan_fields(pairs, "header") + scan_fields(cookies, "header.cookie")
+        found += lookup_findings([value], f"{section}:{label}")
+    found += scan_fields(pairs, section) + scan_fields(cookies, f"{section}.cookie")
     return found
 
 

@@ -71,6 +71,18 @@ NOT_INSPECTED = Counter(
     + ").",
     ["reason"],
 )
+# Why a request was refused because the gateway cannot forward it (not for what it holds).
+UNFORWARDABLE_REASONS = (
+    "http1-trailers",  # an HTTP/1.1 request with a trailer section: answered 501
+    "trailers-to-http1-server",  # request trailers bound for an HTTP/1.1 server: answered 502
+)
+UNFORWARDABLE = Counter(
+    f"{PREFIX}_requests_unforwardable_total",
+    "HTTP requests refused because the gateway cannot forward them, by reason ("
+    + ", ".join(UNFORWARDABLE_REASONS)
+    + ").",
+    ["reason"],
+)
 HOOK_ERRORS = Counter(
     f"{PREFIX}_hook_errors_total",
     "Exceptions caught in a proxy hook of the addon (each failed closed toward foreign and "

@@ -274,6 +274,7 @@ class Message:
     path: str = ""  # without the query string: the query may hold PHI
     query: str = ""  # inspected, never recorded
     headers: tuple[tuple[str, str], ...] = ()  # inspected, never recorded
+    trailers: tuple[tuple[str, str], ...] = ()  # the request's trailer section, like headers
     content_type: str = ""
     content_encoding: str = ""
     accept: str = ""

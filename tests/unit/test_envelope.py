@@ -5,11 +5,12 @@ parameters by their claims. Clean counterparts (an opaque token, an ordinary Ref
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
 
-from gateway.envelope import MACHINERY, inspect_envelope
+from gateway.envelope import MACHINERY, TRAILER_MACHINERY, inspect_envelope
 from gateway.model import Category
 from tests.support.patients import make_patient
 
@@ -150,3 +151,56 @@ def test_a_lookup_by_name_and_birth_date_is_phi_wherever_it_is_sent() -> None:
         "q=Invoice 2026-11-02",
     ):
         assert not inspect_envelope("/search", clean, [])[1], clean
+
+
+def _trailer_phi(trailers: list[tuple[str, str]]) -> tuple[bool, list[str]]:
+    findings, phi = inspect_envelope(
+        "/api/v1/upload", "", [("Content-Type", "text/plain")], trailers
+    )
+    return phi, sorted({f.location for f in findings})
+
+
+def test_trailers_are_read_like_headers_under_their_own_name() -> None:
+    note = f"Patient: {PATIENT.given} {PATIENT.family} MRN {PATIENT.mrn}"
+    phi, where = _trailer_phi([("X-Note", note)])
+    assert phi and where and all(w.startswith("trailer") for w in where)
+    phi, where = _trailer_phi([("X-Id-Token", ID_TOKEN)])
+    assert phi and "trailer:x-id-token.jwt" in " ".join(where)
+    phi, where = _trailer_phi([("X-Return-To", f"https://ehr.example/chart?{ID_DOB}")])
+    assert phi and "trailer:x-return-to.query" in " ".join(where)
+    phi, where = _trailer_phi([("X-Patient-Mrn", PATIENT.mrn)])
+    assert phi and "trailer.patient-mrn" in where
+
+
+def test_weak_identifiers_in_headers_and_trailers_add_up() -> None:
+    email = [("X-Email", PATIENT.email)]
+    phone = [("X-Phone", PATIENT.phone)]
+    assert not inspect_envelope("/api", "", email)[1]
+    assert not inspect_envelope("/api", "", [], phone)[1]
+    assert inspect_envelope("/api", "", email, phone)[1]
+
+
+def test_no_name_exempts_a_trailer() -> None:
+    # The machinery of the header section may not be sent as a trailer (RFC 9110 6.5.1):
+    # under that name in a trailer it is data, and read.
+    assert not TRAILER_MACHINERY
+    note = f"patient {PATIENT.given} {PATIENT.family} MRN {PATIENT.mrn}"
+    for name in sorted(MACHINERY | {"content-digest", "grpc-message", "grpc-status"}):
+        phi, where = _trailer_phi([(name, note)])
+        assert phi and where, name
+
+
+def test_ordinary_trailers_pass() -> None:
+    digest = base64.b64encode(hashlib.sha256(b"payload").digest()).decode()
+    clean = [
+        ("X-Checksum", "sha256=" + hashlib.sha256(b"payload").hexdigest()),
+        ("Content-Digest", f"sha-256=:{digest}:"),
+        ("Repr-Digest", f"sha-256=:{digest}:"),
+        ("Content-MD5", base64.b64encode(hashlib.md5(b"payload").digest()).decode()),
+        ("grpc-status", "0"),
+        ("grpc-message", "OK"),
+        ("X-Record-Count", "1203"),
+        ("X-Request-Id", "7f3c2a10-5c1e-4a7e-9f4e-0b8e1d2c3a4b"),
+    ]
+    phi, where = _trailer_phi(clean)
+    assert not phi and where == []
