@@ -290,8 +290,13 @@ _ONE_WORD = re.compile(rf"(?P<name>{_NAME_WORD}|{_CAPS_WORD})(?![\w'])")
 _WORDS = re.compile(r"[A-Za-z']+")
 
 
+def _listed(word: str) -> bool:
+    """Is ``word`` one that follows a name label without being a name?"""
+    return word.capitalize() in NOT_NAMES or word in NOT_NAMES
+
+
 def _is_name(candidate: str) -> bool:
-    return not any(w.capitalize() in NOT_NAMES or w in NOT_NAMES for w in _WORDS.findall(candidate))
+    return not any(_listed(w) for w in _WORDS.findall(candidate))
 
 
 def _name_after(text: str, pos: int, pattern: re.Pattern[str], strength: Strength) -> Hit | None:
@@ -380,6 +385,11 @@ _RELATIVE_NAME = re.compile(
     rf"|{_NAME_WORD}(?:[ \t]+(?:[A-Z]\.[ \t]+)?{_NAME_WORD}){{0,2}})"
 )
 _LABELLED_CAPS = re.compile(rf"(?P<name>{_CAPS_WORD}(?:[ \t]+{_CAPS_WORD}){{0,2}})(?![\w'])")
+# The name before its relation: "Jane Doe (sister)", "Jane Doe, her daughter", "Jane Doe - son".
+_JOINED_BEFORE = re.compile(
+    r"(?:[ \t]*[(,]|[ \t]+[-\u2013])[ \t]*"
+    r"(?:(?:his|her|their|(?:the[ \t]+)?(?:patient|pt)'s)[ \t]+)?$"
+)
 _NAME_BEFORE = re.compile(
     rf"(?:{_CAPS_WORD},[ \t]*{_CAPS_WORD}|{_NAME_WORD},[ \t]*{_NAME_WORD}"
     rf"|{_NAME_WORD}(?:[ \t]+(?:[A-Z]\.[ \t]+)?{_NAME_WORD}){{0,2}})$"
@@ -427,9 +437,7 @@ _NAME_PIECE = re.compile(r"[A-Za-z'.-]+")
 
 def _not_name_word(piece: str) -> bool:
     bare = piece.strip(".").rstrip("'")
-    return len(bare) > 1 and (
-        bare.capitalize() in NOT_NAMES or bare in NOT_NAMES or bare.capitalize() in _NOT_RELATIVES
-    )
+    return len(bare) > 1 and (_listed(bare) or bare.capitalize() in _NOT_RELATIVES)
 
 
 def _leading_name(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -502,13 +510,6 @@ def relative_spans(text: str, low: str | None = None) -> list[tuple[int, int]]:
             continue
         spans.append((m.start("name"), m.end("name")))
     return merged(sorted(span for span in spans if span is not None))
-
-
-# The name before its relation: "Jane Doe (sister)", "Jane Doe, her daughter", "Jane Doe - son".
-_JOINED_BEFORE = re.compile(
-    r"(?:[ \t]*[(,]|[ \t]+[-\u2013])[ \t]*"
-    r"(?:(?:his|her|their|(?:the[ \t]+)?(?:patient|pt)'s)[ \t]+)?$"
-)
 
 
 def _relatives(text: str, low: str) -> list[Hit]:
@@ -720,7 +721,9 @@ def scan_text(text: str, location: str = "text") -> TextScan:
     hits = _distinct(_hits(text))
     table = _table(text, location)
     rule = "table" if table else _rule(text, hits)
-    spans = [(h.start, h.end) if form is None else form.span(h.start, h.end) for h in hits]
+    spans = [(h.start, h.end) for h in hits]
+    if form is not None:
+        spans = form.spans(spans)
     findings = table + [
         Finding(h.category, f"{location}[{a}:{b}]") for h, (a, b) in zip(hits, spans, strict=True)
     ]

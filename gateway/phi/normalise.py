@@ -41,18 +41,20 @@ _OTHER_DIGIT = re.compile(r"(?![0-9])\d")
 def unchanged(text: str) -> bool:
     """Is ``text`` its own normal form? True for ASCII without ``&``, and for other text that
     holds no entity, format character, compatibility form or non-ASCII digit."""
-    if text.isascii():
-        return "&" not in text or _entities_unchanged(text)
+    if "&" in text and not all(
+        html.unescape(m.group()) == m.group() for m in _ENTITIES.finditer(text)
+    ):
+        return False
+    return text.isascii() or _folds_to_itself(text)
+
+
+def _folds_to_itself(text: str) -> bool:
+    """No format character, compatibility form or non-ASCII digit in ``text``."""
     return (
-        ("&" not in text or _entities_unchanged(text))
-        and unicodedata.is_normalized("NFKC", text)
+        unicodedata.is_normalized("NFKC", text)
         and _FORMAT.search(text) is None
         and _OTHER_DIGIT.search(text) is None
     )
-
-
-def _entities_unchanged(text: str) -> bool:
-    return all(html.unescape(m.group()) == m.group() for m in _ENTITIES.finditer(text))
 
 
 def _fold(char: str) -> str:
@@ -73,10 +75,9 @@ class Normalised:
     ``_source[i]`` where it starts in the original, ``_width[i]`` how many original
     characters it replaces (0: copied as it was, character for character)."""
 
-    __slots__ = ("_at", "_source", "_width", "original", "text")
+    __slots__ = ("_at", "_source", "_width", "text")
 
     def __init__(self, original: str) -> None:
-        self.original = original
         pieces: list[str] = []
         at: list[int] = []
         source: list[int] = []
@@ -112,12 +113,7 @@ class Normalised:
                 if new != match.group():
                     replace(start, end, "".join(_fold(c) for c in new))
                 continue
-            run = match.group()
-            if (
-                unicodedata.is_normalized("NFKC", run)
-                and _FORMAT.search(run) is None
-                and _OTHER_DIGIT.search(run) is None
-            ):
+            if _folds_to_itself(match.group()):
                 continue  # accented letters, other scripts: read as they are
             for offset in range(start, end):
                 char = original[offset]
@@ -136,6 +132,10 @@ class Normalised:
             here = self._position(start)
             return here, here
         return self._position(start), self._position(end - 1, last=True)
+
+    def spans(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``span`` of each."""
+        return [self.span(start, end) for start, end in spans]
 
     def _position(self, index: int, last: bool = False) -> int:
         if not self._at:

@@ -146,8 +146,12 @@ def find_values(text: str, lowered_values: Iterable[str] | ValueIndex) -> bool:
     """Does any value occur as a whole token? A plain substring test first (the usual case:
     none of them anywhere), then the token boundaries of the few that do."""
     form = normalised(text)
-    if form is not None and find_values(form.text, lowered_values):
+    if form is not None and _find_values_as_written(form.text, lowered_values):
         return True
+    return _find_values_as_written(text, lowered_values)
+
+
+def _find_values_as_written(text: str, lowered_values: Iterable[str] | ValueIndex) -> bool:
     lowered = text.lower()
     hits = _present_in(lowered, lowered_values)
     if not hits:
@@ -251,7 +255,12 @@ def scrub_patterns(text: str) -> str:
     and masked as sent."""
     form = normalised(text)
     if form is not None:
-        return mask_spans(text, [form.span(a, b) for a, b in _pattern_spans(form.text)])
+        return mask_spans(text, form.spans(_pattern_spans(form.text)))
+    return _scrub_own_form(text)
+
+
+def _scrub_own_form(text: str) -> str:
+    """``scrub_patterns`` of a text that is its own normal form."""
     spans = context_ssn_spans(text) + relative_spans(text)
     if spans:
         text = mask_spans(text, spans)
@@ -277,8 +286,14 @@ def _pattern_spans(text: str) -> list[Span]:
 def has_pattern(text: str) -> bool:
     """Is anything left that ``scrub_patterns`` would mask?"""
     form = normalised(text)
-    if form is not None and has_pattern(form.text):
+    if form is not None and _has_pattern_as_written(form.text):
         return True
+    return _has_pattern_as_written(text)
+
+
+def _has_pattern_as_written(text: str) -> bool:
+    # One normalisation only, as scrubbing does: a normal form can decode again ("&amp;amp;")
+    # and recursing would follow it as deep as a hostile text nests it.
     return (
         any(_NUMBER_PATTERN.search(text, lo, hi) for lo, hi in _number_windows(text))
         or any(EMAIL_SHAPE.search(text, lo, hi) for lo, hi in _email_windows(text))
@@ -438,8 +453,8 @@ class ContextScrubber:
             hits = _present_in(form.text.lower(), self._searched())
             if hits:
                 spans += [m.span() for m in _cached_pattern(frozenset(hits)).finditer(form.text)]
-            return mask_spans(text, [form.span(a, b) for a, b in spans])
-        text = scrub_patterns(text)
+            return mask_spans(text, form.spans(spans))
+        text = _scrub_own_form(text)
         hits = _present_in(text.lower(), self._searched())
         return mask_values(text, hits) if hits else text
 

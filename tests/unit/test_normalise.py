@@ -103,3 +103,12 @@ def test_a_learned_value_written_with_invisible_characters_is_scrubbed_and_found
     assert "Quill" not in scrubbed and scrubbed.count(MASK) == 2
     assert find_values(note, {FAMILY.lower()})
     assert not find_values(scrubbed, {FAMILY.lower()})
+
+
+def test_entities_nested_deep_are_decoded_once_without_recursing() -> None:
+    # Each decoding of "&amp;amp;..." yields another entity: verification must not follow
+    # it (a recursion as deep as the text nests it), but read it once, as the scrub does.
+    nested = "SSN &" + "amp;" * 50_000 + "nbsp; on file"
+    assert not has_pattern(nested)
+    assert not find_values(nested, {"quillfeather"})
+    assert scrub_patterns(nested) == nested
