@@ -48,8 +48,13 @@ class H2Client:
         self.sock.sendall(self.conn.data_to_send())
 
     def post(
-        self, path: str, body: bytes, headers: list[tuple[str, str]] | None = None
+        self,
+        path: str,
+        body: bytes,
+        headers: list[tuple[str, str]] | None = None,
+        trailers: list[tuple[str, str]] | None = None,
     ) -> H2Response:
+        """POST ``body``; ``trailers``: sent after it, in a HEADERS frame that ends the stream."""
         stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             stream_id,
@@ -62,7 +67,9 @@ class H2Client:
                 *(headers or []),
             ],
         )
-        self.conn.send_data(stream_id, body, end_stream=True)
+        self.conn.send_data(stream_id, body, end_stream=not trailers)
+        if trailers:
+            self.conn.send_headers(stream_id, trailers, end_stream=True)
         self.sock.sendall(self.conn.data_to_send())
         while stream_id not in self._responses or not self._responses[stream_id].done:
             data = self.sock.recv(65536)
@@ -85,6 +92,8 @@ class H2Client:
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             self._responses[event.stream_id].done = True
+        elif isinstance(event, h2.events.StreamReset):  # status 0: reset before an answer
+            self._responses.setdefault(event.stream_id, H2Response(0, {})).done = True
 
     def close(self) -> None:
         self.conn.close_connection()

@@ -21,6 +21,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    trailers: dict[str, str] = field(default_factory=dict)  # what an HTTP/2 server received
 
 
 @dataclass
@@ -36,17 +37,34 @@ class RecordingServer:
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
+                trailers: dict[str, str] = {}
+                if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                    body = self._read_chunked(trailers)
+                else:
+                    length = int(self.headers.get("content-length") or 0)
+                    body = self.rfile.read(length) if length else b""
                 recorder.received.append(
-                    Received(self.command, self.path, dict(self.headers.items()), body)
+                    Received(self.command, self.path, dict(self.headers.items()), body, trailers)
                 )
                 reply = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the proxy cut a request short
+
+            def _read_chunked(self, trailers: dict[str, str]) -> bytes:
+                body = b""
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+                while (line := self.rfile.readline().strip()) and b":" in line:
+                    name, _, value = line.decode().partition(":")
+                    trailers[name.strip()] = value.strip()
+                return body
 
             do_GET = do_POST = do_PUT = do_PATCH = _handle
 
@@ -85,6 +103,7 @@ class RecordingServer:
 class Pki:
     ca_pem: Path
     server_context: ssl.SSLContext
+    server_pem: Path  # the servers' certificate and key
 
 
 def make_pki(directory: Path, hosts: list[str]) -> Pki:
@@ -132,4 +151,4 @@ def make_pki(directory: Path, hosts: list[str]) -> Pki:
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_pem)
-    return Pki(ca_pem, context)
+    return Pki(ca_pem, context, cert_pem)
