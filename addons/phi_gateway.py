@@ -152,10 +152,16 @@ def _respond(
     body: bytes,
     content_type: str,
     headers: tuple[tuple[str, str], ...] = (),
+    *,
+    trailers: tuple[tuple[str, str], ...] = (),
 ) -> None:
+    if trailers and flow.request.http_version.startswith("HTTP/1"):
+        headers, trailers = headers + trailers, ()  # HTTP/1.1 answers carry no trailers here
     flow.response = http.Response.make(
         status, body, {"content-type": content_type, **dict(headers)}
     )
+    if trailers:  # gRPC's status (gateway/formats/grpc.py)
+        flow.response.trailers = http.Headers([(k.encode(), v.encode()) for k, v in trailers])
 
 
 # -- the guard around every hook --------------------------------------------------------------
@@ -503,7 +509,14 @@ class PhiGateway:
         what = act(decision)
         if what is Act.REFUSE:
             answer = gateway.refusal(decision)
-            _respond(flow, answer.status, answer.body, answer.content_type, answer.headers)
+            _respond(
+                flow,
+                answer.status,
+                answer.body,
+                answer.content_type,
+                answer.headers,
+                trailers=answer.trailers,
+            )
             self._release(flow)
         elif _http1_trailers(flow) and not flow.request.stream:
             # mitmproxy 12 cannot write HTTP/1.1 trailers (addons/trailers.py): a clear answer

@@ -17,6 +17,7 @@ from PIL import Image
 from tests.support.dicom import dataset, part10
 from tests.support.documents import docx_face_sheet, summary_lines
 from tests.support.patients import fhir_patient, fhir_patient_json, hl7_adt, make_patient
+from tests.support.protobuf import frame, patient_record
 from tests.support.x12 import claim_837p
 
 HL7_TARGET = 2048
@@ -85,6 +86,17 @@ def x12_837p_2k(target: int = HL7_TARGET) -> bytes:
 def dicom_ct() -> bytes:
     """A CT image (Part 10, 128 x 128 x 16 bit) naming one synthetic patient: ~33 kB."""
     return part10(dataset(make_patient(_SEED + 5), rows=128))
+
+
+def grpc_record_2k(target: int = HL7_TARGET) -> bytes:
+    """One gRPC message (protobuf, no schema on the wire) holding a chart record for one
+    synthetic patient, with result notes to ~2 KB."""
+    patient = make_patient(_SEED + 6)
+    notes: list[str] = []
+    while len(patient_record(patient, notes=notes)) < target - 80:
+        code, display, _, unit = _OBSERVATIONS[len(notes) % len(_OBSERVATIONS)]
+        notes.append(f"{display} ({code}) reviewed; result in {unit} within the reference range.")
+    return frame(patient_record(patient, notes=notes))
 
 
 def fhir_patient_resource() -> bytes:
@@ -195,6 +207,7 @@ def build_payloads() -> list[Payload]:
     docx = docx_face_sheet(make_patient(_SEED + 3))
     claim = x12_837p_2k()
     image = dicom_ct()
+    grpc = grpc_record_2k()
     return [
         Payload(
             "hl7-adt-2k",
@@ -218,6 +231,7 @@ def build_payloads() -> list[Payload]:
             "pdf-200k", f"discharge summary PDF, {len(pdf) // 1000} kB", "application/pdf", pdf
         ),
         Payload("x12-837p-2k", f"X12 837P claim, {len(claim)} B", "application/edi-x12", claim),
+        Payload("grpc-record-2k", f"gRPC protobuf record, {len(grpc)} B", "application/grpc", grpc),
         Payload("dicom-ct", f"DICOM CT image, {len(image) // 1000} kB", "application/dicom", image),
         Payload(
             "docx-face-sheet",

@@ -265,6 +265,10 @@ class Limits(_Strict):
     # and sequences nested in sequences; past either, refused abroad.
     max_dicom_elements: int = Field(default=200_000, ge=100, le=10_000_000)
     max_dicom_depth: int = Field(default=12, ge=2, le=64)
+    # One protobuf payload (gRPC messages, a bare protobuf body) read without a schema:
+    # fields read, and messages nested in messages; past either, refused abroad.
+    max_protobuf_fields: int = Field(default=200_000, ge=100, le=10_000_000)
+    max_protobuf_depth: int = Field(default=32, ge=2, le=100)
     # Documents (PDF) are read by this many worker processes, each limited to this much
     # memory: a document that crashes, hangs or blows up its reader costs one worker.
     document_workers: int = Field(default=2, ge=1, le=64)

@@ -30,7 +30,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gateway.model import Category, Finding
 from gateway.phi.fields import is_phi, safe_label, scan_fields
-from gateway.phi.freetext import looks_like_file_name, scan_file_name, scan_query, scan_text
+from gateway.phi.freetext import (
+    is_name,
+    looks_like_file_name,
+    scan_file_name,
+    scan_query,
+    scan_text,
+)
 from gateway.phi.patterns import DATE_VALUE
 
 # Headers whose values are protocol machinery, never data someone chose to put there (tested
@@ -138,6 +144,7 @@ _NOT_NAMES = frozenset(
     ]
 )
 _LOOKUP_SPLIT = re.compile(r"[\s+,;]+")
+_TIME = re.compile(r"[T ]\d")
 _LOOKUP_WORD = re.compile(r"^(?:[A-Z][a-z'\u2019-]+|[A-Z][A-Z'\u2019-]+)$")
 _FILENAME = re.compile(r"(?i)filename\*?=(?:[\w-]+'[\w-]*')?\"?([^\";]+)")
 # OpenID Connect standard claims (OIDC Core 5.1) by the field names of gateway.phi.fields.
@@ -206,6 +213,29 @@ def lookup_findings(values: Iterable[str], where: str) -> list[Finding]:
                 Finding(Category.DATE, f"{where}.lookup"),
             ]
     return found
+
+
+def record_findings(values: Iterable[str], where: str) -> list[Finding]:
+    """The values of one record whose fields have no names (a protobuf message read without
+    its schema): a capitalised full name (two to four name words) and a date among them are
+    a patient, as in a lookup. A date with a time is an event's, not a birth date."""
+    name = date = False
+    for raw in values:
+        value = raw.strip()
+        if len(value) > 64:
+            continue
+        if not date and DATE_VALUE.match(value) and not _TIME.search(value):
+            date = True
+        elif not name:
+            words = [t for t in _LOOKUP_SPLIT.split(value) if t]
+            name = (
+                2 <= len(words) <= 4
+                and all(_LOOKUP_WORD.match(w) and w.lower() not in _NOT_NAMES for w in words)
+                and is_name(value)
+            )
+    if not (name and date):
+        return []
+    return [Finding(Category.NAME, f"{where}.record"), Finding(Category.DATE, f"{where}.record")]
 
 
 def inspect_url(url: str, where: str) -> list[Finding]:

@@ -41,6 +41,7 @@ _LEADING = b" \t\r\n\x0b"
 _TEXT_PIECE = 256 * 1024
 # What the inspector calls an exception no format expected (a bug): the reason starts so.
 INTERNAL_FAILURE = "inspector failed"
+UNKNOWN_BINARY = "binary of unknown format"
 log = logging.getLogger(__name__)
 _OCR_FAILURES_LOGGED: set[str] = set()
 
@@ -93,6 +94,8 @@ class Inspector:
             self.limits.max_archive_members,
             max_dicom_elements=self.limits.max_dicom_elements,
             max_dicom_depth=self.limits.max_dicom_depth,
+            max_protobuf_fields=self.limits.max_protobuf_fields,
+            max_protobuf_depth=self.limits.max_protobuf_depth,
         )
         scanner = Scanner(budget, self.registry, self._extract, self._recognize)
         return scanner.scan(body, 0, whole=True)
@@ -172,7 +175,7 @@ class Registry:
         self.fallbacks = tuple(h for h in formats if h.fallback)
         self.starts = tuple(h for h in formats if type(h).starts is not FormatHandler.starts)
         self.slow = tuple(h for h in formats if h.slow)
-        self.binary = tuple(h for h in formats if h.binary)
+        self.binary = tuple(h for h in formats if h.binary and not h.fallback)
         signatures: dict[tuple[str, re.Pattern[str]], None] = {}
         for handler in formats:
             if handler.signature is not None:
@@ -239,9 +242,13 @@ class Scanner:
         if container is not None:
             return container
         for handler in self._fallbacks:
-            if handler.sniff(payload):
-                return handler.inspect(payload, self)
-        return Inspection(Format.BINARY)
+            # A binary fallback reads the bytes as sent: protobuf's first byte is often "\n".
+            layer = Payload(body, depth, whole, sent_as) if handler.binary else payload
+            if handler.sniff(layer):
+                return handler.inspect(layer, self)
+        # Bytes no reader knows may hold anything: content nobody can see into, decided by
+        # policy.unreadable_media abroad like an image.
+        return Inspection(Format.BINARY, opaque=UNKNOWN_BINARY)
 
     # -- the Reader the generic formats call back into --------------------------------------
     def extract(self, job: str, data: bytes) -> Any:

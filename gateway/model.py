@@ -326,6 +326,8 @@ class BlockResponse:
     content_type: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    # Sent after the body where the protocol has trailers (gRPC's status, over HTTP/2).
+    trailers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

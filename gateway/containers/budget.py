@@ -25,6 +25,9 @@ class Budget:
     # One DICOM dataset: data elements read, sequences within sequences.
     max_dicom_elements: int = 200_000
     max_dicom_depth: int = 12
+    # One protobuf payload: fields read, messages within messages.
+    max_protobuf_fields: int = 200_000
+    max_protobuf_depth: int = 32
 
     def enter(self, depth: int) -> None:
         if depth > self.max_depth:

@@ -2,8 +2,8 @@
 
 The inspector sniffs every layer of a payload against ``FORMATS`` in this order (the first
 handler whose ``sniff`` says yes inspects it; the containers stage is asked after every
-format but the fallbacks, and plain text comes last); the redactor and ``enforce`` look up
-the handler of an inspection's format here. Adding a format is writing its handler (see
+format but the fallbacks: plain text, then protobuf, come last); the redactor and ``enforce``
+look up the handler of an inspection's format here. Adding a format is writing its handler (see
 ``base.py`` and docs/architecture.md) and adding one line. The order matters where formats
 share a first byte: a FHIR resource before any JSON, FHIR/HL7/CDA XML before any XML.
 """
@@ -19,12 +19,14 @@ from gateway.formats.email import Email
 from gateway.formats.fhir import FhirJson, FhirNdjson, FhirXml
 from gateway.formats.generic_json import GenericJson
 from gateway.formats.generic_xml import GenericXml
+from gateway.formats.grpc import Grpc
 from gateway.formats.hl7v2 import Hl7v2Er7, Hl7v2Xml
 from gateway.formats.markup import Html, Rtf
 from gateway.formats.media import Media
 from gateway.formats.office import Office
 from gateway.formats.patch import Patch
 from gateway.formats.pdf import Pdf
+from gateway.formats.protobuf import Protobuf
 from gateway.formats.text import Text
 from gateway.formats.x12 import X12Format
 from gateway.formats.x12.core import CoreEnvelope
@@ -33,6 +35,7 @@ from gateway.model import Format
 
 FORMATS: tuple[FormatHandler, ...] = (
     DicomFormat(),  # binary: sniffed on the bytes as sent, before the UTF-16/32 stage
+    Grpc(),  # binary: length-prefixed messages start with zeros, before the UTF-16/32 stage
     DicomStow(),  # STOW-RS multipart of DICOM instances: before the containers stage
     Rtf(),  # "{\rtf": before JSON, which would call it malformed
     Hl7v2Er7(),
@@ -54,6 +57,7 @@ FORMATS: tuple[FormatHandler, ...] = (
     Pdf(),
     Media(),
     Text(),
+    Protobuf(),  # a binary body no format knows may be protobuf: after plain text
 )
 
 _BY_FORMAT: dict[Format, FormatHandler] = {}

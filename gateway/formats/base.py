@@ -223,7 +223,8 @@ class FormatHandler:
     # Documents of this format may sit inside JSON of no format (``within_json``).
     claims_json_nodes: ClassVar[bool] = False
     # A binary format whose bytes may look like UTF-16/32 text or start with blanks (DICOM's
-    # zero or arbitrary preamble): sniffed on the layer as sent, before the wide-text stage.
+    # zero or arbitrary preamble): sniffed on the layer as sent, before the wide-text stage
+    # (a fallback that is binary: on the layer as sent, after every other stage).
     binary: ClassVar[bool] = False
     # Reading this format takes a document reader (a worker process) or long work: the proxy
     # inspects such payloads off its event loop (``Inspector.slow``).

@@ -295,13 +295,15 @@ def _listed(word: str) -> bool:
     return word.capitalize() in NOT_NAMES or word in NOT_NAMES
 
 
-def _is_name(candidate: str) -> bool:
+def is_name(candidate: str) -> bool:
+    """Is none of the words of ``candidate`` one that follows a name label without being a
+    name (``Unknown``, ``Hospital``)?"""
     return not any(_listed(w) for w in _WORDS.findall(candidate))
 
 
 def _name_after(text: str, pos: int, pattern: re.Pattern[str], strength: Strength) -> Hit | None:
     m = pattern.match(text, pos, pos + 80)
-    if m and _is_name(m.group("name")):
+    if m and is_name(m.group("name")):
         return Hit(C.NAME, m.start("name"), m.end("name"), strength)
     return None
 
@@ -597,7 +599,7 @@ def _filled(value: str, column: Column) -> bool:
     does not become PHI: names must be capitalised words.)"""
     value = value.strip()
     if column.category is C.NAME:
-        return _NAME_CELL.fullmatch(value) is not None and _is_name(value)
+        return _NAME_CELL.fullmatch(value) is not None and is_name(value)
     if column.category is C.EMAIL:
         return "@" in value
     if column.category in (C.SSN, C.MRN, C.DATE, C.PHONE, C.ACCOUNT_NUMBER):
