@@ -7,6 +7,9 @@
 #   DejaVu Sans (package fonts-dejavu-core) - a TrueType font the PDF tests embed (CID fonts
 #                                     with ToUnicode maps, as word processors write them)
 #   tesseract (packages tesseract-ocr, tesseract-ocr-eng) - OCR of scans and images (ocr.enabled)
+#   haproxy (package haproxy)        - the balancer in front of `run --workers N`, and the
+#                                     PROXY protocol sender of the client-address tests
+#   keepalived (package keepalived)  - checks the reference deployment's VRRP config (deploy/)
 # Idempotent: does nothing when every tool is present. Without root (or password-less sudo) it
 # installs nothing and says so; the tests that need a missing tool then skip with a message.
 # Services the packages would start are kept from starting (the tests start their own).
@@ -18,6 +21,8 @@ command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v keepalived >/dev/null 2>&1 || [ -x /usr/sbin/keepalived ] || missing+=(keepalived)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
