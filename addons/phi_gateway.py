@@ -23,7 +23,7 @@ from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
-from addons import body_limits, trailers
+from addons import body_limits, proxy_protocol, trailers
 from addons.connection_watch import ConnectionWatch
 from gateway import metrics
 from gateway.config import Connections, GatewayConfig, load_config
@@ -350,8 +350,16 @@ class PhiGateway:
         self.pins = ConnectionPins()
         body_limits.install()
         trailers.install()
+        proxy_protocol.install(self._balancers)
         # Caps and deadlines of client connections (connections.* of the policy in force).
         self.watch = ConnectionWatch(self._connection_settings, REPEATS)
+
+    def _balancers(self) -> tuple[proxy_protocol.Networks, float]:
+        """Who sends PROXY v2 headers, and how long one may take (the policy in force)."""
+        if self.gateway is None:
+            return (), 0.0
+        config = self.gateway.config
+        return config.proxy.proxy_protocol_from, config.connections.header_seconds
 
     def _connection_settings(self) -> Connections:
         return self.gateway.config.connections if self.gateway is not None else _DEFAULT_BOUNDS

@@ -24,10 +24,12 @@ from mitmproxy import exceptions
 from mitmproxy.options import Options
 from mitmproxy.tools.dump import DumpMaster
 
+from addons import supervisor
 from addons.phi_gateway import PhiGateway
 from gateway import cli, native
 from gateway.admin import AdminServer, ReadinessState, Routes
 from gateway.api import Api
+from gateway.audit.factory import for_worker
 from gateway.config import (
     GatewayConfig,
     parse_config,
@@ -106,7 +108,8 @@ def effective_config(args: argparse.Namespace, text: str | None = None) -> Gatew
     if text is None:
         text = read_config_text(args.config)
     config = parse_config_text(text, str(args.config))
-    if not (args.listen or args.admin or args.mode):
+    worker = getattr(args, "worker", 0)
+    if not (args.listen or args.admin or args.mode or worker):
         return config
     data = config.model_dump(mode="json")
     if args.listen:
@@ -115,6 +118,15 @@ def effective_config(args: argparse.Namespace, text: str | None = None) -> Gatew
         data["proxy"]["modes"] = args.mode
     if args.admin:
         data["admin"]["listen"] = args.admin
+    if worker:
+        # One worker of run --workers: its own chain and files, the supervisor's HAProxy on
+        # loopback as its balancer, its metrics on its own admin port (merged there).
+        data["audit"] = for_worker(config.audit, worker).model_dump(mode="json")
+        data["proxy"]["proxy_protocol_from"] = [
+            *data["proxy"]["proxy_protocol_from"],
+            "127.0.0.1/32",
+        ]
+        data["admin"]["metrics_listen"] = None
     return parse_config(data, f"{args.config} with command-line overrides")
 
 
@@ -313,6 +325,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return cli.EXIT_CONFIG
+    try:
+        count = supervisor.worker_count(getattr(args, "workers", "1"))
+    except ValueError as exc:
+        print(f"phi-gateway: {exc}", file=sys.stderr)
+        return cli.EXIT_CONFIG
+    if count > 1 and not getattr(args, "worker", 0):
+        return supervisor.run_workers(args, config, count)
     try:
         gateway = Gateway.from_config(config)
     except StartError as exc:

@@ -17,7 +17,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, make_wsgi_app
 
 from gateway import metrics
 from gateway.api_auth import authenticate
@@ -94,6 +94,9 @@ class Routes:
         self.api: WsgiApp | None = None
         # When set: /metrics asks for a bearer token of any role among these.
         self.metrics_tokens: Callable[[], tuple[ApiToken, ...]] | None = None
+        # When set: /metrics answers this exposition instead of this process's registry
+        # (run --workers: every worker's, merged).
+        self.metrics_source: Callable[[], bytes] | None = None
 
 
 def make_app(readiness: ReadinessState, routes: Routes | None = None) -> WsgiApp:
@@ -117,6 +120,9 @@ def make_app(readiness: ReadinessState, routes: Routes | None = None) -> WsgiApp
                     [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
                 )
                 return [b"a bearer token is required\n"]
+            if routes.metrics_source is not None:
+                start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+                return [routes.metrics_source()]
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
         elif path == "/healthz":

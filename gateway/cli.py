@@ -24,6 +24,7 @@ from gateway.audit.factory import (
     fingerprint_key,
     open_backend,
     spool_path,
+    worker_checkpoint_logs,
 )
 from gateway.audit.query import parse_period
 from gateway.audit.spool import spooled_events
@@ -83,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable; overrides proxy.modes",
     )
     run.add_argument("--verbose", action="store_true", help="log every connection")
+    run.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="proxy worker processes behind HAProxy (a number, or auto: one per core); "
+        "default 1: one process, no HAProxy",
+    )
+    # One worker of run --workers (started by the supervisor, never by hand).
+    run.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
 
     check = sub.add_parser("check-config", help="validate a config file and what it references")
     check.add_argument("file", type=Path)
@@ -382,6 +392,7 @@ def audit_verify(config_path: Path | None, as_json: bool, logs: list[Path] | Non
         default = checkpoint_log_path(config.audit)
         logs = [default] if default.is_file() else []
         missing_log = "" if logs else str(default)
+        logs += worker_checkpoint_logs(config.audit)  # run --workers: one per worker
     for log in logs:
         if not log.is_file():
             print(f"{log}: no such checkpoint log", file=sys.stderr)

@@ -470,6 +470,18 @@ class Proxy(_Strict):
     # the address they connect to when the ClientHello arrives: domestic passes, abroad is
     # refused (the payload cannot be read).
     tls_passthrough: tuple[DestinationRule, ...] = ()
+    # Balancers (HAProxy with send-proxy-v2): a connection from one of these addresses must
+    # start with a PROXY protocol v2 header, and the client it names is the client
+    # (gateway/proxy_protocol.py). Connections from elsewhere are served as they come.
+    # ``run --workers N`` adds the loopback balancer it starts itself.
+    proxy_protocol_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @field_validator("proxy_protocol_from", mode="before")
+    @classmethod
+    def _parse_balancers(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(Override._parse_cidr(v) for v in value)
+        return value
 
     @field_validator("modes")
     @classmethod

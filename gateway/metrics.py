@@ -237,6 +237,31 @@ CONNECTION_TIMEOUTS = Counter(
     "headers, body (connection closed), upstream (HTTP: answered 504; MLLP: closed).",
     ["phase"],
 )
+PROXY_PROTOCOL = Counter(
+    f"{PREFIX}_proxy_protocol_connections_total",
+    "Connections from a balancer (proxy.proxy_protocol_from), by result: proxied (the PROXY "
+    "v2 header named the client), local (the balancer's own connection), refused (no valid "
+    "header in time: closed).",
+    ["result"],
+)
+WORKER_RESTARTS = Counter(
+    f"{PREFIX}_worker_restarts_total",
+    "Processes of run --workers restarted by the supervisor after they died: worker (a proxy "
+    "worker), haproxy (the balancer in front of them).",
+    ["process"],
+)
+WORKERS_READY = Gauge(
+    f"{PREFIX}_worker_ready",
+    "1 when this proxy worker of run --workers answers /readyz (HAProxy sends it "
+    "connections), else 0.",
+    ["worker"],
+)
+WORKER_SCRAPE_OK = Gauge(
+    f"{PREFIX}_worker_scrape_ok",
+    "1 when this worker's metrics were part of the last /metrics answer, 0 when it did not "
+    "answer in time.",
+    ["worker"],
+)
 UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")
 
 

@@ -53,6 +53,35 @@ def _beside_database(settings: Audit, given: Path | None, suffix: str) -> Path:
     return settings.database.with_name(f"{settings.database.name}.{suffix}")
 
 
+def worker_suffix(worker: int) -> str:
+    """What names worker ``worker``'s chain and files beside the supervisor's (run --workers)."""
+    return f"-w{worker}"
+
+
+def for_worker(settings: Audit, worker: int) -> Audit:
+    """The audit settings of proxy worker ``worker``: the same store, a chain of its own
+    (``<instance>-w<K>``), and its own checkpoint log and spool beside the supervisor's
+    (two processes never append to one file)."""
+    suffix = worker_suffix(worker)
+    return settings.model_copy(
+        update={
+            "instance_id": f"{instance_name(settings)}{suffix}",
+            "checkpoint_log": _suffixed(checkpoint_log_path(settings), suffix),
+            "spool": _suffixed(spool_path(settings), suffix),
+        }
+    )
+
+
+def _suffixed(path: Path, suffix: str) -> Path:
+    return path.with_name(f"{path.stem}{suffix}{path.suffix}")
+
+
+def worker_checkpoint_logs(settings: Audit) -> list[Path]:
+    """The checkpoint logs of the proxy workers beside this instance's (run --workers)."""
+    own = checkpoint_log_path(settings)
+    return sorted(own.parent.glob(f"{own.stem}-w[0-9]*{own.suffix}"))
+
+
 def checkpoint_log_path(settings: Audit) -> Path:
     """Where this instance appends its checkpoints outside the database."""
     return _beside_database(settings, settings.checkpoint_log, "checkpoints")
