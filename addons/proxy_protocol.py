@@ -73,6 +73,7 @@ def install(settings: Settings) -> None:
         await _serve(self, reader, writer, header)
 
     handle_stream.phi_gateway = True  # type: ignore[attr-defined]
+    handle_stream.original = original  # type: ignore[attr-defined]
     mode_servers.ServerInstance.handle_stream = handle_stream  # type: ignore[method-assign]
 
 
