@@ -8,7 +8,6 @@ import socket
 import ssl
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,53 +16,12 @@ from tests.e2e.conftest import Upstreams, gateway_config
 from tests.support.gateway_process import GatewayProcess, free_port
 from tests.support.mmdb import DOMESTIC_IP
 from tests.support.patients import hl7_adt, make_patient
+from tests.support.tlsclient import GATEWAY_CA, TEST_CA, Tunnel, wrap
 from tests.support.upstream import Pki, RecordingServer
 
 pytestmark = pytest.mark.e2e
 ADT = hl7_adt(make_patient(19)).encode()
 CLEAN = b'{"resourceType": "CapabilityStatement", "status": "active"}'
-TEST_CA = "phi-gateway test CA"  # tests/support/upstream.py: make_pki
-GATEWAY_CA = "mitmproxy"  # the CA mitmproxy creates in proxy.confdir
-
-
-@dataclass
-class Tunnel:
-    """One TLS connection through the gateway, and who issued the certificate it showed."""
-
-    sock: ssl.SSLSocket
-    issuer: str
-
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """One HTTP/1.1 request on the kept-alive connection."""
-        self.sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: upstream\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        reader = self.sock.makefile("rb")
-        status = int(reader.readline().split()[1])
-        length = 0
-        while (line := reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        return status, reader.read(length)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _issuer(sock: ssl.SSLSocket) -> str:
-    cert = sock.getpeercert()
-    assert cert is not None
-    fields = dict(pair[0] for pair in cert["issuer"])
-    return str(fields.get("commonName", ""))
-
-
-def _wrap(raw: socket.socket, cafile: Path, hostname: str) -> Tunnel:
-    context = ssl.create_default_context(cafile=str(cafile))  # trusts this one CA only
-    sock = context.wrap_socket(raw, server_hostname=hostname)
-    return Tunnel(sock, _issuer(sock))
 
 
 def connect(
@@ -79,7 +37,7 @@ def connect(
         assert chunk, head
         head += chunk
     assert head.startswith(b"HTTP/1.1 200"), head
-    return _wrap(raw, cafile, sni or host)
+    return wrap(raw, cafile, sni or host)
 
 
 def socks5(port: int, host: str, target: int, cafile: Path) -> Tunnel:
@@ -92,7 +50,7 @@ def socks5(port: int, host: str, target: int, cafile: Path) -> Tunnel:
     while len(reply) < 10:
         reply += raw.recv(10 - len(reply))
     assert reply[:2] == b"\x05\x00", reply
-    return _wrap(raw, cafile, host)
+    return wrap(raw, cafile, host)
 
 
 def handshake_fails(gateway: GatewayProcess, host: str, port: int, cafile: Path) -> bool:
