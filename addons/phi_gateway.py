@@ -20,7 +20,7 @@ from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp, websocke
 from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Flow
 from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import layer, layers, server_hooks
+from mitmproxy.proxy import layer, layers, mode_specs, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
 from addons import body_limits, proxy_protocol, trailers
@@ -35,7 +35,7 @@ from gateway.geo.pinning import ConnectionPins, Key
 from gateway.logfilter import RepeatFilter
 from gateway.mllp import MllpSession
 from gateway.model import Destination, Format, Inspection, Location, Message, Protocol
-from gateway.policy import effective_location, needs_inspection
+from gateway.policy import effective_location, needs_inspection, relay_tls
 
 log = logging.getLogger("phi_gateway")
 OPTION = "phi_gateway_config"
@@ -304,6 +304,15 @@ def _intercept_tls(addon: PhiGateway, data: tls.ClientHelloData) -> str:
     # Never pass an unjudged connection through: intercepted, its requests are judged.
     data.ignore_connection = False
     return "connection intercepted, not passed through"
+
+
+def _may_relay(client: connection.Client) -> bool:
+    """Domestic TLS is relayed only where the client asked for the server itself (explicit
+    proxy, SOCKS5, transparent) over TCP. In reverse mode the client talks TLS to the
+    gateway's own name; QUIC goes to udp_message."""
+    return client.transport_protocol == "tcp" and not isinstance(
+        client.proxy_mode, mode_specs.ReverseMode
+    )
 
 
 def _drop_datagram(addon: PhiGateway, flow: udp.UDPFlow) -> str:
@@ -753,32 +762,72 @@ class PhiGateway:
         mllp_port = destination.port in proxy.mllp_ports
         return MllpSession(gateway, destination, _client(flow), first, mllp_port)
 
-    # -- TLS passthrough --------------------------------------------------------------------
+    # -- TLS relayed encrypted: listed passthrough, and domestic (issue 19) ------------------
     @_hook(_intercept_tls)
     async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        """Hosts in ``proxy.tls_passthrough`` are relayed encrypted: judged here, by the address
-        the connection will use (pinned now: no later hook sees this connection)."""
+        """Decide at the ClientHello whether a TLS connection is decrypted or relayed
+        encrypted: hosts in ``proxy.tls_passthrough`` are judged as an unreadable payload;
+        other TLS is relayed when ``policy.relay_tls`` says so (every address domestic, no
+        list names it). Both are judged by the addresses the connection will use and pinned
+        to the one judged now: no later hook sees a relayed connection."""
         gateway = self.gateway
         server = data.context.server
-        if gateway is None or not gateway.config.proxy.tls_passthrough or server.address is None:
+        if gateway is None or server.address is None:
+            return
+        proxy = gateway.config.proxy
+        relay_domestic = proxy.relay_domestic_tls and _may_relay(data.context.client)
+        if not proxy.tls_passthrough and not relay_domestic:
             return
         host, port = str(server.address[0]), server.address[1]
-        names = {host, data.client_hello.sni or host}
-        addresses: tuple[str, ...] = (server.peername[0],) if server.peername else ()
-        addresses = addresses or await gateway.resolver.resolve(host)
-        rules = gateway.config.proxy.tls_passthrough
-        if not any(r.matches(n, port, addresses) for r in rules for n in names):
+        sni = data.client_hello.sni
+        addresses = await self._tls_addresses(gateway, server, host, port)
+        names = {host, sni or host}
+        rules = proxy.tls_passthrough
+        if any(r.matches(n, port, addresses) for r in rules for n in names):
+            self._listed_passthrough(gateway, data, host, port, addresses)
             return
+        if not relay_domestic or not addresses:
+            return
+        if reason := relay_tls(gateway.judge(host, port, addresses), sni, gateway.config):
+            self._relay(data, addresses[0], reason)
+
+    async def _tls_addresses(
+        self, gateway: Gateway, server: connection.Server, host: str, port: int
+    ) -> tuple[str, ...]:
+        """Every address a TLS connection may use: its peer when already connected (eager
+        strategy), else the host's pin (another flow's judged address) or all it resolves to."""
+        if server.peername:
+            return (str(server.peername[0]),)
+        pinned = self.pins.pinned((host, port))
+        return (pinned,) if pinned else await gateway.resolver.resolve(host)
+
+    def _listed_passthrough(
+        self,
+        gateway: Gateway,
+        data: tls.ClientHelloData,
+        host: str,
+        port: int,
+        addresses: tuple[str, ...],
+    ) -> None:
         destination = gateway.judge(host, port, addresses)
         message = Message(Protocol.TLS_PASSTHROUGH, _client_of(data.context.client), host, port)
         decision = gateway.evaluate(message, destination, TLS_PASSTHROUGH)
         if decision.verdict.blocks or not addresses:
             self._close_connection(data.context.client, "PHI gateway: TLS passthrough refused")
             return
+        self._relay(data, addresses[0], "listed")
+
+    def _relay(self, data: tls.ClientHelloData, address: str, reason: str) -> None:
+        """Relay the connection encrypted to ``address``. The address is pinned first: if
+        that fails (the connection is already open), the guard intercepts instead."""
+        server = data.context.server
+        assert server.address is not None
+        if server.peername is None and address != server.address[0]:
+            server.address = (address, server.address[1])
         data.ignore_connection = True
+        # A relayed connection is a stream: no HTTP deadlines (mitmproxy's tcp_timeout).
         self.watch.streaming(data.context.client)
-        if server.peername is None and addresses[0] != host:
-            server.address = (addresses[0], port)
+        metrics.child(metrics.TLS_RELAYED, reason).inc()
 
     # -- UDP (QUIC) -------------------------------------------------------------------------
     @_hook(_drop_datagram)

@@ -3,7 +3,10 @@
 For each scenario (foreign: every payload inspected and audited in monitor mode; domestic:
 forwarded without inspection) and each payload, a fresh bare mitmdump and then a fresh
 phi-gateway, both in reverse mode in front of the same nginx, get the same wrk load. The
-table shows req/s of each, the ratio gateway/bare and latency percentiles.
+scenario domestic-tls (issue 19) runs both as the explicit proxy instead: HTTPS to nginx
+through CONNECT, with a new connection per request and with keep-alive, from the same
+client (``load.run_connect``); bare mitmdump decrypts it, the gateway relays it. The table
+shows req/s of each, the ratio gateway/bare and latency percentiles.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ from gateway import native
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_SECONDS = 2
+SCENARIOS = ["foreign", "domestic", "domestic-tls"]
+# domestic-tls: the two ways a client uses a tunnel, in the table's payload column.
+TLS_WAYS = {"new-connection": False, "keep-alive": True}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,9 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenario",
-        choices=["foreign", "domestic"],
+        choices=SCENARIOS,
         action="append",
-        help="run only this scenario (repeatable; default both)",
+        help="run only this scenario (repeatable; default all)",
     )
     parser.add_argument(
         "--payload", action="append", help="run only this payload (repeatable; default all)"
@@ -133,6 +139,19 @@ def gateway_decisions(proxy: Proxy, settle: float = 0.5, timeout: float = 30) ->
     return last
 
 
+def gateway_metric(proxy: Proxy, name: str) -> float:
+    """Sum of one metric's samples at the gateway's /metrics."""
+    status, text = http_request(f"http://127.0.0.1:{proxy.admin_port}/metrics")
+    if status != 200:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
 def _decisions(proxy: Proxy) -> dict[str, float]:
     status, text = http_request(f"http://127.0.0.1:{proxy.admin_port}/metrics")
     if status != 200:
@@ -165,7 +184,7 @@ class Bench:
             f"domestic http://{upstream.domestic[0]}:{upstream.domestic[1]} (US)",
             flush=True,
         )
-        config = write_gateway_config(self.tmp)
+        config = write_gateway_config(self.tmp, upstream.ca_pem)
         files = {p.name: p.write(self.tmp) for p in payloads}
         scripts = {
             p.name: load.write_script(self.tmp, p.name, files[p.name], p.content_type)
@@ -173,6 +192,9 @@ class Bench:
         }
         comparisons = []
         for scenario in scenarios:
+            if scenario == "domestic-tls":
+                comparisons += self._run_tls(upstream, config)
+                continue
             target = self._target(upstream, scenario)
             for payload in payloads:
                 comparison = Comparison(scenario, payload.name, len(payload.body))
@@ -189,6 +211,87 @@ class Bench:
                         )
                 comparisons.append(comparison)
         return comparisons
+
+    def _run_tls(self, upstream: Upstream, config: Path) -> list[Comparison]:
+        comparisons = []
+        for way, keepalive in TLS_WAYS.items():
+            comparison = Comparison("domestic-tls", way, 0)
+            for n in range(self.args.rounds):
+                for kind in ("bare", "gateway"):
+                    self._measure_tls(
+                        comparison=comparison,
+                        kind=kind,
+                        upstream=upstream,
+                        config=config,
+                        keepalive=keepalive,
+                        round_no=n,
+                    )
+            comparisons.append(comparison)
+        return comparisons
+
+    def _measure_tls(
+        self,
+        *,
+        comparison: Comparison,
+        kind: str,
+        upstream: Upstream,
+        config: Path,
+        keepalive: bool,
+        round_no: int,
+    ) -> None:
+        """HTTPS through CONNECT to nginx's TLS listener (127.0.0.1: domestic)."""
+        audit_db = self.tmp / "audit.db"
+        before = audit_count(audit_db)
+        if kind == "bare":
+            confdir = self.tmp / "mitmproxy-bare-tls"
+            proxy = start_bare(self.procs, None, confdir, upstream.ca_pem)
+        else:
+            fingerprint = code_fingerprint()
+            self.fingerprints[fingerprint] = self.fingerprints.get(fingerprint, 0) + 1
+            confdir = self.tmp / "mitmproxy"  # write_gateway_config's proxy.confdir
+            proxy = start_gateway(self.procs, config, None)
+        host, port = upstream.domestic_tls
+        # The proxy's CA for what it decrypts, the server's for what it relays.
+        cafiles = [confdir / "mitmproxy-ca-cert.pem", upstream.ca_pem]
+        relayed_before = 0.0
+        try:
+            warm = load.run_connect(
+                proxy.port, host, port, cafiles, WARMUP_SECONDS, keepalive=keepalive
+            )
+            if warm.requests == 0 or warm.bad:
+                raise RuntimeError(
+                    f"{kind} proxy: HTTPS through CONNECT failed in the warm-up "
+                    f"({warm.requests} answered, {warm.bad} errors)\n{proxy.child.tail()}"
+                )
+            if kind == "gateway":
+                relayed_before = gateway_metric(proxy, "phi_gateway_tls_relayed_total")
+            cpu_before = cpu_seconds(proxy.child.pid)
+            result = load.run_connect(
+                proxy.port, host, port, cafiles, self.args.duration, keepalive=keepalive
+            )
+            result = replace(result, proxy_cpu_s=cpu_seconds(proxy.child.pid) - cpu_before)
+            if kind == "gateway":
+                relayed = gateway_metric(proxy, "phi_gateway_tls_relayed_total")
+                comparison.relayed.append(round(relayed - relayed_before))
+                comparison.decisions = gateway_decisions(proxy)
+        finally:
+            code = self.procs.stop(proxy.child)
+        if kind == "bare":
+            comparison.bare.append(result)
+        else:
+            comparison.gateway.append(result)
+            comparison.gateway_requests.append(result.requests)
+            comparison.audit_events.append(audit_count(audit_db) - before)
+        flag = f"  non-2xx/socket errors: {result.bad}" if result.bad else ""
+        relays = f"  relayed {comparison.relayed[-1]} conn" if kind == "gateway" else ""
+        print(
+            f"  {comparison.scenario:12} {comparison.payload:14} round {round_no + 1} {kind:7} "
+            f"{result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+            f"  cpu {result.cpu_ms_per_request:6.2f} ms/req ({result.proxy_cpu_share:4.0%})"
+            f"  client cpu {result.client_cpu_s / result.duration_s:4.0%}"
+            f"  (exit {code}){relays}{flag}",
+            flush=True,
+        )
 
     @staticmethod
     def _target(upstream: Upstream, scenario: str) -> str:
@@ -357,6 +460,7 @@ def metadata(args: argparse.Namespace, tools: Tools, payloads: list[Payload]) ->
             "rounds": args.rounds,
             "wrk_threads": load.THREADS,
             "wrk_connections": load.CONNECTIONS,
+            "connect_client_connections": load.CONNECTIONS,
             "method": "POST",
             "connection_strategy": "lazy",
         },
@@ -383,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"unknown payload(s) {sorted(unknown)}; have {[p.name for p in payloads]}"
             )
         payloads = [p for p in payloads if p.name in args.payload]
-    scenarios = args.scenario or ["foreign", "domestic"]
+    scenarios = args.scenario or SCENARIOS
     meta = metadata(args, tools, payloads)
     busy = machine_busy()
     meta["cpu_busy_before"] = round(busy, 3)

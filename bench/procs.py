@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from tests.support.mmdb import build_test_mmdb
+from tests.support.upstream import make_pki
 
 VENV_BIN = Path(sys.executable).parent
 MITMDUMP = VENV_BIN / "mitmdump"
@@ -190,6 +191,8 @@ class Processes:
 class Upstream:
     foreign: tuple[str, int]  # 127.0.0.2: India in the bench geo database
     domestic: tuple[str, int]  # 127.0.0.1: US
+    domestic_tls: tuple[str, int]  # 127.0.0.1, HTTPS with the bench PKI's certificate
+    ca_pem: Path  # the CA that certificate chains to
 
 
 NGINX_CONF = """\
@@ -216,17 +219,26 @@ http {{
         listen {domestic_host}:{domestic_port};
         location / {{ return 200 'ok'; }}
     }}
+    server {{
+        listen {domestic_host}:{tls_port} ssl;
+        ssl_certificate {tls_pem};
+        ssl_certificate_key {tls_pem};
+        location / {{ return 200 'ok'; }}
+    }}
 }}
 """
 
 
 def start_nginx(procs: Processes, nginx: Path, tmp: Path) -> Upstream:
+    prefix = tmp / "nginx"
+    prefix.mkdir(exist_ok=True)
+    pki = make_pki(prefix, ["127.0.0.1", "127.0.0.2"])
     upstream = Upstream(
         foreign=("127.0.0.2", free_port("127.0.0.2")),
         domestic=("127.0.0.1", free_port("127.0.0.1")),
+        domestic_tls=("127.0.0.1", free_port("127.0.0.1")),
+        ca_pem=pki.ca_pem,
     )
-    prefix = tmp / "nginx"
-    prefix.mkdir(exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
         NGINX_CONF.format(
@@ -237,6 +249,8 @@ def start_nginx(procs: Processes, nginx: Path, tmp: Path) -> Upstream:
             foreign_port=upstream.foreign[1],
             domestic_host=upstream.domestic[0],
             domestic_port=upstream.domestic[1],
+            tls_port=upstream.domestic_tls[1],
+            tls_pem=pki.server_pem,
         )
     )
     argv = [str(nginx), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "nginx-error.log")]
@@ -244,6 +258,7 @@ def start_nginx(procs: Processes, nginx: Path, tmp: Path) -> Upstream:
     if check.returncode != 0:
         raise RuntimeError(f"nginx config test failed:\n{check.stderr}")
     child = procs.start("nginx", argv)
+    wait_listening(*upstream.domestic_tls, child.proc, timeout=10)
     for host, port in (upstream.foreign, upstream.domestic):
         wait_listening(host, port, child.proc, timeout=10)
         status, body = http_request(f"http://{host}:{port}/fhir/Patient", b"{}", "application/json")
@@ -267,12 +282,16 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_bare(procs: Processes, target: str, confdir: Path) -> Proxy:
+def start_bare(
+    procs: Processes, target: str | None, confdir: Path, upstream_ca: Path | None = None
+) -> Proxy:
+    """mitmdump in reverse mode before ``target``, or an explicit proxy (None) verifying
+    servers with ``upstream_ca``, as the gateway does with proxy.upstream_ca_bundle."""
     port = free_port()
     argv = [
         str(MITMDUMP),
         "--mode",
-        f"reverse:{target}",
+        f"reverse:{target}" if target else "regular",
         "--listen-host",
         "127.0.0.1",
         "--listen-port",
@@ -282,6 +301,7 @@ def start_bare(procs: Processes, target: str, confdir: Path) -> Proxy:
         "connection_strategy=lazy",
         "--set",
         f"confdir={confdir}",
+        *(["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"] if upstream_ca else []),
     ]
     child = procs.start("mitmdump", argv)
     try:
@@ -291,7 +311,7 @@ def start_bare(procs: Processes, target: str, confdir: Path) -> Proxy:
     return Proxy("bare", child, port)
 
 
-def write_gateway_config(tmp: Path) -> Path:
+def write_gateway_config(tmp: Path, upstream_ca: Path | None = None) -> Path:
     mmdb = build_test_mmdb(tmp / "bench.mmdb")
     config = {
         "geo": {
@@ -303,14 +323,18 @@ def write_gateway_config(tmp: Path) -> Path:
         },
         "policy": {"mode": "monitor"},
         "audit": {"database": str(tmp / "audit.db")},
-        "proxy": {"confdir": str(tmp / "mitmproxy")},
+        "proxy": {
+            "confdir": str(tmp / "mitmproxy"),
+            "upstream_ca_bundle": upstream_ca and str(upstream_ca),
+        },
     }
     path = tmp / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
-def start_gateway(procs: Processes, config: Path, target: str) -> Proxy:
+def start_gateway(procs: Processes, config: Path, target: str | None) -> Proxy:
+    """In reverse mode before ``target``, or as the explicit proxy (None)."""
     port, admin_port = free_port(), free_port()
     argv = [
         str(PHI_GATEWAY),
@@ -318,7 +342,7 @@ def start_gateway(procs: Processes, config: Path, target: str) -> Proxy:
         "--config",
         str(config),
         "--mode",
-        f"reverse:{target}",
+        f"reverse:{target}" if target else "regular",
         "--listen",
         f"127.0.0.1:{port}",
         "--admin",

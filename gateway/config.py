@@ -470,6 +470,13 @@ class Proxy(_Strict):
     # the address they connect to when the ClientHello arrives: domestic passes, abroad is
     # refused (the payload cannot be read).
     tls_passthrough: tuple[DestinationRule, ...] = ()
+    # Domestic TLS that no list names is relayed encrypted, not decrypted (issue 19): judged
+    # at the ClientHello by every address the name resolves to, pinned to the one judged.
+    # false: every TLS connection is decrypted (domestic requests still go uninspected).
+    relay_domestic_tls: bool = True
+    # Destinations whose domestic TLS is still decrypted (host or CIDR rules with a reason),
+    # e.g. a site that wants its domestic HTTP decisions counted per request.
+    inspect_domestic: tuple[DestinationRule, ...] = ()
     # Balancers (HAProxy with send-proxy-v2): a connection from one of these addresses must
     # start with a PROXY protocol v2 header, and the client it names is the client
     # (gateway/proxy_protocol.py). Connections from elsewhere are served as they come.

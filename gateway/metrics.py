@@ -83,6 +83,17 @@ UNFORWARDABLE = Counter(
     + ").",
     ["reason"],
 )
+# Why a TLS connection was relayed encrypted (never decrypted): every reason, and no other.
+TLS_RELAYED_REASONS = (
+    "domestic",  # every address domestic, no list names it (proxy.relay_domestic_tls)
+    "listed",  # named by proxy.tls_passthrough and allowed there (domestic or allow-listed)
+)
+TLS_RELAYED = Counter(
+    f"{PREFIX}_tls_relayed_total",
+    "TLS connections relayed encrypted, judged at their ClientHello and pinned to the address "
+    "judged, by reason (" + ", ".join(TLS_RELAYED_REASONS) + ").",
+    ["reason"],
+)
 HOOK_ERRORS = Counter(
     f"{PREFIX}_hook_errors_total",
     "Exceptions caught in a proxy hook of the addon (each failed closed toward foreign and "

@@ -14,7 +14,16 @@ Monitor mode turns every block into "forward and record" (``enforced=False``).
 
 from __future__ import annotations
 
-from gateway.config import GatewayConfig, MediaTreatment, Mode, RuleAction, UnknownTreatment
+import ipaddress
+
+from gateway.config import (
+    DestinationRule,
+    GatewayConfig,
+    MediaTreatment,
+    Mode,
+    RuleAction,
+    UnknownTreatment,
+)
 from gateway.model import Action, Destination, Inspection, Jurisdiction, Location, Verdict
 
 
@@ -42,6 +51,67 @@ def needs_inspection(destination: Destination, config: GatewayConfig) -> bool:
             if rule.matches(destination.host, destination.port, addresses):
                 return True
     return effective_location(destination, config) is not Location.DOMESTIC
+
+
+def relay_tls(destination: Destination, sni: str | None, config: GatewayConfig) -> str | None:
+    """Why a TLS connection may be relayed encrypted instead of decrypted, as a bounded metric
+    label ("domestic"), or None: decrypt it, and judge its requests as ever.
+
+    ``destination``: the name the client asked for (CONNECT or SOCKS5; the original address
+    in transparent mode) with every address the connection may use; ``sni``: the
+    ClientHello's server name. Relayed only when every address is domestic (unknown and
+    anycast as ``geo`` treats them), no list names the host by either name or covers any of
+    the addresses, and the SNI does not name another host than the CONNECT name (that one
+    might be listed under a name nobody asked about: decrypted, as before). The reasoning:
+    docs/decisions.md, "Domestic TLS relayed, not decrypted (issue 19)".
+    """
+    proxy = config.proxy
+    if not proxy.relay_domestic_tls or not destination.addresses:
+        return None
+    names = [destination.host]
+    if sni:
+        if _host_name(sni) != _host_name(destination.host) and not _is_address(destination.host):
+            return None
+        names.append(sni)
+    policy = config.policy
+    rules = (
+        *policy.deny_destinations,
+        *policy.allow_destinations,
+        *proxy.inspect_domestic,
+        *proxy.tls_passthrough,
+    )
+    if _names_any(rules, names, destination):
+        return None
+    if effective_location(destination, config) is not Location.DOMESTIC:
+        return None
+    return "domestic"
+
+
+def _names_any(
+    rules: tuple[DestinationRule, ...], names: list[str], destination: Destination
+) -> bool:
+    """A rule names the destination by any name, or a CIDR rule covers any one address (one
+    is enough here: a relayed connection is never looked at again)."""
+    port = destination.port
+    singles = [(a.ip,) for a in destination.addresses]
+    return any(
+        rule.matches(name, port, addresses)
+        for rule in rules
+        for name in names
+        for addresses in singles
+    )
+
+
+def _host_name(name: str) -> str:
+    return name.lower().rstrip(".")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def decide(destination: Destination, inspection: Inspection, config: GatewayConfig) -> Verdict:

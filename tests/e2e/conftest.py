@@ -78,12 +78,8 @@ def gateway_config(test_mmdb: Path, pki: Pki, **sections: Any) -> dict[str, Any]
     return config
 
 
-@pytest.fixture(scope="session")
-def gateway(
-    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: Pki
-) -> Iterator[GatewayProcess]:
-    """The enforcing gateway most tests share."""
-    config = gateway_config(
+def _shared_config(test_mmdb: Path, pki: Pki, **sections: Any) -> dict[str, Any]:
+    return gateway_config(
         test_mmdb,
         pki,
         policy={
@@ -91,8 +87,28 @@ def gateway(
             "deny_destinations": [{"host": "127.0.0.1", "port": 1, "reason": "never used"}],
         },
         limits={"max_body_bytes": 4 * 1024 * 1024},
+        **sections,
     )
-    process = GatewayProcess(tmp_path_factory.mktemp("gateway"), config)
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: Pki
+) -> Iterator[GatewayProcess]:
+    """The enforcing gateway most tests share (domestic TLS relayed: the default)."""
+    process = GatewayProcess(tmp_path_factory.mktemp("gateway"), _shared_config(test_mmdb, pki))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def decrypting_gateway(
+    tmp_path_factory: pytest.TempPathFactory, test_mmdb: Path, pki: Pki
+) -> Iterator[GatewayProcess]:
+    """The shared gateway's policy with ``proxy.relay_domestic_tls: false``: domestic TLS is
+    decrypted too, for tests of what the gateway does inside a decrypted domestic connection."""
+    config = _shared_config(test_mmdb, pki, proxy={"relay_domestic_tls": False})
+    process = GatewayProcess(tmp_path_factory.mktemp("decrypting-gateway"), config)
     yield process
     process.stop()
 
@@ -104,5 +120,24 @@ def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
 
 
 def trusting(gateway: GatewayProcess) -> ssl.SSLContext:
-    """A client TLS context that trusts the gateway's CA, as a hospital client would."""
+    """A client TLS context that trusts the gateway's CA only: what it decrypts."""
     return ssl.create_default_context(cafile=str(gateway.ca_pem))
+
+
+def trusting_both(gateway: GatewayProcess) -> ssl.SSLContext:
+    """The gateway's CA for what it decrypts and the servers' CA (the test PKI, standing in
+    for the public CAs) for the domestic TLS it relays, as a hospital client trusts both."""
+    context = trusting(gateway)
+    context.load_verify_locations(cafile=str(servers_ca(gateway)))
+    return context
+
+
+def ca_bundle(gateway: GatewayProcess) -> bytes:
+    """PEM of both CAs of ``trusting_both`` (for clients that take bytes, e.g. grpcio)."""
+    return gateway.ca_pem.read_bytes() + servers_ca(gateway).read_bytes()
+
+
+def servers_ca(gateway: GatewayProcess) -> Path:
+    """The CA the upstream servers' certificates chain to (the gateway verifies them with it:
+    proxy.upstream_ca_bundle, the test PKI)."""
+    return Path(gateway.config["proxy"]["upstream_ca_bundle"])

@@ -49,9 +49,16 @@ class Tight:
         self.receiver = MllpReceiver(DOMESTIC_IP)
         self.hung_receiver = SilentServer(DOMESTIC_IP)
         self.mllp_listener, self.hung_listener = free_port(), free_port()
+        # The deadlines below are those of decrypted connections: the TLS upstreams are listed
+        # so that the gateway decrypts their domestic TLS (a relayed stream has none).
+        decrypted = [
+            {"cidr": f"{DOMESTIC_IP}/32", "port": s.port, "reason": "deadlines are tested"}
+            for s in (self.silent, self.silent_tls, self.silent_h2)
+        ]
         config = gateway_config(
             test_mmdb,
             pki,
+            proxy={"inspect_domestic": decrypted},
             connections={
                 "header_seconds": HEADER,
                 "idle_seconds": IDLE,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2
 
+from tests.e2e.conftest import ca_bundle
 from tests.support.gateway_process import GatewayProcess
 from tests.support.grpcserver import GrpcRecordingServer
 from tests.support.mmdb import DOMESTIC_IP, FOREIGN_IP
@@ -43,7 +44,8 @@ def grpc_upstreams(pki: Pki) -> Iterator[GrpcUpstreams]:
 
 
 def _channel(gateway: GatewayProcess, server: GrpcRecordingServer) -> grpc.Channel:
-    credentials = grpc.ssl_channel_credentials(root_certificates=gateway.ca_pem.read_bytes())
+    # The gateway's CA abroad (decrypted), the servers' own at home (relayed).
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca_bundle(gateway))
     options = [("grpc.http_proxy", gateway.proxy_url), ("grpc.enable_retries", 0)]
     return grpc.secure_channel(server.target, credentials, options=options)
 

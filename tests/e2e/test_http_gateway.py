@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.operationoutcome import OperationOutcome
 from hl7apy.parser import parse_message
 
-from tests.e2e.conftest import Upstreams, trusting
+from tests.e2e.conftest import Upstreams, trusting, trusting_both
 from tests.support.gateway_process import GatewayProcess
 from tests.support.h2client import H2Client
 from tests.support.patients import (
@@ -151,8 +151,14 @@ def test_host_header_is_never_trusted(gateway: GatewayProcess, upstreams: Upstre
     assert "/spoofed" not in upstreams.domestic.paths()
 
 
-def test_https_through_the_gateway_ca(client: httpx.Client, upstreams: Upstreams) -> None:
-    ok = client.post(upstreams.domestic_tls.url + "/secure", content=ADT)
+def test_https_through_the_gateway_ca(
+    client: httpx.Client, gateway: GatewayProcess, upstreams: Upstreams
+) -> None:
+    # At home the client sees the server's own certificate (relayed, tests/e2e/
+    # test_tls_relay.py); abroad the gateway's, and PHI is refused.
+    verify = trusting_both(gateway)
+    with httpx.Client(proxy=gateway.proxy_url, verify=verify, timeout=10) as home:
+        ok = home.post(upstreams.domestic_tls.url + "/secure", content=ADT)
     assert ok.status_code == 200
     assert upstreams.domestic_tls.received[-1].body == ADT
     blocked = client.post(upstreams.foreign_tls.url + "/secure", content=ADT)
@@ -160,7 +166,9 @@ def test_https_through_the_gateway_ca(client: httpx.Client, upstreams: Upstreams
     assert "/secure" not in upstreams.foreign_tls.paths()
 
 
-def test_http2_streams(gateway: GatewayProcess, upstreams: Upstreams) -> None:
+def test_http2_streams(
+    gateway: GatewayProcess, decrypting_gateway: GatewayProcess, upstreams: Upstreams
+) -> None:
     # Several streams on one HTTP/2 connection: each is judged on its own.
     h2 = H2Client(
         gateway.port, upstreams.foreign_tls.host, upstreams.foreign_tls.port, trusting(gateway)
@@ -179,8 +187,11 @@ def test_http2_streams(gateway: GatewayProcess, upstreams: Upstreams) -> None:
     assert "/h2" not in upstreams.foreign_tls.paths()
     assert "/h2-again" not in upstreams.foreign_tls.paths()
     assert gateway.metric("phi_gateway_decisions_total", protocol="http/2", action="block") >= 2
+    # Decrypted at home (relay_domestic_tls: false): the HTTP/2 client's streams reach an
+    # HTTP/1.1 server through the gateway's translation.
+    home = decrypting_gateway
     domestic = H2Client(
-        gateway.port, upstreams.domestic_tls.host, upstreams.domestic_tls.port, trusting(gateway)
+        home.port, upstreams.domestic_tls.host, upstreams.domestic_tls.port, trusting(home)
     )
     try:
         ok = domestic.post("/h2-home", ADT)

@@ -10,13 +10,14 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Upstreams, trusting
+from tests.e2e.conftest import Upstreams, trusting, trusting_both
 from tests.support.gateway_process import GatewayProcess
 from tests.support.h2client import H2Client, H2Response
 from tests.support.h2server import H2RecordingServer
@@ -66,9 +67,10 @@ def _h2_post(
     server: H2RecordingServer | tuple[str, int],
     path: str,
     trailers: list[tuple[str, str]],
+    verify: ssl.SSLContext | None = None,
 ) -> tuple[H2Response, float]:
     host, port = (server.host, server.port) if isinstance(server, H2RecordingServer) else server
-    h2 = H2Client(gateway.port, host, port, trusting(gateway))
+    h2 = H2Client(gateway.port, host, port, verify or trusting(gateway))
     try:
         start = time.perf_counter()
         answer = h2.post(path, BODY, [("content-type", "application/json")], trailers)
@@ -110,32 +112,46 @@ def test_http2_clean_trailers_are_forwarded_abroad_as_sent(
     assert arrived.body == BODY and arrived.trailers == dict(CLEAN_TRAILERS)
 
 
+@pytest.mark.parametrize("way", ["relayed", "decrypted"])
 def test_http2_trailers_arrive_at_home_as_sent(
-    gateway: GatewayProcess, h2_upstreams: H2Upstreams
+    request: pytest.FixtureRequest, h2_upstreams: H2Upstreams, way: str
 ) -> None:
+    """Relayed (the default: the gateway never sees them) and decrypted
+    (relay_domestic_tls: false: forwarded uninspected) alike."""
+    if way == "relayed":
+        gateway: GatewayProcess = request.getfixturevalue("gateway")
+        verify = trusting_both(gateway)
+    else:
+        gateway = request.getfixturevalue("decrypting_gateway")
+        verify = trusting(gateway)
     sent = [PHI_TRAILERS["note"], PHI_TRAILERS["id-token"], *CLEAN_TRAILERS]
-    answer, _ = _h2_post(gateway, h2_upstreams.domestic, "/h2trailers/home", sent)
+    path = f"/h2trailers/home/{way}"
+    answer, _ = _h2_post(gateway, h2_upstreams.domestic, path, sent, verify)
     assert answer.status == 200
-    arrived = h2_upstreams.domestic.first_at("/h2trailers/home")
+    arrived = h2_upstreams.domestic.first_at(path)
     assert arrived.body == BODY and arrived.trailers == dict(sent)
 
 
 def test_http2_trailers_bound_for_an_http1_server_are_answered_502(
-    gateway: GatewayProcess, upstreams: Upstreams
+    gateway: GatewayProcess, decrypting_gateway: GatewayProcess, upstreams: Upstreams
 ) -> None:
-    before = gateway.metric(
-        "phi_gateway_requests_unforwardable_total", reason="trailers-to-http1-server"
-    )
-    for server in (upstreams.domestic_tls, upstreams.foreign_tls):
+    # At home only where the gateway decrypts domestic TLS (relayed, it is not in the way).
+    for proxy, server in (
+        (decrypting_gateway, upstreams.domestic_tls),
+        (gateway, upstreams.foreign_tls),
+    ):
+        before = proxy.metric(
+            "phi_gateway_requests_unforwardable_total", reason="trailers-to-http1-server"
+        )
         target = (server.host, server.port)
-        answer, took = _h2_post(gateway, target, "/h2trailers/to-http1", CLEAN_TRAILERS)
+        answer, took = _h2_post(proxy, target, "/h2trailers/to-http1", CLEAN_TRAILERS)
         assert answer.status == 502 and took < PROMPT_SECONDS, (answer.status, took)
         assert b"trailers cannot be forwarded" in answer.body
         assert "/h2trailers/to-http1" not in server.paths()  # refused before a byte was sent
-    after = gateway.metric(
-        "phi_gateway_requests_unforwardable_total", reason="trailers-to-http1-server"
-    )
-    assert after == before + 2
+        after = proxy.metric(
+            "phi_gateway_requests_unforwardable_total", reason="trailers-to-http1-server"
+        )
+        assert after == before + 1
 
 
 def _raw_http1(

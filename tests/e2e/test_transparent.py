@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,7 +34,8 @@ from tests.support.mllp import MllpReceiver, MllpSender, mllp, msa, run
 from tests.support.mmdb import build_test_mmdb
 from tests.support.netns import Netns, NetnsUnavailable, remove_stale, unavailable_reason, veth
 from tests.support.patients import hl7_adt, make_patient
-from tests.support.upstream import RecordingServer
+from tests.support.tlsclient import GATEWAY_CA, TEST_CA, wrap
+from tests.support.upstream import Pki, RecordingServer, make_pki
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +70,7 @@ class Receivers:
     mllp_port: MllpReceiver
     other_port: MllpReceiver
     http: RecordingServer
+    https: RecordingServer
 
     def mllp(self, on_mllp_port: bool) -> MllpReceiver:
         return self.mllp_port if on_mllp_port else self.other_port
@@ -75,6 +79,7 @@ class Receivers:
         self.mllp_port.close()
         self.other_port.close()
         self.http.close()
+        self.https.close()
 
 
 @dataclass
@@ -84,6 +89,7 @@ class TransparentWorld:
     domestic: Receivers
     foreign: Receivers
     servers: Netns
+    pki: Pki
 
 
 def _build_network(request: pytest.FixtureRequest) -> tuple[Netns, Netns, Netns]:
@@ -124,6 +130,7 @@ def world(
         pytest.skip(f"transparent-mode test needs root, ip netns and iptables: {reason}")
     client, router, servers = _build_network(request)
     workdir = tmp_path_factory.mktemp("transparent")
+    pki = make_pki(workdir, [DOMESTIC_IP, FOREIGN_IP])
     config = {
         "geo": {
             "databases": [
@@ -134,6 +141,7 @@ def world(
             ],
             "overrides": [],
         },
+        "proxy": {"upstream_ca_bundle": str(pki.ca_pem)},
     }
     gateway = GatewayProcess(
         workdir / "gateway",
@@ -157,13 +165,14 @@ def world(
             MllpReceiver(address, port=MLLP_PORT),
             MllpReceiver(address),
             RecordingServer(address),
+            RecordingServer(address, tls=pki.server_context),
         )
 
     domestic = servers.call(lambda: receivers(DOMESTIC_IP))
     request.addfinalizer(domestic.close)
     foreign = servers.call(lambda: receivers(FOREIGN_IP))
     request.addfinalizer(foreign.close)
-    yield TransparentWorld(client, gateway, domestic, foreign, servers)
+    yield TransparentWorld(client, gateway, domestic, foreign, servers, pki)
 
 
 ON_PORTS = pytest.mark.parametrize(
@@ -265,6 +274,37 @@ def test_http_hl7_to_a_domestic_address_arrives_byte_identical(
     received = world.domestic.http.received[before:]
     assert [(r.method, r.path) for r in received] == [("POST", "/hl7/adt")]
     assert digest(received[0].body) == digest(MESSAGES[1])
+
+
+def post_tls(
+    world: TransparentWorld, server: RecordingServer, cafile: Path, hostname: str, body: bytes
+) -> tuple[str, int]:
+    """HTTPS from the client's namespace straight to the server's address: the issuer of the
+    certificate it was shown, and the answer's status."""
+
+    def post() -> tuple[str, int]:
+        raw = socket.create_connection((server.host, server.port), timeout=10)
+        tunnel = wrap(raw, cafile, hostname)
+        try:
+            return tunnel.issuer, tunnel.post("/tls/adt", body)[0]
+        finally:
+            tunnel.close()
+
+    return world.client.call(post)
+
+
+def test_https_at_home_is_relayed_and_abroad_decrypted(world: TransparentWorld) -> None:
+    """The original destination is an address; the SNI (here ``localhost``, which the servers'
+    certificate names) is matched by the lists but never located."""
+    gateway = world.gateway
+    before = gateway.metric("phi_gateway_tls_relayed_total", reason="domestic")
+    home = world.domestic.https
+    assert post_tls(world, home, world.pki.ca_pem, "localhost", MESSAGES[2]) == (TEST_CA, 200)
+    assert digest(home.received[-1].body) == digest(MESSAGES[2])
+    assert gateway.metric("phi_gateway_tls_relayed_total", reason="domestic") == before + 1
+    abroad = world.foreign.https
+    assert post_tls(world, abroad, gateway.ca_pem, FOREIGN_IP, MESSAGES[3]) == (GATEWAY_CA, 451)
+    assert abroad.received == []
 
 
 def test_http_looking_stream_to_the_mllp_port_abroad_is_not_parsed_as_http(

@@ -19,6 +19,7 @@ from mitmproxy.connection import ConnectionState
 from mitmproxy.options import Options
 from mitmproxy.proxy import context, events, layer, layers, server_hooks
 from mitmproxy.proxy.layers.tls import parse_client_hello
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client import REGISTRY
 from wsproto.frame_protocol import Opcode  # mitmproxy's own WebSocket dependency
@@ -564,6 +565,58 @@ def test_tls_error_after_deciding_passthrough_still_intercepts(
     proxy.fire("tls_clienthello", data)
     assert not data.ignore_connection  # it had been set just before the error
     assert counts.new_errors() == 1
+
+
+def relayed(reason: str) -> float:
+    return _sample("phi_gateway_tls_relayed_total", reason=reason)
+
+
+def test_domestic_tls_is_relayed_pinned_and_counted(
+    proxy: Proxy, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub_dns(monkeypatch, gateway, {"home.test": DOMESTIC_IP, "abroad.test": FOREIGN_IP})
+    before, listed = relayed("domestic"), relayed("listed")
+    home, home_client = client_hello(proxy, None, sni="home.test")  # lazy: not connected
+    abroad, _ = client_hello(proxy, None, sni="abroad.test")
+    for data in (home, abroad):
+        proxy.fire("tls_clienthello", data)
+    assert home.ignore_connection and not home_client.cancelled
+    assert home.context.server.address == (DOMESTIC_IP, 443)
+    assert not abroad.ignore_connection  # intercepted: its requests are judged
+    assert abroad.context.server.address == ("abroad.test", 443)
+    assert relayed("domestic") == before + 1
+    passthrough, _ = client_hello(proxy, DOMESTIC_IP)  # proxy.tls_passthrough: "listed"
+    proxy.fire("tls_clienthello", passthrough)
+    assert passthrough.ignore_connection and relayed("listed") == listed + 1
+
+
+def test_domestic_tls_is_decrypted_in_reverse_mode_and_when_switched_off(
+    proxy: Proxy, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reverse, _ = client_hello(proxy, DOMESTIC_IP, sni="home.test")
+    reverse.context.client.proxy_mode = ProxyMode.parse("reverse:https://home.test")
+    proxy.fire("tls_clienthello", reverse)
+    assert not reverse.ignore_connection  # the client talks TLS to the gateway's own name
+    off = gateway.config.model_copy(
+        update={"proxy": gateway.config.proxy.model_copy(update={"relay_domestic_tls": False})}
+    )
+    monkeypatch.setattr(gateway, "config", off)
+    data, _ = client_hello(proxy, DOMESTIC_IP, sni="home.test")
+    proxy.fire("tls_clienthello", data)
+    assert not data.ignore_connection
+
+
+def test_domestic_tls_error_intercepts_instead_of_relaying(
+    proxy: Proxy, gateway: Gateway, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
+) -> None:
+    counts = Counts("tls_clienthello")
+    monkeypatch.setattr(phi_gateway, "relay_tls", boom)
+    data, client = client_hello(proxy, DOMESTIC_IP, sni="home.test")
+    proxy.fire("tls_clienthello", data)
+    assert not data.ignore_connection and not client.cancelled
+    assert data.context.server.address == ("home.test", 443)  # not re-pointed either
+    assert counts.new_errors() == 1
+    assert_logged_safely(logs, "tls_clienthello")
 
 
 # -- UDP --------------------------------------------------------------------------------------

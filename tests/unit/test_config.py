@@ -68,6 +68,13 @@ def test_partial_config_merges_with_defaults() -> None:
         ({"proxy": {"listen": "8080"}}, "proxy.listen", "HOST:PORT"),
         ({"limits": {"max_body_bytes": -1}}, "limits.max_body_bytes", "greater than"),
         ({"geo": {"unknown": "maybe"}}, "geo.unknown", "'foreign' or 'domestic'"),
+        ({"proxy": {"inspect_domestc": []}}, "proxy.inspect_domestc", "unknown key"),
+        (
+            {"proxy": {"inspect_domestic": [{"host": "x.example"}]}},
+            "proxy.inspect_domestic[0].reason",
+            "required",
+        ),
+        ({"proxy": {"relay_domestic_tls": "maybe"}}, "proxy.relay_domestic_tls", "boolean"),
     ],
 )
 def test_errors_name_the_key_and_the_problem(data: object, key: str, words: str) -> None:
