@@ -21,8 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import exceptions
+from mitmproxy.addons import (
+    block,
+    core,
+    disable_h2c,
+    dns_resolver,
+    errorcheck,
+    next_layer,
+    proxyserver,
+    strip_dns_https_records,
+    tlsconfig,
+    update_alt_svc,
+)
+from mitmproxy.master import Master
 from mitmproxy.options import Options
-from mitmproxy.tools.dump import DumpMaster
 
 from addons import supervisor
 from addons.phi_gateway import PhiGateway
@@ -142,12 +154,31 @@ def mitmproxy_options(config: GatewayConfig, verbose: bool) -> dict[str, Any]:
         # Streamed bodies reach the server before inspection; bodies stay buffered.
         "stream_large_bodies": None,
         "block_global": not config.proxy.allow_public_clients,
-        "onboarding": False,
         "termlog_verbosity": "info" if verbose else "warn",
     }
     if config.proxy.upstream_ca_bundle is not None:
         options["ssl_verify_upstream_trusted_ca"] = str(config.proxy.upstream_ca_bundle)
     return options
+
+
+def proxy_master(confdir: Path) -> Master:
+    """mitmproxy with the addons a gateway needs and no others: every hook visits every
+    addon, and mitmdump's playback, rewriting, saving and scripting addons would only add
+    cost (and, unused as they are, ways to write or alter traffic past the gateway)."""
+    master = Master(Options(confdir=str(confdir)), with_termlog=True)
+    master.addons.add(
+        core.Core(),
+        block.Block(),  # block_global: no open relay for public clients
+        strip_dns_https_records.StripDnsHttpsRecords(),  # no ECH keys handed to clients
+        disable_h2c.DisableH2C(),  # no cleartext HTTP/2 upgrade past the HTTP layer
+        proxyserver.Proxyserver(),
+        dns_resolver.DnsResolver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        update_alt_svc.UpdateAltSvc(),  # reverse mode: Alt-Svc names the gateway
+        errorcheck.ErrorCheck(),  # an error logged at start-up ends the start-up
+    )
+    return master
 
 
 def banner(
@@ -226,9 +257,7 @@ async def serve(
     """``running_text``: the config file as the running policy was read from it (a reload
     is checked against it)."""
     admin = admins[0]
-    master = DumpMaster(
-        Options(confdir=str(config.proxy.confdir)), with_termlog=True, with_dumper=False
-    )
+    master = proxy_master(config.proxy.confdir)
     addon = PhiGateway(gateway)
     master.addons.add(addon)
     try:
