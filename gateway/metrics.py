@@ -170,6 +170,11 @@ AUDIT_SPOOL_ERRORS = Counter(
     f"{PREFIX}_audit_spool_errors_total",
     "Attempts to spool audit events that failed (the spool is full or its disk fails).",
 )
+AUDIT_JOURNAL_ERRORS = Counter(
+    f"{PREFIX}_audit_journal_errors_total",
+    "Audit journal writes that failed: those events are still written to the trail, but "
+    "would be lost if the process were killed before that.",
+)
 AUDIT_CHECKPOINT_ERRORS = Counter(
     f"{PREFIX}_audit_checkpoint_errors_total",
     "Keyed checkpoints of the audit hash chain that could not be written.",

@@ -11,6 +11,7 @@ from gateway import metrics
 from gateway.audit.backend import AuditBackend
 from gateway.audit.chain import derive_key
 from gateway.audit.checkpoint_log import open_checkpoint_log
+from gateway.audit.journal import Journal, journal_path
 from gateway.audit.spool import Spool
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.audit.store import AuditStore, ChainSettings
@@ -122,4 +123,5 @@ def open_store(settings: Audit) -> AuditStore:
         spool=spool,
         write_timeout=settings.write_timeout_seconds,
         forward_while_spooling=settings.forward_phi_while_spooling,
+        journal=Journal(journal_path(spool.path)),
     )

@@ -163,6 +163,14 @@ class Spool:
         self.oldest = events[0].time if events else ""
 
 
+def read_events(path: Path) -> list[AuditEvent]:
+    """Every whole event line of a file of them (a line cut by a crash is skipped)."""
+    with path.open("rb") as source:
+        lines = source.read().split(b"\n")
+    lines.pop()  # after the last newline: empty, or a line cut short
+    return [event for line in lines if line.strip() and (event := _event(line)) is not None]
+
+
 def spooled_events(path: Path) -> int:
     """Events a spool file holds (read only; 0 when there is none), for ``audit verify``."""
     try:

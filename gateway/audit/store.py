@@ -31,6 +31,7 @@ from gateway.audit.backend import ROW_COLUMNS, AuditBackend, Connection
 from gateway.audit.chain import derive_key, make_checkpoint
 from gateway.audit.checkpoint_log import append_checkpoint
 from gateway.audit.event import AuditEvent
+from gateway.audit.journal import Journal
 from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.sqlite_backend import SqliteBackend
 from gateway.errors import AuditError
@@ -70,6 +71,7 @@ class AuditStore:
         spool: Spool | None = None,
         write_timeout: float = 10.0,
         forward_while_spooling: bool = True,
+        journal: Journal | None = None,
     ) -> None:
         self.backend = SqliteBackend(backend) if isinstance(backend, Path) else backend
         self.settings = settings or ChainSettings()
@@ -83,6 +85,8 @@ class AuditStore:
         self._held: list[AuditEvent] = []
         self.max_held = max_held
         self.spool = spool
+        # Every event as it is decided, so a killed process loses none (journal.py).
+        self.journal = journal if spool is not None else None
         self.write_timeout = write_timeout
         self.forward_while_spooling = forward_while_spooling
         self.durable = True  # the store or the spool took the last events it was given
@@ -117,6 +121,7 @@ class AuditStore:
 
     def start(self) -> None:
         if self._thread is None:
+            self._recover()
             self._stopped.clear()
             metrics.AUDIT_QUEUED_EVENTS.set_function(self._queue.qsize)
             self._thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
@@ -129,7 +134,43 @@ class AuditStore:
             self.start()
         with self._number_lock:  # numbers follow the queue's order
             self._numbered += 1
-            self._queue.put(replace(event, run_seq=f"{self.run}/{self._numbered}"))
+            event = replace(event, run_seq=f"{self.run}/{self._numbered}")
+            if self.journal is not None:
+                self.journal.record(event)
+            self._queue.put(event)
+
+    def _recover(self) -> None:
+        """Put in the spool what a run that was killed left in the journal; the writer
+        writes the events the trail does not hold yet."""
+        journal, spool = self.journal, self.spool
+        if journal is None or spool is None:
+            return
+        leftovers = journal.leftovers()
+        if leftovers:
+            try:
+                spool.append(leftovers)
+            except (SpoolFull, OSError) as exc:
+                log.error(
+                    "audit journal %s: %d event(s) a killed run left cannot be spooled (%s): "
+                    "kept for the next start; this run keeps no journal",
+                    journal.path,
+                    len(leftovers),
+                    exc,
+                )
+                self.journal = None
+                return
+            log.warning(
+                "audit journal %s: %d event(s) left by a run that did not stop cleanly are "
+                "spooled; the ones not in the trail yet are written",
+                journal.path,
+                len(leftovers),
+            )
+        try:
+            journal.discard()
+            journal.open()
+        except OSError as exc:
+            log.error("audit journal %s cannot be opened: %s", journal.path, exc.strerror)
+            self.journal = None
 
     def accepting(self) -> bool:
         """Can another event still be recorded: written, or spooled durably? (Events held
@@ -160,6 +201,13 @@ class AuditStore:
             if self._thread.is_alive():
                 self.unwritten = self._queue.qsize() + len(self._held)
                 log.error("audit: %d decided event(s) not written at shutdown", self.unwritten)
+            journal = self.journal
+            if journal is not None:
+                with self._number_lock:
+                    if self.unwritten:  # kept: the next start writes them
+                        journal.close()
+                    else:
+                        journal.discard()
             self._stopped.set()
             self._thread = None
 
@@ -229,6 +277,7 @@ class AuditStore:
                 if conn is None and failed and now >= retry_at:
                     retry_at = now + backoff
                     backoff = min(backoff * 2, _RETRY_MOST_SECONDS)
+                self._settle(len(backlog))
                 self._report(conn is not None and not backlog and not self._spooled())
                 if not backlog:
                     for waiter in waiters:
@@ -253,6 +302,13 @@ class AuditStore:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _settle(self, held: int) -> None:
+        """Tell the journal how many of this run's events are durable (taken from the queue
+        in number order; held ones are not)."""
+        if self.journal is not None:
+            with self._number_lock:
+                self.journal.settled(self._taken - held)
 
     def _spooled(self) -> bool:
         return self.spool is not None and self.spool.events > 0
@@ -364,7 +420,11 @@ class AuditStore:
         except self.backend.errors as exc:
             log.error("audit: cannot check which held events were written: %s", exc)
             return None
-        return [e for e in events if e.incident_id not in written] if written else events
+        fresh: dict[str, AuditEvent] = {}
+        for event in events:  # the spool may hold an event twice (journal and spool)
+            if event.incident_id not in written:
+                fresh.setdefault(event.incident_id, event)
+        return list(fresh.values())
 
     def _connect(self, started: bool) -> Connection | None:
         try:
