@@ -4,9 +4,10 @@ the destination evidence, never a payload value."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+
+import orjson
 
 from gateway.model import Decision
 
@@ -99,14 +100,12 @@ class AuditEvent:
             port=destination.port,
             country=where.country_label,
             location=where.location.value,
-            geo_evidence=json.dumps(evidence, separators=(",", ":")),
+            geo_evidence=_json(evidence),
             protocol=decision.message.protocol.value,
             format=inspection.format.value,
             message_type=inspection.message_type,
-            categories=json.dumps(
-                inspection.category_counts() if counts is None else counts, separators=(",", ":")
-            ),
-            locations=json.dumps(inspection.locations(), separators=(",", ":")),
+            categories=_json(inspection.category_counts() if counts is None else counts),
+            locations=_json(inspection.locations()),
             action=action,
             rule=verdict.rule,
             reason=verdict.reason,
@@ -117,7 +116,16 @@ class AuditEvent:
         )
 
     def as_row(self) -> dict[str, object]:
-        return asdict(self)
+        # Every field is a str or an int: no deep copy needed (dataclasses.asdict makes one).
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(AuditEvent))
+
+
+def _json(value: object) -> str:
+    """Compact JSON in UTF-8, keys in the order given."""
+    return orjson.dumps(value).decode()
 
 
 def _now_iso() -> str:
@@ -125,7 +133,7 @@ def _now_iso() -> str:
 
 
 def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _trail_event(
@@ -220,4 +228,4 @@ def _redaction_summary(decision: Decision) -> str:
         "categories": decision.redaction.counts,
         "locations": list(decision.redaction.locations),
     }
-    return json.dumps(summary, separators=(",", ":"), sort_keys=True)
+    return _compact(summary)

@@ -285,3 +285,27 @@ def test_no_checkpoint_log_fails_verification(
     assert "NOT checked against a checkpoint log" in capsys.readouterr().out
     missing = tmp_path / "nowhere.checkpoints"
     assert main(["audit", "verify", "--config", str(config), "--checkpoints", str(missing)]) == 2
+
+
+def test_the_canonical_form_is_the_one_chains_were_first_hashed_with() -> None:
+    """canonical() writes with orjson; chains written before were hashed with json.dumps:
+    the bytes must agree for every kind of value an event holds."""
+    import json
+    import random
+
+    from gateway.audit.chain import canonical
+
+    rng = random.Random(7)
+    alphabet = [chr(i) for i in range(0x250)] + ["\u2028", "\u2029", "\ufeff", "😀", "\U0010ffff"]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        record = {
+            f"k{text}": text,
+            "incident_id": "INC-20261203T120000Z-0a1b2c3d",
+            "port": rng.randint(0, 65535),
+            "chain_seq": rng.randint(1, 2**62),
+            "empty": "",
+            "categories": '{"name":2}',
+        }
+        expected = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical(record) == expected.encode()
