@@ -38,18 +38,11 @@ from mitmproxy.options import Options
 
 from addons import supervisor
 from addons.phi_gateway import PhiGateway
+from addons.startup import ReloadCheck, effective_config, open_admin_servers
 from gateway import cli, native
-from gateway.admin import AdminServer, ReadinessState, Routes
+from gateway.admin import AdminServer, ReadinessState
 from gateway.api import Api
-from gateway.audit.factory import for_worker
-from gateway.config import (
-    GatewayConfig,
-    parse_config,
-    parse_config_text,
-    read_config_text,
-    reload_problems,
-    split_host_port,
-)
+from gateway.config import GatewayConfig, read_config_text, split_host_port
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
@@ -112,34 +105,6 @@ class GatewayEventLoop(asyncio.SelectorEventLoop):
             log.warning("accept() out of resources (%s): new connections wait", exc.strerror)
             return
         super().default_exception_handler(context)
-
-
-def effective_config(args: argparse.Namespace, text: str | None = None) -> GatewayConfig:
-    """The config file (or ``text``, read from it) with command-line overrides applied,
-    validated as a whole."""
-    if text is None:
-        text = read_config_text(args.config)
-    config = parse_config_text(text, str(args.config))
-    worker = getattr(args, "worker", 0)
-    if not (args.listen or args.admin or args.mode or worker):
-        return config
-    data = config.model_dump(mode="json")
-    if args.listen:
-        data["proxy"]["listen"] = args.listen
-    if args.mode:
-        data["proxy"]["modes"] = args.mode
-    if args.admin:
-        data["admin"]["listen"] = args.admin
-    if worker:
-        # One worker of run --workers: its own chain and files, the supervisor's HAProxy on
-        # loopback as its balancer, its metrics on its own admin port (merged there).
-        data["audit"] = for_worker(config.audit, worker).model_dump(mode="json")
-        data["proxy"]["proxy_protocol_from"] = [
-            *data["proxy"]["proxy_protocol_from"],
-            "127.0.0.1/32",
-        ]
-        data["admin"]["metrics_listen"] = None
-    return parse_config(data, f"{args.config} with command-line overrides")
 
 
 def mitmproxy_options(config: GatewayConfig, verbose: bool) -> dict[str, Any]:
@@ -275,23 +240,12 @@ async def serve(
 
     master.addons.add(_Lifecycle(on_running))
 
-    accepted: dict[str, str] = {"text": running_text}
-
-    def checked() -> GatewayConfig:
-        """The new config, refused whole when it is valid but looks cut or drops what the
-        running one has (config.reload_problems)."""
-        text = read_config_text(args.config)
-        candidate = effective_config(args, text)
-        running = addon.gateway.config if addon.gateway is not None else candidate
-        problems = reload_problems(accepted["text"], text, running, candidate)
-        if problems:
-            raise ConfigError(str(args.config), problems)
-        accepted["pending"] = text
-        return candidate
+    check = ReloadCheck(args, running_text)
 
     def reload_checked() -> GatewayConfig:
-        loaded = addon.reload(checked, str(args.config))
-        accepted["text"] = accepted.pop("pending")
+        running = addon.gateway.config if addon.gateway is not None else None
+        loaded = addon.reload(lambda: check.candidate(running), str(args.config))
+        check.accept()
         return loaded
 
     def reload() -> None:
@@ -360,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"phi-gateway: {exc}", file=sys.stderr)
         return cli.EXIT_CONFIG
     if count > 1 and not getattr(args, "worker", 0):
-        return supervisor.run_workers(args, config, count)
+        return supervisor.run_workers(args, config, count, running_text)
     try:
         gateway = Gateway.from_config(config)
     except StartError as exc:
@@ -370,21 +324,12 @@ def run(args: argparse.Namespace) -> int:
     readiness = ReadinessState()
     # The store outlives reloads (a reload never moves it): /readyz says when it fails.
     gateway.audit.on_state = lambda message, recording: audit_state(readiness, message, recording)
-    separate = config.admin.metrics_listen
-    wanted = [(config.admin.listen, Routes(serve_metrics=separate is None))]
-    if separate is not None:
-        wanted.append((separate, Routes(serve_api=False)))
-    admins: list[AdminServer] = []
-    for address, routes in wanted:
-        host, port = split_host_port(address)
-        try:
-            admins.append(AdminServer(host, port, readiness, routes))
-        except OSError as exc:
-            print(f"phi-gateway: cannot listen on admin address {address}: {exc}", file=sys.stderr)
-            for started in admins:
-                started.stop()
-            gateway.close()
-            return cli.EXIT_FAILURE
+    try:
+        admins = open_admin_servers(config, readiness, lambda routes: None)
+    except OSError as exc:
+        print(f"phi-gateway: {exc.strerror}", file=sys.stderr)
+        gateway.close()
+        return cli.EXIT_FAILURE
     for server in admins:
         server.start()
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,9 @@ from pathlib import Path
 from mitmproxy.certs import CertStore
 from mitmproxy.proxy import mode_specs
 
+from addons.startup import ReloadCheck, open_admin_servers
 from gateway import cli, haproxy, metrics
-from gateway.admin import AdminServer, ReadinessState, Routes
+from gateway.admin import ReadinessState, Routes
 from gateway.api import Api
 from gateway.config import GatewayConfig, split_host_port
 from gateway.engine import Gateway
@@ -59,6 +60,8 @@ _STABLE_SECONDS = 30.0
 _SCRAPE_SECONDS = 2.0
 _STOP_SECONDS = 30.0
 _START_SECONDS = 60.0
+_RELOAD_SECONDS = 15.0
+_RELOADS = f"{metrics.PREFIX}_config_reloads_total"
 
 
 def worker_count(value: str) -> int:
@@ -216,6 +219,29 @@ class Supervisor:
             metrics.WORKERS_READY.labels(worker.name).set(1 if worker.ready else 0)
         return sum(1 for w in self.workers if w.ready)
 
+    def reload_workers(self) -> dict[str, str]:
+        """SIGHUP every running worker and wait for each to count a reload: its result by
+        worker name (success, failure, not running, no answer)."""
+        running = [w for w in self.workers if w.process is not None and w.process.poll() is None]
+        before = {w.name: _reload_counts(self._scrape(w)) for w in running}
+        for worker in running:
+            assert worker.process is not None
+            worker.process.send_signal(signal.SIGHUP)
+        results = {w.name: "not running" for w in self.workers if w not in running}
+        waiting = {w.name: w for w in running}
+        deadline = time.monotonic() + _RELOAD_SECONDS
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.1)
+            for name, worker in list(waiting.items()):
+                now = _reload_counts(self._scrape(worker))
+                for result in ("failure", "success"):
+                    if now.get(result, 0) > before[name].get(result, 0):
+                        results[name] = result
+                        del waiting[name]
+                        break
+        results.update({name: "no answer" for name in waiting})
+        return results
+
     def signal_workers(self, signum: int) -> None:
         for worker in self.workers:
             if worker.process is not None and worker.process.poll() is None:
@@ -264,6 +290,18 @@ class Supervisor:
         return text
 
 
+def _reload_counts(exposition: str) -> dict[str, float]:
+    """A worker's config_reloads_total by result, from its /metrics text."""
+    counts: dict[str, float] = {}
+    for line in exposition.splitlines():
+        if line.startswith(_RELOADS + "{"):
+            labels, _, value = line.rpartition(" ")
+            for result in ("success", "failure"):
+                if f'result="{result}"' in labels:
+                    counts[result] = float(value)
+    return counts
+
+
 # Run in the child before the program: SIGTERM when the supervisor dies (PR_SET_PDEATHSIG
 # survives exec), so a supervisor killed with SIGKILL leaves nothing holding its ports.
 _GUARD = (
@@ -291,7 +329,9 @@ def _ready(admin_port: int) -> bool:
         return False
 
 
-def run_workers(args: argparse.Namespace, config: GatewayConfig, count: int) -> int:
+def run_workers(
+    args: argparse.Namespace, config: GatewayConfig, count: int, running_text: str
+) -> int:
     """The supervisor's life: start everything, tend it, drain on SIGTERM."""
     try:
         found = listeners(config)
@@ -318,46 +358,51 @@ def run_workers(args: argparse.Namespace, config: GatewayConfig, count: int) -> 
     readiness.set_problem("proxy", "no worker ready yet")
     holder = {"gateway": gateway}
     lock = threading.Lock()
+    check = ReloadCheck(args, running_text)
 
     def reload() -> tuple[bool, str]:
-        """The supervisor's policy, then every worker's (each checks the file itself)."""
-        from addons.runner import effective_config
-
+        """The supervisor's policy, checked as one gateway checks it, then every worker's
+        (each checks the file itself and keeps its last good policy when it refuses)."""
         with lock:
+            running = holder["gateway"]
             try:
-                candidate = effective_config(args)
                 fresh = Gateway.from_config(
-                    candidate, audit=holder["gateway"].audit, workers=holder["gateway"].workers
+                    check.candidate(running.config), audit=running.audit, workers=running.workers
                 )
             except (ConfigError, StartError) as exc:
                 metrics.CONFIG_RELOADS.labels("failure").inc()
                 log.error("policy reload failed; the last good policy stays in force:\n%s", exc)
                 return False, "reload failed; the last good policy stays in force"
+            check.accept()
             holder["gateway"] = fresh
             fresh.publish_metrics()
             metrics.CONFIG_RELOADS.labels("success").inc()
-        supervisor.signal_workers(signal.SIGHUP)
-        return True, f"policy {fresh.policy_version} in force"
+            results = supervisor.reload_workers()
+        refused = sorted(name for name, result in results.items() if result != "success")
+        if refused:
+            detail = ", ".join(f"{name}: {results[name]}" for name in refused)
+            log.error("policy reload: workers did not take the new policy (%s)", detail)
+            if all(results[name] == "not running" for name in refused):
+                # A worker that is restarting reads the file when it starts.
+                return True, f"policy {fresh.policy_version} in force; restarting: {detail}"
+            return False, (
+                f"policy {fresh.policy_version} in force in the supervisor; not in every "
+                f"worker ({detail}): they keep their last good policy"
+            )
+        return True, f"policy {fresh.policy_version} in force in {len(results)} worker(s)"
 
-    separate = config.admin.metrics_listen
-    wanted = [(config.admin.listen, Routes(serve_metrics=separate is None))]
-    if separate is not None:
-        wanted.append((separate, Routes(serve_api=False)))
-    servers: list[AdminServer] = []
-    for address, routes in wanted:
+    def prepare(routes: Routes) -> None:
         routes.api = Api(lambda: holder["gateway"], reload)
         routes.metrics_source = supervisor.metrics_text
         if config.admin.metrics_require_token:
             routes.metrics_tokens = lambda: holder["gateway"].config.admin.tokens
-        host, port = split_host_port(address)
-        try:
-            servers.append(AdminServer(host, port, readiness, routes))
-        except OSError as exc:
-            print(f"phi-gateway: cannot listen on admin address {address}: {exc}", file=sys.stderr)
-            for started in servers:
-                started.stop()
-            gateway.close()
-            return cli.EXIT_FAILURE
+
+    try:
+        servers = open_admin_servers(config, readiness, prepare)
+    except OSError as exc:
+        print(f"phi-gateway: {exc.strerror}", file=sys.stderr)
+        gateway.close()
+        return cli.EXIT_FAILURE
     for started in servers:
         started.start()
     admin = servers[0]
@@ -387,9 +432,9 @@ def run_workers(args: argparse.Namespace, config: GatewayConfig, count: int) -> 
         while not supervisor.stopping:
             time.sleep(0.1)
             supervisor.tend()
-            if supervisor.reload_wanted:
+            if supervisor.reload_wanted:  # off the loop: it waits for the workers' answers
                 supervisor.reload_wanted = False
-                reload()
+                threading.Thread(target=reload, name="reload", daemon=True).start()
             if time.monotonic() >= next_probe:
                 next_probe = time.monotonic() + 0.5
                 ready = supervisor.probe()

@@ -41,6 +41,7 @@ PHI = json.dumps({"resourceType": "Patient", "name": [{"family": PATIENT.family}
 CLEAN = b'{"invoice": "2026-11", "amount": 12.5}'
 SECRET = "workers-test-site-secret"
 AUDITOR, AUDITOR_HASH = new_token()
+ADMIN, ADMIN_HASH = new_token()
 
 
 def _haproxy() -> None:
@@ -57,7 +58,12 @@ class Site:
         config = gateway_config(
             test_mmdb,
             pki,
-            admin={"tokens": [{"name": "auditor-1", "role": "auditor", "sha256": AUDITOR_HASH}]},
+            admin={
+                "tokens": [
+                    {"name": "auditor-1", "role": "auditor", "sha256": AUDITOR_HASH},
+                    {"name": "admin-1", "role": "admin", "sha256": ADMIN_HASH},
+                ]
+            },
         )
         modes = ["regular", f"reverse:tcp://{FOREIGN_IP}:{self.abroad.port}@{self.mllp_port}"]
         self.gateway = GatewayProcess(
@@ -294,6 +300,56 @@ def test_a_killed_worker_under_load(site: Site, upstreams: Upstreams) -> None:
     result = json.loads(verified.stdout)
     assert verified.returncode == 0, result
     assert len(result["checkpoint_logs"]) == 3  # the supervisor's and each worker's
+
+
+def _reload(site: Site) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{site.gateway.admin_port}/api/v1/policy/reload", method="POST"
+    )
+    request.add_header("Authorization", f"Bearer {ADMIN}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _reloads(site: Site, result: str) -> dict[str, float]:
+    _, text = site.gateway.admin_get("/metrics")
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("phi_gateway_config_reloads_total{") and f'"{result}"' in line:
+            worker = line.split('worker="', 1)[1].split('"', 1)[0] if "worker=" in line else ""
+            found[worker] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_a_reload_reaches_every_worker_and_a_bad_one_none(site: Site, upstreams: Upstreams) -> None:
+    good = dict(site.gateway.config)
+    # A file missing a section the running one has: refused by the supervisor, as by one
+    # gateway, and no worker is asked.
+    site.gateway.write_config({k: v for k, v in good.items() if k != "proxy"})
+    status, answer = _reload(site)
+    assert status == 409 and answer["reloaded"] is False, answer
+    assert _post(site.gateway, f"{upstreams.foreign.url}/w/reload/1", PHI)[0] == 451
+
+    # India allowed: every worker forwards PHI there after the reload.
+    before = _reloads(site, "success")
+    wider = {**good, "jurisdiction": {"allowed_countries": ["US", "IN"]}}
+    site.gateway.write_config(wider)
+    try:
+        status, answer = _reload(site)
+        assert status == 200 and answer["reloaded"] is True, answer
+        assert "in force in 2 worker(s)" in str(answer["message"])
+        after = _reloads(site, "success")
+        assert {w: after[w] - before.get(w, 0) for w in ("w1", "w2")} == {"w1": 1, "w2": 1}
+        for n in range(6):  # a connection each: both workers answer
+            assert _post(site.gateway, f"{upstreams.foreign.url}/w/reload/{n}", CLEAN)[0] == 200
+        assert _post(site.gateway, f"{upstreams.foreign.url}/w/reload/phi", PHI)[0] == 200
+    finally:  # a section a reload drops must be written empty (its defaults)
+        site.gateway.write_config({**good, "jurisdiction": {}})
+        assert _reload(site)[0] == 200
+    assert _post(site.gateway, f"{upstreams.foreign.url}/w/reload/2", PHI)[0] == 451
 
 
 # -- the PROXY protocol on one gateway ------------------------------------------------------
