@@ -212,6 +212,13 @@ class Supervisor:
             assert self.balancer_config is not None
             self.balancer = _spawn(haproxy.command(self.balancer_config))
 
+    def balancing(self) -> bool:
+        """HAProxy runs and listens on every public address (ready before that, a balancer
+        in front would send clients to a closed port)."""
+        if self.balancer is None or self.balancer.poll() is not None:
+            return False
+        return _listening({listener.port for listener in self.listeners})
+
     def probe(self) -> int:
         """Ask every worker's /readyz; the number ready."""
         for worker in self.workers:
@@ -288,6 +295,21 @@ class Supervisor:
             return ""
         metrics.WORKER_SCRAPE_OK.labels(worker.name).set(1)
         return text
+
+
+def _listening(ports: set[int]) -> bool:
+    """Every one of these TCP ports has a listening socket on this host (/proc/net/tcp*)."""
+    found: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                found.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports <= found
 
 
 def _reload_counts(exposition: str) -> dict[str, float]:
@@ -438,9 +460,14 @@ def run_workers(
             if time.monotonic() >= next_probe:
                 next_probe = time.monotonic() + 0.5
                 ready = supervisor.probe()
-                balancing = supervisor.balancer is not None and supervisor.balancer.poll() is None
+                balancing = supervisor.balancing()
                 readiness.set_problem(
-                    "proxy", None if ready and balancing else "no worker ready behind HAProxy"
+                    "proxy",
+                    None
+                    if ready and balancing
+                    else "HAProxy not listening yet"
+                    if ready
+                    else "no worker ready behind HAProxy",
                 )
                 if ready and not announced:
                     announced = True

@@ -47,6 +47,7 @@ from bench.procs import (
     start_bare,
     start_gateway,
     start_nginx,
+    tree_cpu_seconds,
     write_gateway_config,
 )
 from bench.report import Comparison
@@ -55,7 +56,7 @@ from gateway import native
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_SECONDS = 2
-SCENARIOS = ["foreign", "domestic", "domestic-tls"]
+SCENARIOS = ["foreign", "domestic", "domestic-tls", "workers"]
 # domestic-tls: the two ways a client uses a tunnel, in the table's payload column.
 TLS_WAYS = {"new-connection": False, "keep-alive": True}
 
@@ -80,6 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--payload", action="append", help="run only this payload (repeatable; default all)"
+    )
+    parser.add_argument(
+        "--workers",
+        default="1,2,4",
+        help="scenario workers: the worker counts to measure behind HAProxy, against one "
+        f"gateway, on foreign {report.TARGET_PAYLOAD} (default 1,2,4)",
     )
     parser.add_argument(
         "--profile",
@@ -107,6 +114,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = 3
     if args.duration < 1 or args.rounds < 1:
         parser.error("--duration and --rounds must be at least 1")
+    try:
+        args.workers = sorted({int(n) for n in args.workers.split(",")})
+    except ValueError:
+        parser.error("--workers takes worker counts separated by commas, e.g. 1,2,4")
+    if not args.workers or args.workers[0] < 1:
+        parser.error("--workers counts must be at least 1")
     return args
 
 
@@ -195,6 +208,9 @@ class Bench:
             if scenario == "domestic-tls":
                 comparisons += self._run_tls(upstream, config)
                 continue
+            if scenario == "workers":
+                comparisons += self._run_workers(upstream, config, payloads, scripts)
+                continue
             target = self._target(upstream, scenario)
             for payload in payloads:
                 comparison = Comparison(scenario, payload.name, len(payload.body))
@@ -210,6 +226,50 @@ class Bench:
                             round_no=n,
                         )
                 comparisons.append(comparison)
+        return comparisons
+
+    def _run_workers(
+        self,
+        upstream: Upstream,
+        config: Path,
+        payloads: list[Payload],
+        scripts: dict[str, Path],
+    ) -> list[Comparison]:
+        """One gateway, then N workers behind HAProxy, on the same foreign traffic: each
+        count's comparison has the one-gateway runs of the same rounds as its "bare"."""
+        chosen = [p for p in payloads if p.name == report.TARGET_PAYLOAD] or payloads[:1]
+        target = self._target(upstream, "foreign")
+        comparisons: list[Comparison] = []
+        for payload in chosen:
+            counts = [n for n in self.args.workers if n > 1]
+            by_count = {
+                n: Comparison("workers", f"{payload.name} x{n}", len(payload.body), workers=n)
+                for n in counts
+            }
+            for n in range(self.args.rounds):
+                single = Comparison("workers", payload.name, len(payload.body), workers=1)
+                self._measure(
+                    comparison=single,
+                    kind="gateway",
+                    target=target,
+                    config=config,
+                    payload=payload,
+                    script=scripts[payload.name],
+                    round_no=n,
+                )
+                for count, comparison in by_count.items():
+                    comparison.bare.append(single.gateway[-1])
+                    self._measure(
+                        comparison=comparison,
+                        kind="gateway",
+                        target=target,
+                        config=config,
+                        payload=payload,
+                        script=scripts[payload.name],
+                        round_no=n,
+                        workers=count,
+                    )
+            comparisons += by_count.values()
         return comparisons
 
     def _run_tls(self, upstream: Upstream, config: Path) -> list[Comparison]:
@@ -308,6 +368,7 @@ class Bench:
         payload: Payload,
         script: Path,
         round_no: int,
+        workers: int = 1,
     ) -> None:
         audit_db = self.tmp / "audit.db"
         before = audit_count(audit_db)
@@ -316,7 +377,8 @@ class Bench:
         else:
             fingerprint = code_fingerprint()
             self.fingerprints[fingerprint] = self.fingerprints.get(fingerprint, 0) + 1
-            proxy = start_gateway(self.procs, config, target)
+            proxy = start_gateway(self.procs, config, target, workers)
+        cpu = tree_cpu_seconds if workers > 1 else cpu_seconds
         try:
             status, body = http_request(proxy.url + "/bench", payload.body, payload.content_type)
             if status != 200 or body != b"ok":
@@ -326,11 +388,11 @@ class Bench:
                 )
             load.run_wrk(self.tools.wrk, proxy.url + "/", script, WARMUP_SECONDS, self.wrk_log)
             profiler = self._start_profiler(comparison, kind, proxy)
-            cpu_before = cpu_seconds(proxy.child.pid)
+            cpu_before = cpu(proxy.child.pid)
             result = load.run_wrk(
                 self.tools.wrk, proxy.url + "/", script, self.args.duration, self.wrk_log
             )
-            result = replace(result, proxy_cpu_s=cpu_seconds(proxy.child.pid) - cpu_before)
+            result = replace(result, proxy_cpu_s=cpu(proxy.child.pid) - cpu_before)
             if profiler is not None:
                 self._finish_profiler(*profiler)
             if kind == "gateway":
@@ -344,8 +406,9 @@ class Bench:
             comparison.gateway_requests.append(round(sum(comparison.decisions.values())))
             comparison.audit_events.append(audit_count(audit_db) - before)
         flag = f"  non-2xx/socket errors: {result.bad}" if result.bad else ""
+        label = f"{kind} x{workers}" if comparison.scenario == "workers" else kind
         print(
-            f"  {comparison.scenario:8} {payload.name:17} round {round_no + 1} {kind:7} "
+            f"  {comparison.scenario:8} {payload.name:17} round {round_no + 1} {label:7} "
             f"{result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
             f"  cpu {result.cpu_ms_per_request:6.2f} ms/req ({result.proxy_cpu_share:4.0%})"
             f"  (exit {code}){flag}",
@@ -549,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "req/s: wrk median over rounds; gw/bare: gateway req/s / bare req/s (range over rounds); "
         "p50/p99 in ms;\nnon-2xx b/g: non-2xx/3xx responses + socket errors (bare/gateway); "
-        "audited: gateway audit rows / requests it decided."
+        "audited: gateway audit rows / requests it decided.\nworkers: bare = one gateway "
+        "process, gw = N workers behind HAProxy (CPU: supervisor, workers and HAProxy)."
     )
     for line in report.verdicts(comparisons):
         print(line)

@@ -87,6 +87,26 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every process below it (run --workers: the supervisor, its
+    workers and HAProxy), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    tree, grew = {pid}, True
+    while grew:
+        below = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return sum(cpu_seconds(member) for member in tree)
+
+
 def _cpu_times() -> tuple[int, int, int]:
     """(busy, total, steal) jiffies of all CPUs together, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -333,8 +353,9 @@ def write_gateway_config(tmp: Path, upstream_ca: Path | None = None) -> Path:
     return path
 
 
-def start_gateway(procs: Processes, config: Path, target: str | None) -> Proxy:
-    """In reverse mode before ``target``, or as the explicit proxy (None)."""
+def start_gateway(procs: Processes, config: Path, target: str | None, workers: int = 1) -> Proxy:
+    """In reverse mode before ``target``, or as the explicit proxy (None); with ``workers``
+    above 1, that many workers behind HAProxy (``run --workers``)."""
     port, admin_port = free_port(), free_port()
     argv = [
         str(PHI_GATEWAY),
@@ -348,8 +369,10 @@ def start_gateway(procs: Processes, config: Path, target: str | None) -> Proxy:
         "--admin",
         f"127.0.0.1:{admin_port}",
     ]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     child = procs.start("phi-gateway", argv, cwd=REPO)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30 + 15 * workers
     while time.monotonic() < deadline:
         if child.proc.poll() is not None:
             raise RuntimeError(f"phi-gateway exited {child.proc.returncode}:\n{child.tail()}")
