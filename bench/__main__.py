@@ -56,7 +56,10 @@ from gateway import native
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_SECONDS = 2
-SCENARIOS = ["foreign", "domestic", "domestic-tls", "workers"]
+SCENARIOS = ["foreign", "foreign-block", "latency", "domestic", "domestic-tls", "workers"]
+# latency: one connection, one request at a time, so p99 is the time added to a request
+# rather than queueing behind the others.
+LATENCY_CONNECTIONS = 1
 # domestic-tls: the two ways a client uses a tunnel, in the table's payload column.
 TLS_WAYS = {"new-connection": False, "keep-alive": True}
 
@@ -198,6 +201,7 @@ class Bench:
             flush=True,
         )
         config = write_gateway_config(self.tmp, upstream.ca_pem)
+        enforcing = write_gateway_config(self.tmp, upstream.ca_pem, "enforce", "gateway-block")
         files = {p.name: p.write(self.tmp) for p in payloads}
         scripts = {
             p.name: load.write_script(self.tmp, p.name, files[p.name], p.content_type)
@@ -212,15 +216,22 @@ class Bench:
                 comparisons += self._run_workers(upstream, config, payloads, scripts)
                 continue
             target = self._target(upstream, scenario)
+            refused = scenario == "foreign-block"
             for payload in payloads:
-                comparison = Comparison(scenario, payload.name, len(payload.body))
+                if refused and not payload.phi:
+                    continue
+                if scenario == "latency" and payload.name != report.TARGET_PAYLOAD:
+                    continue  # nothing to block: the clean payload's forward is in "foreign"
+                comparison = Comparison(
+                    scenario, payload.name, len(payload.body), refused=refused, phi=payload.phi
+                )
                 for n in range(self.args.rounds):
                     for kind in ("bare", "gateway"):
                         self._measure(
                             comparison=comparison,
                             kind=kind,
                             target=target,
-                            config=config,
+                            config=enforcing if refused else config,
                             payload=payload,
                             script=scripts[payload.name],
                             round_no=n,
@@ -355,7 +366,8 @@ class Bench:
 
     @staticmethod
     def _target(upstream: Upstream, scenario: str) -> str:
-        host, port = upstream.foreign if scenario == "foreign" else upstream.domestic
+        abroad = scenario.startswith("foreign") or scenario == "latency"
+        host, port = upstream.foreign if abroad else upstream.domestic
         return f"http://{host}:{port}"
 
     def _measure(
@@ -381,16 +393,32 @@ class Bench:
         cpu = tree_cpu_seconds if workers > 1 else cpu_seconds
         try:
             status, body = http_request(proxy.url + "/bench", payload.body, payload.content_type)
-            if status != 200 or body != b"ok":
+            refusing = comparison.refused and kind == "gateway"
+            if (status, body == b"ok") != ((451, False) if refusing else (200, True)):
                 raise RuntimeError(
                     f"{kind} proxy answered the {payload.name} check with {status} {body[:200]!r}"
                     f"\n{proxy.child.tail()}"
                 )
-            load.run_wrk(self.tools.wrk, proxy.url + "/", script, WARMUP_SECONDS, self.wrk_log)
+            connections = (
+                LATENCY_CONNECTIONS if comparison.scenario == "latency" else load.CONNECTIONS
+            )
+            load.run_wrk(
+                self.tools.wrk,
+                proxy.url + "/",
+                script,
+                WARMUP_SECONDS,
+                self.wrk_log,
+                connections=connections,
+            )
             profiler = self._start_profiler(comparison, kind, proxy)
             cpu_before = cpu(proxy.child.pid)
             result = load.run_wrk(
-                self.tools.wrk, proxy.url + "/", script, self.args.duration, self.wrk_log
+                self.tools.wrk,
+                proxy.url + "/",
+                script,
+                self.args.duration,
+                self.wrk_log,
+                connections=connections,
             )
             result = replace(result, proxy_cpu_s=cpu(proxy.child.pid) - cpu_before)
             if profiler is not None:
@@ -611,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "req/s: wrk median over rounds; gw/bare: gateway req/s / bare req/s (range over rounds); "
-        "p50/p99 in ms;\nnon-2xx b/g: non-2xx/3xx responses + socket errors (bare/gateway); "
+        "p50/p99 in ms;\np99 added: gateway p99 - bare p99 (ms); "
+        "non-2xx b/g: non-2xx/3xx responses + socket errors (bare/gateway); "
         "audited: gateway audit rows / requests it decided.\nworkers: bare = one gateway "
         "process, gw = N workers behind HAProxy (CPU: supervisor, workers and HAProxy)."
     )

@@ -124,12 +124,18 @@ def parse(output: str) -> WrkResult:
 
 
 def run_wrk(
-    wrk: Path, url: str, script: Path, seconds: float, log: Path | None = None
+    wrk: Path,
+    url: str,
+    script: Path,
+    seconds: float,
+    log: Path | None = None,
+    *,
+    connections: int = CONNECTIONS,
 ) -> WrkResult:
     argv = [
         str(wrk),
         f"-t{THREADS}",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "10s",

@@ -51,6 +51,7 @@ class Payload:
     description: str
     content_type: str
     body: bytes
+    phi: bool = True  # False: a clean payload, forwarded abroad with no audit row
 
     def write(self, directory: Path) -> Path:
         path = directory / f"{self.name}.payload"
@@ -199,6 +200,24 @@ def _summary_pdf(pages: int) -> bytes:
     return bytes(pdf.output())
 
 
+def clean_json_2k(target: int = HL7_TARGET) -> bytes:
+    """A supply-chain order with no identifier of anyone, ~2 KB: what a hospital also sends
+    abroad, inspected and forwarded."""
+    rng = random.Random(_SEED)
+    lines: list[dict[str, object]] = []
+    order: dict[str, object] = {"order": "PO-2026-1187", "site": "Central", "lines": lines}
+    while len(json.dumps(order)) < target:
+        lines.append(
+            {
+                "sku": f"SKU-{rng.randint(10000, 99999)}",
+                "item": rng.choice(["gloves, nitrile, M", "saline 0.9% 500 mL", "gauze 4x4"]),
+                "quantity": rng.randint(1, 400),
+                "unit_price": round(rng.uniform(0.1, 40), 2),
+            }
+        )
+    return json.dumps(order).encode()
+
+
 def build_payloads() -> list[Payload]:
     hl7 = hl7_adt_2k()
     patient = fhir_patient_resource()
@@ -208,12 +227,20 @@ def build_payloads() -> list[Payload]:
     claim = x12_837p_2k()
     image = dicom_ct()
     grpc = grpc_record_2k()
+    clean = clean_json_2k()
     return [
         Payload(
             "hl7-adt-2k",
             f"HL7 v2 ADT^A01, {len(hl7)} B",
             "x-application/hl7-v2+er7",
             hl7,
+        ),
+        Payload(
+            "clean-json-2k",
+            f"supply order JSON, no PHI, {len(clean)} B",
+            "application/json",
+            clean,
+            phi=False,
         ),
         Payload(
             "fhir-patient",

@@ -331,7 +331,9 @@ def start_bare(
     return Proxy("bare", child, port)
 
 
-def write_gateway_config(tmp: Path, upstream_ca: Path | None = None) -> Path:
+def write_gateway_config(
+    tmp: Path, upstream_ca: Path | None = None, mode: str = "monitor", name: str = "gateway"
+) -> Path:
     mmdb = build_test_mmdb(tmp / "bench.mmdb")
     config = {
         "geo": {
@@ -341,14 +343,14 @@ def write_gateway_config(tmp: Path, upstream_ca: Path | None = None) -> Path:
                 {"cidr": "127.0.0.1/32", "country": "US"},
             ],
         },
-        "policy": {"mode": "monitor"},
+        "policy": {"mode": mode},
         "audit": {"database": str(tmp / "audit.db")},
         "proxy": {
             "confdir": str(tmp / "mitmproxy"),
             "upstream_ca_bundle": upstream_ca and str(upstream_ca),
         },
     }
-    path = tmp / "gateway.yaml"
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

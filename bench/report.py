@@ -16,6 +16,9 @@ TARGET_RATIO = 0.90
 TARGETS = {TARGET_PAYLOAD: TARGET_RATIO, "pdf-200k": 0.50}
 # Issue 19: domestic HTTPS through CONNECT, relayed, at twice bare mitmdump's (which decrypts).
 SCENARIO_TARGETS = {"domestic-tls": 2.0}
+# Issue 19: one worker on foreign traffic: PHI monitored (an audit row each, "foreign"), PHI
+# blocked, and clean traffic forwarded, each at 0.90x bare mitmdump or better.
+FOREIGN_SCENARIOS = ("foreign", "foreign-block")
 # Issue 19: two workers behind HAProxy against one gateway, on inspected foreign traffic.
 WORKERS_TARGET = (2, 1.6)
 
@@ -33,6 +36,9 @@ class Comparison:
     relayed: list[int] = field(default_factory=list)  # domestic-tls: connections relayed
     # workers: N workers behind HAProxy ("gateway") against one gateway process ("bare")
     workers: int = 0
+    # foreign-block: the gateway must refuse every request (a 2xx is PHI let through)
+    refused: bool = False
+    phi: bool = True  # False: a clean payload, which the gateway forwards unrecorded
 
     @staticmethod
     def _median(results: list[WrkResult], attr: str) -> float:
@@ -54,11 +60,19 @@ class Comparison:
         gateway = self._median(self.gateway, "cpu_ms_per_request")
         return self._median(self.bare, "cpu_ms_per_request") / gateway if gateway else 0.0
 
+    def p99_added(self) -> float:
+        """The gateway's p99 latency less bare mitmdump's, in ms (medians over rounds)."""
+        return self._median(self.gateway, "p99_ms") - self._median(self.bare, "p99_ms")
+
     def round_ratios(self) -> list[float]:
         return [g.rps / b.rps for b, g in zip(self.bare, self.gateway, strict=False) if b.rps]
 
     def bad(self) -> tuple[int, int]:
-        return sum(r.bad for r in self.bare), sum(r.bad for r in self.gateway)
+        if self.refused:  # answered 2xx/3xx: forwarded although it should be refused
+            gateway = sum(r.socket_errors + r.requests - r.non_2xx_3xx for r in self.gateway)
+        else:
+            gateway = sum(r.bad for r in self.gateway)
+        return sum(r.bad for r in self.bare), gateway
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +84,7 @@ class Comparison:
             "ratio": round(self.ratio(), 4),
             "round_ratios": [round(r, 4) for r in self.round_ratios()],
             "cpu_ratio": round(self.cpu_ratio(), 4),
+            "p99_added_ms": round(self.p99_added(), 3),
             "bare": [r.as_dict() for r in self.bare],
             "gateway": [r.as_dict() for r in self.gateway],
             "gateway_requests_seen": self.gateway_requests,
@@ -77,6 +92,7 @@ class Comparison:
             "gateway_decisions": self.decisions,
             "gateway_tls_relayed": self.relayed,
             "workers": self.workers,
+            "refused": self.refused,
         }
 
 
@@ -95,6 +111,7 @@ def table(comparisons: list[Comparison]) -> str:
         "bare p99",
         "gw p50",
         "gw p99",
+        "p99 added",
         "cpu ms/req b/g",
         "cpu ratio",
         "non-2xx b/g",
@@ -117,6 +134,7 @@ def table(comparisons: list[Comparison]) -> str:
                 _ms(Comparison._median(c.bare, "p99_ms")),
                 _ms(Comparison._median(c.gateway, "p50_ms")),
                 _ms(Comparison._median(c.gateway, "p99_ms")),
+                f"{c.p99_added():+.2f}",
                 f"{Comparison._median(c.bare, 'cpu_ms_per_request'):.2f}/"
                 f"{Comparison._median(c.gateway, 'cpu_ms_per_request'):.2f}",
                 f"{c.cpu_ratio():.2f}",
@@ -149,7 +167,16 @@ def verdicts(comparisons: list[Comparison]) -> list[str]:
                     f"{c.ratio():.2f} -> {'MET' if ok else 'NOT MET'}"
                 )
             continue
+        if c.scenario == "latency":
+            p50 = Comparison._median(c.gateway, "p50_ms") - Comparison._median(c.bare, "p50_ms")
+            lines.append(
+                f"latency added on {c.payload}, one request at a time: p50 {p50:+.2f} ms, "
+                f"p99 {c.p99_added():+.2f} ms"
+            )
+            continue
         wanted = SCENARIO_TARGETS.get(c.scenario, TARGETS.get(c.payload))
+        if c.scenario in FOREIGN_SCENARIOS and c.payload == "clean-json-2k":
+            wanted = TARGET_RATIO
         if wanted is not None:
             ok = c.ratio() >= wanted
             lines.append(
@@ -163,9 +190,11 @@ def verdicts(comparisons: list[Comparison]) -> list[str]:
                 f"WARNING {c.scenario}/{c.payload}: non-2xx or socket errors "
                 f"(bare {bad_bare}, gateway {bad_gw}): those numbers are not comparable"
             )
-        if c.gateway_requests and c.scenario in ("foreign", "workers"):
+        if c.gateway_requests and c.scenario in ("foreign", "foreign-block", "latency", "workers"):
             seen, audited = sum(c.gateway_requests), sum(c.audit_events)
-            if audited < seen:
+            if not c.phi and audited:
+                lines.append(f"WARNING {c.scenario}/{c.payload}: clean traffic was audited")
+            elif c.phi and audited < seen:
                 lines.append(
                     f"WARNING {c.scenario}/{c.payload}: {audited} audit events for {seen} "
                     "requests: not every payload was recorded as a monitor hit"
