@@ -1,4 +1,5 @@
-"""The cyclic garbage collector, paused while an X12 payload is read or a payload redacted:
+"""The cyclic garbage collector, paused while an X12 or JSON payload is read, a FHIR
+resource walked or a payload redacted:
 short, bounded work that makes many objects (never a whole inspection, which may wait
 seconds for a document reader or OCR while the proxy goes on allocating).
 

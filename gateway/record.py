@@ -92,15 +92,18 @@ class Recorder:
             return
         inspection = decision.inspection
         counts = inspection.category_counts()
-        event = AuditEvent.from_decision(
-            decision,
-            self.instance_id,
-            self.policy_version,
-            counts,
-            payload_fingerprint=fingerprint(self._fingerprint_key, decision.message.body),
-            geo_databases=self._geo_databases,
+        body_fingerprint = fingerprint(self._fingerprint_key, decision.message.body)
+        self.audit.append_made(
+            lambda run_seq: AuditEvent.from_decision(
+                decision,
+                self.instance_id,
+                self.policy_version,
+                counts,
+                payload_fingerprint=body_fingerprint,
+                geo_databases=self._geo_databases,
+                run_seq=run_seq,
+            )
         )
-        self.audit.append(event)
         action = action_label(decision)
         metrics.child(metrics.AUDIT_EVENTS, action).inc()
         # A line per incident only with --verbose: under load the trail (and the SIEM

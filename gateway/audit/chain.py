@@ -53,7 +53,7 @@ def key_id(key: bytes) -> str:
 
 def fingerprint(key: bytes, payload: bytes) -> str:
     """Keyed fingerprint of a payload: matchable by whoever holds the message and the key."""
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return hmac.digest(key, payload, "sha256").hex()
 
 
 @dataclass(frozen=True, slots=True)

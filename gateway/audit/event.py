@@ -66,6 +66,7 @@ class AuditEvent:
         *,
         payload_fingerprint: str = "",
         geo_databases: str = "",
+        run_seq: str = "",
     ) -> AuditEvent:
         verdict = decision.verdict
         destination = decision.destination
@@ -113,6 +114,7 @@ class AuditEvent:
             redaction=_redaction_summary(decision),
             payload_fingerprint=payload_fingerprint,
             geo_databases=geo_databases,
+            run_seq=run_seq,
         )
 
     def as_row(self) -> dict[str, object]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from gateway.collector import paused
+
 
 def read(data: bytes) -> tuple[Any, bool]:
     """(document, read by orjson). orjson where it reads the document (about half the cost of
@@ -21,10 +23,11 @@ def read(data: bytes) -> tuple[Any, bool]:
     lone surrogates, 1,024+ levels. Where both read a document they read the same strings,
     keys and structure; orjson reads an integer past 64 bits as a float, and inspection reads
     no number (``exact`` guards the writers)."""
-    try:
-        return orjson.loads(data), True
-    except orjson.JSONDecodeError:
-        return json.loads(data), False
+    with paused():  # a tree of fresh containers without cycles (gateway/collector.py)
+        try:
+            return orjson.loads(data), True
+        except orjson.JSONDecodeError:
+            return json.loads(data), False
 
 
 def loads(data: bytes) -> Any:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway.collector import paused
 from gateway.containers.budget import Combined
 from gateway.formats import jsondoc
 from gateway.formats.attachments import with_attachments
@@ -207,7 +208,8 @@ def _inspect(
     depth: int,
 ) -> Inspection:
     """The resources' findings, and what their attachments hold (each read by its format)."""
-    inspection, attachments = inspect_resources(resources, fmt, document)
+    with paused():  # the walk: many findings, no cycles; not the attachments' reading
+        inspection, attachments = inspect_resources(resources, fmt, document)
     return with_attachments(inspection, attachments, reader, depth)
 
 
