@@ -33,16 +33,19 @@ from types import ModuleType
 # interpreted: they are thin, and tests replace a format's redactor to prove that an
 # unexpected exception blocks.
 NATIVE_MODULES = (
+    "gateway.formats.dicom.json_model",
     "gateway.formats.fhir.inspect",
     "gateway.formats.fhir.redact",
     "gateway.formats.fhir.resources",
     "gateway.formats.fhir.verify",
+    "gateway.formats.generic_json",
     "gateway.formats.hl7v2.er7",
     "gateway.formats.hl7v2.inspect",
     "gateway.formats.hl7v2.redact",
     "gateway.formats.hl7v2.verify",
     "gateway.formats.x12.envelope",
     "gateway.formats.x12.patient",
+    "gateway.phi.fields",
     "gateway.phi.freetext",
     "gateway.phi.patterns",
     "gateway.phi.safe_harbor",

@@ -10,6 +10,7 @@ A lone e-mail address in a login call is not PHI; an e-mail next to a birth date
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -86,8 +87,7 @@ _register(
 
 def field_category(name: str, value: str) -> Category | None:
     """The identifier category a named value holds, if its name and shape both say so."""
-    key = "".join(ch for ch in name.lower() if ch.isalnum())
-    entry = _NAMES.get(key)
+    entry = _NAMES.get(_name_key(name))
     if entry is None:
         return None
     category, pattern = entry
@@ -97,6 +97,13 @@ def field_category(name: str, value: str) -> Category | None:
     if category in (C.MRN, C.HEALTH_PLAN_ID, C.ACCOUNT_NUMBER) and not DIGIT.search(value):
         return None  # "unknown", "pending": not a record number
     return category
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_key(name: str) -> str:
+    """A field name as the table knows it (letters and digits, lower case). Cached: the
+    same few names come in every record."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def scan_fields(
@@ -122,8 +129,10 @@ def is_phi(findings: Iterable[Finding]) -> bool:
     return len(weak) >= 2
 
 
+@functools.lru_cache(maxsize=4096)
 def safe_label(name: str, keep: str = "_-") -> str:
     """A name fit for a finding's location (and so an audit row): names are chosen by
-    programs, not people, but cap them and keep only letters, digits and ``keep`` anyway."""
+    programs, not people, but cap them and keep only letters, digits and ``keep`` anyway.
+    Cached: every object of a document repeats its keys."""
     cleaned = "".join(ch if ch.isalnum() or ch in keep else "_" for ch in name[:40])
     return cleaned or "_"

@@ -7,8 +7,8 @@ same rules (inspect.py), so a name is a name whether it came in a file or in JSO
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from gateway.containers.budget import Combined
@@ -25,8 +25,8 @@ def _dataset_like(node: Any) -> bool:
     """An object whose first keys are all tags holding attribute objects."""
     if not isinstance(node, dict) or not node:
         return False
-    for key, value in list(node.items())[:8]:
-        if not _TAG.match(key) or not isinstance(value, dict):
+    for key, value in itertools.islice(node.items(), 8):
+        if len(key) != 8 or not isinstance(value, dict) or not _TAG.match(key):
             return False
     return True
 
@@ -103,24 +103,28 @@ class DicomJson(FormatHandler):
         self, document: Any, reader: Reader, depth: int
     ) -> tuple[str, Inspection] | None:
         """Datasets inside an API's own JSON ({"results": [{...}, ...]})."""
-        found = list(_find(document))
+        found = _find(document)
         return ("dicom", _inspect(found, reader, depth)) if found else None
 
     def owns_json_node(self, node: Any) -> bool:
         return _dataset_like(node)
 
 
-def _find(node: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
-    if depth > 32:
-        return
-    if _dataset_like(node):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _find(value, depth + 1)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _find(value, depth + 1)
+def _find(document: Any) -> list[dict[str, Any]]:
+    """Every dataset in the document, in document order (no deeper than 32 levels)."""
+    found: list[dict[str, Any]] = []
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 32:
+            continue
+        if _dataset_like(node):
+            found.append(node)
+        elif isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in reversed(node.values()))
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in reversed(node))
+    return found
 
 
 def _inspect(datasets: list[dict[str, Any]], reader: Reader, depth: int) -> Inspection:
