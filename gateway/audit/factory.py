@@ -77,10 +77,25 @@ def _suffixed(path: Path, suffix: str) -> Path:
     return path.with_name(f"{path.stem}{suffix}{path.suffix}")
 
 
+def _worker_siblings(own: Path) -> list[Path]:
+    """The files of the proxy workers beside this instance's ``own`` (run --workers)."""
+    return sorted(own.parent.glob(f"{own.stem}-w[0-9]*{own.suffix}"))
+
+
 def worker_checkpoint_logs(settings: Audit) -> list[Path]:
     """The checkpoint logs of the proxy workers beside this instance's (run --workers)."""
-    own = checkpoint_log_path(settings)
-    return sorted(own.parent.glob(f"{own.stem}-w[0-9]*{own.suffix}"))
+    return _worker_siblings(checkpoint_log_path(settings))
+
+
+def pending_files(settings: Audit) -> tuple[list[Path], list[Path]]:
+    """(spools, journals) of this instance and its workers: where decided events wait for
+    the trail (a journal's events are usually in it already)."""
+    spools = [spool_path(settings), *_worker_siblings(spool_path(settings))]
+    journals: list[Path] = []
+    for spool in spools:
+        journal = Journal(journal_path(spool))
+        journals += [journal.previous, journal.path]
+    return spools, journals
 
 
 def checkpoint_log_path(settings: Audit) -> Path:

@@ -4,6 +4,7 @@ and writes it once; the journal stays bounded by rotating."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from tests.unit.test_audit_chain import KEY, SECRET
 from tests.unit.test_audit_outage import _event, _rows, _wait
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent / "phi-gateway"
 
 
 def _store(db: Path, rotate_bytes: int = 4 << 20) -> AuditStore:
@@ -57,6 +59,17 @@ def test_events_decided_just_before_a_sigkill_are_written_by_the_next_start(
     written_before = _rows(db) if db.exists() else 0
     assert written_before < 300, "the writer committed everything before the kill"
     assert journal_path(tmp_path / "audit.db.spool").stat().st_size > 0
+    # Before anything restarts, `audit verify` says how many decided events wait there.
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"audit:\n  database: {db}\n")
+    verified = subprocess.run(
+        [str(BIN), "audit", "verify", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert json.loads(verified.stdout)["journaled_not_written"] == 300 - written_before
 
     store = _store(db)
     store.start()
