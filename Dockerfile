@@ -22,8 +22,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 # tesseract-ocr: OCR of scans and images when ocr.enabled (off by default: configs/gateway.yaml).
+# haproxy: the balancer `phi-gateway run --workers N` starts in front of its workers.
 RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
-    && rm -rf /var/lib/apt/lists/*
+    haproxy && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 
