@@ -86,6 +86,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--payload", action="append", help="run only this payload (repeatable; default all)"
     )
     parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="SLICES",
+        help="foreign, foreign-block, latency and domestic: start both proxies once per round "
+        "and alternate SLICES wrk slices between them (bare, gateway, bare, ...), so a machine "
+        "that slows down mid-run slows both alike",
+    )
+    parser.add_argument(
         "--workers",
         default="1,2,4",
         help="scenario workers: the worker counts to measure behind HAProxy, against one "
@@ -226,6 +235,16 @@ class Bench:
                     scenario, payload.name, len(payload.body), refused=refused, phi=payload.phi
                 )
                 for n in range(self.args.rounds):
+                    if self.args.interleave > 1:
+                        self._measure_interleaved(
+                            comparison=comparison,
+                            target=target,
+                            config=enforcing if refused else config,
+                            payload=payload,
+                            script=scripts[payload.name],
+                            round_no=n,
+                        )
+                        continue
                     for kind in ("bare", "gateway"):
                         self._measure(
                             comparison=comparison,
@@ -442,6 +461,76 @@ class Bench:
             f"  (exit {code}){flag}",
             flush=True,
         )
+
+    def _measure_interleaved(
+        self,
+        *,
+        comparison: Comparison,
+        target: str,
+        config: Path,
+        payload: Payload,
+        script: Path,
+        round_no: int,
+    ) -> None:
+        """Both proxies up at once, measured in alternating slices (``--interleave``)."""
+        audit_db = self.tmp / "audit.db"
+        before = audit_count(audit_db)
+        fingerprint = code_fingerprint()
+        self.fingerprints[fingerprint] = self.fingerprints.get(fingerprint, 0) + 1
+        proxies = {"bare": start_bare(self.procs, target, self.tmp / "mitmproxy-bare")}
+        connections = LATENCY_CONNECTIONS if comparison.scenario == "latency" else load.CONNECTIONS
+        slices = self.args.interleave
+        seconds = max(1.0, self.args.duration / slices)
+        parts: dict[str, list[load.WrkResult]] = {"bare": [], "gateway": []}
+        try:
+            proxies["gateway"] = start_gateway(self.procs, config, target)
+            for kind, proxy in proxies.items():
+                status, body = http_request(
+                    proxy.url + "/bench", payload.body, payload.content_type
+                )
+                refusing = comparison.refused and kind == "gateway"
+                if (status, body == b"ok") != ((451, False) if refusing else (200, True)):
+                    raise RuntimeError(
+                        f"{kind} proxy answered the {payload.name} check with {status} "
+                        f"{body[:200]!r}\n{proxy.child.tail()}"
+                    )
+                load.run_wrk(
+                    self.tools.wrk,
+                    proxy.url + "/",
+                    script,
+                    WARMUP_SECONDS,
+                    self.wrk_log,
+                    connections=connections,
+                )
+            for _ in range(slices):
+                for kind, proxy in proxies.items():
+                    cpu_before = cpu_seconds(proxy.child.pid)
+                    result = load.run_wrk(
+                        self.tools.wrk,
+                        proxy.url + "/",
+                        script,
+                        seconds,
+                        self.wrk_log,
+                        connections=connections,
+                    )
+                    used = cpu_seconds(proxy.child.pid) - cpu_before
+                    parts[kind].append(replace(result, proxy_cpu_s=used))
+            comparison.decisions = gateway_decisions(proxies["gateway"])
+        finally:
+            for proxy in proxies.values():
+                self.procs.stop(proxy.child)
+        bare, gateway = load.merge(parts["bare"]), load.merge(parts["gateway"])
+        comparison.bare.append(bare)
+        comparison.gateway.append(gateway)
+        comparison.gateway_requests.append(round(sum(comparison.decisions.values())))
+        comparison.audit_events.append(audit_count(audit_db) - before)
+        for kind, result in (("bare", bare), ("gateway", gateway)):
+            print(
+                f"  {comparison.scenario:8} {payload.name:17} round {round_no + 1} {kind:7} "
+                f"{result.rps:8.0f} req/s  p99 {result.p99_ms:7.2f} ms"
+                f"  cpu {result.cpu_ms_per_request:6.2f} ms/req ({slices} slices)",
+                flush=True,
+            )
 
     # -- optional py-spy sampling of the gateway -------------------------------------------------
     def _start_profiler(

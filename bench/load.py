@@ -123,6 +123,32 @@ def parse(output: str) -> WrkResult:
     )
 
 
+def merge(slices: list[WrkResult]) -> WrkResult:
+    """Slices of one proxy's load as one run: counts and times summed, percentiles the
+    median of the slices' (each slice saw the same load)."""
+
+    def median(attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in slices))
+
+    requests = sum(r.requests for r in slices)
+    duration = sum(r.duration_s for r in slices)
+    return WrkResult(
+        requests=requests,
+        duration_s=duration,
+        rps=requests / duration if duration else 0.0,
+        p50_ms=median("p50_ms"),
+        p90_ms=median("p90_ms"),
+        p99_ms=median("p99_ms"),
+        mean_ms=median("mean_ms"),
+        max_ms=max(r.max_ms for r in slices),
+        non_2xx_3xx=sum(r.non_2xx_3xx for r in slices),
+        socket_errors=sum(r.socket_errors for r in slices),
+        non_2xx_text=sum(r.non_2xx_text for r in slices),
+        proxy_cpu_s=sum(r.proxy_cpu_s for r in slices),
+        client_cpu_s=sum(r.client_cpu_s for r in slices),
+    )
+
+
 def run_wrk(
     wrk: Path,
     url: str,
