@@ -167,8 +167,9 @@ class Gateway:
         decision = Decision(
             incident_id, message, destination, inspection, verdict, time.time(), redaction
         )
-        observe(decision)
-        self.recorder.record(decision)
+        counts = inspection.category_counts()
+        observe(decision, counts)
+        self.recorder.record(decision, counts)
         return decision
 
     def _redact(self, inspection: Inspection, verdict: Verdict) -> tuple[Verdict, Redaction | None]:

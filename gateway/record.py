@@ -43,9 +43,10 @@ def not_inspected_reason(decision: Decision) -> str:
     return "unreadable"
 
 
-def observe(decision: Decision) -> None:
+def observe(decision: Decision, counts: dict[str, int] | None = None) -> None:
     """The decision in the metrics: by action, rule, format, protocol and country; what could
-    not be inspected, and why; the identifier categories found."""
+    not be inspected, and why; the identifier categories found (``counts``: the inspection's
+    category_counts(), when the caller has them)."""
     inspection = decision.inspection
     metrics.child(
         metrics.DECISIONS,
@@ -60,7 +61,9 @@ def observe(decision: Decision) -> None:
         metrics.NOT_INSPECTED.labels(reason).inc()
         if inspection.limit:
             metrics.LIMIT_EXCEEDED.labels(inspection.limit).inc()
-    for category, count in inspection.category_counts().items():
+    if counts is None:
+        counts = inspection.category_counts()
+    for category, count in counts.items():
         metrics.child(metrics.FINDINGS, category).inc(count)
     redaction = decision.redaction
     if redaction is not None:
@@ -87,11 +90,12 @@ class Recorder:
         self._fingerprint_key = fingerprint_key
         self._geo_databases = json.dumps(geo_databases, separators=(",", ":"))
 
-    def record(self, decision: Decision) -> None:
+    def record(self, decision: Decision, counts: dict[str, int] | None = None) -> None:
         if not decision.verdict.record:
             return
         inspection = decision.inspection
-        counts = inspection.category_counts()
+        if counts is None:
+            counts = inspection.category_counts()
         body_fingerprint = fingerprint(self._fingerprint_key, decision.message.body)
         self.audit.append_made(
             lambda run_seq: AuditEvent.from_decision(

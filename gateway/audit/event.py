@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import orjson
 
-from gateway.model import Decision
+from gateway.model import Decision, Jurisdiction
 
 
 def new_incident_id(now: dt.datetime | None = None, prefix: str = "INC") -> str:
@@ -73,22 +73,7 @@ class AuditEvent:
         where = destination.verdict
         inspection = decision.inspection
         action = verdict.action.value if verdict.enforced else "monitor"
-        evidence = [
-            {
-                "ip": j.ip,
-                "location": j.location.value,
-                "country": j.country,
-                "reason": j.reason,
-                "rule": j.rule,
-                "disagreement": j.disagreement,
-                "sources": [
-                    {"source": a.source, "country": a.country, "version": a.version}
-                    | ({"detail": a.detail} if a.detail else {})
-                    for a in j.evidence
-                ],
-            }
-            for j in destination.addresses
-        ]
+        evidence = _evidence(destination.addresses)
         timestamp = dt.datetime.fromtimestamp(decision.timestamp, dt.UTC)
         return cls(
             incident_id=decision.incident_id,
@@ -101,7 +86,7 @@ class AuditEvent:
             port=destination.port,
             country=where.country_label,
             location=where.location.value,
-            geo_evidence=_json(evidence),
+            geo_evidence=evidence,
             protocol=decision.message.protocol.value,
             format=inspection.format.value,
             message_type=inspection.message_type,
@@ -123,6 +108,42 @@ class AuditEvent:
 
 
 _FIELDS = tuple(f.name for f in fields(AuditEvent))
+
+
+# The evidence JSON of the address tuples judged lately: the locator hands out the same
+# Jurisdiction objects for an address until its cache entry expires, so the same few tuples
+# come back request after request. Keyed by value (equal tuples, equal JSON); bounded.
+_EVIDENCE: dict[tuple[Jurisdiction, ...], str] = {}
+_EVIDENCE_KEPT = 1024
+
+
+def _evidence(addresses: tuple[Jurisdiction, ...]) -> str:
+    """Every address judged, with every source's answer, as JSON."""
+    known = _EVIDENCE.get(addresses)
+    if known is not None:
+        return known
+    text = _json(
+        [
+            {
+                "ip": j.ip,
+                "location": j.location.value,
+                "country": j.country,
+                "reason": j.reason,
+                "rule": j.rule,
+                "disagreement": j.disagreement,
+                "sources": [
+                    {"source": a.source, "country": a.country, "version": a.version}
+                    | ({"detail": a.detail} if a.detail else {})
+                    for a in j.evidence
+                ],
+            }
+            for j in addresses
+        ]
+    )
+    if len(_EVIDENCE) >= _EVIDENCE_KEPT:
+        _EVIDENCE.clear()
+    _EVIDENCE[addresses] = text
+    return text
 
 
 def _json(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -22,7 +23,8 @@ class TcpSink:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
+            # A connection the gateway cuts may end in a reset: what arrived is kept.
+            with conn, contextlib.suppress(ConnectionResetError):
                 if self.greeting:
                     conn.sendall(self.greeting)
                 while chunk := conn.recv(65536):
