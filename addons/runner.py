@@ -336,8 +336,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"phi-gateway: {exc.strerror}", file=sys.stderr)
         gateway.close()
         return cli.EXIT_FAILURE
-    for server in admins:
-        server.start()
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
     try:
         code = asyncio.run(

@@ -76,7 +76,7 @@ def open_admin_servers(
     config: GatewayConfig, readiness: ReadinessState, prepare: Callable[[Routes], None]
 ) -> list[AdminServer]:
     """The admin address (API, and /metrics unless it has an address of its own) and the
-    metrics address, each prepared by ``prepare``; not started. Raises OSError naming the
+    metrics address, each prepared by ``prepare``, serving. Raises OSError naming the
     address that cannot be bound (the ones already bound are closed)."""
     separate = config.admin.metrics_listen
     wanted = [(config.admin.listen, Routes(serve_metrics=separate is None))]
@@ -92,4 +92,6 @@ def open_admin_servers(
             for opened in servers:
                 opened.stop()
             raise OSError(exc.errno, f"cannot listen on admin address {address}: {exc}") from None
+    for server in servers:
+        server.start()
     return servers

@@ -425,8 +425,6 @@ def run_workers(
         print(f"phi-gateway: {exc.strerror}", file=sys.stderr)
         gateway.close()
         return cli.EXIT_FAILURE
-    for started in servers:
-        started.start()
     admin = servers[0]
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,15 +121,18 @@ def _build_network(request: pytest.FixtureRequest) -> tuple[Netns, Netns, Netns]
     return client, router, servers
 
 
-@pytest.fixture(scope="module")
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TransparentWorld]:
+def build_world(
+    request: pytest.FixtureRequest,
+    workdir: Path,
+    args: list[str],
+    started: Callable[[GatewayProcess], None] = lambda gateway: None,
+) -> TransparentWorld:
+    """The namespaces, a gateway on the router run with ``args`` (``started`` once it is
+    up, before the firewall sends it anything), the REDIRECT rule and the receivers."""
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(f"transparent-mode test needs root, ip netns and iptables: {reason}")
     client, router, servers = _build_network(request)
-    workdir = tmp_path_factory.mktemp("transparent")
     pki = make_pki(workdir, [DOMESTIC_IP, FOREIGN_IP])
     config = {
         "geo": {
@@ -146,11 +149,12 @@ def world(
     gateway = GatewayProcess(
         workdir / "gateway",
         config,
-        ["--mode", "transparent"],
+        args,
         netns=router,
         listen_host=ROUTER_CLIENT_SIDE,
     )
     request.addfinalizer(gateway.stop)
+    started(gateway)
     try:
         router.run(
             "iptables",
@@ -172,7 +176,14 @@ def world(
     request.addfinalizer(domestic.close)
     foreign = servers.call(lambda: receivers(FOREIGN_IP))
     request.addfinalizer(foreign.close)
-    yield TransparentWorld(client, gateway, domestic, foreign, servers, pki)
+    return TransparentWorld(client, gateway, domestic, foreign, servers, pki)
+
+
+@pytest.fixture(scope="module")
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TransparentWorld]:
+    yield build_world(request, tmp_path_factory.mktemp("transparent"), ["--mode", "transparent"])
 
 
 ON_PORTS = pytest.mark.parametrize(

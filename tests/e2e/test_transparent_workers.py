@@ -15,26 +15,18 @@ from gateway import haproxy
 from gateway.errors import StartError
 from tests.e2e.test_transparent import (
     CLIENT_IP,
-    DOMESTIC_IP,
     FOREIGN_IP,
     INCIDENT,
     MESSAGES,
-    MLLP_PORT,
-    ROUTER_CLIENT_SIDE,
-    WORLD,
-    Receivers,
     TransparentWorld,
-    _build_network,
     assert_no_identifiers,
+    build_world,
     digest,
     post_hl7,
     send_mllp,
 )
 from tests.support.gateway_process import GatewayProcess
-from tests.support.mllp import MllpReceiver, msa
-from tests.support.mmdb import build_test_mmdb
-from tests.support.netns import NetnsUnavailable, unavailable_reason
-from tests.support.upstream import RecordingServer, make_pki
+from tests.support.mllp import msa
 
 pytestmark = pytest.mark.e2e
 
@@ -43,59 +35,16 @@ pytestmark = pytest.mark.e2e
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TransparentWorld]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"transparent-mode test needs root, ip netns and iptables: {reason}")
     try:
         haproxy.binary()
     except StartError as exc:
         pytest.skip(str(exc))
-    client, router, servers = _build_network(request)
-    workdir = tmp_path_factory.mktemp("transparent-workers")
-    pki = make_pki(workdir, [DOMESTIC_IP, FOREIGN_IP])
-    config = {
-        "geo": {
-            "databases": [
-                {
-                    "path": str(build_test_mmdb(workdir / "world.mmdb", WORLD)),
-                    "answers_reserved": True,
-                }
-            ],
-            "overrides": [],
-        },
-        "proxy": {"upstream_ca_bundle": str(pki.ca_pem)},
-    }
-    gateway = GatewayProcess(
-        workdir / "gateway",
-        config,
+    yield build_world(
+        request,
+        tmp_path_factory.mktemp("transparent-workers"),
         ["--mode", "transparent", "--workers", "2"],
-        netns=router,
-        listen_host=ROUTER_CLIENT_SIDE,
+        started=lambda gateway: _wait_workers(gateway, 2),
     )
-    request.addfinalizer(gateway.stop)
-    _wait_workers(gateway, 2)
-    try:
-        router.run(
-            "iptables",
-            *("-t", "nat", "-A", "PREROUTING", "-i", "r-client", "-p", "tcp"),
-            *("-j", "REDIRECT", "--to-ports", str(gateway.port)),
-        )
-    except NetnsUnavailable as exc:
-        pytest.skip(f"cannot install the iptables REDIRECT rule: {exc}")
-
-    def receivers(address: str) -> Receivers:
-        return Receivers(
-            MllpReceiver(address, port=MLLP_PORT),
-            MllpReceiver(address),
-            RecordingServer(address),
-            RecordingServer(address, tls=pki.server_context),
-        )
-
-    domestic = servers.call(lambda: receivers(DOMESTIC_IP))
-    request.addfinalizer(domestic.close)
-    foreign = servers.call(lambda: receivers(FOREIGN_IP))
-    request.addfinalizer(foreign.close)
-    yield TransparentWorld(client, gateway, domestic, foreign, servers, pki)
 
 
 def _wait_workers(gateway: GatewayProcess, count: int, timeout: float = 60) -> None:
