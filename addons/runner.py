@@ -47,6 +47,7 @@ from gateway.config import GatewayConfig, read_config_text, split_host_port
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
+from gateway.siem.forwarder import SiemService
 
 log = logging.getLogger("phi_gateway")
 CA_FILE = "mitmproxy-ca-cert.pem"
@@ -219,6 +220,7 @@ async def serve(
     admins: list[AdminServer],
     *,
     running_text: str,
+    siem: SiemService,
 ) -> int:
     """``running_text``: the config file as the running policy was read from it (a reload
     is checked against it)."""
@@ -252,6 +254,7 @@ async def serve(
         running = addon.gateway.config if addon.gateway is not None else None
         loaded = addon.reload(lambda: check.candidate(running), str(args.config))
         check.accept()
+        _start_siem(siem, loaded, args)
         return loaded
 
     def reload() -> None:
@@ -296,6 +299,15 @@ async def serve(
     return cli.EXIT_OK
 
 
+def _start_siem(siem: SiemService, config: GatewayConfig, args: argparse.Namespace) -> None:
+    """SIEM outputs run where the admin API does: one gateway, or the supervisor of
+    ``--workers`` (never in a worker: every chain is in the one trail it reads)."""
+    if getattr(args, "worker", 0):
+        return
+    for problem in siem.apply(config):
+        log.warning("%s", problem)
+
+
 def audit_state(readiness: ReadinessState, message: str | None, recording: bool) -> None:
     """Spooling still records every decision (ready, with a note); not recording is not ready."""
     readiness.set_problem("audit", None if recording else message)
@@ -337,12 +349,15 @@ def run(args: argparse.Namespace) -> int:
         gateway.close()
         return cli.EXIT_FAILURE
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
+    siem = SiemService()
+    _start_siem(siem, config, args)
     try:
         code = asyncio.run(
-            serve(args, config, gateway, readiness, admins, running_text=running_text),
+            serve(args, config, gateway, readiness, admins, running_text=running_text, siem=siem),
             loop_factory=GatewayEventLoop,
         )
     finally:
+        siem.stop()
         for server in admins:
             server.stop()
         gateway.close()

@@ -49,6 +49,7 @@ from gateway.config import GatewayConfig, split_host_port
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.exposition import merge
+from gateway.siem.forwarder import SiemService
 from gateway.workers import DocumentWorkers
 
 log = logging.getLogger("phi_gateway")
@@ -397,6 +398,8 @@ def run_workers(
                 return False, "reload failed; the last good policy stays in force"
             check.accept()
             holder["gateway"] = fresh
+            for problem in siem.apply(fresh.config):
+                log.warning("%s", problem)
             fresh.publish_metrics()
             metrics.CONFIG_RELOADS.labels("success").inc()
             results = supervisor.reload_workers()
@@ -426,6 +429,9 @@ def run_workers(
         gateway.close()
         return cli.EXIT_FAILURE
     admin = servers[0]
+    siem = SiemService()
+    for problem in siem.apply(config):
+        log.warning("%s", problem)
 
     def on_signal(signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -475,6 +481,7 @@ def run_workers(
         code = cli.EXIT_CONFIG
     finally:
         readiness.set_problem("proxy", "stopping")
+        siem.stop()
         supervisor.stop()
         for server in servers:
             server.stop()

@@ -531,6 +531,102 @@ class Admin(_Strict):
         return tokens
 
 
+_OUTPUT_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class _SiemOutput(_Strict):
+    # Names the output's cursor file and its metrics' label; default "<type>-<position>".
+    name: str = Field(default="", pattern=r"^$|" + _OUTPUT_NAME[1:])
+    # Events sent in one write (one syslog write, one HTTP request, one file append).
+    batch_events: int = Field(default=200, ge=1, le=10_000)
+    # A failed delivery is retried after half a second, doubling up to this.
+    retry_max_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # Connect, send and answer, each.
+    timeout_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    # What a new output starts with: the whole trail ("beginning"), or only what is decided
+    # from now on ("end"). A cursor already kept always wins.
+    start_at: Literal["beginning", "end"] = "beginning"
+
+
+class SyslogOutput(_SiemOutput):
+    """RFC 5424 syslog: TCP with octet-counting framing (RFC 5425/6587), over TLS when
+    ``tls``; UDP for labs (no delivery is confirmed)."""
+
+    type: Literal["syslog"]
+    address: HostPort
+    transport: Literal["tcp", "udp"] = "tcp"
+    tls: bool = False
+    format: Literal["cef", "ocsf", "json"] = "cef"
+    # Verify the receiver against this CA bundle (system store otherwise), by this name
+    # (the address's host otherwise); a client certificate when the receiver asks for one.
+    ca_file: Path | None = None
+    server_name: str | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    facility: int = Field(default=13, ge=0, le=23)  # 13: log audit
+    app_name: str = Field(default="phi-gateway", pattern=r"^[!-~]{1,48}$")
+    # A TCP write is not an answer: a batch counts as delivered once the connection is
+    # still open this long after it was written (else it is sent again: the SIEM drops
+    # the duplicate by event id).
+    confirm_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.tls and self.transport == "udp":
+            raise ValueError("tls needs transport tcp")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        return self
+
+
+class HttpOutput(_SiemOutput):
+    """JSON over HTTP(S): Splunk HEC (``splunk-hec``), or any webhook (``json``, ``ocsf``:
+    a JSON array per request). Delivered when the receiver answers 2xx."""
+
+    type: Literal["http"]
+    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    format: Literal["splunk-hec", "json", "ocsf"] = "splunk-hec"
+    # Environment variable holding the token (HEC: "Authorization: Splunk <token>"; others:
+    # "Bearer <token>"). Never in the config file.
+    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    ca_file: Path | None = None
+
+
+class FileOutput(_SiemOutput):
+    """JSON lines (or CEF lines) appended and fsync'd, for a log shipper that tails the file
+    (reopened when rotated away)."""
+
+    type: Literal["file"]
+    path: Path
+    format: Literal["ocsf", "json", "cef"] = "ocsf"
+
+
+SiemOutput = Annotated[SyslogOutput | HttpOutput | FileOutput, Field(discriminator="type")]
+
+
+class Siem(_Strict):
+    """Every audit event streamed to the security team's SIEM (see docs/siem.md)."""
+
+    outputs: tuple[SiemOutput, ...] = ()
+    # Where each output keeps its durable cursor (<name>.cursor). null: beside the audit
+    # database (<database>.siem/; postgresql: siem/ in the database's directory).
+    cursor_dir: Path | None = None
+    # How often the trail is read for new events when the last read found none.
+    poll_seconds: float = Field(default=0.5, ge=0.05, le=60)
+
+    @field_validator("outputs")
+    @classmethod
+    def _named(cls, outputs: tuple[SiemOutput, ...]) -> tuple[SiemOutput, ...]:
+        named = tuple(
+            o if o.name else o.model_copy(update={"name": f"{o.type}-{n}"})
+            for n, o in enumerate(outputs, 1)
+        )
+        names = [o.name for o in named]
+        if len(set(names)) != len(names):
+            raise ValueError("output names must be unique")
+        return named
+
+
 class GatewayConfig(_Strict):
     jurisdiction: Jurisdiction = Jurisdiction()
     geo: Geo = Geo()
@@ -543,6 +639,7 @@ class GatewayConfig(_Strict):
     report: Report = Report()
     proxy: Proxy = Proxy()
     admin: Admin = Admin()
+    siem: Siem = Siem()
 
     @property
     def version(self) -> str:

@@ -278,6 +278,33 @@ WORKER_SCRAPE_OK = Gauge(
     "answer in time.",
     ["worker"],
 )
+SIEM_DELIVERED = Counter(
+    f"{PREFIX}_siem_delivered_total",
+    "Audit events delivered to a SIEM output (confirmed; an event sent again after an outage "
+    "is counted again), by output name.",
+    ["output"],
+)
+SIEM_FAILURES = Counter(
+    f"{PREFIX}_siem_failures_total",
+    "Deliveries to a SIEM output that failed (connect, send, answer, or a connection that "
+    "closed before its batch was confirmed): the batch is sent again.",
+    ["output"],
+)
+SIEM_LAG_EVENTS = Gauge(
+    f"{PREFIX}_siem_lag_events",
+    "Audit events in the trail that a SIEM output has not delivered yet.",
+    ["output"],
+)
+SIEM_LAG_SECONDS = Gauge(
+    f"{PREFIX}_siem_lag_seconds",
+    "Age of the oldest audit event a SIEM output has not delivered yet (0: none waiting).",
+    ["output"],
+)
+SIEM_UP = Gauge(
+    f"{PREFIX}_siem_output_up",
+    "1 when the last delivery attempt to a SIEM output worked (or there was nothing to send).",
+    ["output"],
+)
 UP = Gauge(f"{PREFIX}_ready", "1 when the proxy is listening with a valid policy loaded.")
 
 
