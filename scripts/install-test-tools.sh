@@ -10,6 +10,7 @@
 #   haproxy (package haproxy)        - the balancer in front of `run --workers N`, and the
 #                                     PROXY protocol sender of the client-address tests
 #   keepalived (package keepalived)  - checks the reference deployment's VRRP config (deploy/)
+#   rsyslogd (packages rsyslog, rsyslog-gnutls) - the TLS syslog receiver of the SIEM tests
 # Idempotent: does nothing when every tool is present. Without root (or password-less sudo) it
 # installs nothing and says so; the tests that need a missing tool then skip with a message.
 # Services the packages would start are kept from starting (the tests start their own).
@@ -23,6 +24,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v keepalived >/dev/null 2>&1 || [ -x /usr/sbin/keepalived ] || missing+=(keepalived)
+[ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || missing+=(rsyslog-gnutls)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -96,6 +96,7 @@ class Forwarder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._measure()
             try:
                 busy = self.step()
                 self._retry = _RETRY_FIRST_SECONDS
@@ -114,6 +115,19 @@ class Forwarder:
             if not busy:
                 self._stop.wait(self.poll_seconds)
         self._drain()
+
+    def _measure(self) -> None:
+        """The lag gauges, every few seconds, through outages too."""
+        now = self.clock()
+        if now - self._lag_at < _LAG_EVERY_SECONDS:
+            return
+        self._lag_at = now
+        try:
+            if not self._chains:
+                self._chains = self.reader.chains()
+            self._update_lag()
+        except self.backend.errors:
+            pass  # counted by the reading step itself
 
     def _failed(self, message: str) -> None:
         if message != self.last_error:
@@ -147,11 +161,7 @@ class Forwarder:
         if now - self._chains_at >= _CHAINS_EVERY_SECONDS:
             self._chains = self.reader.chains()
             self._chains_at = now
-        sent = self._send_one()
-        if not sent and now - self._lag_at >= _LAG_EVERY_SECONDS:
-            self._update_lag()
-            self._lag_at = now
-        return sent
+        return self._send_one()
 
     def _send_one(self) -> bool:
         chains = self._chains
