@@ -43,6 +43,7 @@ from addons.startup import ReloadCheck, effective_config, open_admin_servers
 from gateway import cli, native
 from gateway.admin import AdminServer, ReadinessState
 from gateway.api import Api
+from gateway.audit.backend import AuditBackend
 from gateway.config import GatewayConfig, read_config_text, split_host_port
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
@@ -254,7 +255,7 @@ async def serve(
         running = addon.gateway.config if addon.gateway is not None else None
         loaded = addon.reload(lambda: check.candidate(running), str(args.config))
         check.accept()
-        _start_siem(siem, loaded, args)
+        _start_siem(siem, loaded, args, addon.gateway.audit.backend if addon.gateway else None)
         return loaded
 
     def reload() -> None:
@@ -299,12 +300,14 @@ async def serve(
     return cli.EXIT_OK
 
 
-def _start_siem(siem: SiemService, config: GatewayConfig, args: argparse.Namespace) -> None:
+def _start_siem(
+    siem: SiemService, config: GatewayConfig, args: argparse.Namespace, backend: AuditBackend | None
+) -> None:
     """SIEM outputs run where the admin API does: one gateway, or the supervisor of
     ``--workers`` (never in a worker: every chain is in the one trail it reads)."""
-    if getattr(args, "worker", 0):
+    if getattr(args, "worker", 0) or backend is None:
         return
-    for problem in siem.apply(config):
+    for problem in siem.apply(config, backend):
         log.warning("%s", problem)
 
 
@@ -350,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         return cli.EXIT_FAILURE
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
     siem = SiemService()
-    _start_siem(siem, config, args)
+    _start_siem(siem, config, args, gateway.audit.backend)
     try:
         code = asyncio.run(
             serve(args, config, gateway, readiness, admins, running_text=running_text, siem=siem),

@@ -398,7 +398,7 @@ def run_workers(
                 return False, "reload failed; the last good policy stays in force"
             check.accept()
             holder["gateway"] = fresh
-            for problem in siem.apply(fresh.config):
+            for problem in siem.apply(fresh.config, fresh.audit.backend):
                 log.warning("%s", problem)
             fresh.publish_metrics()
             metrics.CONFIG_RELOADS.labels("success").inc()
@@ -430,7 +430,7 @@ def run_workers(
         return cli.EXIT_FAILURE
     admin = servers[0]
     siem = SiemService()
-    for problem in siem.apply(config):
+    for problem in siem.apply(config, gateway.audit.backend):
         log.warning("%s", problem)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -23,6 +23,7 @@ from gateway import metrics
 from gateway.api_auth import allowed, authenticate
 from gateway.audit.event import access_event
 from gateway.audit.query import MAX_PAGE, IncidentFilter, Period, incident, incidents, parse_period
+from gateway.audit.workflow import Change, WorkflowError, history, workflow_event
 from gateway.config import ApiToken
 from gateway.errors import QueryError, ReportFailed, ReportTimeout
 from gateway.report import FORMATS
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 ReloadFunction = Callable[[], tuple[bool, str]]
 _INCIDENT_PATH = re.compile(r"^/api/v1/incidents/([A-Za-z0-9-]{1,64})$")
+_WORKFLOW_PATH = re.compile(r"^/api/v1/incidents/([A-Za-z0-9-]{1,64})/workflow$")
+_MAX_WORKFLOW_BODY = 16 * 1024
 _JSON_COLUMNS = ("categories", "locations", "geo_evidence", "geo_databases", "redaction")
 _STATUS = {
     200: "200 OK",
@@ -172,6 +175,13 @@ class Api:
                 return _error(503, "reload is not available", "policy-reload")
             ok, message = self._reload()
             return _json(200 if ok else 409, {"reloaded": ok, "message": message}, "policy-reload")
+        workflow = _WORKFLOW_PATH.match(path)
+        if workflow:
+            if method != "POST":
+                return _error(405, "use POST", "incident-workflow")
+            if not allowed(token, "analyst"):
+                return _error(403, "the analyst role is required", "incident-workflow")
+            return self._workflow(environ, gateway, token, workflow.group(1))
         if method != "GET":
             return _error(405, "use GET")
         if not allowed(token, "auditor"):
@@ -205,7 +215,16 @@ class Api:
             row = incident(backend, match.group(1))
             if row is None:
                 return _error(404, "no such incident", "incident")
-            return _json(200, incident_json(row), "incident")
+            state = history(backend, match.group(1))
+            body = incident_json(row) | {
+                "workflow": {
+                    "state": state.state,
+                    "assignee": state.assignee,
+                    "closed_at": state.closed_at,
+                    "history": state.history,
+                }
+            }
+            return _json(200, body, "incident")
         if path == "/api/v1/reports/blocks":
             fmt = arg("format") or "json"
             if fmt not in FORMATS:
@@ -213,6 +232,59 @@ class Api:
             period = parse_period(arg("from") or None, arg("to") or None)
             return self._report(gateway, period, fmt)
         return _error(404, "no such endpoint")
+
+    def _workflow(
+        self, environ: dict[str, Any], gateway: Gateway, token: ApiToken, incident_id: str
+    ) -> Reply:
+        """One workflow change, chained in the trail before it is answered."""
+        route = "incident-workflow"
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 < length <= _MAX_WORKFLOW_BODY:
+            return _error(400, f"a JSON body of at most {_MAX_WORKFLOW_BODY} bytes", route)
+        try:
+            data = json.loads(environ["wsgi.input"].read(length))
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise WorkflowError("a JSON object of strings")
+            unknown = set(data) - {"change", "disposition", "assignee", "comment"}
+            if unknown:
+                raise WorkflowError(f"unknown field(s): {', '.join(sorted(unknown))[:100]}")
+            change = Change(**data)
+        except (ValueError, TypeError) as exc:  # WorkflowError is a ValueError
+            message = str(exc) if isinstance(exc, WorkflowError) else "not a JSON object"
+            return _error(400, message, route)
+        backend = gateway.audit.backend
+        if incident(backend, incident_id) is None:
+            return _error(404, "no such incident", route)
+        current = history(backend, incident_id)
+        try:
+            event = workflow_event(
+                instance_id=gateway.instance_id,
+                policy_version=gateway.policy_version,
+                incident_id=incident_id,
+                current=current,
+                change=change,
+                by=token.name,
+                role=token.role,
+                client=f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}",
+            )
+        except WorkflowError as exc:
+            return _error(409, str(exc), route)
+        gateway.audit.append(event)
+        gateway.audit.flush()  # on an admin thread: the next read sees the change
+        detail = json.loads(event.detail)
+        return _json(
+            200,
+            {
+                "incident_id": incident_id,
+                "event_id": event.incident_id,
+                "from": detail["from"],
+                "state": detail["to"],
+            },
+            route,
+        )
 
     def _report(self, gateway: Gateway, period: Period, fmt: str) -> Reply:
         """Built in a child process: report work never runs in the proxy's interpreter."""

@@ -8,7 +8,7 @@ import secrets
 
 from gateway.config import ApiToken
 
-ROLES = {"auditor": 1, "admin": 2}
+ROLES = {"auditor": 1, "analyst": 2, "admin": 3}
 
 
 def new_token() -> tuple[str, str]:

@@ -11,7 +11,11 @@ import argparse
 import datetime as dt
 import io
 import json
+import os
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from gateway.audit.query import parse_period
 from gateway.audit.spool import read_events, spooled_events
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify
+from gateway.audit.workflow import CHANGES, CLOSED
 from gateway.config import (
     ApiToken,
     GatewayConfig,
@@ -41,6 +46,7 @@ from gateway.config import (
     parse_config_text,
     read_config_text,
     reload_problems,
+    split_host_port,
 )
 from gateway.errors import (
     AuditError,
@@ -169,7 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
         "token", help="make a bearer token; prints it once and the line for admin.tokens"
     )
     token.add_argument("--name", required=True, help="who holds it (recorded with every use)")
-    token.add_argument("--role", choices=("auditor", "admin"), default="auditor")
+    token.add_argument("--role", choices=("auditor", "analyst", "admin"), default="auditor")
+    inc = sub.add_parser(
+        "incident",
+        help="the incident workflow, through the running gateway's admin API (analyst role)",
+    )
+    inc.add_argument("change", choices=("show", *CHANGES))
+    inc.add_argument("incident_id")
+    inc.add_argument("--disposition", choices=CLOSED, default="", help="close: how it ended")
+    inc.add_argument("--assignee", default="", help="assign: who takes it")
+    inc.add_argument("--comment", default="", help="free text, kept in the trail only")
+    inc.add_argument(
+        "--token-env",
+        default="PHI_GATEWAY_TOKEN",
+        help="environment variable holding the bearer token (default PHI_GATEWAY_TOKEN)",
+    )
+    inc.add_argument("--admin", metavar="HOST:PORT", help="the admin address (default: config)")
+    inc.add_argument("--config", type=Path, default=None)
     report = sub.add_parser(
         "report", help="block report for auditors: summary, timeline, incidents, verification"
     )
@@ -532,6 +554,57 @@ def admin_token(name: str, role: str) -> int:
     return EXIT_OK
 
 
+def incident_change(args: argparse.Namespace) -> int:
+    """Show an incident, or change its workflow state, as an API client of the running
+    gateway (its admin address from the config): one writer of the trail, the API's roles."""
+    try:
+        config = _config_or_default(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    token = os.environ.get(args.token_env, "")
+    if not token:
+        print(f"phi-gateway incident: set ${args.token_env} to an API token", file=sys.stderr)
+        return EXIT_CONFIG
+    host, port = split_host_port(args.admin or config.admin.listen)
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}/api/v1/incidents/"
+    url = base + urllib.parse.quote(args.incident_id, safe="")
+    headers = {"Authorization": f"Bearer {token}"}
+    data = None
+    if args.change != "show":
+        url += "/workflow"
+        fields = {"change": args.change}
+        for name in ("disposition", "assignee", "comment"):
+            if getattr(args, name):
+                fields[name] = getattr(args, name)
+        data = json.dumps(fields).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            body = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("error", "")
+        except ValueError:
+            reason = ""
+        print(f"phi-gateway incident: {exc.code} {reason}".rstrip(), file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"phi-gateway incident: cannot reach {base}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.change == "show":
+        workflow = body.get("workflow", {})
+        print(f"{body['incident_id']}  {body['action']} {body['rule']}  state {workflow['state']}")
+        for item in workflow.get("history", []):
+            print(
+                f"  {item['time']}  {item['by']}: {item['change']} {item['from']} -> {item['to']}"
+            )
+    else:
+        print(f"{body['incident_id']}: {body['from']} -> {body['state']} ({body['event_id']})")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -549,6 +622,8 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return admin_token(args.name, args.role)
     if args.command == "report":
         return block_report(args)
+    if args.command == "incident":
+        return incident_change(args)
     if args.command == "audit":
         if args.audit_command == "verify":
             return audit_verify(args.config, args.json, args.checkpoints)

@@ -506,7 +506,7 @@ class ApiToken(_Strict):
     (``phi-gateway admin token`` makes one)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")
-    role: Literal["auditor", "admin"]
+    role: Literal["auditor", "analyst", "admin"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -516,7 +516,8 @@ class Admin(_Strict):
     metrics_listen: HostPort | None = None
     # Ask for a bearer token (any role) on /metrics too.
     metrics_require_token: bool = False
-    # Who may use /api/v1/: auditor (incidents, reports), admin (also policy reload).
+    # Who may use /api/v1/: auditor (incidents, reports), analyst (also the incident
+    # workflow), admin (also policy reload).
     tokens: tuple[ApiToken, ...] = ()
 
     @field_validator("tokens")

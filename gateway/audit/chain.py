@@ -22,7 +22,7 @@ GENESIS = "0" * 64
 EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
 # Fields added after chains were first written: hashed only when set, so the events written
 # before they existed keep their hashes.
-LATER_FIELDS = frozenset({"run_seq"})
+LATER_FIELDS = frozenset({"run_seq", "subject"})
 
 
 def canonical(record: Mapping[str, object]) -> bytes:

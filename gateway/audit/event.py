@@ -48,6 +48,7 @@ class AuditEvent:
     # JSON: [{"name": ..., "build": ISO date}] of the geo databases that judged the destination.
     geo_databases: str = ""
     # decision (one message judged) | access (an admin API request) | expiry (retention ran)
+    # | workflow (an analyst changed an incident's state: gateway/audit/workflow.py)
     kind: str = "decision"
     # JSON with the kind's own facts (access: method, path, status, token; expiry: range).
     detail: str = ""
@@ -55,6 +56,9 @@ class AuditEvent:
     # `audit verify` can tell an event that was never written (a gap, or a number past the
     # last one written that a checkpoint's tally names).
     run_seq: str = ""
+    # The incident a workflow event changes (empty for every other kind): indexed, so an
+    # incident's history is one lookup.
+    subject: str = ""
 
     @classmethod
     def from_decision(

@@ -38,6 +38,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS audit_events_incident ON audit_events(incident
 CREATE UNIQUE INDEX IF NOT EXISTS audit_events_chain ON audit_events(instance_id, chain_seq);
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
 {"".join(f"ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS {_column(c)};" for c in EVENT_FIELDS)}
+CREATE INDEX IF NOT EXISTS audit_events_subject ON audit_events(subject);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id BIGSERIAL PRIMARY KEY,
     instance_id TEXT NOT NULL, time TEXT NOT NULL, chain_seq BIGINT NOT NULL,

@@ -66,6 +66,7 @@ _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS audit_events_incident ON audit_events(incident_id);
 CREATE UNIQUE INDEX IF NOT EXISTS audit_events_chain ON audit_events(instance_id, chain_seq);
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
+CREATE INDEX IF NOT EXISTS audit_events_subject ON audit_events(subject);
 """
 
 

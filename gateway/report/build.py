@@ -15,6 +15,7 @@ from typing import Any
 from gateway.audit.backend import AuditBackend
 from gateway.audit.query import DECISION_ACTIONS, IncidentFilter, Period, all_incidents
 from gateway.audit.verify import Verification, verify
+from gateway.audit.workflow import NEW, dispositions, hours_to_close
 
 # (key, title) of each summary table, in the order reports show them.
 DIMENSIONS = (
@@ -45,6 +46,10 @@ INCIDENT_COLUMNS = (
     "policy_version",
     "instance_id",
     "payload_fingerprint",
+    # The incident workflow (gateway/audit/workflow.py): state, and hours from the decision
+    # to the change that closed it (empty while open).
+    "disposition",
+    "hours_to_close",
 )
 
 
@@ -171,6 +176,12 @@ def build_report(
     checkpoint_logs: Sequence[Path] = (),
 ) -> BlockReport:
     rows = all_incidents(backend, IncidentFilter(period))
+    states = dispositions(backend, period.since, period.until)
+    for row in rows:
+        state = states.get(str(row["incident_id"]))
+        row["disposition"] = state.state if state else NEW
+        hours = hours_to_close(str(row["time"]), state) if state else None
+        row["hours_to_close"] = "" if hours is None else hours
     totals = dict.fromkeys(DECISION_ACTIONS, 0)
     summaries: dict[str, dict[str, Tally]] = {key: {} for key, _ in DIMENSIONS}
     days = {d.isoformat(): Tally(d.isoformat()) for d in period.days()}

@@ -114,14 +114,14 @@ def render_pdf(report: BlockReport) -> bytes:
         pdf.paragraph(report.listing_note(), 8)
     pdf.grid(
         ["Incident", "Time (UTC)", "Action", "Client", "Destination", "Ctry", "Message",
-         "Identifiers found", "Rule"],
+         "Identifiers found", "Rule", "State"],
         [
             [r["incident_id"], r["time"], r["action"], r["client"], f"{r['host']}:{r['port']}",
              r["country"], f"{r['format']} {r['message_type']}", categories_text(r["categories"]),
-             r["rule"]]
+             r["rule"], r["disposition"]]
             for r in report.listed()
         ],
-        [45, 38, 15, 28, 42, 10, 30, 38, 21],
+        [42, 36, 14, 26, 40, 9, 28, 34, 20, 18],
     )  # fmt: skip
     return bytes(pdf.output())
 

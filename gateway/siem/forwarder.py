@@ -17,9 +17,8 @@ from pathlib import Path
 
 from gateway import metrics
 from gateway.audit.backend import AuditBackend
-from gateway.audit.factory import instance_name, open_backend
+from gateway.audit.factory import instance_name
 from gateway.config import Audit, FileOutput, GatewayConfig, HttpOutput, Siem, SyslogOutput
-from gateway.errors import AuditError
 from gateway.siem import formats
 from gateway.siem.trail import Cursor, TrailReader
 from gateway.siem.transport import DeliveryError, Transport, transport_for
@@ -225,12 +224,15 @@ class SiemService:
 
     def __init__(self) -> None:
         self.forwarders: dict[str, Forwarder] = {}
-        self._backend: AuditBackend | None = None
-        self._audit_location = ""
 
-    def apply(self, config: GatewayConfig) -> list[str]:
+    def apply(self, config: GatewayConfig, backend: AuditBackend) -> list[str]:
         """Start, keep, restart or stop forwarders to match ``config``; returns problems
-        (an output that could not start is named; the others run)."""
+        (an output that could not start is named; the others run).
+
+        ``backend``: the running store's own (a reload never moves it). Never a second
+        SqliteBackend in this process: opening one opens and closes the database file,
+        and closing any descriptor of it drops the process's POSIX locks that the store's
+        connections rely on."""
         siem = config.siem
         problems: list[str] = []
         wanted = {o.name: o for o in siem.outputs}
@@ -239,21 +241,14 @@ class SiemService:
                 self.forwarders.pop(name).stop()
         if not wanted:
             return problems
-        location = str(config.audit.database) + config.audit.postgresql_dsn
-        if self._backend is None or location != self._audit_location:
-            try:
-                self._backend = open_backend(config.audit)
-            except AuditError as exc:
-                return [f"siem: {exc}"]
-            self._audit_location = location
         directory = cursor_dir(siem, config.audit)
         for name, output in wanted.items():
             if name in self.forwarders:
                 continue
             forwarder = Forwarder(
-                output, self._backend, directory / f"{name}.cursor", poll_seconds=siem.poll_seconds
+                output, backend, directory / f"{name}.cursor", poll_seconds=siem.poll_seconds
             )
-            failures: tuple[type[Exception], ...] = (ValueError, OSError, *self._backend.errors)
+            failures: tuple[type[Exception], ...] = (ValueError, OSError, *backend.errors)
             try:
                 forwarder.open()
             except failures as exc:
