@@ -6,6 +6,7 @@ still arrives, exactly once after de-duplication by event id."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -128,6 +129,9 @@ def test_siem_outputs_receive_the_whole_trail_through_an_outage(
         assert gateway.metric("phi_gateway_siem_failures_total", output="rsyslog") > 0
         # No identifier reached any receiver.
         received = rsyslog.received.read_text(encoding="utf-8") + json.dumps(hec.events)
+        # Hashes, fingerprints and epoch times are long runs of hex digits: a date of birth
+        # can turn up inside one by chance.
+        received = re.sub(r"[0-9a-f]{16,}|[0-9]{12,}", "#", received)
         for seed in range(sent[0]):
             patient = make_patient(9000 + seed)
             assert not [v for v in patient.identifiers() if len(v) > 4 and v in received]
