@@ -48,7 +48,7 @@ from gateway.config import GatewayConfig, read_config_text, split_host_port
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
-from gateway.siem.forwarder import SiemService
+from gateway.siem.forwarder import SiemService, describe_output
 
 log = logging.getLogger("phi_gateway")
 CA_FILE = "mitmproxy-ca-cert.pem"
@@ -188,6 +188,7 @@ def banner(
         f"  audit:   {gateway.audit.location} (chain {gateway.instance_id})",
         f"  code:    {native.STATE.describe()}",
     ]
+    lines += [f"  siem:    {describe_output(output)}" for output in config.siem.outputs]
     if not gateway.audit_key_from_environment:
         lines.append(
             f"  audit:   WARNING ${config.audit.secret_env} is not set: checkpoints and payload "

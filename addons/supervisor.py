@@ -49,7 +49,7 @@ from gateway.config import GatewayConfig, split_host_port
 from gateway.engine import Gateway
 from gateway.errors import ConfigError, StartError
 from gateway.exposition import merge
-from gateway.siem.forwarder import SiemService
+from gateway.siem.forwarder import SiemService, describe_output
 from gateway.workers import DocumentWorkers
 
 log = logging.getLogger("phi_gateway")
@@ -506,4 +506,5 @@ def _banner(gateway: Gateway, supervisor: Supervisor, admin: tuple[str, int]) ->
         f"  audit:   {gateway.audit.location} (chains {gateway.instance_id}, "
         f"{gateway.instance_id}-w1 ... -w{supervisor.count})",
     ]
+    lines += [f"  siem:    {describe_output(o)}" for o in gateway.config.siem.outputs]
     return "\n".join(lines)

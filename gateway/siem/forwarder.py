@@ -39,6 +39,17 @@ def cursor_dir(siem: Siem, audit: Audit) -> Path:
     return audit.database.with_name(f"{audit.database.name}.siem")
 
 
+def describe_output(output: Output) -> str:
+    """One line for the start banner: name, format, where (never a token)."""
+    if isinstance(output, SyslogOutput):
+        where = f"syslog {output.transport}{'+tls' if output.tls else ''} {output.address}"
+    elif isinstance(output, HttpOutput):
+        where = f"http {output.url}"
+    else:
+        where = f"file {output.path}"
+    return f"{output.name}: {output.format} to {where}"
+
+
 class Forwarder:
     def __init__(
         self,

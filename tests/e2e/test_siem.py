@@ -93,6 +93,9 @@ def test_siem_outputs_receive_the_whole_trail_through_an_outage(
     sender = threading.Thread(target=traffic, daemon=True)
     try:
         sender.start()
+        banner = gateway.output()
+        assert f"rsyslog: cef to syslog tcp+tls 127.0.0.1:{syslog_port}" in banner
+        assert TOKEN not in banner
         time.sleep(3)
         rsyslog.stop()
         hec.stop()
