@@ -81,6 +81,14 @@ class AuditBackend(ABC):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def fetch_once(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """``fetch`` over a connection of its own, closed after (one read, one caller)."""
+        conn = self.connect()
+        try:
+            return self.fetch(conn, statement, params)
+        finally:
+            conn.close()
+
     def written(self, conn: Connection, incident_ids: Sequence[str]) -> set[str]:
         """Which of these incidents are already in the trail (a commit whose answer was
         lost on a failing connection is not written twice)."""

@@ -155,6 +155,20 @@ def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def event_timestamp(iso: str) -> float:
+    """Seconds since the epoch of an event's ISO time ("Z": UTC; 0 when there is none or it
+    cannot be read)."""
+    if not iso:
+        return 0.0
+    try:
+        when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
 def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -163,7 +177,7 @@ def _compact(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _trail_event(
+def trail_event(
     *, prefix: str, instance_id: str, policy_version: str, **fields: str | int
 ) -> AuditEvent:
     """An event about the trail or the gateway itself: no destination, no payload."""
@@ -203,7 +217,7 @@ def access_event(
     role: str,
 ) -> AuditEvent:
     """An admin API request: who (token name and role, client address) asked for what."""
-    return _trail_event(
+    return trail_event(
         prefix="API",
         instance_id=instance_id,
         policy_version=policy_version,
@@ -229,7 +243,7 @@ def expiry_event(
     before: str,
 ) -> AuditEvent:
     """Retention removed the chain's oldest events: the chain records where it now starts."""
-    return _trail_event(
+    return trail_event(
         prefix="EXP",
         instance_id=instance_id,
         policy_version=policy_version,

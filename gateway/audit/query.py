@@ -97,27 +97,17 @@ def incidents(
 
 def all_incidents(backend: AuditBackend, where: IncidentFilter) -> list[dict[str, Any]]:
     clause, params = where.where()
-    conn = backend.connect()
-    try:
-        return backend.fetch(
-            conn,
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events WHERE {clause} "  # noqa: S608
-            "ORDER BY time, seq",
-            params,
-        )
-    finally:
-        conn.close()
+    return backend.fetch_once(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events WHERE {clause} "  # noqa: S608
+        "ORDER BY time, seq",
+        params,
+    )
 
 
 def incident(backend: AuditBackend, incident_id: str) -> dict[str, Any] | None:
-    conn = backend.connect()
-    try:
-        rows = backend.fetch(
-            conn,
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
-            "WHERE incident_id = ? AND kind = 'decision'",
-            (incident_id,),
-        )
-    finally:
-        conn.close()
+    rows = backend.fetch_once(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
+        "WHERE incident_id = ? AND kind = 'decision'",
+        (incident_id,),
+    )
     return rows[0] if rows else None

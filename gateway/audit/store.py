@@ -30,7 +30,7 @@ from gateway import metrics
 from gateway.audit.backend import ROW_COLUMNS, AuditBackend, Connection
 from gateway.audit.chain import derive_key, make_checkpoint
 from gateway.audit.checkpoint_log import append_checkpoint
-from gateway.audit.event import AuditEvent
+from gateway.audit.event import AuditEvent, event_timestamp
 from gateway.audit.journal import Journal
 from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.sqlite_backend import SqliteBackend
@@ -398,7 +398,7 @@ class AuditStore:
             return
         metrics.AUDIT_SPOOL_EVENTS.set(spool.events)
         metrics.AUDIT_SPOOL_BYTES.set(spool.size)
-        oldest = _timestamp(spool.oldest)
+        oldest = event_timestamp(spool.oldest)
         metrics.AUDIT_SPOOL_OLDEST.set(oldest)
 
     def _hold(self, event: AuditEvent) -> None:
@@ -583,13 +583,3 @@ class AuditStore:
             )
         finally:
             conn.close()
-
-
-def _timestamp(iso: str) -> float:
-    """Seconds since the epoch of an event's ISO time (0 when there is none)."""
-    if not iso:
-        return 0.0
-    try:
-        return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0

@@ -9,7 +9,6 @@ auditors with the incident, never put into metrics, logs or the SIEM stream.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.backend import ROW_COLUMNS, AuditBackend
-from gateway.audit.event import AuditEvent, new_incident_id
+from gateway.audit.event import AuditEvent, event_timestamp, trail_event
 
 NEW = "new"
 CLOSED = ("resolved", "false-positive", "accepted-risk")
@@ -88,17 +87,16 @@ def next_state(current: State, change: Change) -> str:
 
 def history(backend: AuditBackend, incident_id: str) -> State:
     """The incident's workflow state, from its changes in the trail (oldest first)."""
-    conn = backend.connect()
-    try:
-        rows = backend.fetch(
-            conn,
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
-            "WHERE subject = ? AND kind = 'workflow' ORDER BY time, seq",
-            (incident_id,),
-        )
-    finally:
-        conn.close()
-    return replay(rows)
+    return replay(_changes(backend, "subject = ?", (incident_id,)))
+
+
+def _changes(backend: AuditBackend, where: str, params: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Workflow events matching ``where`` (our SQL, bound values), oldest first."""
+    return backend.fetch_once(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
+        f"WHERE kind = 'workflow' AND {where} ORDER BY time, seq",
+        params,
+    )
 
 
 def replay(rows: list[dict[str, Any]]) -> State:
@@ -121,16 +119,11 @@ def replay(rows: list[dict[str, Any]]) -> State:
 def dispositions(backend: AuditBackend, since: str, until: str) -> dict[str, State]:
     """The workflow state of every incident decided in [since, until) that has one, with
     every change, also those made after the period: for reports."""
-    conn = backend.connect()
-    try:
-        rows = backend.fetch(
-            conn,
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
-            "WHERE kind = 'workflow' AND subject >= ? AND subject < ? ORDER BY time, seq",
-            (f"INC-{since.replace('-', '')}", f"INC-{until.replace('-', '')}"),
-        )
-    finally:
-        conn.close()
+    rows = _changes(
+        backend,
+        "subject >= ? AND subject < ?",
+        (f"INC-{since.replace('-', '')}", f"INC-{until.replace('-', '')}"),
+    )
     by_incident: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_incident.setdefault(str(row["subject"]), []).append(row)
@@ -138,14 +131,10 @@ def dispositions(backend: AuditBackend, since: str, until: str) -> dict[str, Sta
 
 
 def hours_to_close(decided: str, state: State) -> float | None:
-    if not state.closed_at:
+    start, end = event_timestamp(decided), event_timestamp(state.closed_at)
+    if not (start and end):
         return None
-    try:
-        start = dt.datetime.fromisoformat(decided.replace("Z", "+00:00"))
-        end = dt.datetime.fromisoformat(state.closed_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return round((end - start).total_seconds() / 3600, 2)
+    return round((end - start) / 3600, 2)
 
 
 def workflow_event(
@@ -173,28 +162,15 @@ def workflow_event(
         detail["assignee"] = change.assignee
     if change.comment:
         detail["comment"] = change.comment
-    now = dt.datetime.now(dt.UTC)
-    return AuditEvent(
-        incident_id=new_incident_id(now, prefix="WF"),
-        time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    return trail_event(
+        prefix="WF",
         instance_id=instance_id,
         policy_version=policy_version,
         client=client,
-        host="",
-        ip="",
-        port=0,
-        country="",
-        location="",
-        geo_evidence="[]",
         protocol="http/1",
-        format="",
-        message_type="",
-        categories="{}",
-        locations="[]",
         action="workflow",
         rule=change.change,
         reason=f"{incident_id}: {current.state} -> {to} by {by}",
-        error="",
         kind="workflow",
         detail=orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode(),
         subject=incident_id,

@@ -9,12 +9,13 @@ The mapping tables are in docs/siem.md.
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+from gateway.audit.event import event_timestamp
 
 OCSF_VERSION = "1.8.0"
 PRODUCT = "PHI egress gateway"
@@ -65,13 +66,7 @@ def _parsed(value: object) -> object:
 
 def epoch_ms(iso: str) -> int:
     """An audit time (ISO 8601 UTC, "Z") in milliseconds since the epoch; 0 if unreadable."""
-    try:
-        when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return 0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
+    return int(event_timestamp(iso) * 1000)
 
 
 def severity(row: dict[str, Any]) -> int:

@@ -8,7 +8,6 @@ trail, over their own connections.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from gateway import metrics
 from gateway.audit.backend import AuditBackend
+from gateway.audit.event import event_timestamp
 from gateway.audit.factory import instance_name
 from gateway.config import Audit, FileOutput, GatewayConfig, HttpOutput, Siem, SyslogOutput
 from gateway.siem import formats
@@ -222,10 +222,9 @@ class Forwarder:
                     oldest = first
         metrics.SIEM_LAG_EVENTS.labels(self.name).set(events)
         seconds = 0.0
-        if oldest is not None:
-            ms = formats.epoch_ms(oldest)
-            if ms:
-                seconds = max(0.0, dt.datetime.now(dt.UTC).timestamp() - ms / 1000)
+        when = event_timestamp(oldest) if oldest is not None else 0.0
+        if when:
+            seconds = max(0.0, time.time() - when)
         metrics.SIEM_LAG_SECONDS.labels(self.name).set(seconds)
 
 
