@@ -18,6 +18,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,16 @@ from mitmproxy.options import Options
 
 from addons import supervisor
 from addons.phi_gateway import PhiGateway
-from addons.startup import ReloadCheck, effective_config, open_admin_servers
+from addons.startup import ReloadCheck, TrailServices, effective_config, open_admin_servers
 from gateway import cli, native
 from gateway.admin import AdminServer, ReadinessState
 from gateway.api import Api
-from gateway.audit.backend import AuditBackend
 from gateway.config import GatewayConfig, read_config_text, split_host_port
 from gateway.engine import Gateway
+from gateway.entry_expiry import notices
 from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
-from gateway.siem.forwarder import SiemService, describe_output
+from gateway.siem.forwarder import describe_output
 
 log = logging.getLogger("phi_gateway")
 CA_FILE = "mitmproxy-ca-cert.pem"
@@ -189,6 +190,7 @@ def banner(
         f"  code:    {native.STATE.describe()}",
     ]
     lines += [f"  siem:    {describe_output(output)}" for output in config.siem.outputs]
+    lines += [f"  policy:  WARNING {line}" for line in notices(config.policy, time.time())]
     if not gateway.audit_key_from_environment:
         lines.append(
             f"  audit:   WARNING ${config.audit.secret_env} is not set: checkpoints and payload "
@@ -222,7 +224,7 @@ async def serve(
     admins: list[AdminServer],
     *,
     running_text: str,
-    siem: SiemService,
+    services: TrailServices | None,
 ) -> int:
     """``running_text``: the config file as the running policy was read from it (a reload
     is checked against it)."""
@@ -256,7 +258,8 @@ async def serve(
         running = addon.gateway.config if addon.gateway is not None else None
         loaded = addon.reload(lambda: check.candidate(running), str(args.config))
         check.accept()
-        _start_siem(siem, loaded, args, addon.gateway.audit.backend if addon.gateway else None)
+        if services is not None and addon.gateway is not None:
+            services.apply(addon.gateway)
         return loaded
 
     def reload() -> None:
@@ -301,17 +304,6 @@ async def serve(
     return cli.EXIT_OK
 
 
-def _start_siem(
-    siem: SiemService, config: GatewayConfig, args: argparse.Namespace, backend: AuditBackend | None
-) -> None:
-    """SIEM outputs run where the admin API does: one gateway, or the supervisor of
-    ``--workers`` (never in a worker: every chain is in the one trail it reads)."""
-    if getattr(args, "worker", 0) or backend is None:
-        return
-    for problem in siem.apply(config, backend):
-        log.warning("%s", problem)
-
-
 def audit_state(readiness: ReadinessState, message: str | None, recording: bool) -> None:
     """Spooling still records every decision (ready, with a note); not recording is not ready."""
     readiness.set_problem("audit", None if recording else message)
@@ -353,15 +345,25 @@ def run(args: argparse.Namespace) -> int:
         gateway.close()
         return cli.EXIT_FAILURE
     Path(config.proxy.confdir).mkdir(parents=True, exist_ok=True)
-    siem = SiemService()
-    _start_siem(siem, config, args, gateway.audit.backend)
+    services = None if getattr(args, "worker", 0) else TrailServices()
+    if services is not None:
+        services.apply(gateway)
     try:
         code = asyncio.run(
-            serve(args, config, gateway, readiness, admins, running_text=running_text, siem=siem),
+            serve(
+                args,
+                config,
+                gateway,
+                readiness,
+                admins,
+                running_text=running_text,
+                services=services,
+            ),
             loop_factory=GatewayEventLoop,
         )
     finally:
-        siem.stop()
+        if services is not None:
+            services.stop()
         for server in admins:
             server.stop()
         gateway.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 
 from gateway.admin import AdminServer, ReadinessState, Routes
@@ -16,7 +17,32 @@ from gateway.config import (
     reload_problems,
     split_host_port,
 )
+from gateway.engine import Gateway
+from gateway.entry_expiry import ExpiryWatch
 from gateway.errors import ConfigError
+from gateway.siem.forwarder import SiemService
+
+log = logging.getLogger("phi_gateway")
+
+
+class TrailServices:
+    """What reads the whole trail or adds to it for the whole gateway, and so runs once,
+    where the admin API does (one gateway, or the supervisor of ``--workers``; never in a
+    worker): the SIEM outputs and the recording of entry expiries."""
+
+    def __init__(self) -> None:
+        self.siem = SiemService()
+        self.watch = ExpiryWatch()
+
+    def apply(self, gateway: Gateway) -> None:
+        """Start, or follow a reload to, this gateway's config."""
+        for problem in self.siem.apply(gateway.config, gateway.audit.backend):
+            log.warning("%s", problem)
+        self.watch.apply(gateway.config.policy, gateway.audit, gateway.policy_version)
+
+    def stop(self) -> None:
+        self.watch.stop()
+        self.siem.stop()
 
 
 def effective_config(args: argparse.Namespace, text: str | None = None) -> GatewayConfig:

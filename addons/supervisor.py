@@ -41,15 +41,16 @@ from pathlib import Path
 from mitmproxy.certs import CertStore
 from mitmproxy.proxy import mode_specs
 
-from addons.startup import ReloadCheck, open_admin_servers
+from addons.startup import ReloadCheck, TrailServices, open_admin_servers
 from gateway import cli, haproxy, metrics
 from gateway.admin import ReadinessState, Routes
 from gateway.api import Api
 from gateway.config import GatewayConfig, split_host_port
 from gateway.engine import Gateway
+from gateway.entry_expiry import notices
 from gateway.errors import ConfigError, StartError
 from gateway.exposition import merge
-from gateway.siem.forwarder import SiemService, describe_output
+from gateway.siem.forwarder import describe_output
 from gateway.workers import DocumentWorkers
 
 log = logging.getLogger("phi_gateway")
@@ -398,8 +399,7 @@ def run_workers(
                 return False, "reload failed; the last good policy stays in force"
             check.accept()
             holder["gateway"] = fresh
-            for problem in siem.apply(fresh.config, fresh.audit.backend):
-                log.warning("%s", problem)
+            services.apply(fresh)
             fresh.publish_metrics()
             metrics.CONFIG_RELOADS.labels("success").inc()
             results = supervisor.reload_workers()
@@ -429,9 +429,8 @@ def run_workers(
         gateway.close()
         return cli.EXIT_FAILURE
     admin = servers[0]
-    siem = SiemService()
-    for problem in siem.apply(config, gateway.audit.backend):
-        log.warning("%s", problem)
+    services = TrailServices()
+    services.apply(gateway)
 
     def on_signal(signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -481,7 +480,7 @@ def run_workers(
         code = cli.EXIT_CONFIG
     finally:
         readiness.set_problem("proxy", "stopping")
-        siem.stop()
+        services.stop()
         supervisor.stop()
         for server in servers:
             server.stop()
@@ -507,4 +506,5 @@ def _banner(gateway: Gateway, supervisor: Supervisor, admin: tuple[str, int]) ->
         f"{gateway.instance_id}-w1 ... -w{supervisor.count})",
     ]
     lines += [f"  siem:    {describe_output(o)}" for o in gateway.config.siem.outputs]
+    lines += [f"  policy:  WARNING {n}" for n in notices(gateway.config.policy, time.time())]
     return "\n".join(lines)

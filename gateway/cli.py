@@ -1,5 +1,5 @@
-"""The ``phi-gateway`` command: run, check-config, geo lookup, audit list/verify/fingerprint,
-report.
+"""The ``phi-gateway`` command: run, check-config, geo lookup, policy explain, audit
+list/verify/fingerprint, report.
 
 ``run`` needs mitmproxy, which only ``addons/`` may import: the entry point in
 ``addons.runner`` hands its server function in, keeping imports pointing one way.
@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import ipaddress
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway import entry_expiry
 from gateway.api_auth import new_token
 from gateway.audit.backend import AuditBackend
 from gateway.audit.chain import fingerprint
@@ -62,8 +65,8 @@ from gateway.geo.providers import PROVIDERS
 from gateway.geo.ranges import ProviderRanges
 from gateway.geo.resolver import Resolver
 from gateway.geo.update import update_ranges
-from gateway.model import Destination
-from gateway.policy import effective_location
+from gateway.model import Destination, split_client
+from gateway.policy import EntryCheck, effective_location, explain
 from gateway.report import FORMATS
 from gateway.report.job import write_report
 
@@ -117,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     lookup = geo_sub.add_parser("lookup", help="where is an address or host, legally?")
     lookup.add_argument("target", metavar="IP|HOST")
     lookup.add_argument("--config", type=Path, default=None)
+    policy = sub.add_parser("policy", help="policy tools")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    explain_cmd = policy_sub.add_parser(
+        "explain", help="which rule decides a client's messages to a destination, and why"
+    )
+    explain_cmd.add_argument("--client", required=True, type=_client_ip, metavar="IP")
+    explain_cmd.add_argument(
+        "--destination", required=True, metavar="HOST[:PORT]", help="port default 443"
+    )
+    explain_cmd.add_argument("--config", type=Path, default=None)
     update = geo_sub.add_parser(
         "update",
         help="refresh the cloud-provider ranges from lists you downloaded",
@@ -210,6 +223,13 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _client_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+
+
 def _config_or_default(path: Path | None) -> GatewayConfig:
     if path is not None:
         return load_config(path)
@@ -272,6 +292,8 @@ def check_config(path: Path, against: Path | None = None) -> int:
         locator.close()
     except GeoDatabaseError:  # reported above
         pass
+    for line in entry_expiry.notices(config.policy, time.time()):
+        print(f"warning: policy entry {line}", file=sys.stderr)
     print(
         f"{path}: OK (policy version {config.version}, mode {config.policy.mode.value}, "
         f"{len(config.geo.databases)} geo database(s), "
@@ -328,6 +350,61 @@ def geo_lookup(target: str, config_path: Path | None) -> int:
         print(f"warning: stale geo data: {line}")
     locator.close()
     return EXIT_OK
+
+
+def policy_explain(client: str, target: str, config_path: Path | None) -> int:
+    try:
+        config = _config_or_default(config_path)
+        locator = Locator.from_config(config.jurisdiction.allowed_countries, config.geo)
+    except (ConfigError, GeoDatabaseError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    host, port = _host_and_port(target)
+    addresses = Resolver(0).resolve_sync(host)
+    destination = Destination(host, port, tuple(locator.locate(a) for a in addresses))
+    locator.close()
+    found = explain(destination, config, client)
+    groups = f" (client groups: {', '.join(found.groups)})" if found.groups else ""
+    print(f"client {client}{groups} -> {host}:{port}")
+    if not addresses:
+        print("  does not resolve: location unknown")
+    for judged in destination.addresses:
+        print(
+            f"  {judged.ip}: {judged.country_label} ({judged.location.value}, by {judged.reason})"
+        )
+    print(f"  location as the policy treats it: {found.location.value}")
+    print("entries (deny before allow; the first that applies decides):")
+    if not found.entries:
+        print("  none")
+    for entry in found.entries:
+        print(f"  {entry_expiry.describe(entry.key, entry.rule)}: {_entry_outcome(entry)}")
+    mode = config.policy.mode.value
+    print(f"decision by what the payload holds (mode {mode}):")
+    for payload, verdict in found.verdicts:
+        action = verdict.action.value if verdict.enforced else f"monitor ({verdict.action.value})"
+        print(f"  {payload + ':':<22}{action} by {verdict.rule}: {verdict.reason}")
+    return EXIT_OK
+
+
+def _host_and_port(target: str) -> tuple[str, int]:
+    text = target.strip().removeprefix("https://").removeprefix("http://").split("/")[0]
+    host, port = split_client(text)
+    return host.lower().rstrip("."), port or 443
+
+
+def _entry_outcome(entry: EntryCheck) -> str:
+    rule = entry.rule
+    if entry.outcome == "decides":
+        action = "block" if entry.key.startswith("deny") else rule.action.value
+        return f"DECIDES ({action}: {rule.reason})"
+    if entry.outcome == "expired":
+        assert rule.expires_at is not None
+        return f"names it, but expired at {entry_expiry.iso(rule.expires_at)}"
+    if entry.outcome == "client":
+        return f"names it, for clients {', '.join(rule.clients)} only"
+    if entry.outcome == "destination":
+        return "does not name this destination"
+    return "not reached"
 
 
 def _treated_by(destination: Destination) -> str:
@@ -618,6 +695,8 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return geo_update(args)
     if args.command == "geo":
         return geo_lookup(args.target, args.config)
+    if args.command == "policy":
+        return policy_explain(args.client, args.destination, args.config)
     if args.command == "admin":
         return admin_token(args.name, args.role)
     if args.command == "report":

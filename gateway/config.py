@@ -7,6 +7,7 @@ Relative paths are resolved against the working directory (``make run`` runs fro
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import hashlib
 import ipaddress
@@ -22,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -171,6 +173,103 @@ class DestinationRule(_Strict):
         return bool(addresses) and all(_in_network(a, self.cidr) for a in addresses)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ClientAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_GROUP_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _expiry(value: object) -> object:
+    """``expires``: a date (the entry stops applying at 00:00 UTC that day: not in force on
+    the date named) or a date-time with its time zone."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", value):
+        value = dt.date.fromisoformat(value.strip())
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return dt.datetime.combine(value, dt.time(), dt.UTC)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"not a date (YYYY-MM-DD) or a date-time with a time zone: {value!r}"
+            ) from None
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        raise ValueError("give the time zone of the time (Z or +HH:MM), or a date only")
+    return value
+
+
+class PolicyRule(DestinationRule):
+    """An ``allow_destinations`` / ``deny_destinations`` entry: a destination rule that may
+    expire (an exception granted until a date), names who granted it and why (``ticket``,
+    ``owner``), and may apply to some clients only (CIDRs or ``policy.client_groups``)."""
+
+    expires: Annotated[dt.datetime, BeforeValidator(_expiry)] | None = None
+    ticket: str = ""  # the change or BAA reference
+    owner: str = ""  # who answers for the exception
+    clients: tuple[str, ...] = ()  # CIDRs, addresses or client group names; empty: everyone
+    _expires_at: float | None = PrivateAttr(default=None)
+    _client_networks: tuple[Network, ...] = PrivateAttr(default=())
+
+    @field_validator("clients")
+    @classmethod
+    def _check_clients(cls, clients: tuple[str, ...]) -> tuple[str, ...]:
+        checked = []
+        for entry in clients:
+            name = entry.strip()
+            if not _GROUP_NAME_RE.match(name.lower()):
+                try:
+                    name = str(ipaddress.ip_network(name, strict=False))
+                except ValueError:
+                    raise ValueError(
+                        f"not a CIDR, an address or a client group name: {entry!r}"
+                    ) from None
+            checked.append(name)
+        return tuple(checked)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._expires_at = self.expires.timestamp() if self.expires is not None else None
+
+    def resolve_clients(self, groups: dict[str, tuple[Network, ...]]) -> None:
+        """Fix the networks ``clients`` names (the policy checked every group name exists)."""
+        networks: list[Network] = []
+        for entry in self.clients:
+            if entry in groups:
+                networks += groups[entry]
+            else:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+        self._client_networks = tuple(networks)
+
+    @property
+    def expires_at(self) -> float | None:
+        return self._expires_at
+
+    def expired(self, now: float) -> bool:
+        return self._expires_at is not None and now >= self._expires_at
+
+    def mismatch(
+        self,
+        host: str,
+        port: int,
+        addresses: tuple[str, ...],
+        client: ClientAddress | None,
+        now: float,
+    ) -> str | None:
+        """Why this entry does not decide a message (``destination``, ``expired``, or
+        ``client``), or None when it does."""
+        if not self.matches(host, port, addresses):
+            return "destination"
+        if self._expires_at is not None and now >= self._expires_at:
+            return "expired"
+        if self.clients and (client is None or not any(client in n for n in self._client_networks)):
+            return "client"
+        return None
+
+    @property
+    def target(self) -> str:
+        """The destination it names, as written (for messages, metrics and the trail)."""
+        where = self.host if self.host is not None else str(self.cidr)
+        return f"{where}:{self.port}" if self.port is not None else where
+
+
 def _host_matches(pattern: str, host: str) -> bool:
     host = host.lower().rstrip(".")
     if pattern.startswith("*."):
@@ -207,8 +306,72 @@ class Policy(_Strict):
     # carry (text metadata) as if the pixels held nothing.
     unreadable_media: MediaTreatment = MediaTreatment.BLOCK
     mllp_ack_code: MllpAckCode = MllpAckCode.AR
-    allow_destinations: tuple[DestinationRule, ...] = ()
-    deny_destinations: tuple[DestinationRule, ...] = ()
+    allow_destinations: tuple[PolicyRule, ...] = ()
+    deny_destinations: tuple[PolicyRule, ...] = ()
+    # Named sets of client networks that rules' ``clients`` may name (radiology: 10.20.0.0/16).
+    client_groups: dict[str, tuple[Network, ...]] = Field(default_factory=dict)
+    # Entries that expire within this many days are warned about (check-config, the start
+    # banner, phi_gateway_policy_rules_expiring and its alert).
+    expiry_warning_days: int = Field(default=14, ge=0, le=365)
+    _scoped: bool = PrivateAttr(default=False)
+
+    @field_validator("client_groups", mode="before")
+    @classmethod
+    def _parse_groups(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        groups: dict[str, tuple[Network, ...]] = {}
+        for name, listed in value.items():
+            if not isinstance(name, str) or not _GROUP_NAME_RE.match(name):
+                raise ValueError(
+                    f"client group name {name!r}: lower-case letters, digits, - and _, "
+                    "starting with a letter"
+                )
+            networks = [listed] if isinstance(listed, str) else listed
+            if not isinstance(networks, list | tuple) or not networks:
+                raise ValueError(f"client group {name!r}: give a list of CIDRs")
+            try:
+                groups[name] = tuple(
+                    ipaddress.ip_network(str(n).strip(), strict=False) for n in networks
+                )
+            except ValueError as exc:
+                raise ValueError(f"client group {name!r}: not a CIDR network ({exc})") from None
+        return groups
+
+    @model_validator(mode="after")
+    def _resolve_clients(self) -> Self:
+        for key, rules in (
+            ("allow_destinations", self.allow_destinations),
+            ("deny_destinations", self.deny_destinations),
+        ):
+            for index, rule in enumerate(rules):
+                for n, entry in enumerate(rule.clients):
+                    if _GROUP_NAME_RE.match(entry) and entry not in self.client_groups:
+                        known = ", ".join(sorted(self.client_groups)) or "none"
+                        raise ValueError(
+                            f"{key}[{index}].clients[{n}]: no client group {entry!r} in "
+                            f"policy.client_groups (defined: {known})"
+                        )
+                rule.resolve_clients(self.client_groups)
+        self._scoped = any(rule.clients for _, rule in self.rules())
+        return self
+
+    @property
+    def scoped(self) -> bool:
+        """Some entry applies to some clients only (the client's address must be read)."""
+        return self._scoped
+
+    def rules(self) -> tuple[tuple[str, PolicyRule], ...]:
+        """Every entry with its key (``deny_destinations[0]``), deny-list first: the order
+        of decision."""
+        return tuple(
+            (f"{key}[{index}]", rule)
+            for key, rules in (
+                ("deny_destinations", self.deny_destinations),
+                ("allow_destinations", self.allow_destinations),
+            )
+            for index, rule in enumerate(rules)
+        )
 
 
 class DicomRedaction(_Strict):
@@ -661,6 +824,9 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+_INNER_KEY_RE = re.compile(r"^([a-z_]+\[\d+\](?:\.[a-z_]+|\[\d+\])*): ")
+
+
 def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
     """Validate already-parsed YAML/JSON data."""
     if data is None:
@@ -675,7 +841,11 @@ def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown key (check the spelling against configs/gateway.yaml)"
-            problems.append((_format_location(tuple(err["loc"])), message))
+            where = _format_location(tuple(err["loc"]))
+            # A section's own validator names the key inside it: "allow_destinations[0]...: ".
+            if inner := _INNER_KEY_RE.match(message):
+                where, message = f"{where}.{inner[1]}", message[inner.end() :]
+            problems.append((where, message))
         raise ConfigError(source, problems) from None
 
 

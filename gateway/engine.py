@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import replace
 
-from gateway import metrics
+from gateway import entry_expiry, metrics
 from gateway.audit import AuditStore
 from gateway.audit.event import new_incident_id
 from gateway.audit.factory import fingerprint_key, location, open_store
@@ -108,6 +108,7 @@ class Gateway:
 
     def publish_metrics(self) -> None:
         metrics.POLICY.info({"version": self.policy_version, "mode": self.config.policy.mode.value})
+        entry_expiry.publish(self.config.policy)
         for db in self.locator.databases:
             metrics.GEO_DATABASE_BUILD.labels(db.name).set(db.build_time.timestamp())
         for source in self.locator.sources():
@@ -150,7 +151,7 @@ class Gateway:
             metrics.child(metrics.INSPECTION_SECONDS, inspection.format.value).observe(
                 inspection.seconds
             )
-        verdict = decide(destination, inspection, self.config)
+        verdict = decide(destination, inspection, self.config, message.client)
         redaction = None
         if verdict.action is Action.REDACT:
             verdict, redaction = self._redact(inspection, verdict)

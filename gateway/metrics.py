@@ -212,6 +212,18 @@ REDACTED_IDENTIFIERS = Counter(
     "Fields or elements changed by redaction, by Safe Harbor category.",
     ["category"],
 )
+POLICY_ENTRY_EXPIRY = Gauge(
+    f"{PREFIX}_policy_entry_expiry_timestamp_seconds",
+    "When each allow/deny-list entry with an expiry stops applying (Unix time), by entry "
+    "(allow_destinations[0], ...).",
+    ["entry"],
+)
+POLICY_ENTRIES_EXPIRING = Gauge(
+    f"{PREFIX}_policy_entries_expiring",
+    "Allow/deny-list entries that expire within policy.expiry_warning_days (state soon), or "
+    "have expired and no longer apply (state expired).",
+    ["state"],
+)
 POLICY = Info(
     f"{PREFIX}_policy",
     "The policy in force: its version (hash of the effective config) and mode.",

@@ -4,6 +4,7 @@ record). Nothing here knows about mitmproxy; nothing here ever holds a payload v
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -260,6 +261,28 @@ class Destination:
             )
         rank = {Location.FOREIGN: 0, Location.UNKNOWN: 1, Location.DOMESTIC: 2}
         return min(self.addresses, key=lambda j: rank[j.location])
+
+
+def split_client(client: str) -> tuple[str, int | None]:
+    """A ``Message.client`` as (address, port): "ip:port" as the front ends write it (IPv6
+    unbracketed, "::1:5000"), "[v6]:port", or a bare address (port None)."""
+    text = client.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+        return host, int(port) if port.isdigit() else None
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit() and _is_ip(head):
+        return head, int(tail)
+    return text, None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

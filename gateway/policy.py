@@ -15,16 +15,29 @@ Monitor mode turns every block into "forward and record" (``enforced=False``).
 from __future__ import annotations
 
 import ipaddress
+import time
+from dataclasses import dataclass
 
 from gateway.config import (
+    ClientAddress,
     DestinationRule,
     GatewayConfig,
     MediaTreatment,
     Mode,
+    PolicyRule,
     RuleAction,
     UnknownTreatment,
 )
-from gateway.model import Action, Destination, Inspection, Jurisdiction, Location, Verdict
+from gateway.model import (
+    Action,
+    Destination,
+    Format,
+    Inspection,
+    Jurisdiction,
+    Location,
+    Verdict,
+    split_client,
+)
 
 
 def effective_location(destination: Destination, config: GatewayConfig) -> Location:
@@ -114,41 +127,80 @@ def _is_address(host: str) -> bool:
     return True
 
 
-def decide(destination: Destination, inspection: Inspection, config: GatewayConfig) -> Verdict:
+def client_address(client: str) -> ClientAddress | None:
+    """The address of a message's client, IPv4 for an IPv4-mapped IPv6 address (a
+    dual-stack listener reports those), None when it holds none."""
+    try:
+        address = ipaddress.ip_address(split_client(client)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def deciding_rule(
+    destination: Destination, config: GatewayConfig, client: str = "", now: float | None = None
+) -> tuple[str, PolicyRule] | None:
+    """The first list entry that decides a message from ``client`` to ``destination`` (deny
+    entries before allow entries), or None: the destination's location decides."""
+    policy = config.policy
+    if not (policy.deny_destinations or policy.allow_destinations):
+        return None
+    addresses = tuple(a.ip for a in destination.addresses)
+    when = time.time() if now is None else now
+    peer = client_address(client) if policy.scoped else None
+    for key, rule in policy.rules():
+        if rule.mismatch(destination.host, destination.port, addresses, peer, when) is None:
+            return key, rule
+    return None
+
+
+def decide(
+    destination: Destination,
+    inspection: Inspection,
+    config: GatewayConfig,
+    client: str = "",
+    now: float | None = None,
+) -> Verdict:
+    """``client``: the message's sender ("ip:port"), for entries limited to some clients;
+    ``now``: the time expiring entries are judged at (default: this moment)."""
     policy = config.policy
     monitor = policy.mode is Mode.MONITOR
-    addresses = tuple(a.ip for a in destination.addresses)
-
-    for rule in policy.deny_destinations:
-        if rule.matches(destination.host, destination.port, addresses):
-            return Verdict(
-                Action.BLOCK,
-                "deny-list",
-                f"destination is deny-listed: {rule.reason}",
-                enforced=not monitor,
-                record=True,
-            )
-    for rule in policy.allow_destinations:
-        if not rule.matches(destination.host, destination.port, addresses):
-            continue
+    found = deciding_rule(destination, config, client, now)
+    if found is not None and found[0].startswith("deny"):
+        rule = found[1]
+        return Verdict(
+            Action.BLOCK,
+            "deny-list",
+            f"destination is deny-listed: {_cited(rule)}",
+            enforced=not monitor,
+            record=True,
+        )
+    if found is not None:
+        rule = found[1]
         if rule.action is RuleAction.REDACT:
             if not inspection.inspected or inspection.opaque:
-                break  # what cannot be read cannot be redacted: judged by location below
-            if inspection.contains_phi:
+                pass  # what cannot be read cannot be redacted: judged by location below
+            elif inspection.contains_phi:
                 return Verdict(
                     Action.REDACT,
                     "redact-list",
-                    f"destination receives de-identified data only: {rule.reason}",
+                    f"destination receives de-identified data only: {_cited(rule)}",
                     enforced=not monitor,
                     record=True,
                 )
-            return Verdict(Action.ALLOW, "redact-list", "no PHI found")
-        return Verdict(
-            Action.ALLOW,
-            "allow-list",
-            f"destination is allow-listed: {rule.reason}",
-            record=inspection.contains_phi or not inspection.inspected or bool(inspection.opaque),
-        )
+            else:
+                return Verdict(Action.ALLOW, "redact-list", "no PHI found")
+        else:
+            return Verdict(
+                Action.ALLOW,
+                "allow-list",
+                f"destination is allow-listed: {_cited(rule)}",
+                record=inspection.contains_phi
+                or not inspection.inspected
+                or bool(inspection.opaque),
+            )
 
     if effective_location(destination, config) is Location.DOMESTIC:
         return Verdict(Action.ALLOW, "domestic", "destination is inside the allowed jurisdictions")
@@ -180,6 +232,71 @@ def decide(destination: Destination, inspection: Inspection, config: GatewayConf
             record=True,
         )
     return Verdict(Action.ALLOW, "foreign-no-phi", f"no PHI found in payload to {where}")
+
+
+def _cited(rule: PolicyRule) -> str:
+    """The entry's reason with its ticket: the trail says which exception let PHI through."""
+    return f"{rule.reason} (ticket {rule.ticket})" if rule.ticket else rule.reason
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCheck:
+    """One list entry, as ``explain`` found it: ``decides``, or why it does not
+    (``destination``, ``expired``, ``client``), or ``not reached`` (an earlier one decides)."""
+
+    key: str  # allow_destinations[0]
+    rule: PolicyRule
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    client: ClientAddress | None
+    groups: tuple[str, ...]  # the client groups the client is in
+    location: Location  # the destination's, as the policy treats unknown and anycast
+    entries: tuple[EntryCheck, ...]
+    verdicts: tuple[tuple[str, Verdict], ...]  # by what the payload turns out to hold
+
+
+# What a payload may turn out to hold: ``explain`` decides each, with decide() itself.
+_PAYLOADS = (
+    ("no PHI", Inspection(Format.JSON)),
+    ("PHI", Inspection(Format.JSON, contains_phi=True)),
+    ("unreadable", Inspection(Format.BINARY, error="cannot be read")),
+    ("image, audio or scan", Inspection(Format.BINARY, opaque="image")),
+)
+
+
+def explain(
+    destination: Destination, config: GatewayConfig, client: str = "", now: float | None = None
+) -> Explanation:
+    """Which entry decides a message from ``client`` to ``destination`` and why every other
+    does not, and the verdict for each kind of payload (``phi-gateway policy explain``)."""
+    policy = config.policy
+    when = time.time() if now is None else now
+    peer = client_address(client)
+    addresses = tuple(a.ip for a in destination.addresses)
+    checks: list[EntryCheck] = []
+    decided = False
+    for key, rule in policy.rules():
+        if decided:
+            checks.append(EntryCheck(key, rule, "not reached"))
+            continue
+        why = rule.mismatch(destination.host, destination.port, addresses, peer, when)
+        checks.append(EntryCheck(key, rule, why or "decides"))
+        decided = why is None
+    groups = tuple(
+        name
+        for name, networks in policy.client_groups.items()
+        if peer is not None and any(peer in network for network in networks)
+    )
+    verdicts = tuple(
+        (payload, decide(destination, inspection, config, client, when))
+        for payload, inspection in _PAYLOADS
+    )
+    return Explanation(
+        peer, groups, effective_location(destination, config), tuple(checks), verdicts
+    )
 
 
 def _where(destination: Destination) -> str:

@@ -16,6 +16,7 @@ from gateway.audit.backend import AuditBackend
 from gateway.audit.query import DECISION_ACTIONS, IncidentFilter, Period, all_incidents
 from gateway.audit.verify import Verification, verify
 from gateway.audit.workflow import NEW, dispositions, hours_to_close
+from gateway.model import split_client
 
 # (key, title) of each summary table, in the order reports show them.
 DIMENSIONS = (
@@ -146,18 +147,12 @@ def categories_text(text: object) -> str:
     return ", ".join(f"{name} ({count})" for name, count in sorted(counts.items()))
 
 
-def _client_address(client: str) -> str:
-    """The client's address without its (ephemeral) port."""
-    host, sep, port = client.rpartition(":")
-    return host.strip("[]") if sep and port.isdigit() else client
-
-
 def _keys(row: dict[str, Any]) -> dict[str, list[str]]:
     message_type = " ".join(filter(None, [row["format"], row["message_type"]])) or "(none)"
     return {
         "country": [row["country"] or "unknown"],
         "destination": [f"{row['host']}:{row['port']}"],
-        "client": [_client_address(str(row["client"]))],
+        "client": [split_client(str(row["client"]))[0]],
         "rule": [row["rule"]],
         "message_type": [message_type],
         "category": sorted(_json(row["categories"], {})) or ["(none)"],

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.event import event_timestamp
+from gateway.model import split_client
 
 OCSF_VERSION = "1.8.0"
 PRODUCT = "PHI egress gateway"
@@ -82,18 +83,6 @@ def syslog_severity(row: dict[str, Any]) -> int:
     return {4: 4, 3: 5, 2: 5}.get(severity(row), 6)
 
 
-def split_address(address: str) -> tuple[str, int | None]:
-    """'10.0.0.5:51234' / '[::1]:443' / '10.0.0.5' -> (ip, port)."""
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest.removeprefix(":")
-        return host, int(port) if port.isdigit() else None
-    if address.count(":") == 1:
-        host, _, port = address.partition(":")
-        return host, int(port) if port.isdigit() else None
-    return address, None
-
-
 def event_id(row: dict[str, Any]) -> str:
     """What a SIEM de-duplicates by: the event's own id (unique in the trail)."""
     return str(row.get("incident_id", ""))
@@ -146,7 +135,7 @@ def cef(row: dict[str, Any]) -> str:
             str(_CEF_SEVERITY[severity(view)]),
         )
     )
-    src, spt = split_address(str(view.get("client", "")))
+    src, spt = split_client(str(view.get("client", "")))
     chain = view["chain"]
     fields: list[tuple[str, object]] = [
         ("rt", epoch_ms(str(view.get("time", "")))),
@@ -210,9 +199,11 @@ def _cef_name(view: dict[str, Any]) -> str:
         }.get(str(action), f"decision to {where}")
     if kind == "workflow":
         return f"incident {_workflow(view)}"
-    return {"access": "admin API access", "expiry": "audit retention expiry"}.get(
-        str(kind), f"{kind} event"
-    )
+    return {
+        "access": "admin API access",
+        "expiry": "audit retention expiry",
+        "entry-expiry": "policy entry expired",
+    }.get(str(kind), f"{kind} event")
 
 
 # -- OCSF ----------------------------------------------------------------------------------------
@@ -253,7 +244,7 @@ def _metadata(view: dict[str, Any], profiles: list[str]) -> dict[str, Any]:
 
 
 def _endpoint(address: str, host: str = "", port: int | None = None, country: str = "") -> Any:
-    ip, parsed_port = split_address(address)
+    ip, parsed_port = split_client(address)
     endpoint: dict[str, Any] = {}
     if host or ip:  # OCSF wants a name or a uid on every endpoint
         endpoint["name"] = host or ip

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway import metrics
+from gateway import entry_expiry, metrics
 from gateway.audit import AuditEvent, AuditStore
 from gateway.audit.event import access_event
 from gateway.audit.sqlite_backend import SqliteBackend
@@ -30,7 +30,9 @@ from tests.unit.test_audit import decision_for
 from tests.unit.test_audit_chain import SECRET
 
 
-def _trail(path: Path, decisions: int = 3, chain: str = "gw-a") -> AuditStore:
+def _trail(
+    path: Path, decisions: int = 3, chain: str = "gw-a", *, entry_expired: bool = False
+) -> AuditStore:
     store = AuditStore(path, ChainSettings(instance_id=chain, secret=SECRET))
     store.start()
     patient = make_patient(7)
@@ -49,8 +51,27 @@ def _trail(path: Path, decisions: int = 3, chain: str = "gw-a") -> AuditStore:
             role="auditor",
         )
     )
+    if entry_expired:
+        store.append(
+            entry_expiry.expiry_event(
+                instance_id=chain,
+                policy_version="v1",
+                key="allow_destinations[0]",
+                rule=parse_config(
+                    {"policy": {"allow_destinations": [EXPIRED_ENTRY]}}
+                ).policy.allow_destinations[0],
+            )
+        )
     store.flush()
     return store
+
+
+EXPIRED_ENTRY = {
+    "host": "coder.example",
+    "reason": "BAA 2026-14",
+    "expires": "2026-01-01",
+    "ticket": "CHG-1",
+}
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
@@ -71,7 +92,7 @@ def _workflow_row(row: dict[str, object]) -> dict[str, object]:
 
 
 def test_every_event_is_a_valid_ocsf_event_of_its_class(tmp_path: Path) -> None:
-    _trail(tmp_path / "a.db").close()
+    _trail(tmp_path / "a.db", entry_expired=True).close()
     rows = _rows(tmp_path / "a.db")
     assert len(rows) >= 4
     for row in [*rows, _workflow_row(rows[0])]:
@@ -91,6 +112,9 @@ def test_every_event_is_a_valid_ocsf_event_of_its_class(tmp_path: Path) -> None:
     assert finding["disposition"] == "Blocked" and finding["severity"] == "High"
     access = next(r for r in rows if r["kind"] == "access")
     assert formats.ocsf(access)["class_uid"] == 0
+    expired = next(r for r in rows if r["kind"] == "entry-expiry")
+    assert formats.ocsf(expired)["class_uid"] == 0
+    assert "|policy entry expired|" in formats.cef(expired)
 
 
 def test_the_checker_catches_a_broken_event(tmp_path: Path) -> None:
