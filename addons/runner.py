@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import contextlib
 import datetime as dt
 import errno
 import gc
@@ -42,18 +41,22 @@ from addons import supervisor
 from addons.phi_gateway import PhiGateway
 from addons.startup import ReloadCheck, TrailServices, effective_config, open_admin_servers
 from gateway import cli, native
-from gateway.admin import AdminServer, ReadinessState
+from gateway.admin import AdminServer, ReadinessState, audited_reload, record_reload
 from gateway.api import Api
 from gateway.config import GatewayConfig, read_config_text, split_host_port
+from gateway.console.app import Console
 from gateway.engine import Gateway
 from gateway.entry_expiry import notices
 from gateway.errors import ConfigError, StartError
 from gateway.geo.locator import stale_sources
+from gateway.report.job import ReportJobs
 from gateway.siem.forwarder import describe_output
 
 log = logging.getLogger("phi_gateway")
 CA_FILE = "mitmproxy-ca-cert.pem"
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+_REFUSED = "reload failed; the last good policy stays in force"
 
 
 class _AcceptOnce:
@@ -264,8 +267,20 @@ async def serve(
 
     def reload() -> None:
         # A failure is logged and counted by the addon; the last good policy stays in force.
-        with contextlib.suppress(exceptions.OptionsError):
-            reload_checked()
+        before = current().policy_version
+        try:
+            loaded = reload_checked()
+        except exceptions.OptionsError:
+            record_reload(current(), before, by="SIGHUP", role="-", ok=False, message=_REFUSED)
+        else:
+            record_reload(
+                current(),
+                before,
+                by="SIGHUP",
+                role="-",
+                ok=True,
+                message=f"policy {loaded.version} in force",
+            )
 
     loop = asyncio.get_running_loop()
 
@@ -277,7 +292,7 @@ async def serve(
             try:
                 loaded = reload_checked()
             except exceptions.OptionsError:
-                done.set_result((False, "reload failed; the last good policy stays in force"))
+                done.set_result((False, _REFUSED))
             except Exception as exc:  # the future must always be answered
                 done.set_exception(exc)
             else:
@@ -290,8 +305,12 @@ async def serve(
         assert addon.gateway is not None
         return addon.gateway
 
+    reports = ReportJobs.from_config(config)
+    reload_for = audited_reload(reload_from_api, current)
     for server in admins:
-        server.routes.api = Api(current, reload_from_api)
+        server.routes.api = Api(current, reload_for, reports)
+        if config.admin.console.enabled:
+            server.routes.console = Console(current, reload_for, reports)
         if current().config.admin.metrics_require_token:
             server.routes.metrics_tokens = lambda: current().config.admin.tokens
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,13 +43,15 @@ from mitmproxy.proxy import mode_specs
 
 from addons.startup import ReloadCheck, TrailServices, open_admin_servers
 from gateway import cli, haproxy, metrics
-from gateway.admin import ReadinessState, Routes
+from gateway.admin import ReadinessState, Routes, audited_reload
 from gateway.api import Api
 from gateway.config import GatewayConfig, split_host_port
+from gateway.console.app import Console
 from gateway.engine import Gateway
 from gateway.entry_expiry import notices
 from gateway.errors import ConfigError, StartError
 from gateway.exposition import merge
+from gateway.report.job import ReportJobs
 from gateway.siem.forwarder import describe_output
 from gateway.workers import DocumentWorkers
 
@@ -416,8 +418,13 @@ def run_workers(
             )
         return True, f"policy {fresh.policy_version} in force in {len(results)} worker(s)"
 
+    reports = ReportJobs.from_config(config)
+    reload_for = audited_reload(reload, lambda: holder["gateway"])
+
     def prepare(routes: Routes) -> None:
-        routes.api = Api(lambda: holder["gateway"], reload)
+        routes.api = Api(lambda: holder["gateway"], reload_for, reports)
+        if config.admin.console.enabled:
+            routes.console = Console(lambda: holder["gateway"], reload_for, reports)
         routes.metrics_source = supervisor.metrics_text
         if config.admin.metrics_require_token:
             routes.metrics_tokens = lambda: holder["gateway"].config.admin.tokens
@@ -459,7 +466,9 @@ def run_workers(
             supervisor.tend()
             if supervisor.reload_wanted:  # off the loop: it waits for the workers' answers
                 supervisor.reload_wanted = False
-                threading.Thread(target=reload, name="reload", daemon=True).start()
+                threading.Thread(
+                    target=reload_for, args=("SIGHUP", "-"), name="reload", daemon=True
+                ).start()
             if time.monotonic() >= next_probe:
                 next_probe = time.monotonic() + 0.5
                 ready = supervisor.probe()

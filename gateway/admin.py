@@ -1,5 +1,6 @@
-"""Admin HTTP server: /metrics (Prometheus), /healthz (process alive), /readyz (serving) and
-the authenticated API under /api/v1/ (gateway/api.py).
+"""Admin HTTP server: /metrics (Prometheus), /healthz (process alive), /readyz (serving),
+the authenticated API under /api/v1/ (gateway/api.py) and the console under /console/
+(gateway/console/).
 
 A small WSGI app on its own thread, so a busy proxy event loop never delays a scrape. The
 metrics endpoints may live on a second server of their own (``admin.metrics_listen``).
@@ -14,14 +15,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, make_wsgi_app
 
 from gateway import metrics
 from gateway.api_auth import authenticate
+from gateway.audit.event import reload_event
 from gateway.config import ApiToken
+
+if TYPE_CHECKING:
+    from gateway.api import ReloadFunction
+    from gateway.engine import Gateway
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -92,6 +98,7 @@ class Routes:
         self.serve_metrics = serve_metrics
         self.serve_api = serve_api
         self.api: WsgiApp | None = None
+        self.console: WsgiApp | None = None
         # When set: /metrics asks for a bearer token of any role among these.
         self.metrics_tokens: Callable[[], tuple[ApiToken, ...]] | None = None
         # When set: /metrics answers this exposition instead of this process's registry
@@ -110,6 +117,14 @@ def make_app(readiness: ReadinessState, routes: Routes | None = None) -> WsgiApp
                 start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
                 return [b"starting\n"]
             return routes.api(environ, start_response)
+        if (path == "/console" or path.startswith("/console/")) and routes.serve_api:
+            if routes.console is None:
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"no console here\n"]
+            if path == "/console":
+                start_response("308 Permanent Redirect", [("Location", "/console/")])
+                return [b""]
+            return routes.console(environ, start_response)
         if path == "/metrics" and routes.serve_metrics:
             tokens = routes.metrics_tokens
             if tokens is not None and not authenticate(
@@ -140,6 +155,37 @@ def make_app(readiness: ReadinessState, routes: Routes | None = None) -> WsgiApp
         return [b"not found\n"]
 
     return app
+
+
+def audited_reload(
+    reload: Callable[[], tuple[bool, str]], gateway: Callable[[], Gateway]
+) -> ReloadFunction:
+    """``reload`` as the API and the console call it: for whom, recorded in the trail (who,
+    the result, the policy version before and after)."""
+
+    def run(by: str, role: str) -> tuple[bool, str]:
+        before = gateway().policy_version
+        ok, message = reload()
+        record_reload(gateway(), before, by=by, role=role, ok=ok, message=message)
+        return ok, message
+
+    return run
+
+
+def record_reload(
+    gateway: Gateway, before: str, *, by: str, role: str, ok: bool, message: str
+) -> None:
+    gateway.audit.append(
+        reload_event(
+            instance_id=gateway.instance_id,
+            policy_version=gateway.policy_version,
+            previous_version=before,
+            by=by,
+            role=role,
+            ok=ok,
+            message=message,
+        )
+    )
 
 
 class AdminServer:

@@ -13,21 +13,20 @@ import contextlib
 import json
 import logging
 import re
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
-from gateway.api_auth import allowed, authenticate
-from gateway.audit.event import access_event
+from gateway.api_auth import allowed, authenticate, carries_token, without_tokens
+from gateway.audit.event import AuditEvent, access_event
 from gateway.audit.query import MAX_PAGE, IncidentFilter, Period, incident, incidents, parse_period
 from gateway.audit.workflow import Change, WorkflowError, history, workflow_event
 from gateway.config import ApiToken
-from gateway.errors import QueryError, ReportFailed, ReportTimeout
+from gateway.errors import QueryError, ReportBusy, ReportFailed, ReportTimeout
 from gateway.report import FORMATS
-from gateway.report.job import build_in_child
+from gateway.report.job import ReportJobs
 from gateway.report.render import CONTENT_TYPES
 
 if TYPE_CHECKING:
@@ -35,7 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
-ReloadFunction = Callable[[], tuple[bool, str]]
+# Reloads the policy for whom (token name, role): (applied, message).
+ReloadFunction = Callable[[str, str], tuple[bool, str]]
 _INCIDENT_PATH = re.compile(r"^/api/v1/incidents/([A-Za-z0-9-]{1,64})$")
 _WORKFLOW_PATH = re.compile(r"^/api/v1/incidents/([A-Za-z0-9-]{1,64})/workflow$")
 _MAX_WORKFLOW_BODY = 16 * 1024
@@ -70,31 +70,6 @@ def _json(code: int, value: object, route: str) -> Reply:
     return Reply(code, json.dumps(value, indent=1).encode(), "application/json", route)
 
 
-# Query parameters that carry credentials, by name; and any value that is one of our tokens.
-_TOKEN_PARAMETERS = frozenset(
-    {"token", "access_token", "api_key", "apikey", "key", "auth", "authorization", "bearer"}
-)
-
-
-def _carries_token(query: str) -> bool:
-    if not query:
-        return False
-    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    return any(k.lower() in _TOKEN_PARAMETERS or v.startswith("phg_") for k, v in pairs)
-
-
-def _without_tokens(query: str) -> str:
-    """The query string as recorded: credential values replaced."""
-    if not _carries_token(query):
-        return query
-    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    kept = [
-        (k, "[removed]" if k.lower() in _TOKEN_PARAMETERS or v.startswith("phg_") else v)
-        for k, v in pairs
-    ]
-    return urllib.parse.urlencode(kept)
-
-
 def _error(code: int, message: str, route: str = "unknown") -> Reply:
     return _json(code, {"error": message}, route)
 
@@ -108,18 +83,19 @@ def incident_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api:
-    def __init__(self, gateway: Callable[[], Gateway], reload: ReloadFunction | None) -> None:
+    def __init__(
+        self, gateway: Callable[[], Gateway], reload: ReloadFunction | None, reports: ReportJobs
+    ) -> None:
         self._gateway = gateway
         self._reload = reload
-        self._reports_lock = threading.Lock()
-        self._reports_running = 0
+        self._reports = reports
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         gateway = self._gateway()
         token = authenticate(environ.get("HTTP_AUTHORIZATION", ""), gateway.config.admin.tokens)
         query = str(environ.get("QUERY_STRING", ""))
         try:
-            if _carries_token(query):
+            if carries_token(query):
                 # Query strings end up in logs, histories and Referer headers: refused, and
                 # the value is not recorded.
                 reply = _error(400, "tokens go in the Authorization header, never in the URL")
@@ -131,7 +107,7 @@ class Api:
             reply = _error(500, "internal error: see the gateway log")
             log.exception("admin API request failed")
         path = environ.get("PATH_INFO", "")
-        query = _without_tokens(query)
+        query = without_tokens(query)
         gateway.audit.append(
             access_event(
                 instance_id=gateway.instance_id,
@@ -173,7 +149,7 @@ class Api:
                 return _error(403, "the admin role is required", "policy-reload")
             if self._reload is None:
                 return _error(503, "reload is not available", "policy-reload")
-            ok, message = self._reload()
+            ok, message = self._reload(token.name, token.role)
             return _json(200 if ok else 409, {"reloaded": ok, "message": message}, "policy-reload")
         workflow = _WORKFLOW_PATH.match(path)
         if workflow:
@@ -255,25 +231,19 @@ class Api:
         except (ValueError, TypeError) as exc:  # WorkflowError is a ValueError
             message = str(exc) if isinstance(exc, WorkflowError) else "not a JSON object"
             return _error(400, message, route)
-        backend = gateway.audit.backend
-        if incident(backend, incident_id) is None:
-            return _error(404, "no such incident", route)
-        current = history(backend, incident_id)
         try:
-            event = workflow_event(
-                instance_id=gateway.instance_id,
-                policy_version=gateway.policy_version,
-                incident_id=incident_id,
-                current=current,
-                change=change,
+            event = change_incident(
+                gateway,
+                incident_id,
+                change,
                 by=token.name,
                 role=token.role,
                 client=f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}",
             )
+        except LookupError:
+            return _error(404, "no such incident", route)
         except WorkflowError as exc:
             return _error(409, str(exc), route)
-        gateway.audit.append(event)
-        gateway.audit.flush()  # on an admin thread: the next read sees the change
         detail = json.loads(event.detail)
         return _json(
             200,
@@ -288,25 +258,19 @@ class Api:
 
     def _report(self, gateway: Gateway, period: Period, fmt: str) -> Reply:
         """Built in a child process: report work never runs in the proxy's interpreter."""
-        settings = gateway.config.report
-        with self._reports_lock:
-            if self._reports_running >= settings.api_max_concurrent:
-                return Reply(
-                    503,
-                    json.dumps({"error": "reports are being built: retry later"}).encode(),
-                    route="reports-blocks",
-                    headers=(("Retry-After", "30"),),
-                )
-            self._reports_running += 1
         try:
-            done = build_in_child(gateway.config, period, fmt, settings.api_timeout_seconds)
+            done = self._reports.run(gateway.config, period, fmt)
+        except ReportBusy as exc:
+            return Reply(
+                503,
+                json.dumps({"error": str(exc)}).encode(),
+                route="reports-blocks",
+                headers=(("Retry-After", "30"),),
+            )
         except ReportTimeout as exc:
             return _error(504, str(exc), "reports-blocks")
         except ReportFailed as exc:
             return _error(500, str(exc), "reports-blocks")
-        finally:
-            with self._reports_lock:
-                self._reports_running -= 1
         return Reply(
             200,
             b"",
@@ -316,6 +280,30 @@ class Api:
             length=done.size,
             headers=(("X-Audit-Chain", "intact" if done.intact else "TAMPERED"),),
         )
+
+
+def change_incident(
+    gateway: Gateway, incident_id: str, change: Change, *, by: str, role: str, client: str
+) -> AuditEvent:
+    """One workflow change, chained in the trail (and flushed: the next read sees it) before
+    it returns. Raises LookupError for an unknown incident, WorkflowError for a change its
+    state does not allow."""
+    backend = gateway.audit.backend
+    if incident(backend, incident_id) is None:
+        raise LookupError(incident_id)
+    event = workflow_event(
+        instance_id=gateway.instance_id,
+        policy_version=gateway.policy_version,
+        incident_id=incident_id,
+        current=history(backend, incident_id),
+        change=change,
+        by=by,
+        role=role,
+        client=client,
+    )
+    gateway.audit.append(event)
+    gateway.audit.flush()  # on an admin thread
+    return event
 
 
 def _integer(text: str, default: int, low: int, high: int) -> int:

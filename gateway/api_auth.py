@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import urllib.parse
 
 from gateway.config import ApiToken
 
@@ -36,3 +37,28 @@ def authenticate(header: str, tokens: tuple[ApiToken, ...]) -> ApiToken | None:
 
 def allowed(token: ApiToken, role: str) -> bool:
     return ROLES[token.role] >= ROLES[role]
+
+
+# Query parameters that carry credentials, by name; and any value that is one of our tokens.
+_TOKEN_PARAMETERS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "auth", "authorization", "bearer"}
+)
+
+
+def carries_token(query: str) -> bool:
+    if not query:
+        return False
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return any(k.lower() in _TOKEN_PARAMETERS or v.startswith("phg_") for k, v in pairs)
+
+
+def without_tokens(query: str) -> str:
+    """The query string as recorded: credential values replaced."""
+    if not carries_token(query):
+        return query
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    kept = [
+        (k, "[removed]" if k.lower() in _TOKEN_PARAMETERS or v.startswith("phg_") else v)
+        for k, v in pairs
+    ]
+    return urllib.parse.urlencode(kept)

@@ -65,8 +65,8 @@ from gateway.geo.providers import PROVIDERS
 from gateway.geo.ranges import ProviderRanges
 from gateway.geo.resolver import Resolver
 from gateway.geo.update import update_ranges
-from gateway.model import Destination, split_client
-from gateway.policy import EntryCheck, effective_location, explain
+from gateway.model import Destination, host_and_port
+from gateway.policy import effective_location, explain
 from gateway.report import FORMATS
 from gateway.report.job import write_report
 
@@ -359,7 +359,7 @@ def policy_explain(client: str, target: str, config_path: Path | None) -> int:
     except (ConfigError, GeoDatabaseError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    host, port = _host_and_port(target)
+    host, port = host_and_port(target)
     addresses = Resolver(0).resolve_sync(host)
     destination = Destination(host, port, tuple(locator.locate(a) for a in addresses))
     locator.close()
@@ -377,34 +377,13 @@ def policy_explain(client: str, target: str, config_path: Path | None) -> int:
     if not found.entries:
         print("  none")
     for entry in found.entries:
-        print(f"  {entry_expiry.describe(entry.key, entry.rule)}: {_entry_outcome(entry)}")
+        print(f"  {entry_expiry.describe(entry.key, entry.rule)}: {entry.describe()}")
     mode = config.policy.mode.value
     print(f"decision by what the payload holds (mode {mode}):")
     for payload, verdict in found.verdicts:
         action = verdict.action.value if verdict.enforced else f"monitor ({verdict.action.value})"
         print(f"  {payload + ':':<22}{action} by {verdict.rule}: {verdict.reason}")
     return EXIT_OK
-
-
-def _host_and_port(target: str) -> tuple[str, int]:
-    text = target.strip().removeprefix("https://").removeprefix("http://").split("/")[0]
-    host, port = split_client(text)
-    return host.lower().rstrip("."), port or 443
-
-
-def _entry_outcome(entry: EntryCheck) -> str:
-    rule = entry.rule
-    if entry.outcome == "decides":
-        action = "block" if entry.key.startswith("deny") else rule.action.value
-        return f"DECIDES ({action}: {rule.reason})"
-    if entry.outcome == "expired":
-        assert rule.expires_at is not None
-        return f"names it, but expired at {entry_expiry.iso(rule.expires_at)}"
-    if entry.outcome == "client":
-        return f"names it, for clients {', '.join(rule.clients)} only"
-    if entry.outcome == "destination":
-        return "does not name this destination"
-    return "not reached"
 
 
 def _treated_by(destination: Destination) -> str:

@@ -673,6 +673,18 @@ class ApiToken(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class Console(_Strict):
+    """The web console under /console/ on ``admin.listen`` (docs/console.md)."""
+
+    enabled: bool = True
+    # A session (the cookie the sign-in form sets) ends this long after sign-in.
+    session_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Sessions kept at once; one more makes the oldest give way.
+    max_sessions: int = Field(default=1000, ge=1, le=100_000)
+    # The fingerprint lookup's largest file (streamed, never stored).
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=16 * 1024**3)
+
+
 class Admin(_Strict):
     listen: HostPort = "127.0.0.1:9464"
     # Serve /metrics, /healthz and /readyz on this address instead (the API stays on listen).
@@ -682,6 +694,7 @@ class Admin(_Strict):
     # Who may use /api/v1/: auditor (incidents, reports), analyst (also the incident
     # workflow), admin (also policy reload).
     tokens: tuple[ApiToken, ...] = ()
+    console: Console = Console()
 
     @field_validator("tokens")
     @classmethod

@@ -13,6 +13,7 @@ payload content: reasons are fixed sentences, limits are config key names.
     │   └── QueryError           a report or query period/filter is invalid (also a ValueError)
     ├── ReportFailed         a report could not be built
     │   └── ReportTimeout        ... in the time allowed
+    ├── ReportBusy           as many reports as allowed are being built: retry later
     └── PayloadError         a payload (or one layer of it) cannot be read: ``reason`` says why,
         │                    ``limit`` names the config limit that fired, if one did.
         │                    Inspection turns it into an Inspection with ``error`` set: the
@@ -87,6 +88,10 @@ class ReportFailed(GatewayError):
 
 class ReportTimeout(ReportFailed):
     """The report child ran past ``report.api_timeout_seconds`` and was killed."""
+
+
+class ReportBusy(GatewayError):
+    """``report.api_max_concurrent`` reports are being built already."""
 
 
 class PayloadError(GatewayError):

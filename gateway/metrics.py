@@ -197,6 +197,12 @@ ADMIN_API_REQUESTS = Counter(
     "Admin API requests by route and HTTP status code (each one is also an audit event).",
     ["route", "code"],
 )
+CONSOLE_SIGNINS = Counter(
+    f"{PREFIX}_console_signins_total",
+    "Console sign-in attempts by result: ok, failed (not a valid token), refused (a stale "
+    "form or another site), throttled (too many failures from the address).",
+    ["result"],
+)
 AUDIT_EVENTS = Counter(
     f"{PREFIX}_audit_events_total",
     "Audit events queued for the audit database, by action.",

@@ -277,6 +277,13 @@ def split_client(client: str) -> tuple[str, int | None]:
     return text, None
 
 
+def host_and_port(target: str, default_port: int = 443) -> tuple[str, int]:
+    """A destination as people type it (``host``, ``host:port``, a URL) as (host, port)."""
+    text = target.strip().removeprefix("https://").removeprefix("http://").split("/")[0]
+    host, port = split_client(text)
+    return host.lower().rstrip("."), port or default_port
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

@@ -28,6 +28,7 @@ from gateway.config import (
     RuleAction,
     UnknownTreatment,
 )
+from gateway.entry_expiry import iso
 from gateway.model import (
     Action,
     Destination,
@@ -247,6 +248,21 @@ class EntryCheck:
     key: str  # allow_destinations[0]
     rule: PolicyRule
     outcome: str
+
+    def describe(self) -> str:
+        """The outcome in words (``policy explain`` and the console)."""
+        rule = self.rule
+        if self.outcome == "decides":
+            action = "block" if self.key.startswith("deny") else rule.action.value
+            return f"DECIDES ({action}: {rule.reason})"
+        if self.outcome == "expired":
+            assert rule.expires_at is not None
+            return f"names it, but expired at {iso(rule.expires_at)}"
+        if self.outcome == "client":
+            return f"names it, for clients {', '.join(rule.clients)} only"
+        if self.outcome == "destination":
+            return "does not name this destination"
+        return "not reached"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@
 #                                     PROXY protocol sender of the client-address tests
 #   keepalived (package keepalived)  - checks the reference deployment's VRRP config (deploy/)
 #   rsyslogd (packages rsyslog, rsyslog-gnutls) - the TLS syslog receiver of the SIEM tests
+#   chromium, chromedriver (packages chromium, chromium-driver) - the real browser of the
+#                                     console tests (driven through Selenium)
 # Idempotent: does nothing when every tool is present. Without root (or password-less sudo) it
 # installs nothing and says so; the tests that need a missing tool then skip with a message.
 # Services the packages would start are kept from starting (the tests start their own).
@@ -26,6 +28,8 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 command -v keepalived >/dev/null 2>&1 || [ -x /usr/sbin/keepalived ] || missing+=(keepalived)
 [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || missing+=(rsyslog-gnutls)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -233,6 +233,38 @@ def access_event(
     )
 
 
+def reload_event(
+    *,
+    instance_id: str,
+    policy_version: str,
+    previous_version: str,
+    by: str,
+    role: str,
+    ok: bool,
+    message: str,
+) -> AuditEvent:
+    """A policy reload: who asked (a token name, or SIGHUP), and whether it took."""
+    outcome = "applied" if ok else "refused"
+    return trail_event(
+        prefix="RLD",
+        instance_id=instance_id,
+        policy_version=policy_version,
+        action="policy-reload",
+        rule=role,
+        reason=f"reload by {by} {outcome}: {previous_version} -> {policy_version}",
+        kind="reload",
+        detail=_compact(
+            {
+                "by": by,
+                "role": role,
+                "ok": ok,
+                "message": message[:300],
+                "previous_version": previous_version,
+            }
+        ),
+    )
+
+
 def expiry_event(
     *,
     instance_id: str,

@@ -1,12 +1,15 @@
-"""Read decisions back out of the audit trail: by period, action and country, paged."""
+"""Read decisions back out of the audit trail: by period, action and country, paged (API,
+reports); searched by every filter the console offers, newest first, by keyset."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit.backend import ROW_COLUMNS, AuditBackend
+from gateway.config import Network
 from gateway.errors import QueryError
 
 DECISION_ACTIONS = ("block", "redact", "monitor", "allow")
@@ -111,3 +114,176 @@ def incident(backend: AuditBackend, incident_id: str) -> dict[str, Any] | None:
         (incident_id,),
     )
     return rows[0] if rows else None
+
+
+# How many matches a search counts before it says "more than": an exact count of a large
+# period would read every matching row for a number nobody needs exactly.
+COUNT_CAP = 10_000
+# Incidents a workflow-state filter may name at once (the SQL lists them).
+MAX_STATE_IDS = 20_000
+_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_RULE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,80}$")
+_HOST = re.compile(r"^[a-z0-9*._-]{1,253}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What the console's incident list is filtered by; empty means any."""
+
+    period: Period
+    action: str = ""
+    country: str = ""
+    destination: str = ""  # host, or host:port
+    clients: tuple[Network, ...] = ()  # a client address or a group's networks
+    rule: str = ""
+    category: str = ""
+    # Only these incidents (a workflow-state filter), or every one but these ("new").
+    only: frozenset[str] | None = None
+    excluding: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        IncidentFilter(self.period, self.action, self.country)  # the shared checks
+        if self.rule and not _RULE.match(self.rule):
+            raise QueryError("rule: letters, digits and . _ : [ ] - only")
+        if self.category and not _CATEGORY.match(self.category):
+            raise QueryError("category: a category name such as name or ssn")
+        host = self.destination.rpartition(":")[0] if ":" in self.destination else self.destination
+        if self.destination and not _HOST.match(host.lower()):
+            raise QueryError("destination: a host name or address, with :port if you like")
+        for ids in (self.only or frozenset(), self.excluding):
+            if len(ids) > MAX_STATE_IDS:
+                raise QueryError("too many incidents in that workflow state: narrow the period")
+
+    def where(self) -> tuple[str, list[Any]]:
+        clause, params = IncidentFilter(self.period, self.action, self.country).where()
+        clauses = [clause]
+        if self.destination:
+            host, sep, port = self.destination.lower().rpartition(":")
+            if sep and port.isdigit() and "]" not in port:
+                clauses.append("host = ? AND port = ?")
+                params += [host.strip("[]"), int(port)]
+            else:
+                clauses.append("host = ?")
+                params.append(self.destination.lower().strip("[]"))
+        if self.clients:
+            patterns = [p for network in self.clients for p in client_patterns(network)]
+            clauses.append("(" + " OR ".join("client LIKE ?" for _ in patterns) + ")")
+            params += patterns
+        if self.rule:
+            clauses.append("rule = ?")
+            params.append(self.rule)
+        if self.category:
+            # categories is a JSON object of names: a quoted name followed by its count
+            clauses.append("categories LIKE ?")
+            params.append(f'%"{self.category}":%')
+        if self.only is not None:
+            if not self.only:
+                clauses.append("1 = 0")
+            else:
+                clauses.append(f"incident_id IN ({', '.join('?' for _ in self.only)})")
+                params += sorted(self.only)
+        if self.excluding:
+            clauses.append(f"incident_id NOT IN ({', '.join('?' for _ in self.excluding)})")
+            params += sorted(self.excluding)
+        return " AND ".join(clauses), params
+
+
+def client_patterns(network: Network) -> list[str]:
+    """LIKE patterns matching exactly the ``client`` column values ("ip:port") inside an IPv4
+    network (also written IPv4-mapped, by a dual-stack listener), or of one IPv6 address: a
+    shorter IPv6 prefix has no exact text pattern (addresses are written compressed)."""
+    if network.version == 6:
+        if network.prefixlen != 128:
+            raise QueryError("client: IPv6 networks cannot be searched, only single addresses")
+        return [f"{network.network_address}:%", f"[{network.network_address}]:%"]
+    patterns = _ipv4_patterns(network)
+    return patterns + ["::ffff:" + p for p in patterns if p != "%"]
+
+
+def _ipv4_patterns(network: Network) -> list[str]:
+    octets = str(network.network_address).split(".")
+    whole, rest = divmod(network.prefixlen, 8)
+    if whole == 4:
+        return [f"{network.network_address}:%"]
+    if rest == 0:
+        return [".".join(octets[:whole]) + ".%:%"] if whole else ["%"]
+    first = int(octets[whole])
+    head = ".".join(octets[:whole])
+    values = range(first, first + 2 ** (8 - rest))
+    joined = (f"{head}.{value}" if head else str(value) for value in values)
+    # "10.2" must not match "10.20...": the next octet's dot (or the port's colon) follows
+    suffix = ".%:%" if whole < 3 else ":%"
+    return [f"{value}{suffix}" for value in joined]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[dict[str, Any]]
+    after: str  # the cursor of the next (older) page; empty on the last
+    matched: int  # how many match, at most COUNT_CAP
+    capped: bool  # there are more than ``matched``
+
+
+def cursor(row: dict[str, Any]) -> str:
+    return f"{row['time']}~{row['seq']}"
+
+
+def _parse_cursor(text: str) -> tuple[str, int]:
+    moment, sep, seq = text.rpartition("~")
+    if not sep or not seq.isdigit() or not moment[:4].isdigit() or len(moment) > 40:
+        raise QueryError("not a page of this list: start again from the first page")
+    return moment, int(seq)
+
+
+def search(backend: AuditBackend, where: Search, after: str = "", limit: int = 50) -> Page:
+    """One page of matching decisions, newest first, after ``after`` (a cursor of the last
+    row of the page before): keyset pagination, so the thousandth page reads no more rows
+    than the first."""
+    clause, params = where.where()
+    size = max(1, min(limit, MAX_PAGE))
+    page_clause, page_params = clause, list(params)
+    if after:
+        moment, seq = _parse_cursor(after)
+        page_clause += " AND time <= ? AND (time < ? OR seq < ?)"
+        page_params += [moment, moment, seq]
+    conn = backend.connect()
+    try:
+        rows = backend.fetch(
+            conn,
+            f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events WHERE {page_clause} "  # noqa: S608
+            "ORDER BY time DESC, seq DESC LIMIT ?",
+            [*page_params, size + 1],
+        )
+        counted = backend.fetch(
+            conn,
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM audit_events "  # noqa: S608
+            f"WHERE {clause} LIMIT ?) AS matching",
+            [*params, COUNT_CAP + 1],
+        )[0]["n"]
+    finally:
+        conn.close()
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        rows, cursor(rows[-1]) if more else "", min(int(counted), COUNT_CAP), counted > COUNT_CAP
+    )
+
+
+def by_fingerprint(
+    backend: AuditBackend, fingerprint: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The decisions about a payload with this keyed fingerprint, newest first."""
+    return backend.fetch_once(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
+        "WHERE payload_fingerprint = ? AND kind = 'decision' ORDER BY time DESC, seq DESC LIMIT ?",
+        (fingerprint, limit),
+    )
+
+
+def recent_of_kind(backend: AuditBackend, kind: str, limit: int) -> list[dict[str, Any]]:
+    """The newest events of one kind (reloads for the console's policy page)."""
+    return backend.fetch_once(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
+        "WHERE kind = ? ORDER BY time DESC, seq DESC LIMIT ?",
+        (kind, limit),
+    )

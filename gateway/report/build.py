@@ -110,8 +110,8 @@ class BlockReport:
             "cover all of them."
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def as_dict(self, incidents: bool = True) -> dict[str, Any]:
+        out = {
             "period": {"from": self.period.since, "to": self.period.last.isoformat()},
             "generated": self.generated,
             "source": self.source,
@@ -124,8 +124,10 @@ class BlockReport:
             "verification": self.verification.as_dict(),
             "policy_versions": self.policy_versions,
             "geo_databases": self.geo_databases,
-            "incidents": [_incident(row) for row in self.incidents],
         }
+        if incidents:
+            out["incidents"] = [_incident(row) for row in self.incidents]
+        return out
 
 
 def _incident(row: dict[str, Any]) -> dict[str, Any]:

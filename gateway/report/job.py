@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,21 @@ from typing import BinaryIO
 from gateway.audit.factory import checkpoint_key, checkpoint_log_path, open_backend
 from gateway.audit.query import Period, parse_period
 from gateway.config import GatewayConfig, parse_config
-from gateway.errors import AuditError, ConfigError, QueryError, ReportFailed, ReportTimeout
+from gateway.errors import (
+    AuditError,
+    ConfigError,
+    QueryError,
+    ReportBusy,
+    ReportFailed,
+    ReportTimeout,
+)
 from gateway.report.build import BlockReport, build_report
 from gateway.report.render import FORMATS, render
 
 log = logging.getLogger(__name__)
 EXIT_INTACT, EXIT_TAMPERED, EXIT_FAILED = 0, 1, 2
+# The report without its incident list, as JSON: the console's overview.
+SUMMARY = "summary"
 _CHUNK = 256 * 1024
 _NICENESS = 10  # the proxy comes first when both want a core
 
@@ -86,6 +96,32 @@ def build_in_child(config: GatewayConfig, period: Period, fmt: str, timeout: flo
         path.unlink(missing_ok=True)  # the open file stays readable until closed
 
 
+class ReportJobs:
+    """The reports the admin API and the console build at once: at most ``max_concurrent``
+    children, one more is refused (ReportBusy) rather than queued behind them."""
+
+    def __init__(self, max_concurrent: int, timeout: float) -> None:
+        self._max = max_concurrent
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._running = 0
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> ReportJobs:
+        return cls(config.report.api_max_concurrent, config.report.api_timeout_seconds)
+
+    def run(self, config: GatewayConfig, period: Period, fmt: str) -> ReportFile:
+        with self._lock:
+            if self._running >= self._max:
+                raise ReportBusy("reports are being built: retry later")
+            self._running += 1
+        try:
+            return build_in_child(config, period, fmt, self._timeout)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+
 def write_report(config: GatewayConfig, period: Period, fmt: str, out: BinaryIO) -> BlockReport:
     """Build the report the config asks for (checked against the checkpoint log when there is
     one) and write it. Raises AuditError when the trail cannot be read, OSError when the log
@@ -98,7 +134,10 @@ def write_report(config: GatewayConfig, period: Period, fmt: str, out: BinaryIO)
         max_listed=config.report.max_listed_incidents,
         checkpoint_logs=[log] if log.is_file() else [],
     )
-    out.write(render(report, fmt))
+    if fmt == SUMMARY:
+        out.write(json.dumps(report.as_dict(incidents=False)).encode())
+    else:
+        out.write(render(report, fmt))
     return report
 
 
@@ -107,7 +146,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.report")
     parser.add_argument("--from", dest="first", required=True)
     parser.add_argument("--to", dest="last", required=True)
-    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--format", choices=(*FORMATS, SUMMARY), required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     with contextlib.suppress(OSError):

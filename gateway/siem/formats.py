@@ -203,6 +203,7 @@ def _cef_name(view: dict[str, Any]) -> str:
         "access": "admin API access",
         "expiry": "audit retention expiry",
         "entry-expiry": "policy entry expired",
+        "reload": "policy reload",
     }.get(str(kind), f"{kind} event")
 
 
