@@ -26,6 +26,7 @@ from gateway.audit.query import Search, parse_period, search
 from gateway.audit.sqlite_backend import SqliteBackend
 
 PERIOD = parse_period("2026-03-01", "2026-03-31")
+BUDGET = 0.25  # admin.console.search_budget_ms's default
 
 
 def queries() -> dict[str, Search]:
@@ -40,6 +41,8 @@ def queries() -> dict[str, Search]:
             PERIOD, country="CN", destination="api3.vendor.example"
         ),
         "nothing matches": Search(PERIOD, destination="nowhere.example"),
+        "client group, no match": Search(PERIOD, clients=(ipaddress.ip_network("10.9.0.0/16"),)),
+        "category, no match": Search(PERIOD, category="biometric"),
     }
 
 
@@ -55,7 +58,9 @@ def _time(call: Callable[[], object], repeat: int) -> float:
 def measure(backend: AuditBackend, repeat: int) -> list[tuple[str, float]]:
     results = []
     for name, where in queries().items():
-        results.append((name, _time(lambda w=where: search(backend, w, "", 50), repeat)))  # type: ignore[misc]
+        results.append(
+            (name, _time(lambda w=where: search(backend, w, "", 50, BUDGET), repeat))  # type: ignore[misc]
+        )
     deep = ""
     for _ in range(200):  # page 200 of the unfiltered list: 10,000 rows in
         deep = search(backend, Search(PERIOD), deep, 50).after

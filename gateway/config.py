@@ -681,6 +681,9 @@ class Console(_Strict):
     session_minutes: int = Field(default=30, ge=1, le=24 * 60)
     # Sessions kept at once; one more makes the oldest give way.
     max_sessions: int = Field(default=1000, ge=1, le=100_000)
+    # One incident-list page (reading it and counting the matches) stops after this long:
+    # a search no index narrows says so instead of scanning the whole trail.
+    search_budget_ms: int = Field(default=250, ge=10, le=60_000)
     # The fingerprint lookup's largest file (streamed, never stored).
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=16 * 1024**3)
 

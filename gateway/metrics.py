@@ -203,6 +203,12 @@ CONSOLE_SIGNINS = Counter(
     "form or another site), throttled (too many failures from the address).",
     ["result"],
 )
+CONSOLE_SEARCHES_CUT = Counter(
+    f"{PREFIX}_console_searches_cut_total",
+    "Console incident searches stopped by admin.console.search_budget_ms, by what was cut: "
+    "page (no rows shown) or count (rows shown, matches not counted).",
+    ["part"],
+)
 AUDIT_EVENTS = Counter(
     f"{PREFIX}_audit_events_total",
     "Audit events queued for the audit database, by action.",

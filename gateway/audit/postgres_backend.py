@@ -39,6 +39,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS audit_events_chain ON audit_events(instance_id
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
 {"".join(f"ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS {_column(c)};" for c in EVENT_FIELDS)}
 CREATE INDEX IF NOT EXISTS audit_events_subject ON audit_events(subject);
+CREATE INDEX IF NOT EXISTS audit_events_fingerprint ON audit_events(payload_fingerprint);
+CREATE INDEX IF NOT EXISTS audit_events_host ON audit_events(host, time);
+CREATE INDEX IF NOT EXISTS audit_events_country ON audit_events(country, time);
+CREATE INDEX IF NOT EXISTS audit_events_action ON audit_events(action, time);
+CREATE INDEX IF NOT EXISTS audit_events_rule ON audit_events(rule, time);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id BIGSERIAL PRIMARY KEY,
     instance_id TEXT NOT NULL, time TEXT NOT NULL, chain_seq BIGINT NOT NULL,

@@ -3,8 +3,11 @@ reports); searched by every filter the console offers, newest first, by keyset."
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,6 +225,10 @@ class Page:
     after: str  # the cursor of the next (older) page; empty on the last
     matched: int  # how many match, at most COUNT_CAP
     capped: bool  # there are more than ``matched``
+    # The time budget ran out: reading the page (``cut``) or counting (``uncounted``)
+    # stopped before it ended, so the search is too broad for the trail's indexes.
+    cut: bool = False
+    uncounted: bool = False
 
 
 def cursor(row: dict[str, Any]) -> str:
@@ -235,10 +242,37 @@ def _parse_cursor(text: str) -> tuple[str, int]:
     return moment, int(seq)
 
 
-def search(backend: AuditBackend, where: Search, after: str = "", limit: int = 50) -> Page:
+def _bounded(
+    backend: AuditBackend, statement: str, params: list[Any], seconds: float
+) -> list[dict[str, Any]] | None:
+    """``fetch`` on a connection of its own, interrupted after ``seconds`` (None then)."""
+    if seconds <= 0:
+        return None
+    conn = backend.connect()
+    timer = threading.Timer(seconds, backend.interrupt, (conn,))
+    timer.start()
+    try:
+        return backend.fetch(conn, statement, params)
+    except backend.errors:
+        return None
+    finally:
+        timer.cancel()
+        with contextlib.suppress(*backend.errors):
+            conn.close()
+
+
+def search(
+    backend: AuditBackend,
+    where: Search,
+    after: str = "",
+    limit: int = 50,
+    budget_seconds: float = 3600.0,
+) -> Page:
     """One page of matching decisions, newest first, after ``after`` (a cursor of the last
     row of the page before): keyset pagination, so the thousandth page reads no more rows
-    than the first."""
+    than the first. Reading the page and counting share ``budget_seconds``: a search that
+    no index narrows stops there instead of holding a thread and a connection."""
+    deadline = time.monotonic() + budget_seconds
     clause, params = where.where()
     size = max(1, min(limit, MAX_PAGE))
     page_clause, page_params = clause, list(params)
@@ -246,27 +280,29 @@ def search(backend: AuditBackend, where: Search, after: str = "", limit: int = 5
         moment, seq = _parse_cursor(after)
         page_clause += " AND time <= ? AND (time < ? OR seq < ?)"
         page_params += [moment, moment, seq]
-    conn = backend.connect()
-    try:
-        rows = backend.fetch(
-            conn,
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events WHERE {page_clause} "  # noqa: S608
-            "ORDER BY time DESC, seq DESC LIMIT ?",
-            [*page_params, size + 1],
-        )
-        counted = backend.fetch(
-            conn,
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM audit_events "  # noqa: S608
-            f"WHERE {clause} LIMIT ?) AS matching",
-            [*params, COUNT_CAP + 1],
-        )[0]["n"]
-    finally:
-        conn.close()
+    rows = _bounded(
+        backend,
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events WHERE {page_clause} "  # noqa: S608
+        "ORDER BY time DESC, seq DESC LIMIT ?",
+        [*page_params, size + 1],
+        budget_seconds,
+    )
+    if rows is None:
+        return Page([], "", 0, False, cut=True, uncounted=True)
+    counted = _bounded(
+        backend,
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM audit_events "  # noqa: S608
+        f"WHERE {clause} LIMIT ?) AS matching",
+        [*params, COUNT_CAP + 1],
+        deadline - time.monotonic(),
+    )
     more = len(rows) > size
     rows = rows[:size]
-    return Page(
-        rows, cursor(rows[-1]) if more else "", min(int(counted), COUNT_CAP), counted > COUNT_CAP
-    )
+    next_cursor = cursor(rows[-1]) if more else ""
+    if counted is None:
+        return Page(rows, next_cursor, len(rows), more, uncounted=True)
+    total = int(counted[0]["n"])
+    return Page(rows, next_cursor, min(total, COUNT_CAP), total > COUNT_CAP)
 
 
 def by_fingerprint(

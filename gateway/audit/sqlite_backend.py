@@ -67,6 +67,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS audit_events_incident ON audit_events(incident
 CREATE UNIQUE INDEX IF NOT EXISTS audit_events_chain ON audit_events(instance_id, chain_seq);
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
 CREATE INDEX IF NOT EXISTS audit_events_subject ON audit_events(subject);
+CREATE INDEX IF NOT EXISTS audit_events_fingerprint ON audit_events(payload_fingerprint);
+CREATE INDEX IF NOT EXISTS audit_events_host ON audit_events(host, time);
+CREATE INDEX IF NOT EXISTS audit_events_country ON audit_events(country, time);
+CREATE INDEX IF NOT EXISTS audit_events_action ON audit_events(action, time);
+CREATE INDEX IF NOT EXISTS audit_events_rule ON audit_events(rule, time);
 """
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from gateway import metrics
 from gateway.api import change_incident, incident_json
 from gateway.audit.factory import fingerprint_key
 from gateway.audit.query import (
@@ -265,7 +266,12 @@ class Pages:
             only=only,
             excluding=excluding,
         )
-        page = search(backend, where, request.arg("after"), PAGE_SIZE)
+        budget = gateway.config.admin.console.search_budget_ms / 1000
+        page = search(backend, where, request.arg("after"), PAGE_SIZE, budget)
+        if page.cut:
+            metrics.CONSOLE_SEARCHES_CUT.labels("page").inc()
+        elif page.uncounted:
+            metrics.CONSOLE_SEARCHES_CUT.labels("count").inc()
         shown: dict[str, str] = {}
         if page.rows:
             first = str(page.rows[-1]["time"])[:10]

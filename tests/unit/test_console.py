@@ -381,3 +381,17 @@ def test_search_pages_newest_first_and_filters(tmp_path: Path) -> None:
     assert {r["incident_id"] for r in found} == {e.incident_id for e in expected}
     assert search(backend, Search(period, category="ssn"), "", 5).matched == 130
     assert search(backend, Search(period, category="mrn"), "", 5).matched == 0
+
+
+def test_a_search_past_its_budget_says_so(tmp_path: Path) -> None:
+    from gateway.audit.factory import open_backend
+
+    config = parse_config({"audit": {"database": str(tmp_path / "a.db")}})
+    backend = open_backend(config.audit)
+    conn = backend.connect()
+    backend.append(conn, "gw-unit", [_event("10.0.0.1:1", "IN", "2026-11-02")])
+    conn.close()
+    period = parse_period("2026-11-01", "2026-11-30")
+    stopped = search(backend, Search(period), "", 50, budget_seconds=0)
+    assert stopped.cut and stopped.rows == []
+    assert not search(backend, Search(period), "", 50, budget_seconds=5).cut
