@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run native test netns-tools test-tools lint typecheck bench soak geo-db geo-ranges geo-table lock clean
+.PHONY: run demo native test netns-tools test-tools lint typecheck bench soak geo-db geo-ranges geo-table lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "need Python >= 3.12, found " + sys.version)'
@@ -23,6 +23,11 @@ native: $(STAMP)
 
 run: native
 	$(VENV)/bin/phi-gateway run --config configs/gateway.yaml
+
+# The gateway with 127.0.0.2 placed in India, receivers on loopback and a few minutes of
+# synthetic hospital traffic: watch it block (gateway/demo/); the console stays up.
+demo: native
+	$(VENV)/bin/phi-gateway demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -51,6 +51,7 @@ from gateway.config import (
     reload_problems,
     split_host_port,
 )
+from gateway.demo.run import add_parser as add_demo_parser
 from gateway.errors import (
     AuditError,
     ConfigError,
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=FORMATS, default="html")
     report.add_argument("--out", type=Path, help="file to write (default: standard output)")
     report.add_argument("--config", type=Path, default=None)
+    add_demo_parser(sub)
     return parser
 
 
@@ -682,6 +684,10 @@ def main(argv: Sequence[str] | None = None, run: RunFunction | None = None) -> i
         return block_report(args)
     if args.command == "incident":
         return incident_change(args)
+    if args.command == "demo":
+        from gateway.demo.run import run_demo
+
+        return run_demo(args)
     if args.command == "audit":
         if args.audit_command == "verify":
             return audit_verify(args.config, args.json, args.checkpoints)

@@ -27,7 +27,7 @@ from tests.support.upstream import Pki
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(bool(browser.available()), reason=browser.available() or "ok"),
+    pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "ok"),
 ]
 AUDITOR, AUDITOR_HASH = new_token()
 ANALYST, ANALYST_HASH = new_token()

@@ -14,7 +14,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-def available() -> str:
+def missing() -> str:
     """Why the browser cannot run here ("" when it can)."""
     if not Path(CHROMIUM).is_file() or not Path(DRIVER).is_file():
         return "chromium and chromium-driver are not installed (scripts/install-test-tools.sh)"

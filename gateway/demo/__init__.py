@@ -1,0 +1,1 @@
+"""``phi-gateway demo``: the gateway, a receiver abroad on loopback, synthetic traffic."""
