@@ -70,9 +70,7 @@ def measure(backend: AuditBackend, repeat: int) -> list[tuple[str, float]]:
     return results
 
 
-def _copy_to_postgres(
-    sqlite_path: Path, workdir: Path, count: int
-) -> tuple[str, Callable[[], None]]:
+def _copy_to_postgres(workdir: Path, count: int) -> tuple[str, Callable[[], None]]:
     port = free_port()
     script = REPO / "scripts" / "pg-test-server.sh"
     subprocess.run(["bash", str(script), "start", str(workdir), str(port)], check=True)
@@ -94,6 +92,7 @@ def _copy_to_postgres(
 
     def stop() -> None:
         subprocess.run(["bash", str(script), "stop", str(workdir)], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     return dsn, stop
 
@@ -115,7 +114,9 @@ def main() -> None:
         backends: list[tuple[str, AuditBackend]] = [("sqlite", SqliteBackend(database))]
         stop: Callable[[], None] | None = None
         if args.postgres:
-            dsn, stop = _copy_to_postgres(database, workdir / "pg", args.events)
+            # Not inside workdir (0700, root's): the server may run as "postgres".
+            pg_dir = Path(tempfile.mkdtemp(prefix="phi-gateway-bench-pg-"))
+            dsn, stop = _copy_to_postgres(pg_dir, args.events)
             from gateway.audit.postgres_backend import PostgresBackend
 
             backends.append(("postgresql", PostgresBackend(dsn)))

@@ -309,6 +309,8 @@ def by_fingerprint(
     backend: AuditBackend, fingerprint: str, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The decisions about a payload with this keyed fingerprint, newest first."""
+    if not fingerprint:
+        return []  # events without a payload carry none
     return backend.fetch_once(
         f"SELECT {', '.join(ROW_COLUMNS)} FROM audit_events "  # noqa: S608
         "WHERE payload_fingerprint = ? AND kind = 'decision' ORDER BY time DESC, seq DESC LIMIT ?",

@@ -92,11 +92,6 @@ class Sessions:
         with self._lock:
             self._sessions.pop(_digest(session_id), None)
 
-    def count(self) -> int:
-        with self._lock:
-            self._expire(time.time())
-            return len(self._sessions)
-
     def refused(self, client: str, now: float | None = None) -> bool:
         """Too many failed sign-ins from this address lately."""
         when = time.time() if now is None else now

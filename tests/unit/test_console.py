@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.api_auth import new_token
-from gateway.audit.event import AuditEvent
 from gateway.audit.factory import fingerprint_key
 from gateway.audit.query import Search, client_patterns, parse_period, search
 from gateway.config import ApiToken, parse_config
@@ -29,6 +28,7 @@ from gateway.console.upload import UploadError, read_upload
 from gateway.engine import Gateway
 from gateway.report.job import ReportJobs
 from tests.support.mmdb import build_test_mmdb
+from tests.support.trail import decision_event as _event
 
 AUDITOR, AUDITOR_HASH = new_token()
 ANALYST, ANALYST_HASH = new_token()
@@ -272,39 +272,6 @@ def _decision(gateway: Gateway, client: str, country: str, day: str = "") -> str
     gateway.audit.append(event)
     gateway.audit.flush()
     return event.incident_id
-
-
-_COUNTER = iter(range(10**9))
-
-
-def _event(client: str, country: str, day: str = "", body: bytes = b"") -> AuditEvent:
-    import datetime as dt
-
-    n = next(_COUNTER)
-    when = day or dt.datetime.now(dt.UTC).date().isoformat()
-    return AuditEvent(
-        incident_id=f"INC-{when.replace('-', '')}T000000Z-{n:08x}",
-        time=f"{when}T00:00:{n % 60:02d}.{n:06d}Z",
-        instance_id="gw-unit",
-        policy_version="v1",
-        client=client,
-        host="vendor.example",
-        ip="127.0.0.2",
-        port=443,
-        country=country,
-        location="foreign",
-        geo_evidence="[]",
-        protocol="http/1",
-        format="hl7v2",
-        message_type="ADT^A01",
-        categories='{"name": 1, "ssn": 1}',
-        locations='["PID-5", "PID-19"]',
-        action="block",
-        rule="foreign-phi",
-        reason="PHI to a foreign destination",
-        error="",
-        payload_fingerprint=body.hex(),
-    )
 
 
 def test_upload_fingerprint_matches_the_trails_and_is_bounded() -> None:
