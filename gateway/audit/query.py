@@ -177,8 +177,9 @@ class Search:
             params.append(self.rule)
         if self.category:
             # categories is a JSON object of names: a quoted name followed by its count
-            clauses.append("categories LIKE ?")
-            params.append(f'%"{self.category}":%')
+            # ("_" is a LIKE wildcard: escaped, so account_number matches itself only)
+            clauses.append("categories LIKE ? ESCAPE '!'")
+            params.append('%"' + self.category.replace("_", "!_") + '":%')
         if self.only is not None:
             if not self.only:
                 clauses.append("1 = 0")

@@ -348,6 +348,7 @@ def test_search_pages_newest_first_and_filters(tmp_path: Path) -> None:
     assert {r["incident_id"] for r in found} == {e.incident_id for e in expected}
     assert search(backend, Search(period, category="ssn"), "", 5).matched == 130
     assert search(backend, Search(period, category="mrn"), "", 5).matched == 0
+    assert search(backend, Search(period, category="s_n"), "", 5).matched == 0  # no wildcard
 
 
 def test_a_search_past_its_budget_says_so(tmp_path: Path) -> None:
